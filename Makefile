@@ -1,0 +1,15 @@
+# One command for every local check: `make verify` runs exactly what CI runs.
+.PHONY: verify test bench-rpc fmt
+
+verify:
+	bash .ci/run
+
+test:
+	cargo test --workspace --locked
+
+fmt:
+	cargo fmt --all
+
+# The transport benchmark recorded in BENCHMARKS.md.
+bench-rpc:
+	cargo run --release --locked -p troupe-core --bin troupe-rpc-peer -- bench --seconds 3 --rounds 5

@@ -1,0 +1,361 @@
+//! One authenticated client connection with many calls in flight.
+//!
+//! Three tasks serve it: the writer ([`super::outbox`]), a reader that
+//! hands each answer to the call waiting for its id, and a keepalive that
+//! pings the peer and closes the connection when nothing has been heard for
+//! `keepalive_timeout` (a frozen or cut-off peer, which TCP alone would not
+//! notice for minutes). Closing fails every waiting call at once with
+//! `ConnectionLost`, so no call outlives its connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use super::config::RpcConfig;
+use super::error::{RpcError, StatusCode};
+use super::frame::{self, Frame, Header};
+use super::handshake::{self, HandshakeError};
+use super::outbox::{self, Outbox};
+
+/// What a unary call gets back: the status and body of its `Response`, or
+/// why the connection closed first.
+pub(crate) type Reply = Result<(StatusCode, Bytes), String>;
+
+/// What a stream's consumer receives.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    Item(Bytes),
+    End(StatusCode, Bytes),
+    Lost(String),
+}
+
+enum Waiter {
+    Unary(oneshot::Sender<Reply>),
+    Stream(mpsc::UnboundedSender<StreamEvent>),
+}
+
+#[derive(Default)]
+struct State {
+    waiters: HashMap<u64, Waiter>,
+    /// Set once, when the connection closes; new calls are refused after.
+    closed: Option<String>,
+    tasks: Vec<AbortHandle>,
+}
+
+/// The part of a connection its tasks share.
+struct Shared {
+    state: Mutex<State>,
+    born: Instant,
+    /// Milliseconds after `born` when the last frame arrived.
+    last_heard_ms: AtomicU64,
+}
+
+impl Shared {
+    fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.born.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every critical section is a single insert/remove), so recover.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the connection: fails every waiter and stops the tasks.
+    fn close(&self, reason: String) {
+        let (waiters, tasks) = {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(reason.clone());
+            (
+                std::mem::take(&mut st.waiters),
+                std::mem::take(&mut st.tasks),
+            )
+        };
+        for (_, w) in waiters {
+            match w {
+                Waiter::Unary(tx) => {
+                    let _ = tx.send(Err(reason.clone()));
+                }
+                Waiter::Stream(tx) => {
+                    let _ = tx.send(StreamEvent::Lost(reason.clone()));
+                }
+            }
+        }
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    fn deliver(&self, frame: Frame) -> Result<(), String> {
+        match frame {
+            Frame::Response { id, status, body } => {
+                if let Some(Waiter::Unary(tx)) = self.lock().waiters.remove(&id) {
+                    let _ = tx.send(Ok((status, body)));
+                }
+            }
+            Frame::StreamItem { id, body } => {
+                if let Some(Waiter::Stream(tx)) = self.lock().waiters.get(&id) {
+                    let _ = tx.send(StreamEvent::Item(body));
+                }
+            }
+            Frame::StreamEnd { id, status, body } => {
+                if let Some(Waiter::Stream(tx)) = self.lock().waiters.remove(&id) {
+                    let _ = tx.send(StreamEvent::End(status, body));
+                }
+            }
+            Frame::Pong { .. } => {}
+            other => return Err(format!("peer sent a frame only clients send: {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+/// A live (or closed) connection to one peer.
+pub(crate) struct Connection {
+    pub(crate) addr: Arc<str>,
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    next_id: AtomicU64,
+}
+
+impl Connection {
+    /// Connects, runs the handshake and starts the connection's tasks. The
+    /// caller bounds the time this takes.
+    pub(crate) async fn open(
+        addr: Arc<str>,
+        config: &RpcConfig,
+    ) -> Result<Arc<Connection>, RpcError> {
+        let connect_err = |reason: String| RpcError::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
+        let mut stream = TcpStream::connect(&*addr)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_err(e.to_string()))?;
+        handshake::client(&mut stream, &config.token)
+            .await
+            .map_err(|e| match e {
+                HandshakeError::BadToken => RpcError::Unauthenticated {
+                    addr: addr.to_string(),
+                },
+                HandshakeError::VersionMismatch { ours, theirs } => RpcError::VersionMismatch {
+                    addr: addr.to_string(),
+                    ours,
+                    theirs,
+                },
+                other => connect_err(format!("handshake failed: {other}")),
+            })?;
+        let (read, write) = stream.into_split();
+        let (outbox, inbox) = outbox::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            born: Instant::now(),
+            last_heard_ms: AtomicU64::new(0),
+        });
+
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(config.max_frame_bytes())
+            .new_codec();
+        let reader = {
+            let shared = shared.clone();
+            let mut frames = FramedRead::with_capacity(read, codec, 64 * 1024);
+            tokio::spawn(async move {
+                let reason = loop {
+                    match frames.next().await {
+                        None => break "the peer closed the connection".to_string(),
+                        Some(Err(e)) => break format!("reading from the peer failed: {e}"),
+                        Some(Ok(buf)) => {
+                            shared.touch();
+                            let delivered = Frame::decode(buf.freeze())
+                                .map_err(|e| format!("the peer sent a malformed frame: {e}"))
+                                .and_then(|f| shared.deliver(f));
+                            if let Err(reason) = delivered {
+                                break reason;
+                            }
+                        }
+                    }
+                };
+                shared.close(reason);
+            })
+        };
+        let writer = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = outbox::run(write, inbox).await {
+                    shared.close(format!("writing to the peer failed: {e}"));
+                }
+            })
+        };
+        let keepalive = {
+            let shared = shared.clone();
+            let outbox = outbox.clone();
+            let (interval, timeout) = (config.keepalive_interval, config.keepalive_timeout);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut n = 0u64;
+                loop {
+                    ticks.tick().await;
+                    let silent = shared.silent_for();
+                    if silent >= timeout {
+                        shared.close(format!("heard nothing from the peer for {silent:?}"));
+                        return;
+                    }
+                    n += 1;
+                    let ping = frame::encode(Header::Ping { id: n }, &[]).expect("no name");
+                    if outbox.send_control(ping).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        shared.lock().tasks = vec![
+            reader.abort_handle(),
+            writer.abort_handle(),
+            keepalive.abort_handle(),
+        ];
+        Ok(Arc::new(Connection {
+            addr,
+            shared,
+            outbox,
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.shared.lock().closed.is_none()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lost(&self, reason: String) -> RpcError {
+        RpcError::ConnectionLost {
+            addr: self.addr.to_string(),
+            reason,
+        }
+    }
+
+    fn register(&self, id: u64, waiter: Waiter) -> Result<(), RpcError> {
+        let mut st = self.shared.lock();
+        if let Some(reason) = &st.closed {
+            return Err(self.lost(reason.clone()));
+        }
+        st.waiters.insert(id, waiter);
+        Ok(())
+    }
+
+    /// Forgets a call or stream the caller gave up on and tells the peer to
+    /// stop working on it.
+    pub(crate) fn abandon(&self, id: u64) {
+        if self.shared.lock().waiters.remove(&id).is_some() {
+            let cancel = frame::encode(Header::Cancel { id }, &[]).expect("no name");
+            let _ = self.outbox.send_control(cancel);
+        }
+    }
+
+    /// Sends a request frame (already encoded with `id`) and waits for its
+    /// answer. Dropping the future abandons the call.
+    pub(crate) async fn unary(
+        &self,
+        id: u64,
+        request: Bytes,
+    ) -> Result<(StatusCode, Bytes), RpcError> {
+        let (tx, rx) = oneshot::channel();
+        self.register(id, Waiter::Unary(tx))?;
+        let mut guard = AbandonOnDrop {
+            conn: self,
+            id,
+            armed: true,
+        };
+        if self.outbox.send(request).await.is_err() {
+            return Err(self.lost("the connection's writer stopped".into()));
+        }
+        let reply = rx.await;
+        guard.armed = false;
+        match reply {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(reason)) => Err(self.lost(reason)),
+            Err(_) => Err(self.lost("the connection closed".into())),
+        }
+    }
+
+    /// Sends a one-way frame.
+    pub(crate) async fn one_way(&self, frame: Bytes) -> Result<(), RpcError> {
+        if let Some(reason) = &self.shared.lock().closed {
+            return Err(self.lost(reason.clone()));
+        }
+        self.outbox
+            .send(frame)
+            .await
+            .map_err(|_| self.lost("the connection's writer stopped".into()))
+    }
+
+    /// Registers a stream under `id` and sends its opening frame.
+    pub(crate) async fn open_stream(
+        &self,
+        id: u64,
+        open: Bytes,
+    ) -> Result<mpsc::UnboundedReceiver<StreamEvent>, RpcError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.register(id, Waiter::Stream(tx))?;
+        if self.outbox.send(open).await.is_err() {
+            self.abandon(id);
+            return Err(self.lost("the connection's writer stopped".into()));
+        }
+        Ok(rx)
+    }
+
+    /// Grants a stream's sender `credit` more items.
+    pub(crate) fn grant(&self, id: u64, credit: u32) {
+        let frame = frame::encode(Header::Credit { id, credit }, &[]).expect("no name");
+        let _ = self.outbox.send_control(frame);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.shared.lock().waiters.len()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.close("the connection was dropped".into());
+    }
+}
+
+struct AbandonOnDrop<'a> {
+    conn: &'a Connection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.abandon(self.id);
+        }
+    }
+}

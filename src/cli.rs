@@ -1,0 +1,115 @@
+//! The `troupe` command line. Binaries stay thin: parse arguments, set up
+//! tracing, call into the library.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use troupe_core::config::ProcessEnv;
+use troupe_core::rpc::diag::Echo;
+use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
+use troupe_core::telemetry::{self, LogConfig};
+
+/// Troupe: serve models and run actors on a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "troupe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that a Troupe node answers at ADDR and shares the cluster token.
+    Ping {
+        /// The node's RPC address, host:port.
+        addr: String,
+        /// The cluster token (or set TROUPE_CLUSTER_TOKEN).
+        #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
+        token: String,
+        /// How many round trips to time.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+        /// Give up on each round trip after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Print version information (binary and RPC protocol).
+    Version,
+}
+
+/// Parses the process's arguments and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = LogConfig::from_env(&ProcessEnv)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| telemetry::init(&c).map_err(anyhow::Error::from))
+    {
+        eprintln!("troupe: cannot set up logging: {e}");
+        return ExitCode::from(2);
+    }
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("troupe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            println!(
+                "troupe {} (RPC protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                troupe_core::rpc::PROTOCOL_VERSION
+            );
+            Ok(())
+        }
+        Command::Ping {
+            addr,
+            token,
+            count,
+            timeout,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                anyhow::bail!("--timeout must be a positive number of seconds, got {timeout}");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(ping(
+                &addr,
+                ClusterToken::new(token)?,
+                count,
+                Duration::from_secs_f64(timeout),
+            ))
+        }
+    }
+}
+
+async fn ping(
+    addr: &str,
+    token: ClusterToken,
+    count: u32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let client = RpcClient::new(RpcConfig::new(token));
+    let channel = client.channel(addr);
+    let options = CallOptions {
+        timeout: Some(timeout),
+        fail_fast: true,
+    };
+    for seq in 0..count.max(1) {
+        let start = Instant::now();
+        let payload = seq.to_le_bytes().to_vec();
+        let answer = channel.call_with::<Echo>(&payload, options).await?;
+        anyhow::ensure!(answer == payload, "{addr} answered with the wrong bytes");
+        println!(
+            "reply from {addr}: seq={seq} time={:.3} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}

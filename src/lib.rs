@@ -1,0 +1,24 @@
+//! Troupe: an actor framework and model-serving system for clusters, with a
+//! Raft-replicated control store.
+//!
+//! This facade crate is what programs depend on. It re-exports the parts
+//! of the workspace crates that users touch and holds the `troupe` CLI, so
+//! that a user's program is `fn main() { troupe::cli::run() }` plus its own
+//! registered types, and every node of a cluster runs that same binary.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `troupe` command line.
+//! - [`prelude`]: the handful of names most programs need.
+//! - [`core`]: re-export of `troupe-core` (ids, resources, RPC transport).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+
+pub use troupe_core as core;
+
+/// The names most programs need, for `use troupe::prelude::*`.
+pub mod prelude {
+    pub use troupe_core::id::{ActorId, DeploymentId, NodeId, ReplicaId, RequestId};
+    pub use troupe_core::resources::Resources;
+}

@@ -1,0 +1,5 @@
+//! The `troupe` binary.
+
+fn main() -> std::process::ExitCode {
+    troupe::cli::run()
+}
