@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use troupe_core::config::ProcessEnv;
-use troupe_core::rpc::diag::Echo;
+use troupe_core::rpc::diag::{ByteBuf, Echo};
 use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
 use troupe_core::telemetry::{self, LogConfig};
 
@@ -103,7 +103,7 @@ async fn ping(
     };
     for seq in 0..count.max(1) {
         let start = Instant::now();
-        let payload = seq.to_le_bytes().to_vec();
+        let payload = ByteBuf::from(seq.to_le_bytes().to_vec());
         let answer = channel.call_with::<Echo>(&payload, options).await?;
         anyhow::ensure!(answer == payload, "{addr} answered with the wrong bytes");
         println!(

@@ -114,9 +114,16 @@ impl Channel {
     ) -> Result<P::Response, RpcError> {
         let timeout = options.timeout.unwrap_or(self.inner.config.default_timeout);
         let deadline = Instant::now() + timeout;
-        let conn = self.connection(deadline, options.fail_fast).await?;
+        // One clock read on the fast path: with a live connection the whole
+        // timeout remains.
+        let (conn, remaining) = match self.live() {
+            Some(conn) => (conn, timeout),
+            None => {
+                let conn = self.connection(deadline, options.fail_fast).await?;
+                (conn, deadline.saturating_duration_since(Instant::now()))
+            }
+        };
         let id = conn.next_id();
-        let remaining = deadline.saturating_duration_since(Instant::now());
         let header = Header::Request {
             id,
             timeout_ms: remaining.as_millis().min(u32::MAX as u128) as u32,
@@ -287,7 +294,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::diag::{DiagService, Echo, Sleep};
+    use crate::rpc::diag::{ByteBuf, DiagService, Echo, Sleep};
     use crate::rpc::{ClusterToken, RpcServer};
 
     fn config() -> RpcConfig {
@@ -302,7 +309,7 @@ mod tests {
             .await
             .unwrap();
         let ch = RpcClient::new(config()).channel(&server.local_addr().to_string());
-        ch.call::<Echo>(&vec![1]).await.unwrap();
+        ch.call::<Echo>(&ByteBuf::from(vec![1])).await.unwrap();
         let conn = ch.current().expect("connected");
 
         // Timed out.
@@ -319,6 +326,12 @@ mod tests {
             conn.is_open(),
             "abandoning calls does not close the connection"
         );
-        assert_eq!(ch.call::<Echo>(&vec![2]).await.unwrap(), vec![2]);
+        assert_eq!(
+            ch.call::<Echo>(&ByteBuf::from(vec![2]))
+                .await
+                .unwrap()
+                .into_vec(),
+            vec![2]
+        );
     }
 }

@@ -7,10 +7,8 @@
 //! notice for minutes). Closing fails every waiting call at once with
 //! `ConnectionLost`, so no call outlives its connection.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -24,7 +22,8 @@ use super::config::RpcConfig;
 use super::error::{RpcError, StatusCode};
 use super::frame::{self, Frame, Header};
 use super::handshake::{self, HandshakeError};
-use super::outbox::{self, Outbox};
+use super::id_map::IdMap;
+use super::outbox::{Closed, Outbox};
 
 /// What a unary call gets back: the status and body of its `Response`, or
 /// why the connection closed first.
@@ -45,7 +44,7 @@ enum Waiter {
 
 #[derive(Default)]
 struct State {
-    waiters: HashMap<u64, Waiter>,
+    waiters: IdMap<Waiter>,
     /// Set once, when the connection closes; new calls are refused after.
     closed: Option<String>,
     tasks: Vec<AbortHandle>,
@@ -54,20 +53,13 @@ struct State {
 /// The part of a connection its tasks share.
 struct Shared {
     state: Mutex<State>,
-    born: Instant,
-    /// Milliseconds after `born` when the last frame arrived.
-    last_heard_ms: AtomicU64,
+    /// Frames received so far; the keepalive watches it move.
+    heard: AtomicU64,
 }
 
 impl Shared {
     fn touch(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
-        self.last_heard_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        let now = self.born.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)))
+        self.heard.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -167,11 +159,10 @@ impl Connection {
                 other => connect_err(format!("handshake failed: {other}")),
             })?;
         let (read, write) = stream.into_split();
-        let (outbox, inbox) = outbox::channel();
+        let outbox = Outbox::new(write);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            born: Instant::now(),
-            last_heard_ms: AtomicU64::new(0),
+            heard: AtomicU64::new(0),
         });
 
         let codec = LengthDelimitedCodec::builder()
@@ -201,10 +192,10 @@ impl Connection {
         };
         let writer = {
             let shared = shared.clone();
+            let outbox = outbox.clone();
             tokio::spawn(async move {
-                if let Err(e) = outbox::run(write, inbox).await {
-                    shared.close(format!("writing to the peer failed: {e}"));
-                }
+                let Closed(reason) = outbox.flusher().await;
+                shared.close(reason);
             })
         };
         let keepalive = {
@@ -215,10 +206,14 @@ impl Connection {
                 let mut ticks = tokio::time::interval(interval);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut n = 0u64;
+                let (mut seen, mut since) = (0u64, Instant::now());
                 loop {
                     ticks.tick().await;
-                    let silent = shared.silent_for();
-                    if silent >= timeout {
+                    let heard = shared.heard.load(Ordering::Relaxed);
+                    if heard != seen {
+                        (seen, since) = (heard, Instant::now());
+                    } else if since.elapsed() >= timeout {
+                        let silent = since.elapsed();
                         shared.close(format!("heard nothing from the peer for {silent:?}"));
                         return;
                     }
@@ -258,13 +253,15 @@ impl Connection {
         }
     }
 
-    fn register(&self, id: u64, waiter: Waiter) -> Result<(), RpcError> {
+    /// Registers a waiter; returns whether it is the only call in flight
+    /// (then its frame is written at once rather than batched).
+    fn register(&self, id: u64, waiter: Waiter) -> Result<bool, RpcError> {
         let mut st = self.shared.lock();
         if let Some(reason) = &st.closed {
             return Err(self.lost(reason.clone()));
         }
         st.waiters.insert(id, waiter);
-        Ok(())
+        Ok(st.waiters.len() == 1)
     }
 
     /// Forgets a call or stream the caller gave up on and tells the peer to
@@ -284,13 +281,13 @@ impl Connection {
         request: Bytes,
     ) -> Result<(StatusCode, Bytes), RpcError> {
         let (tx, rx) = oneshot::channel();
-        self.register(id, Waiter::Unary(tx))?;
+        let alone = self.register(id, Waiter::Unary(tx))?;
         let mut guard = AbandonOnDrop {
             conn: self,
             id,
             armed: true,
         };
-        if self.outbox.send(request).await.is_err() {
+        if self.outbox.send(request, alone).await.is_err() {
             return Err(self.lost("the connection's writer stopped".into()));
         }
         let reply = rx.await;
@@ -308,7 +305,7 @@ impl Connection {
             return Err(self.lost(reason.clone()));
         }
         self.outbox
-            .send(frame)
+            .send(frame, false)
             .await
             .map_err(|_| self.lost("the connection's writer stopped".into()))
     }
@@ -320,8 +317,8 @@ impl Connection {
         open: Bytes,
     ) -> Result<mpsc::UnboundedReceiver<StreamEvent>, RpcError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.register(id, Waiter::Stream(tx))?;
-        if self.outbox.send(open).await.is_err() {
+        let alone = self.register(id, Waiter::Stream(tx))?;
+        if self.outbox.send(open, alone).await.is_err() {
             self.abandon(id);
             return Err(self.lost("the connection's writer stopped".into()));
         }

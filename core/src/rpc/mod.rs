@@ -16,9 +16,10 @@
 //! A service is a [`Protocol`] (its name and message types, shared by both
 //! sides) and a [`Service`] implementing it on the server:
 //!
-//! ```no_run
+//! ```
 //! use troupe_core::rpc::*;
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     const NAME: &'static str = "demo.echo";
@@ -35,7 +36,8 @@
 //! let config = RpcConfig::new(ClusterToken::new("secret")?);
 //! let server = RpcServer::new(config.clone()).with_service(EchoService).bind("127.0.0.1:0").await?;
 //! let client = RpcClient::new(config);
-//! let answer = client.channel(&server.local_addr().to_string()).call::<Echo>(&"hi".into()).await?;
+//! let channel = client.channel(&server.local_addr().to_string());
+//! let answer = channel.call::<Echo>(&"hi".to_string()).await?;
 //! assert_eq!(answer, "hi");
 //! # Ok(()) }
 //! ```
@@ -62,6 +64,7 @@ pub mod diag;
 mod error;
 mod frame;
 mod handshake;
+mod id_map;
 mod outbox;
 mod server;
 mod service;

@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +28,8 @@ use super::config::RpcConfig;
 use super::error::{Status, StatusCode};
 use super::frame::{self, Frame, Header};
 use super::handshake;
-use super::outbox::{self, Outbox};
+use super::id_map::IdMap;
+use super::outbox::{self, Closed, Outbox, TrySendError};
 use super::service::{error_response, stream_end, CallContext, Erased, ErasedService, Service};
 
 type Registry = HashMap<&'static [u8], Arc<dyn ErasedService>>;
@@ -218,8 +220,8 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
     }
     let open = Gauge::up(&shared.stats.open_connections);
     let (read, write) = socket.into_split();
-    let (outbox, inbox) = outbox::channel();
-    let mut writer = tokio::spawn(outbox::run(write, inbox));
+    let outbox = Outbox::new(write);
+    let mut writer = tokio::spawn(outbox.clone().flusher());
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(config.max_frame_bytes())
         .new_codec();
@@ -229,7 +231,7 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
         peer,
         outbox,
         tasks: JoinSet::new(),
-        in_flight: HashMap::new(),
+        in_flight: IdMap::default(),
         by_task: HashMap::new(),
     };
     let max_tasks = config.max_concurrent_requests;
@@ -238,10 +240,19 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
             next = frames.next(), if conn.tasks.len() < max_tasks => match next {
                 None => break None,
                 Some(Err(e)) => break Some(format!("unreadable frame: {e}")),
-                Some(Ok(buf)) => match Frame::decode(buf.freeze()) {
-                    Ok(frame) => if let Err(reason) = conn.handle(frame) { break Some(reason) },
-                    Err(e) => break Some(format!("malformed frame: {e}")),
-                },
+                Some(Ok(buf)) => {
+                    // Answers to the frames of one read leave in one write.
+                    conn.outbox.cork();
+                    match Frame::decode(buf.freeze()) {
+                        Ok(frame) => if let Err(reason) = conn.handle(frame) { break Some(reason) },
+                        Err(e) => break Some(format!("malformed frame: {e}")),
+                    }
+                    if !outbox::has_whole_frame(frames.read_buffer()) {
+                        if let Err(Closed(reason)) = conn.outbox.uncork() {
+                            break Some(reason);
+                        }
+                    }
+                }
             },
             Some(done) = conn.tasks.join_next_with_id(), if !conn.tasks.is_empty() => {
                 let task = match done { Ok((id, ())) => id, Err(e) => e.id() };
@@ -277,7 +288,7 @@ struct ConnectionState {
     peer: SocketAddr,
     outbox: Outbox,
     tasks: JoinSet<()>,
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: IdMap<InFlight>,
     by_task: HashMap<tokio::task::Id, u64>,
 }
 
@@ -292,31 +303,43 @@ impl ConnectionState {
                 body,
             } => {
                 let deadline = Instant::now() + Duration::from_millis(timeout_ms as u64);
-                let found = self.lookup(&service);
+                let svc = match self.lookup(&service) {
+                    Ok(svc) => svc,
+                    Err(status) => {
+                        self.reply(error_response(id, &status));
+                        return Ok(());
+                    }
+                };
                 let cx = CallContext {
                     peer: self.peer,
                     deadline: Some(deadline),
                 };
-                let max = self.shared.config.max_message_bytes;
+                let mut answer = svc.call(id, body, cx, self.shared.config.max_message_bytes);
+                // Most handlers (echo, reads from memory) finish without
+                // waiting: answer those right here, without a task. One that
+                // is still pending moves to its own task, whose first poll
+                // registers the real waker.
+                let mut poll_cx = Context::from_waker(futures::task::noop_waker_ref());
+                if let Poll::Ready(reply) = answer.as_mut().poll(&mut poll_cx) {
+                    self.reply(reply);
+                    return Ok(());
+                }
                 let outbox = self.outbox.clone();
                 let shared = self.shared.clone();
                 self.spawn(id, None, async move {
                     let _running = Gauge::up(&shared.stats.in_flight);
-                    let reply = match found {
-                        Ok(svc) => tokio::time::timeout_at(deadline, svc.call(id, body, cx, max))
-                            .await
-                            .unwrap_or_else(|_| {
-                                error_response(
-                                    id,
-                                    &Status::new(
-                                        StatusCode::DeadlineExceeded,
-                                        "the handler did not finish before the caller's deadline",
-                                    ),
-                                )
-                            }),
-                        Err(status) => error_response(id, &status),
-                    };
-                    let _ = outbox.send(reply).await;
+                    let reply = tokio::time::timeout_at(deadline, answer)
+                        .await
+                        .unwrap_or_else(|_| {
+                            error_response(
+                                id,
+                                &Status::new(
+                                    StatusCode::DeadlineExceeded,
+                                    "the handler did not finish before the caller's deadline",
+                                ),
+                            )
+                        });
+                    let _ = outbox.send(reply, true).await;
                 });
             }
             Frame::OneWay { service, body } => match self.lookup(&service) {
@@ -360,7 +383,7 @@ impl ConnectionState {
                     let mut items = match opened {
                         Ok(items) => items,
                         Err(status) => {
-                            let _ = outbox.send(stream_end(id, Some(&status))).await;
+                            let _ = outbox.send(stream_end(id, Some(&status)), true).await;
                             return;
                         }
                     };
@@ -371,16 +394,16 @@ impl ConnectionState {
                         }
                         match items.next().await {
                             Some(Ok(frame)) => {
-                                if outbox.send(frame).await.is_err() {
+                                if outbox.send(frame, false).await.is_err() {
                                     return;
                                 }
                             }
                             Some(Err(status)) => {
-                                let _ = outbox.send(stream_end(id, Some(&status))).await;
+                                let _ = outbox.send(stream_end(id, Some(&status)), true).await;
                                 return;
                             }
                             None => {
-                                let _ = outbox.send(stream_end(id, None)).await;
+                                let _ = outbox.send(stream_end(id, None), true).await;
                                 return;
                             }
                         }
@@ -418,6 +441,16 @@ impl ConnectionState {
             }
         }
         Ok(())
+    }
+
+    /// Queues an answer, waiting in a task of its own if the queue is full.
+    fn reply(&mut self, frame: Bytes) {
+        if let Err(TrySendError::Full(frame)) = self.outbox.try_send(frame) {
+            let outbox = self.outbox.clone();
+            self.tasks.spawn(async move {
+                let _ = outbox.send(frame, true).await;
+            });
+        }
     }
 
     fn lookup(&self, service: &Bytes) -> Result<Arc<dyn ErasedService>, Status> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use troupe_core::rpc::diag::{Echo, Sleep, Tally};
+use troupe_core::rpc::diag::{ByteBuf, Echo, Sleep, Tally};
 use troupe_core::rpc::{
     encoded_len, CallContext, CallOptions, Protocol, RpcClient, RpcError, RpcServer, Service,
     Status, StatusCode,
@@ -73,14 +73,14 @@ async fn a_message_at_the_limit_passes_and_one_byte_over_is_refused() {
 
     // Find the payload whose encoding is exactly the limit.
     let mut len = cfg.max_message_bytes;
-    while encoded_len(&vec![0u8; len]).unwrap() > cfg.max_message_bytes {
+    while encoded_len(&ByteBuf::from(vec![0u8; len])).unwrap() > cfg.max_message_bytes {
         len -= 1;
     }
-    let at_limit = vec![0xabu8; len];
+    let at_limit = ByteBuf::from(vec![0xabu8; len]);
     assert_eq!(encoded_len(&at_limit).unwrap(), cfg.max_message_bytes);
     assert_eq!(ch.call::<Echo>(&at_limit).await.unwrap(), at_limit);
 
-    let over = vec![0xabu8; len + 1];
+    let over = ByteBuf::from(vec![0xabu8; len + 1]);
     match ch.call::<Echo>(&over).await {
         Err(RpcError::MessageTooLarge {
             what: "request",
@@ -95,7 +95,13 @@ async fn a_message_at_the_limit_passes_and_one_byte_over_is_refused() {
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
     // Refusing it cost nothing: the same connection still serves.
-    assert_eq!(ch.call::<Echo>(&b"ok".to_vec()).await.unwrap(), b"ok");
+    assert_eq!(
+        ch.call::<Echo>(&ByteBuf::from(b"ok".to_vec()))
+            .await
+            .unwrap()
+            .into_vec(),
+        b"ok"
+    );
     assert_eq!(server.stats().open_connections.load(Ordering::SeqCst), 1);
 }
 
@@ -200,5 +206,11 @@ async fn unknown_services_and_undecodable_requests_get_clear_statuses() {
     assert_eq!(status.code, StatusCode::InvalidRequest);
     assert!(status.message.contains("diag.sleep"), "{status}");
     // Neither broke the connection.
-    assert_eq!(ch.call::<Echo>(&vec![9]).await.unwrap(), vec![9]);
+    assert_eq!(
+        ch.call::<Echo>(&ByteBuf::from(vec![9]))
+            .await
+            .unwrap()
+            .into_vec(),
+        vec![9]
+    );
 }

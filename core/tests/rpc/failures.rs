@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use troupe_core::rpc::diag::Echo;
+use troupe_core::rpc::diag::{ByteBuf, Echo};
 use troupe_core::rpc::{ClusterToken, RpcClient, RpcConfig, RpcError};
 
 use crate::support::{client, config, diag_server, wait_until};
@@ -16,7 +16,7 @@ async fn a_wrong_token_is_refused_and_nothing_is_dispatched() {
     let intruder = RpcClient::new(RpcConfig::new(ClusterToken::new("wrong").unwrap()));
     let err = intruder
         .channel(&server.local_addr().to_string())
-        .call::<Echo>(&b"hi".to_vec())
+        .call::<Echo>(&ByteBuf::from(b"hi".to_vec()))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Unauthenticated { .. }), "{err:?}");
@@ -77,7 +77,13 @@ async fn random_bytes_close_that_connection_and_no_other() {
     let (server, _) = diag_server(config()).await;
     let addr = server.local_addr().to_string();
     let good = client().channel(&addr);
-    assert_eq!(good.call::<Echo>(&vec![1]).await.unwrap(), vec![1]);
+    assert_eq!(
+        good.call::<Echo>(&ByteBuf::from(vec![1]))
+            .await
+            .unwrap()
+            .into_vec(),
+        vec![1]
+    );
 
     let mut garbage = TcpStream::connect(&addr).await.unwrap();
     let noise: Vec<u8> = (0..4096).map(|_| rand::random::<u8>()).collect();
@@ -87,7 +93,13 @@ async fn random_bytes_close_that_connection_and_no_other() {
 
     // The good client never noticed.
     for i in 0..50u8 {
-        assert_eq!(good.call::<Echo>(&vec![i]).await.unwrap(), vec![i]);
+        assert_eq!(
+            good.call::<Echo>(&ByteBuf::from(vec![i]))
+                .await
+                .unwrap()
+                .into_vec(),
+            vec![i]
+        );
     }
     assert_eq!(server.stats().open_connections.load(Ordering::SeqCst), 1);
 }

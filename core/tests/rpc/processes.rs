@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use troupe_core::rpc::diag::{Echo, Sleep};
+use troupe_core::rpc::diag::{ByteBuf, Echo, Sleep};
 use troupe_core::rpc::{CallOptions, RpcClient, RpcError};
 
 use crate::support::{client, config, Peer};
@@ -12,7 +12,13 @@ async fn a_peer_killed_mid_call_fails_the_call_and_a_restarted_peer_is_reconnect
     let mut peer = Peer::start("127.0.0.1:0").await;
     let client = client();
     let ch = client.channel(&peer.addr);
-    assert_eq!(ch.call::<Echo>(&vec![1]).await.unwrap(), vec![1]);
+    assert_eq!(
+        ch.call::<Echo>(&ByteBuf::from(vec![1]))
+            .await
+            .unwrap()
+            .into_vec(),
+        vec![1]
+    );
 
     // A call that is running on the peer when the peer dies.
     let pending = {
@@ -36,7 +42,7 @@ async fn a_peer_killed_mid_call_fails_the_call_and_a_restarted_peer_is_reconnect
     // While the peer is down, calls fail (fast, with fail_fast).
     let down = ch
         .call_with::<Echo>(
-            &vec![2],
+            &ByteBuf::from(vec![2]),
             CallOptions {
                 timeout: Some(Duration::from_secs(10)),
                 fail_fast: true,
@@ -51,7 +57,10 @@ async fn a_peer_killed_mid_call_fails_the_call_and_a_restarted_peer_is_reconnect
     let restarted = Peer::start(&peer.addr).await;
     assert_eq!(restarted.addr, peer.addr);
     let answer = ch
-        .call_with::<Echo>(&vec![3], CallOptions::timeout(Duration::from_secs(30)))
+        .call_with::<Echo>(
+            &ByteBuf::from(vec![3]),
+            CallOptions::timeout(Duration::from_secs(30)),
+        )
         .await
         .unwrap();
     assert_eq!(answer, vec![3]);
@@ -64,12 +73,21 @@ async fn a_frozen_peer_is_detected_by_keepalive_before_the_deadline() {
     cfg.keepalive_interval = Duration::from_millis(100);
     cfg.keepalive_timeout = Duration::from_secs(1);
     let ch = RpcClient::new(cfg).channel(&peer.addr);
-    assert_eq!(ch.call::<Echo>(&vec![1]).await.unwrap(), vec![1]);
+    assert_eq!(
+        ch.call::<Echo>(&ByteBuf::from(vec![1]))
+            .await
+            .unwrap()
+            .into_vec(),
+        vec![1]
+    );
 
     // SIGSTOP: the socket stays open but nothing answers (a gray failure).
     peer.signal("STOP");
     let err = ch
-        .call_with::<Echo>(&vec![2], CallOptions::timeout(Duration::from_secs(120)))
+        .call_with::<Echo>(
+            &ByteBuf::from(vec![2]),
+            CallOptions::timeout(Duration::from_secs(120)),
+        )
         .await
         .unwrap_err();
     match &err {
@@ -81,7 +99,10 @@ async fn a_frozen_peer_is_detected_by_keepalive_before_the_deadline() {
     peer.signal("CONT");
     // Once it thaws, a new connection works again.
     let answer = ch
-        .call_with::<Echo>(&vec![3], CallOptions::timeout(Duration::from_secs(30)))
+        .call_with::<Echo>(
+            &ByteBuf::from(vec![3]),
+            CallOptions::timeout(Duration::from_secs(30)),
+        )
         .await
         .unwrap();
     assert_eq!(answer, vec![3]);

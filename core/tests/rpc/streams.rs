@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use troupe_core::rpc::diag::{Count, CountRequest, Echo};
+use troupe_core::rpc::diag::{ByteBuf, Count, CountRequest, Echo};
 use troupe_core::rpc::{RpcError, StatusCode};
 
 use crate::support::{client, config, diag_server, wait_until};
@@ -103,7 +103,13 @@ async fn a_stalled_consumer_holds_back_only_its_own_stream() {
     // The endless stream has filled its window and waits for credit; calls
     // on the same connection still go through.
     for i in 0..200u8 {
-        assert_eq!(ch.call::<Echo>(&vec![i]).await.unwrap(), vec![i]);
+        assert_eq!(
+            ch.call::<Echo>(&ByteBuf::from(vec![i]))
+                .await
+                .unwrap()
+                .into_vec(),
+            vec![i]
+        );
     }
     assert_eq!(
         server.stats().in_flight.load(Ordering::SeqCst),

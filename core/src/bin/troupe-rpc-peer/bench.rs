@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
-use troupe_core::rpc::diag::Echo;
+use troupe_core::rpc::diag::{ByteBuf, Echo};
 use troupe_core::rpc::{Channel, ClusterToken, RpcClient, RpcConfig};
 
 use super::raw;
@@ -19,22 +17,31 @@ use super::raw;
 const PAYLOADS: [usize; 2] = [64, 16 * 1024];
 const DEPTH: usize = 64;
 
-/// Starts this binary as a child with `args` and waits for `listening ADDR`.
-async fn start_child(args: &[&str]) -> anyhow::Result<(Child, String)> {
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+/// A child process running this binary; SIGKILLed when dropped.
+struct ChildPeer(std::process::Child);
+
+impl Drop for ChildPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts this binary as a child with `args` (on tokio's default runtime)
+/// and waits for its `listening ADDR` line.
+fn start_child(args: &[&str]) -> anyhow::Result<(ChildPeer, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(args)
+        .env_remove("TROUPE_RPC_PEER_THREADS")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().context("child stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .context("child did not start within 10 s")??
-        .context("child exited before listening")?;
-    let Some(addr) = line.strip_prefix("listening ") else {
-        bail!("unexpected first line from child: {line}");
+    let child = ChildPeer(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let Some(addr) = line.trim().strip_prefix("listening ") else {
+        bail!("unexpected first line from child: {line:?}");
     };
     Ok((child, addr.to_string()))
 }
@@ -57,7 +64,7 @@ async fn rpc_one_in_flight(
     payload: usize,
     run_for: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
-    let body = vec![7u8; payload];
+    let body = ByteBuf::from(vec![7u8; payload]);
     let mut latencies = Vec::new();
     let end = Instant::now() + run_for;
     while Instant::now() < end {
@@ -82,7 +89,7 @@ async fn rpc_many_in_flight(
         let ch = ch.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            let body = vec![7u8; payload];
+            let body = ByteBuf::from(vec![7u8; payload]);
             while Instant::now() < end {
                 ch.call::<Echo>(&body).await?;
                 done.fetch_add(1, Ordering::Relaxed);
@@ -96,75 +103,176 @@ async fn rpc_many_in_flight(
     Ok(done.load(Ordering::Relaxed))
 }
 
-#[derive(Default)]
-struct Series {
-    raw_p50: Vec<f64>,
-    rpc_p50: Vec<f64>,
-    raw_p99: Vec<f64>,
-    rpc_p99: Vec<f64>,
-    p50_ratio: Vec<f64>,
-    raw_tput: Vec<f64>,
-    rpc_tput: Vec<f64>,
-    tput_ratio: Vec<f64>,
-}
-
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-pub async fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
+/// One measurement's results across rounds.
+#[derive(Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn median(&self) -> f64 {
+        median(self.0.clone())
+    }
+}
+
+/// Where a measurement's client runs.
+struct Side {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+}
+
+impl Side {
+    fn new(runtime: tokio::runtime::Runtime, addr: &str) -> anyhow::Result<Side> {
+        let client = RpcClient::new(RpcConfig::new(ClusterToken::new("bench")?));
+        Ok(Side {
+            channel: client.channel(addr),
+            runtime,
+        })
+    }
+
+    fn latencies(&self, payload: usize, run_for: Duration) -> anyhow::Result<Vec<Duration>> {
+        let mut l = self
+            .runtime
+            .block_on(rpc_one_in_flight(&self.channel, payload, run_for))?;
+        l.sort();
+        Ok(l)
+    }
+
+    fn throughput(&self, payload: usize, run_for: Duration) -> anyhow::Result<f64> {
+        let n =
+            self.runtime
+                .block_on(rpc_many_in_flight(&self.channel, payload, DEPTH, run_for))?;
+        Ok(n as f64 / run_for.as_secs_f64())
+    }
+}
+
+/// Runs the comparison and prints two markdown tables.
+pub fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
     let (_rpc_child, rpc_addr) =
-        start_child(&["serve", "--listen", "127.0.0.1:0", "--token", "bench"]).await?;
-    let (_raw_child, raw_addr) = start_child(&["raw-echo", "--listen", "127.0.0.1:0"]).await?;
-    let client = RpcClient::new(RpcConfig::new(ClusterToken::new("bench")?));
-    let ch = client.channel(&rpc_addr);
+        start_child(&["serve", "--listen", "127.0.0.1:0", "--token", "bench"])?;
+    let (_raw_child, raw_addr) = start_child(&["raw-echo", "--listen", "127.0.0.1:0"])?;
+    let current = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let raw = current()?;
+    let single = Side::new(current()?, &rpc_addr)?;
+    let multi = Side::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        &rpc_addr,
+    )?;
     let secs = run_for.as_secs_f64();
 
     println!(
-        "Troupe RPC vs plain TCP on loopback: {rounds} alternating rounds of {secs:.1} s per measurement; \
-         servers are separate processes; medians over rounds.\n"
+        "Troupe RPC vs plain TCP on loopback, {rounds} alternating rounds of {secs:.1} s per measurement, \
+         medians over rounds. Servers are separate processes (tokio multi-threaded). The RPC client runs \
+         on a single-threaded runtime (as on an actix worker) and on tokio's multi-threaded runtime.\n"
     );
-    println!("| payload | raw p50 µs | rpc p50 µs | p50 ratio (rpc/raw) | raw p99 µs | rpc p99 µs | raw calls/s (64 in flight) | rpc calls/s (64 in flight) | throughput ratio (rpc/raw) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut latency_rows = Vec::new();
+    let mut throughput_rows = Vec::new();
     for payload in PAYLOADS {
-        // Warm up both paths (connections, allocator, CPU frequency).
+        // Warm up every path (connections, allocator, CPU frequency).
         let warm = Duration::from_millis(300);
-        raw::ping_pong(&raw_addr, payload, warm).await?;
-        rpc_one_in_flight(&ch, payload, warm).await?;
-        raw::pipelined(&raw_addr, payload, DEPTH, warm).await?;
-        rpc_many_in_flight(&ch, payload, DEPTH, warm).await?;
-
-        let mut s = Series::default();
-        for _ in 0..rounds {
-            let mut raw_lat = raw::ping_pong(&raw_addr, payload, run_for).await?;
-            let mut rpc_lat = rpc_one_in_flight(&ch, payload, run_for).await?;
-            raw_lat.sort();
-            rpc_lat.sort();
-            let (raw50, rpc50) = (percentile(&raw_lat, 0.5), percentile(&rpc_lat, 0.5));
-            s.raw_p50.push(us(raw50));
-            s.rpc_p50.push(us(rpc50));
-            s.raw_p99.push(us(percentile(&raw_lat, 0.99)));
-            s.rpc_p99.push(us(percentile(&rpc_lat, 0.99)));
-            s.p50_ratio.push(us(rpc50) / us(raw50));
-
-            let raw_n = raw::pipelined(&raw_addr, payload, DEPTH, run_for).await? as f64 / secs;
-            let rpc_n = rpc_many_in_flight(&ch, payload, DEPTH, run_for).await? as f64 / secs;
-            s.raw_tput.push(raw_n);
-            s.rpc_tput.push(rpc_n);
-            s.tput_ratio.push(rpc_n / raw_n);
+        raw.block_on(raw::ping_pong(&raw_addr, payload, warm))?;
+        raw.block_on(raw::pipelined(&raw_addr, payload, DEPTH, warm))?;
+        for side in [&single, &multi] {
+            side.latencies(payload, warm)?;
+            side.throughput(payload, warm)?;
         }
-        println!(
-            "| {} B | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} | {:.0} | {:.0} | {:.0}% |",
-            payload,
-            median(s.raw_p50),
-            median(s.rpc_p50),
-            median(s.p50_ratio),
-            median(s.raw_p99),
-            median(s.rpc_p99),
-            median(s.raw_tput),
-            median(s.rpc_tput),
-            100.0 * median(s.tput_ratio),
-        );
+
+        let [mut raw50, mut raw99, mut s50, mut s99, mut m50, mut m99] = Default::default();
+        let [mut raw_t, mut s_t, mut m_t] = Default::default();
+        let [mut s50_ratio, mut m50_ratio, mut s_t_ratio, mut m_t_ratio] =
+            <[Samples; 4]>::default();
+        for _ in 0..rounds {
+            let mut r = raw.block_on(raw::ping_pong(&raw_addr, payload, run_for))?;
+            r.sort();
+            let s = single.latencies(payload, run_for)?;
+            let m = multi.latencies(payload, run_for)?;
+            let (r50, sp50, mp50) = (
+                us(percentile(&r, 0.5)),
+                us(percentile(&s, 0.5)),
+                us(percentile(&m, 0.5)),
+            );
+            let round: [(&mut Samples, f64); 8] = [
+                (&mut raw50, r50),
+                (&mut raw99, us(percentile(&r, 0.99))),
+                (&mut s50, sp50),
+                (&mut s99, us(percentile(&s, 0.99))),
+                (&mut m50, mp50),
+                (&mut m99, us(percentile(&m, 0.99))),
+                (&mut s50_ratio, sp50 / r50),
+                (&mut m50_ratio, mp50 / r50),
+            ];
+            for (samples, v) in round {
+                samples.0.push(v);
+            }
+
+            let rt =
+                raw.block_on(raw::pipelined(&raw_addr, payload, DEPTH, run_for))? as f64 / secs;
+            let st = single.throughput(payload, run_for)?;
+            let mt = multi.throughput(payload, run_for)?;
+            for (samples, v) in [
+                (&mut raw_t, rt),
+                (&mut s_t, st),
+                (&mut m_t, mt),
+                (&mut s_t_ratio, st / rt),
+                (&mut m_t_ratio, mt / rt),
+            ] {
+                samples.0.push(v);
+            }
+        }
+        latency_rows.push(format!(
+            "| {payload} B | {:.1} / {:.1} | {:.1} / {:.1} | **{:.2}×** | {:.1} / {:.1} | {:.2}× |",
+            raw50.median(),
+            raw99.median(),
+            s50.median(),
+            s99.median(),
+            s50_ratio.median(),
+            m50.median(),
+            m99.median(),
+            m50_ratio.median(),
+        ));
+        throughput_rows.push(format!(
+            "| {payload} B | {:.0} | {:.0} | **{:.0}%** | {:.0} | {:.0}% |",
+            raw_t.median(),
+            s_t.median(),
+            100.0 * s_t_ratio.median(),
+            m_t.median(),
+            100.0 * m_t_ratio.median(),
+        ));
     }
+    println!("One call in flight (round trip p50 / p99 in µs; ratio = rpc p50 / raw p50, median of per-round ratios):\n");
+    println!("| payload | raw TCP ping-pong | rpc, 1-thread client | ratio | rpc, multi-thread client | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for row in latency_rows {
+        println!("{row}");
+    }
+    println!("\n{DEPTH} calls in flight (calls per second; ratio = rpc / raw, median of per-round ratios):\n");
+    println!("| payload | raw TCP pipelined | rpc, 1-thread client | ratio | rpc, multi-thread client | ratio |");
+    println!("|---|---|---|---|---|---|");
+    for row in throughput_rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// Drives `depth` concurrent echo calls at `addr` and prints the rate.
+pub async fn load(
+    addr: &str,
+    token: &str,
+    payload: usize,
+    depth: usize,
+    run_for: Duration,
+) -> anyhow::Result<()> {
+    let client = RpcClient::new(RpcConfig::new(ClusterToken::new(token)?));
+    let ch = client.channel(addr);
+    let n = rpc_many_in_flight(&ch, payload, depth, run_for).await?;
+    println!("{:.0} calls/s", n as f64 / run_for.as_secs_f64());
     Ok(())
 }

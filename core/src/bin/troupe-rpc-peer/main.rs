@@ -9,6 +9,8 @@
 //!     the plain-TCP reference: echoes length-prefixed frames
 //! troupe-rpc-peer bench [--seconds S] [--rounds N]
 //!     runs both of the above as child processes and prints the comparison
+//! troupe-rpc-peer load --addr ADDR --token TOKEN [--payload B] [--depth D] [--seconds S]
+//!     drives echo calls at a running `serve` peer (for profiling one side)
 //! ```
 
 mod bench;
@@ -31,9 +33,26 @@ fn main() -> anyhow::Result<()> {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // TROUPE_RPC_PEER_THREADS=1 runs on a single-threaded runtime, like an
+    // actix worker; the default is tokio's multi-threaded scheduler.
+    let threads: usize = std::env::var("TROUPE_RPC_PEER_THREADS")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()
+        .context("TROUPE_RPC_PEER_THREADS must be a number")?
+        .unwrap_or(0);
+    let runtime = match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
     match command.as_str() {
         "serve" => {
             let listen = flag("--listen").context("serve needs --listen ADDR")?;
@@ -58,9 +77,33 @@ fn main() -> anyhow::Result<()> {
                 .map(|s| s.parse())
                 .transpose()?
                 .unwrap_or(3);
-            runtime.block_on(bench::run(Duration::from_secs_f64(seconds), rounds))
+            drop(runtime);
+            bench::run(Duration::from_secs_f64(seconds), rounds)
         }
-        other => bail!("unknown command {other:?}; use serve, raw-echo or bench"),
+        "load" => {
+            let addr = flag("--addr").context("load needs --addr ADDR")?;
+            let token = flag("--token").context("load needs --token TOKEN")?;
+            let payload: usize = flag("--payload")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(64);
+            let depth: usize = flag("--depth")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(64);
+            let seconds: f64 = flag("--seconds")
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(5.0);
+            runtime.block_on(bench::load(
+                &addr,
+                &token,
+                payload,
+                depth,
+                Duration::from_secs_f64(seconds),
+            ))
+        }
+        other => bail!("unknown command {other:?}; use serve, raw-echo, bench or load"),
     }
 }
 

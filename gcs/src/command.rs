@@ -1,0 +1,317 @@
+//! The replicated command (the Raft log's application payload) and the
+//! request types it is built from.
+
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::LeaseId;
+
+/// One entry of the replicated log's application payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Set by clients that want exactly-once semantics under retries.
+    pub session: Option<ClientSession>,
+    pub op: Operation,
+}
+
+impl Command {
+    /// A command without a client session (at-least-once under retries).
+    pub fn new(op: Operation) -> Self {
+        Command { session: None, op }
+    }
+
+    /// A command deduplicated on `(client_id, seq)`.
+    pub fn with_session(client_id: u64, seq: u64, op: Operation) -> Self {
+        Command {
+            session: Some(ClientSession { client_id, seq }),
+            op,
+        }
+    }
+}
+
+/// A client's identity and the sequence number of this write.
+///
+/// A client numbers its writes 1, 2, 3, ... and retries a write with the same
+/// number. The state machine keeps the last `(seq, response)` per client: the
+/// same `seq` again returns the stored response without applying anything; a
+/// lower `seq` returns [`CommandError::StaleSequence`](crate::CommandError).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSession {
+    pub client_id: u64,
+    pub seq: u64,
+}
+
+/// What a command does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    Put(PutRequest),
+    Delete(DeleteRequest),
+    Txn(TxnRequest),
+    /// A read through the log (rarely needed: prefer a read-index read).
+    Range(RangeRequest),
+    LeaseGrant {
+        id: LeaseId,
+        ttl_ms: u64,
+    },
+    /// Deletes the lease and every key attached to it, in one revision.
+    LeaseRevoke {
+        id: LeaseId,
+    },
+}
+
+impl Operation {
+    /// Put `value` at `key`, without a lease.
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Operation::Put(PutRequest::new(key, value))
+    }
+
+    /// Delete one key.
+    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
+        Operation::Delete(DeleteRequest {
+            selector: KeySelector::Key(key.into()),
+            prev_kv: false,
+        })
+    }
+
+    /// Delete every key under `prefix`.
+    pub fn delete_prefix(prefix: impl Into<Vec<u8>>) -> Self {
+        Operation::Delete(DeleteRequest {
+            selector: KeySelector::Prefix(prefix.into()),
+            prev_kv: false,
+        })
+    }
+}
+
+/// Which keys an operation addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeySelector {
+    /// Exactly this key.
+    Key(Vec<u8>),
+    /// Every key starting with these bytes (the empty prefix selects all).
+    Prefix(Vec<u8>),
+}
+
+impl KeySelector {
+    pub fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            KeySelector::Key(k) => k.as_slice() == key,
+            KeySelector::Prefix(p) => key.starts_with(p),
+        }
+    }
+
+    /// The selected keys as a half-open interval of byte strings.
+    pub fn bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        match self {
+            KeySelector::Key(k) => (Bound::Included(k.clone()), Bound::Included(k.clone())),
+            KeySelector::Prefix(p) => (
+                Bound::Included(p.clone()),
+                match prefix_successor(p) {
+                    Some(end) => Bound::Excluded(end),
+                    None => Bound::Unbounded,
+                },
+            ),
+        }
+    }
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix`, or `None` when there is none (empty or all-`0xff` prefix).
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutRequest {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Attach the key to this lease (which must exist); `None` detaches it.
+    pub lease: Option<LeaseId>,
+    /// Return the previous key-value in the response.
+    pub prev_kv: bool,
+}
+
+impl PutRequest {
+    /// A put without a lease that does not return the previous value.
+    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        PutRequest {
+            key: key.into(),
+            value: value.into(),
+            lease: None,
+            prev_kv: false,
+        }
+    }
+
+    pub fn with_lease(mut self, lease: LeaseId) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    pub fn with_prev_kv(mut self) -> Self {
+        self.prev_kv = true;
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    pub selector: KeySelector,
+    /// Return the deleted key-values in the response.
+    pub prev_kv: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub selector: KeySelector,
+    /// At most this many key-values (in key order); `None` for all.
+    pub limit: Option<u64>,
+}
+
+impl RangeRequest {
+    /// One key.
+    pub fn key(key: impl Into<Vec<u8>>) -> Self {
+        RangeRequest {
+            selector: KeySelector::Key(key.into()),
+            limit: None,
+        }
+    }
+
+    /// Every key under `prefix`, at most `limit` of them.
+    pub fn prefix(prefix: impl Into<Vec<u8>>, limit: Option<u64>) -> Self {
+        RangeRequest {
+            selector: KeySelector::Prefix(prefix.into()),
+            limit,
+        }
+    }
+}
+
+/// If every compare holds, run `success`, else run `failure`; all in one
+/// revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRequest {
+    pub compares: Vec<Compare>,
+    pub success: Vec<TxnOp>,
+    pub failure: Vec<TxnOp>,
+}
+
+/// A condition on one key, evaluated on the state before the transaction.
+///
+/// An absent key has version, create and mod revision 0 and no lease; a
+/// `Value` compare on an absent key is always false (as in etcd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+impl Compare {
+    /// Holds when the key exists.
+    pub fn exists(key: impl Into<Vec<u8>>) -> Self {
+        Compare {
+            key: key.into(),
+            op: CompareOp::Greater,
+            target: CompareTarget::Version(0),
+        }
+    }
+
+    /// Holds when the key does not exist.
+    pub fn absent(key: impl Into<Vec<u8>>) -> Self {
+        Compare {
+            key: key.into(),
+            op: CompareOp::Equal,
+            target: CompareTarget::Version(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Less,
+    Greater,
+}
+
+/// The attribute compared, with the operand (the key's attribute is on the
+/// left: `attribute <op> operand`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Value(Vec<u8>),
+    Version(u64),
+    CreateRevision(u64),
+    ModRevision(u64),
+    Lease(Option<LeaseId>),
+}
+
+/// One operation inside a transaction branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    Put(PutRequest),
+    Delete(DeleteRequest),
+    Range(RangeRequest),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_skips_trailing_ff() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
+        assert_eq!(prefix_successor(b""), None);
+    }
+
+    #[test]
+    fn constructors_fill_the_documented_defaults() {
+        let Operation::Put(put) = Operation::put("k", "v") else {
+            panic!("not a put")
+        };
+        assert_eq!((put.lease, put.prev_kv), (None, false));
+        let put = put.with_lease(LeaseId(3)).with_prev_kv();
+        assert_eq!((put.lease, put.prev_kv), (Some(LeaseId(3)), true));
+        assert_eq!(
+            Operation::delete_prefix("p/"),
+            Operation::Delete(DeleteRequest {
+                selector: KeySelector::Prefix(b"p/".to_vec()),
+                prev_kv: false
+            })
+        );
+        assert_eq!(RangeRequest::prefix("p/", Some(2)).limit, Some(2));
+    }
+
+    #[test]
+    fn command_round_trips_through_bincode() {
+        let command = Command::with_session(
+            1,
+            2,
+            Operation::Txn(TxnRequest {
+                compares: vec![Compare::absent("k")],
+                success: vec![TxnOp::Put(PutRequest::new("k", "v").with_lease(LeaseId(1)))],
+                failure: vec![TxnOp::Range(RangeRequest::key("k"))],
+            }),
+        );
+        let bytes = bincode::serialize(&command).expect("encode");
+        assert_eq!(
+            bincode::deserialize::<Command>(&bytes).expect("decode"),
+            command
+        );
+    }
+
+    #[test]
+    fn selector_matches_its_bounds() {
+        let sel = KeySelector::Prefix(vec![b'a', 0xff]);
+        assert!(sel.matches(&[b'a', 0xff, 0]));
+        assert!(!sel.matches(b"b"));
+        assert_eq!(sel.bounds().1, Bound::Excluded(b"b".to_vec()));
+    }
+}

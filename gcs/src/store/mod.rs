@@ -1,0 +1,79 @@
+//! Storage on sled: the Raft log and the state machine, in one database.
+//!
+//! Trees: `raft_log` (entries, vote, committed, last purged), `sm_control`
+//! (current state machine generation, current snapshot), `sm.<generation>`
+//! (the state machine). Putting both in one database makes one flush cover
+//! both, and sled recovers a prefix of the writes, in order.
+
+mod codec;
+mod flusher;
+mod log_store;
+mod reader;
+mod sm_tree;
+mod snapshot;
+mod state_machine;
+
+use std::path::Path;
+
+pub use log_store::LogStore;
+pub use reader::{GcsReader, RangeRead};
+pub use sm_tree::HistoryRead;
+pub use snapshot::SnapshotBuilder;
+pub use state_machine::StateMachineStore;
+
+use crate::error::{GcsStoreError, Result};
+
+/// Defaults for [`StoreConfig`].
+pub const DEFAULT_HISTORY_RETENTION: u64 = 10_000;
+pub const DEFAULT_LIVE_CAPACITY: usize = 1024;
+
+/// Storage settings. Snapshot frequency is openraft's
+/// `Config::snapshot_policy` (`SnapshotPolicy::LogsSinceLast(n)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Keep the events of the last this many revisions for watches.
+    pub history_retention: u64,
+    /// How many applied revisions the live channel buffers per watcher
+    /// before a slow watcher falls back to reading history.
+    pub live_capacity: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history_retention: DEFAULT_HISTORY_RETENTION,
+            live_capacity: DEFAULT_LIVE_CAPACITY,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.history_retention == 0 {
+            return Err(GcsStoreError::Config(
+                "history_retention must be at least 1".into(),
+            ));
+        }
+        if self.live_capacity == 0 {
+            return Err(GcsStoreError::Config(
+                "live_capacity must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Open (or create) a member's storage in `dir`.
+///
+/// Only one process (and one pair of stores) may have a directory open at a
+/// time: sled locks it. To reopen in the same process, drop both stores and
+/// every [`GcsReader`] (openraft drops the stores some time after
+/// `Raft::shutdown`), and retry while the error says the lock is held: sled's
+/// IO threads may keep the database open for a moment after the last handle.
+pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, StateMachineStore)> {
+    config.validate()?;
+    let db = sled::Config::new().path(dir.as_ref()).open()?;
+    let log = LogStore::open(&db)?;
+    let sm = StateMachineStore::open(&db, config)?;
+    Ok((log, sm))
+}

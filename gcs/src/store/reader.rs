@@ -1,0 +1,107 @@
+//! Serializable local reads and watches on the applied state.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use crate::command::{KeySelector, RangeRequest};
+use crate::error::Result;
+use crate::kv::{self, KvView};
+use crate::model::{KeyValue, Lease, LeaseId};
+use crate::response::RangeOutcome;
+use crate::store::sm_tree::HistoryRead;
+use crate::store::state_machine::SmShared;
+use crate::types::LogId;
+use crate::watch::{LiveEvent, Watcher};
+
+/// A cloneable read handle on a member's state machine.
+///
+/// Reads see whole applied batches (never part of one). They are
+/// *serializable*, not linearizable: a follower may lag. For a linearizable
+/// read, call `Raft::ensure_linearizable()` first, then read here.
+///
+/// The handle keeps the sled database open: drop every reader before
+/// reopening the same directory.
+#[derive(Clone)]
+pub struct GcsReader {
+    shared: Arc<SmShared>,
+}
+
+/// A range read with the revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeRead {
+    pub revision: u64,
+    pub kvs: Vec<KeyValue>,
+    pub more: bool,
+}
+
+impl GcsReader {
+    pub(crate) fn new(shared: Arc<SmShared>) -> Self {
+        GcsReader { shared }
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> Result<u64> {
+        self.shared.read_current().revision()
+    }
+
+    /// The last log id applied (not necessarily flushed).
+    pub fn last_applied(&self) -> Result<Option<LogId>> {
+        self.shared.read_current().last_applied()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.shared.read_current().get(key)
+    }
+
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeRead> {
+        let current = self.shared.read_current();
+        let RangeOutcome { kvs, more } = kv::range(&*current, request)?;
+        Ok(RangeRead {
+            revision: current.revision()?,
+            kvs,
+            more,
+        })
+    }
+
+    pub fn lease(&self, id: LeaseId) -> Result<Option<Lease>> {
+        self.shared.read_current().lease(id)
+    }
+
+    /// Every lease: what a new leader feeds to
+    /// [`LeaseTracker::on_become_leader`](crate::LeaseTracker::on_become_leader).
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        self.shared.read_current().leases()
+    }
+
+    /// The highest revision whose history was compacted away (0: none).
+    pub fn compacted(&self) -> Result<u64> {
+        self.shared.read_current().compacted()
+    }
+
+    /// Stored events of keys selected by `selector` from revision `from`
+    /// (inclusive), scanning at most `max_revisions` revisions (one read
+    /// holds back applies, so keep chunks modest). `Compacted` if `from` is at
+    /// or below the compaction point.
+    pub fn history(
+        &self,
+        selector: &KeySelector,
+        from: u64,
+        max_revisions: usize,
+    ) -> Result<HistoryRead> {
+        self.shared
+            .read_current()
+            .history(selector, from, max_revisions)
+    }
+
+    /// Every revision applied from now on, as it becomes visible.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.shared.live.subscribe()
+    }
+
+    /// Events of `selector` from revision `from` on: history first, then live,
+    /// without gaps or repeats. See [`Watcher`].
+    pub fn watch(&self, selector: KeySelector, from: u64) -> Watcher {
+        Watcher::new(self.clone(), selector, from)
+    }
+}
