@@ -35,11 +35,15 @@
 //!   restart. Installing a snapshot switches state atomically.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod client;
 pub mod command;
 pub mod error;
 pub mod kv;
 pub mod lease_tracker;
+pub mod member;
 pub mod model;
+pub mod network;
 pub mod response;
 pub mod store;
 pub mod types;

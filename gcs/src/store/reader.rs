@@ -28,7 +28,7 @@ pub struct GcsReader {
 }
 
 /// A range read with the revision it was read at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RangeRead {
     pub revision: u64,
     pub kvs: Vec<KeyValue>,

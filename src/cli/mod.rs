@@ -1,6 +1,8 @@
 //! The `troupe` command line. Binaries stay thin: parse arguments, set up
 //! tracing, call into the library.
 
+mod gcs;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,9 @@ enum Command {
     },
     /// Print version information (binary and RPC protocol).
     Version,
+    /// The global control store: run a member, list or change members.
+    #[command(subcommand)]
+    Gcs(gcs::GcsCommand),
 }
 
 /// Parses the process's arguments and runs the command.
@@ -59,6 +64,7 @@ pub fn run() -> ExitCode {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Gcs(command) => gcs::run(command),
         Command::Version => {
             println!(
                 "troupe {} (RPC protocol {})",

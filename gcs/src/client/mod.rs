@@ -1,0 +1,414 @@
+//! The GCS client: finds the leader, follows its hints, retries what is
+//! safe to retry within a deadline, and makes writes exactly-once.
+//!
+//! Every write carries a session `(client_id, seq)`. A write that may have
+//! been applied but whose answer was lost (a leader died, a connection
+//! dropped) is retried with the same session, possibly on a new leader; the
+//! state machine answers a retry from its session table instead of applying
+//! it twice. The table keeps only the last sequence number per client id,
+//! so a client runs at most one write per session at a time and keeps a
+//! pool of sessions for concurrent writes.
+//!
+//! Errors separate what a caller can act on: [`GcsClientError::Unavailable`]
+//! (no member answered in time: try later), [`GcsClientError::Rejected`]
+//! (the store refused the request: retrying will not help), and
+//! [`GcsClientError::Transport`] (this process cannot talk to the cluster
+//! at all: wrong token or version).
+
+mod watch;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::debug;
+use troupe_core::rpc::{CallOptions, RpcClient, RpcError};
+
+use crate::api::{Admin, AdminReply, AdminRequest, GcsError, Kv, KvReply, KvRequest, MemberStatus};
+use crate::command::{Command, KeySelector, Operation, RangeRequest};
+use crate::model::{KeyValue, LeaseId};
+use crate::response::{Outcome, Response};
+use crate::store::RangeRead;
+
+pub use watch::WatchStream;
+
+/// How a client talks to the cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Addresses of some or all members; the leader is found from there.
+    pub members: Vec<String>,
+    /// How long one request may take, retries and failovers included.
+    pub request_timeout: Duration,
+    /// How long one attempt on one member may take before the next member
+    /// is tried (a partitioned old leader never answers).
+    pub attempt_timeout: Duration,
+    /// Waits between rounds over all members: doubling from the first to
+    /// the second.
+    pub backoff: (Duration, Duration),
+}
+
+impl ClientConfig {
+    pub fn new(members: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            members,
+            request_timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+            backoff: (Duration::from_millis(20), Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Why a GCS request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GcsClientError {
+    /// No member completed the request before the deadline. A write may
+    /// still have been applied (its session makes a later retry safe).
+    #[error("the control store did not answer within {after:?} (last error: {last}); check that a majority of GCS members is running")]
+    Unavailable { after: Duration, last: String },
+    /// The store refused the request; retrying it unchanged will not help.
+    #[error("the control store refused the request: {0}")]
+    Rejected(GcsError),
+    /// This process cannot talk to the cluster (token, version, size).
+    #[error(transparent)]
+    Transport(RpcError),
+    /// The client was configured without member addresses.
+    #[error("no GCS member addresses given; pass at least one with --gcs or in the config")]
+    NoMembers,
+}
+
+pub type Result<T, E = GcsClientError> = std::result::Result<T, E>;
+
+/// One exactly-once session: a client id and its next sequence number.
+#[derive(Debug)]
+struct Session {
+    client_id: u64,
+    next_seq: u64,
+}
+
+struct Inner {
+    rpc: RpcClient,
+    config: ClientConfig,
+    /// The member believed to lead, tried first.
+    leader: Mutex<Option<String>>,
+    /// Sessions not in use by a write now.
+    idle_sessions: Mutex<Vec<Session>>,
+}
+
+/// A handle on the control store. Cheap to clone.
+#[derive(Clone)]
+pub struct GcsClient {
+    inner: Arc<Inner>,
+}
+
+/// Where an attempt should go next, decided from an error: a pure rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Retry at once at this address (the leader's, from a hint).
+    Redirect(String),
+    /// Try the next member.
+    TryAnother,
+    /// Give up with this error.
+    Fail(GcsClientError),
+}
+
+/// Decides what to do after an attempt failed.
+pub(crate) fn after_error(error: &Attempt) -> Next {
+    match error {
+        Attempt::Store(GcsError::NotLeader {
+            leader: Some((_, addr)),
+            ..
+        }) => Next::Redirect(addr.clone()),
+        Attempt::Store(e) if e.is_retryable() => Next::TryAnother,
+        Attempt::Store(e) => Next::Fail(GcsClientError::Rejected(e.clone())),
+        Attempt::Rpc(e) if e.is_retryable() => Next::TryAnother,
+        Attempt::Rpc(e) => Next::Fail(GcsClientError::Transport(e.clone())),
+    }
+}
+
+/// How one attempt failed.
+#[derive(Debug, Clone)]
+pub(crate) enum Attempt {
+    Store(GcsError),
+    Rpc(RpcError),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Store(e) => e.fmt(f),
+            Attempt::Rpc(e) => e.fmt(f),
+        }
+    }
+}
+
+impl GcsClient {
+    pub fn new(rpc: RpcClient, config: ClientConfig) -> Result<GcsClient> {
+        if config.members.is_empty() {
+            return Err(GcsClientError::NoMembers);
+        }
+        Ok(GcsClient {
+            inner: Arc::new(Inner {
+                rpc,
+                config,
+                leader: Mutex::new(None),
+                idle_sessions: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The member believed to lead, if any.
+    pub fn leader_hint(&self) -> Option<String> {
+        Self::lock(&self.inner.leader).clone()
+    }
+
+    /// Sends `request` to the leader (found by hints and by trying members
+    /// in turn), retrying what is safe until the request deadline.
+    async fn to_leader<P, T>(&self, request: &P::Request) -> Result<T>
+    where
+        P: troupe_core::rpc::Protocol<Response = std::result::Result<T, GcsError>>,
+    {
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.request_timeout;
+        let members = &config.members;
+        let mut target = self.leader_hint().unwrap_or_else(|| members[0].clone());
+        let mut next_member = members
+            .iter()
+            .position(|m| *m == target)
+            .map_or(0, |i| i + 1);
+        let mut tried_this_round = 0usize;
+        let mut backoff = config.backoff.0;
+        let mut last = String::from("no attempt made");
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(GcsClientError::Unavailable {
+                    after: config.request_timeout,
+                    last,
+                });
+            }
+            let options = CallOptions {
+                timeout: Some(config.attempt_timeout.min(deadline - now)),
+                fail_fast: true,
+            };
+            let outcome = match self
+                .inner
+                .rpc
+                .channel(&target)
+                .call_with::<P>(request, options)
+                .await
+            {
+                Ok(Ok(answer)) => {
+                    *Self::lock(&self.inner.leader) = Some(target);
+                    return Ok(answer);
+                }
+                Ok(Err(e)) => Attempt::Store(e),
+                Err(e) => Attempt::Rpc(e),
+            };
+            last = format!("{target}: {outcome}");
+            debug!(%last, "GCS attempt failed");
+            match after_error(&outcome) {
+                Next::Fail(e) => return Err(e),
+                Next::Redirect(addr) if addr != target => {
+                    *Self::lock(&self.inner.leader) = Some(addr.clone());
+                    target = addr;
+                    continue;
+                }
+                Next::Redirect(_) | Next::TryAnother => {
+                    *Self::lock(&self.inner.leader) = None;
+                    tried_this_round += 1;
+                    if tried_this_round >= members.len() {
+                        // Every member failed once: wait before the next round.
+                        tried_this_round = 0;
+                        let wake = (Instant::now() + backoff).min(deadline);
+                        tokio::time::sleep_until(wake).await;
+                        backoff = (backoff * 2).min(config.backoff.1);
+                    }
+                    target = members[next_member % members.len()].clone();
+                    next_member += 1;
+                }
+            }
+        }
+    }
+
+    fn take_session(&self) -> Session {
+        Self::lock(&self.inner.idle_sessions)
+            .pop()
+            .unwrap_or_else(|| Session {
+                client_id: rand::random::<u64>() | 1,
+                next_seq: 1,
+            })
+    }
+
+    fn return_session(&self, mut session: Session) {
+        session.next_seq += 1;
+        Self::lock(&self.inner.idle_sessions).push(session);
+    }
+
+    /// Replicates `op` exactly once and returns the store's response (which
+    /// may be a replicated rejection, e.g. an unknown lease).
+    pub async fn write(&self, op: Operation) -> Result<Response> {
+        let session = self.take_session();
+        let command = Command::with_session(session.client_id, session.next_seq, op);
+        let result = self.to_leader::<Kv, _>(&KvRequest::Write(command)).await;
+        // Whatever happened, this sequence number is spent: a later write
+        // uses the next one, which the store orders after it.
+        self.return_session(session);
+        match result? {
+            KvReply::Written(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Response> {
+        self.write(Operation::put(key, value)).await
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: impl Into<Vec<u8>>) -> Result<Response> {
+        self.write(Operation::delete(key)).await
+    }
+
+    /// Reads keys. Linearizable reads see every write acknowledged before
+    /// they started; serializable ones are answered by any member and may
+    /// lag.
+    pub async fn range(&self, request: RangeRequest, linearizable: bool) -> Result<RangeRead> {
+        let request = KvRequest::Range {
+            request,
+            linearizable,
+        };
+        match self.to_leader::<Kv, _>(&request).await? {
+            KvReply::Range(read) => Ok(read),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads one key, linearizably.
+    pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
+        let read = self.range(RangeRequest::key(key), true).await?;
+        Ok(read.kvs.into_iter().next())
+    }
+
+    /// Grants a lease with `ttl`; keys put with it vanish when it expires.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let id = LeaseId(rand::random::<u64>() | 1);
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let response = self.write(Operation::LeaseGrant { id, ttl_ms }).await?;
+        match response.outcome {
+            Ok(Outcome::LeaseGranted { id, .. }) => Ok(id),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(GcsClientError::Rejected(GcsError::Invalid(e.to_string()))),
+        }
+    }
+
+    /// Extends a lease by its TTL; returns the TTL.
+    pub async fn keep_alive(&self, id: LeaseId) -> Result<Duration> {
+        match self.to_leader::<Kv, _>(&KvRequest::KeepAlive(id)).await? {
+            KvReply::KeptAlive { ttl_ms } => Ok(Duration::from_millis(ttl_ms)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes a lease and deletes its keys.
+    pub async fn revoke_lease(&self, id: LeaseId) -> Result<Response> {
+        self.write(Operation::LeaseRevoke { id }).await
+    }
+
+    /// Watches keys under `selector` from `from_revision` (0: from now),
+    /// resuming on another member if the one serving it fails.
+    pub async fn watch(&self, selector: KeySelector, from_revision: u64) -> Result<WatchStream> {
+        let from = match from_revision {
+            0 => {
+                let now = self
+                    .range(
+                        RangeRequest {
+                            selector: selector.clone(),
+                            limit: Some(1),
+                        },
+                        true,
+                    )
+                    .await?;
+                now.revision + 1
+            }
+            r => r,
+        };
+        Ok(WatchStream::new(self.clone(), selector, from))
+    }
+
+    /// A membership change or status request, sent to the leader.
+    pub async fn admin(&self, request: AdminRequest) -> Result<AdminReply> {
+        self.to_leader::<Admin, _>(&request).await
+    }
+
+    /// The leader's view of the cluster.
+    pub async fn status(&self) -> Result<MemberStatus> {
+        match self.admin(AdminRequest::Status).await? {
+            AdminReply::Status(status) => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) fn rpc(&self) -> &RpcClient {
+        &self.inner.rpc
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+}
+
+fn unexpected(what: impl std::fmt::Debug) -> GcsClientError {
+    GcsClientError::Rejected(GcsError::Invalid(format!(
+        "the member answered with the wrong kind of reply ({what:?}); are all nodes running the same Troupe version?"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_hints_redirect_and_other_errors_rotate_or_fail() {
+        let hint = Attempt::Store(GcsError::NotLeader {
+            member: 1,
+            leader: Some((2, "b:1".into())),
+        });
+        assert_eq!(after_error(&hint), Next::Redirect("b:1".into()));
+        let no_hint = Attempt::Store(GcsError::NotLeader {
+            member: 1,
+            leader: None,
+        });
+        assert_eq!(after_error(&no_hint), Next::TryAnother);
+        let down = Attempt::Rpc(RpcError::Connect {
+            addr: "a".into(),
+            reason: "refused".into(),
+        });
+        assert_eq!(after_error(&down), Next::TryAnother);
+        let lost = Attempt::Rpc(RpcError::ConnectionLost {
+            addr: "a".into(),
+            reason: "eof".into(),
+        });
+        assert_eq!(after_error(&lost), Next::TryAnother);
+        let auth = Attempt::Rpc(RpcError::Unauthenticated { addr: "a".into() });
+        assert!(matches!(
+            after_error(&auth),
+            Next::Fail(GcsClientError::Transport(_))
+        ));
+        let compacted = Attempt::Store(GcsError::Compacted {
+            requested: 1,
+            compacted_at: 5,
+        });
+        assert!(matches!(
+            after_error(&compacted),
+            Next::Fail(GcsClientError::Rejected(_))
+        ));
+    }
+}

@@ -1,0 +1,212 @@
+//! A GCS member: the sled store, the Raft node on top of it, the lease
+//! keeper, and the RPC services that expose them.
+//!
+//! ```text
+//! let member = GcsMember::open(config, rpc_client).await?;
+//! let server = member.register(RpcServer::new(rpc_config)).bind(listen).await?;
+//! member.bootstrap(&server.local_addr().to_string()).await?;   // first member only
+//! ```
+
+mod leases;
+mod services;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use troupe_core::rpc::{RpcClient, RpcServer};
+
+use crate::api::{MemberStatus, Membership};
+use crate::network::Network;
+use crate::store::{self, GcsReader, StoreConfig};
+use crate::types::{NodeId, Raft};
+
+pub use leases::LeaseKeeper;
+
+/// How to run one member.
+#[derive(Debug, Clone)]
+pub struct GcsConfig {
+    /// This member's id: unique in the cluster and never reused.
+    pub id: NodeId,
+    /// Where sled keeps the log and the state machine.
+    pub data_dir: PathBuf,
+    /// How often the leader heartbeats followers.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in this range
+    /// starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// Snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for lagging followers.
+    pub keep_logs_after_snapshot: u64,
+    /// The log is purged in steps of at least this many entries.
+    pub purge_batch: u64,
+    pub store: StoreConfig,
+    /// Test hook: dial these addresses instead of the members' own (a
+    /// fault-injecting proxy per link).
+    pub dial_overrides: HashMap<NodeId, String>,
+}
+
+impl GcsConfig {
+    /// Defaults for a member with `id` storing its data in `data_dir`:
+    /// 100 ms heartbeats and 300–600 ms election timeouts (a lost leader is
+    /// replaced in well under a second), snapshots every 10,000 entries.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> GcsConfig {
+        GcsConfig {
+            id,
+            data_dir: data_dir.into(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            snapshot_every: 10_000,
+            keep_logs_after_snapshot: 1_000,
+            purge_batch: 256,
+            store: StoreConfig::default(),
+            dial_overrides: HashMap::new(),
+        }
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config, GcsMemberError> {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "troupe-gcs".into(),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            purge_batch_size: self.purge_batch,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| GcsMemberError::Config(format!("invalid Raft settings: {e}")))
+    }
+}
+
+/// Why a member could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum GcsMemberError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot open the GCS data directory: {0}")]
+    Store(#[from] crate::GcsStoreError),
+    #[error("Raft failed: {0}")]
+    Raft(String),
+}
+
+/// One running member. Cheap to clone; [`GcsMember::shutdown`] stops it.
+#[derive(Clone)]
+pub struct GcsMember {
+    id: NodeId,
+    raft: Raft,
+    reader: GcsReader,
+    leases: Arc<LeaseKeeper>,
+}
+
+impl GcsMember {
+    /// Opens (or creates) the member's store and starts its Raft node and
+    /// lease keeper. It takes part in the cluster once its services are
+    /// served and it is bootstrapped or added by the leader.
+    pub async fn open(config: GcsConfig, rpc: RpcClient) -> Result<GcsMember, GcsMemberError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            GcsMemberError::Config(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let (log, sm) = store::open(&config.data_dir, config.store.clone())?;
+        let reader = sm.reader();
+        let network = Network::new(rpc, config.dial_overrides.clone());
+        let raft = Raft::new(config.id, Arc::new(config.raft_config()?), network, log, sm)
+            .await
+            .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
+        let leases = LeaseKeeper::start(config.id, raft.clone(), reader.clone());
+        Ok(GcsMember {
+            id: config.id,
+            raft,
+            reader,
+            leases,
+        })
+    }
+
+    /// Adds the member's services (Raft, KV, watch, admin) to `server`.
+    pub fn register(&self, server: RpcServer) -> RpcServer {
+        services::register(self.clone(), server)
+    }
+
+    /// Makes this member the first voter of a new cluster reachable at
+    /// `addr`. Does nothing if the member already belongs to a cluster (a
+    /// restart on the same data directory).
+    pub async fn bootstrap(&self, addr: &str) -> Result<(), GcsMemberError> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| GcsMemberError::Raft(e.to_string()))?
+        {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(self.id, BasicNode::new(addr))]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(()),
+            Err(e) => Err(GcsMemberError::Raft(e.to_string())),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The Raft node (metrics, membership, client writes).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Local (serializable) reads of this member's state machine.
+    pub fn reader(&self) -> &GcsReader {
+        &self.reader
+    }
+
+    /// Whether this member currently leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// This member's view of the cluster.
+    pub fn status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let config = m.membership_config.membership();
+        let voter_ids: std::collections::BTreeSet<NodeId> = config.voter_ids().collect();
+        let mut voters = Vec::new();
+        let mut learners = Vec::new();
+        for (id, node) in config.nodes() {
+            if voter_ids.contains(id) {
+                voters.push((*id, node.addr.clone()));
+            } else {
+                learners.push((*id, node.addr.clone()));
+            }
+        }
+        MemberStatus {
+            id: self.id,
+            role: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            revision: self.reader.revision().unwrap_or(0),
+            membership: Membership { voters, learners },
+        }
+    }
+
+    /// Stops the lease keeper and the Raft node. Acknowledged writes are on
+    /// disk already; this only stops taking part.
+    pub async fn shutdown(&self) -> Result<(), GcsMemberError> {
+        self.leases.stop();
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| GcsMemberError::Raft(e.to_string()))
+    }
+}

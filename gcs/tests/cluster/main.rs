@@ -1,0 +1,8 @@
+//! Multi-member GCS tests: real members in this process, talking real Raft
+//! over the RPC transport on loopback, each with its own sled directory.
+//! (Process-level kill tests live in the facade crate's `tests/`.)
+
+mod basics;
+mod leases;
+mod support;
+mod watch;

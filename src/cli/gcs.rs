@@ -1,0 +1,192 @@
+//! `troupe gcs ...`: run a control-store member and manage membership.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use troupe_core::rpc::{ClusterToken, RpcClient, RpcConfig, RpcServer};
+use troupe_gcs::api::{AdminReply, AdminRequest, Membership};
+use troupe_gcs::client::{ClientConfig, GcsClient};
+use troupe_gcs::member::{GcsConfig, GcsMember};
+
+#[derive(Debug, Subcommand)]
+pub enum GcsCommand {
+    /// Run a GCS member in the foreground until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Show the members of the control store and who leads.
+    Members(ClientArgs),
+    /// Add a running member (started with `gcs serve` without
+    /// --bootstrap): it catches up as a learner, then becomes a voter.
+    Add {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The new member's id (never one a removed member had).
+        #[arg(long)]
+        id: u64,
+        /// The new member's RPC address.
+        #[arg(long)]
+        addr: String,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a member for good (its id is never accepted again).
+    Remove {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// This member's id: unique in the cluster, never reused.
+    #[arg(long)]
+    id: u64,
+    /// Where the log and the state machine live. Restarting on the same
+    /// directory keeps every acknowledged write.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address to listen on for RPC (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:6380")]
+    listen: String,
+    /// Start a new cluster with this member as its only voter. Ignored
+    /// when the data directory already holds a cluster.
+    #[arg(long)]
+    bootstrap: bool,
+    /// The cluster token (or set TROUPE_CLUSTER_TOKEN).
+    #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Take a snapshot (and purge the log behind it) every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Addresses of GCS members, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    gcs: Vec<String>,
+    /// The cluster token (or set TROUPE_CLUSTER_TOKEN).
+    #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<GcsClient> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            bail!(
+                "--timeout must be a positive number of seconds, got {}",
+                self.timeout
+            );
+        }
+        let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&self.token)?));
+        let mut config = ClientConfig::new(self.gcs.clone());
+        config.request_timeout = Duration::from_secs_f64(self.timeout);
+        Ok(GcsClient::new(rpc, config)?)
+    }
+}
+
+pub fn run(command: GcsCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            GcsCommand::Serve(args) => serve(args).await,
+            GcsCommand::Members(client) => {
+                let status = client.client()?.status().await?;
+                let leader = status.leader.map_or("none".to_string(), |l| l.to_string());
+                println!(
+                    "leader: {leader}  term: {}  revision: {}  (as seen by member {})",
+                    status.term, status.revision, status.id
+                );
+                print_membership(&status.membership);
+                Ok(())
+            }
+            GcsCommand::Add {
+                client,
+                id,
+                addr,
+                learner,
+            } => {
+                let client = client.client()?;
+                client.admin(AdminRequest::AddLearner { id, addr }).await?;
+                let reply = if learner {
+                    client.admin(AdminRequest::Status).await?
+                } else {
+                    client.admin(AdminRequest::Promote { id }).await?
+                };
+                print_reply(reply);
+                Ok(())
+            }
+            GcsCommand::Remove { client, id } => {
+                let reply = client.client()?.admin(AdminRequest::Remove { id }).await?;
+                print_reply(reply);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn print_reply(reply: AdminReply) {
+    match reply {
+        AdminReply::Membership(m) => print_membership(&m),
+        AdminReply::Status(s) => print_membership(&s.membership),
+    }
+}
+
+fn print_membership(m: &Membership) {
+    println!("{:<8} {:<8} address", "id", "role");
+    for (id, addr) in &m.voters {
+        println!("{id:<8} {:<8} {addr}", "voter");
+    }
+    for (id, addr) in &m.learners {
+        println!("{id:<8} {:<8} {addr}", "learner");
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let rpc_config = RpcConfig::new(ClusterToken::new(&args.token)?);
+    let mut config = GcsConfig::new(args.id, &args.data_dir);
+    config.snapshot_every = args.snapshot_every;
+    let member = GcsMember::open(config, RpcClient::new(rpc_config.clone()))
+        .await
+        .with_context(|| {
+            format!(
+                "starting GCS member {} on {}",
+                args.id,
+                args.data_dir.display()
+            )
+        })?;
+    let server = member
+        .register(RpcServer::new(rpc_config))
+        .bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}; is another process using it?", args.listen))?;
+    let addr = server.local_addr().to_string();
+    if args.bootstrap {
+        member.bootstrap(&addr).await?;
+    }
+    // One parseable line for scripts and tests; logs go to stderr.
+    println!("gcs member {} listening on {addr}", args.id);
+    wait_for_shutdown_signal().await?;
+    tracing::info!(member = args.id, "shutting down");
+    server.shutdown().await;
+    member.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

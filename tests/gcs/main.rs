@@ -1,0 +1,5 @@
+//! The control store as real processes: `troupe gcs serve` members that
+//! are SIGKILLed and restarted from their data directories.
+
+mod durability;
+mod support;
