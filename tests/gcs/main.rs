@@ -2,4 +2,5 @@
 //! are SIGKILLed and restarted from their data directories.
 
 mod durability;
+mod partition;
 mod support;

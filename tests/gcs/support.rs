@@ -13,8 +13,12 @@ use troupe_gcs::client::{ClientConfig, GcsClient};
 
 pub const TOKEN: &str = "gcs-process-test";
 
+pub fn rpc_config() -> RpcConfig {
+    RpcConfig::new(ClusterToken::new(TOKEN).unwrap())
+}
+
 pub fn rpc() -> RpcClient {
-    RpcClient::new(RpcConfig::new(ClusterToken::new(TOKEN).unwrap()))
+    RpcClient::new(rpc_config())
 }
 
 pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)

@@ -8,7 +8,7 @@
 //! sent); if the answer does not arrive by then, with `Timeout`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -79,7 +79,7 @@ pub struct Channel {
 struct ChannelInner {
     addr: Arc<str>,
     config: Arc<RpcConfig>,
-    current: Mutex<Option<Arc<Connection>>>,
+    current: RwLock<Option<Arc<Connection>>>,
     /// Held while connecting, so concurrent callers share one attempt.
     connecting: tokio::sync::Mutex<Backoff>,
 }
@@ -91,7 +91,7 @@ impl Channel {
             inner: Arc::new(ChannelInner {
                 addr: Arc::from(addr),
                 config,
-                current: Mutex::new(None),
+                current: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(backoff),
             }),
         }
@@ -218,7 +218,7 @@ impl Channel {
     }
 
     fn live(&self) -> Option<Arc<Connection>> {
-        let current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.inner.current.read().unwrap_or_else(|p| p.into_inner());
         current.as_ref().filter(|c| c.is_open()).cloned()
     }
 
@@ -266,8 +266,11 @@ impl Channel {
             match attempt {
                 Ok(conn) => {
                     backoff.succeeded();
-                    *self.inner.current.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(conn.clone());
+                    *self
+                        .inner
+                        .current
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
                     return Ok(conn);
                 }
                 Err(e @ (RpcError::Unauthenticated { .. } | RpcError::VersionMismatch { .. })) => {

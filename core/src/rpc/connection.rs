@@ -7,8 +7,8 @@
 //! notice for minutes). Closing fails every waiting call at once with
 //! `ConnectionLost`, so no call outlives its connection.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -42,55 +42,96 @@ enum Waiter {
     Stream(mpsc::UnboundedSender<StreamEvent>),
 }
 
-#[derive(Default)]
-struct State {
-    waiters: IdMap<Waiter>,
-    /// Set once, when the connection closes; new calls are refused after.
-    closed: Option<String>,
-    tasks: Vec<AbortHandle>,
-}
+/// Waiting calls are spread over this many locks, so callers on several
+/// threads rarely contend (ids are sequential: id % SHARDS spreads them).
+const SHARDS: usize = 8;
 
 /// The part of a connection its tasks share.
+///
+/// Closing is race-free without a global lock: `register` checks `closed`
+/// while holding its shard's lock, and `close` sets `closed` before it
+/// drains each shard under that shard's lock, so a waiter is either refused
+/// or drained, never stranded.
 struct Shared {
-    state: Mutex<State>,
+    shards: [Mutex<IdMap<Waiter>>; SHARDS],
+    /// Calls and streams registered and not yet answered or abandoned.
+    waiting: AtomicUsize,
+    closed: AtomicBool,
+    reason: OnceLock<String>,
+    tasks: Mutex<Vec<AbortHandle>>,
     /// Frames received so far; the keepalive watches it move.
     heard: AtomicU64,
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            shards: Default::default(),
+            waiting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            reason: OnceLock::new(),
+            tasks: Mutex::new(Vec::new()),
+            heard: AtomicU64::new(0),
+        }
+    }
+
     fn touch(&self) {
         self.heard.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn shard(&self, id: u64) -> MutexGuard<'_, IdMap<Waiter>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every critical section is a single insert/remove), so recover.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[id as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the connection closed".into())
+    }
+
+    /// Removes a waiter; `None` if it was already answered or abandoned.
+    fn take(&self, id: u64) -> Option<Waiter> {
+        let mut shard = self.shard(id);
+        let waiter = shard.remove(&id);
+        if waiter.is_some() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        waiter
     }
 
     /// Closes the connection: fails every waiter and stops the tasks.
     fn close(&self, reason: String) {
-        let (waiters, tasks) = {
-            let mut st = self.lock();
-            if st.closed.is_some() {
-                return;
-            }
-            st.closed = Some(reason.clone());
-            (
-                std::mem::take(&mut st.waiters),
-                std::mem::take(&mut st.tasks),
-            )
-        };
-        for (_, w) in waiters {
-            match w {
-                Waiter::Unary(tx) => {
-                    let _ = tx.send(Err(reason.clone()));
-                }
-                Waiter::Stream(tx) => {
-                    let _ = tx.send(StreamEvent::Lost(reason.clone()));
+        let _ = self.reason.set(reason.clone());
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for shard in 0..SHARDS {
+            let drained = {
+                let mut waiters = self.shard(shard as u64);
+                self.waiting.fetch_sub(waiters.len(), Ordering::Relaxed);
+                std::mem::take(&mut *waiters)
+            };
+            for (_, w) in drained {
+                match w {
+                    Waiter::Unary(tx) => {
+                        let _ = tx.send(Err(reason.clone()));
+                    }
+                    Waiter::Stream(tx) => {
+                        let _ = tx.send(StreamEvent::Lost(reason.clone()));
+                    }
                 }
             }
         }
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             t.abort();
         }
@@ -99,17 +140,17 @@ impl Shared {
     fn deliver(&self, frame: Frame) -> Result<(), String> {
         match frame {
             Frame::Response { id, status, body } => {
-                if let Some(Waiter::Unary(tx)) = self.lock().waiters.remove(&id) {
+                if let Some(Waiter::Unary(tx)) = self.take(id) {
                     let _ = tx.send(Ok((status, body)));
                 }
             }
             Frame::StreamItem { id, body } => {
-                if let Some(Waiter::Stream(tx)) = self.lock().waiters.get(&id) {
+                if let Some(Waiter::Stream(tx)) = self.shard(id).get(&id) {
                     let _ = tx.send(StreamEvent::Item(body));
                 }
             }
             Frame::StreamEnd { id, status, body } => {
-                if let Some(Waiter::Stream(tx)) = self.lock().waiters.remove(&id) {
+                if let Some(Waiter::Stream(tx)) = self.take(id) {
                     let _ = tx.send(StreamEvent::End(status, body));
                 }
             }
@@ -160,10 +201,7 @@ impl Connection {
             })?;
         let (read, write) = stream.into_split();
         let outbox = Outbox::new(write);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            heard: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new());
 
         let codec = LengthDelimitedCodec::builder()
             .max_frame_length(config.max_frame_bytes())
@@ -225,7 +263,7 @@ impl Connection {
                 }
             })
         };
-        shared.lock().tasks = vec![
+        *shared.tasks.lock().unwrap_or_else(|p| p.into_inner()) = vec![
             reader.abort_handle(),
             writer.abort_handle(),
             keepalive.abort_handle(),
@@ -239,7 +277,7 @@ impl Connection {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.shared.lock().closed.is_none()
+        !self.shared.is_closed()
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -256,18 +294,20 @@ impl Connection {
     /// Registers a waiter; returns whether it is the only call in flight
     /// (then its frame is written at once rather than batched).
     fn register(&self, id: u64, waiter: Waiter) -> Result<bool, RpcError> {
-        let mut st = self.shared.lock();
-        if let Some(reason) = &st.closed {
-            return Err(self.lost(reason.clone()));
+        let mut shard = self.shared.shard(id);
+        if self.shared.is_closed() {
+            return Err(self.lost(self.shared.reason()));
         }
-        st.waiters.insert(id, waiter);
-        Ok(st.waiters.len() == 1)
+        shard.insert(id, waiter);
+        // Counted under the shard's lock, like every removal, so the count
+        // never dips below zero.
+        Ok(self.shared.waiting.fetch_add(1, Ordering::Relaxed) == 0)
     }
 
     /// Forgets a call or stream the caller gave up on and tells the peer to
     /// stop working on it.
     pub(crate) fn abandon(&self, id: u64) {
-        if self.shared.lock().waiters.remove(&id).is_some() {
+        if self.shared.take(id).is_some() {
             let cancel = frame::encode(Header::Cancel { id }, &[]).expect("no name");
             let _ = self.outbox.send_control(cancel);
         }
@@ -301,8 +341,8 @@ impl Connection {
 
     /// Sends a one-way frame.
     pub(crate) async fn one_way(&self, frame: Bytes) -> Result<(), RpcError> {
-        if let Some(reason) = &self.shared.lock().closed {
-            return Err(self.lost(reason.clone()));
+        if self.shared.is_closed() {
+            return Err(self.lost(self.shared.reason()));
         }
         self.outbox
             .send(frame, false)
@@ -333,7 +373,7 @@ impl Connection {
 
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
-        self.shared.lock().waiters.len()
+        self.shared.waiting.load(Ordering::Relaxed)
     }
 }
 
