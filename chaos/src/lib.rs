@@ -7,9 +7,12 @@
 //!
 //! # Layout
 //!
+//! - [`linearizability`]: a Porcupine-style checker of recorded histories
+//!   (with a key-value model), for "the control store is linearizable".
 //! - [`fault_proxy`]: a TCP proxy that passes, delays, refuses or
 //!   blackholes traffic on command, and [`fault_proxy::LinkTable`], one
 //!   proxy per directed link between cluster members (partitions).
 #![forbid(unsafe_code)]
 
 pub mod fault_proxy;
+pub mod linearizability;

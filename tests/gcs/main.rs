@@ -2,5 +2,6 @@
 //! are SIGKILLed and restarted from their data directories.
 
 mod durability;
+mod linearizability;
 mod partition;
 mod support;

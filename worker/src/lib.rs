@@ -1,6 +1,38 @@
-//! `troupe-worker`: the node runtime.
+//! `troupe-worker`: the node layer of Troupe.
 //!
-//! Will own joining the cluster, registering resources under a lease, hosting
-//! actors on actix arbiters, the distributed actor API and the cluster
-//! scheduler. See issue #4.
+//! This crate will own the node runtime (joining the cluster, registering
+//! resources under a lease, hosting actors on actix arbiters) and the
+//! distributed actor API (issue #4). What exists so far is its pure core:
+//! the decisions the runtime executes, and the GCS tables it reads and
+//! writes. Nothing here does IO, reads a clock or spawns a task.
+//!
+//! # Layout
+//!
+//! - [`placement`] — the cluster scheduler's decision: [`plan`] maps a
+//!   snapshot of [`NodeView`]s and a queue of [`PlacementRequest`]s to a
+//!   [`PlacementPlan`] of places and pendings with reasons
+//!   ([`PlacementPolicy::Spread`] or [`PlacementPolicy::Pack`]).
+//! - [`lifecycle`] — the actor state machine: [`step`] maps an
+//!   [`ActorRecord`] and an [`Event`] to a [`Transition`] (the next record
+//!   and the [`Action`]s to carry out); [`ActorState`], [`DeathReason`].
+//! - [`schema`] — the GCS key layout ([`Key`], prefixes in
+//!   [`schema::keys`]) and the versioned records ([`NodeRecord`],
+//!   [`ActorRecord`], [`AssignmentRecord`], ...) with [`encode`] and
+//!   [`decode`].
+//! - [`error`] — [`WorkerError`] and [`Result`].
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod lifecycle;
+pub mod placement;
+pub mod schema;
+
+pub use error::{Result, WorkerError};
+pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
+pub use placement::{
+    plan, Decision, NodeView, PendingReason, PlacementPlan, PlacementPolicy, PlacementRequest,
+};
+pub use schema::{
+    decode, encode, ActorName, ActorNameRecord, ActorOptions, ActorRecord, AssignmentRecord,
+    ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, RetryLimit, SchemaError,
+};

@@ -64,10 +64,22 @@ pub struct Run {
     pub elapsed: Duration,
     /// Latency of each successful op, microseconds.
     pub lat_us: Vec<u32>,
+    /// CPU seconds used by the system's member processes during the run.
+    pub server_cpu: f64,
+    /// CPU seconds used by this (client) process during the run.
+    pub client_cpu: f64,
 }
 
 impl Run {
+    /// Microseconds of CPU per successful op: (server, client).
+    pub fn cpu_us_per_op(&self) -> (f64, f64) {
+        let ops = self.ops.max(1) as f64;
+        (self.server_cpu * 1e6 / ops, self.client_cpu * 1e6 / ops)
+    }
+
     pub fn merge(&mut self, other: Run) {
+        self.server_cpu += other.server_cpu;
+        self.client_cpu += other.client_cpu;
         self.ops += other.ops;
         self.errors += other.errors;
         self.elapsed += other.elapsed;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use load::{ContinuousWriter, Run, Sys};
-use procs::{du_kib, rss_kib, EtcdCluster, TroupeCluster};
+use procs::{cpu_total, du_kib, rss_kib, EtcdCluster, TroupeCluster};
 use tokio::time::Instant;
 
 struct Args {
@@ -32,6 +32,14 @@ struct Args {
     keys: u64,
     /// Bench-level bound on one etcd put in the failover writer.
     etcd_attempt_ms: u64,
+    /// If set, the Troupe client's backoff between rounds over all members
+    /// is capped at this (default: the client's own, 20 ms doubling to 500 ms).
+    troupe_backoff_max_ms: Option<u64>,
+    /// Passed to `troupe gcs serve --snapshot-every` if set.
+    troupe_snapshot_every: Option<u64>,
+    /// `load` mode: which system and how many clients.
+    system: String,
+    clients: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -45,13 +53,20 @@ fn parse_args() -> Result<Args> {
         minutes: 10.0,
         rate: 500,
         keys: 10_000,
-        etcd_attempt_ms: 500,
+        etcd_attempt_ms: 200,
+        troupe_backoff_max_ms: None,
+        troupe_snapshot_every: None,
+        system: "troupe".into(),
+        clients: 64,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "bench" | "soak" => a.mode = arg.clone(),
+            "bench" | "soak" | "load" => a.mode = arg.clone(),
+            "--system" => a.system = val()?,
+            "--clients" => a.clients = val()?.parse()?,
+            "--troupe-snapshot-every" => a.troupe_snapshot_every = Some(val()?.parse()?),
             "--troupe-bin" => a.troupe_bin = PathBuf::from(val()?),
             "--secs" => a.secs = val()?.parse()?,
             "--rounds" => a.rounds = val()?.parse()?,
@@ -61,8 +76,9 @@ fn parse_args() -> Result<Args> {
             "--rate" => a.rate = val()?.parse()?,
             "--keys" => a.keys = val()?.parse()?,
             "--etcd-attempt-ms" => a.etcd_attempt_ms = val()?.parse()?,
+            "--troupe-backoff-max-ms" => a.troupe_backoff_max_ms = Some(val()?.parse()?),
             "-h" | "--help" => {
-                println!("usage: troupe-gcs-bench [bench|soak] --troupe-bin PATH [--secs N] [--rounds N] [--trials N] [--read-keys N] [--minutes M] [--rate N] [--keys N] [--etcd-attempt-ms N]");
+                println!("usage: troupe-gcs-bench [bench|soak|load] --troupe-bin PATH [--troupe-snapshot-every N] [--system troupe|etcd --clients N (load mode: one system only, for profiling)] [--secs N] [--rounds N] [--trials N] [--read-keys N] [--minutes M] [--rate N] [--keys N] [--etcd-attempt-ms N] [--troupe-backoff-max-ms N]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
@@ -86,8 +102,15 @@ async fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let extra: Vec<String> = match args.troupe_snapshot_every {
+        Some(n) => vec!["--snapshot-every".into(), n.to_string()],
+        None => Vec::new(),
+    };
+    if args.mode == "load" {
+        return load_only(&args, extra).await;
+    }
     eprintln!("starting 3 troupe gcs members ({})", args.troupe_bin.display());
-    let troupe = TroupeCluster::start(&args.troupe_bin).await?;
+    let troupe = TroupeCluster::start(&args.troupe_bin, extra).await?;
     eprintln!("starting 3 etcd members");
     let etcd = EtcdCluster::start().await?;
     let etcd_version = std::process::Command::new("etcd")
@@ -107,6 +130,43 @@ async fn run(args: Args) -> Result<()> {
     }
 }
 
+/// One system only, closed-loop writes, member pids printed first: for
+/// profiling (`perf record -p PID`) without the other system running.
+async fn load_only(args: &Args, extra: Vec<String>) -> Result<()> {
+    let secs = Duration::from_secs(args.secs);
+    let (sys, pids, _guard): (Sys, Vec<Option<u32>>, Box<dyn std::any::Any>) = if args.system == "etcd" {
+        let etcd = EtcdCluster::start().await?;
+        let leader = etcd.leader(Duration::from_secs(10)).await?;
+        let pids = etcd.pids_and_dirs().into_iter().map(|p| p.0).collect::<Vec<_>>();
+        eprintln!("etcd leader pid {:?}; member pids {pids:?}", pids[leader]);
+        (Sys::Etcd(etcd.client().await?.kv_client()), pids, Box::new(etcd))
+    } else {
+        let troupe = TroupeCluster::start(&args.troupe_bin, extra).await?;
+        let leader = troupe.leader(Duration::from_secs(10)).await?;
+        let pids = troupe.pids_and_dirs().into_iter().map(|p| p.0).collect::<Vec<_>>();
+        eprintln!("troupe leader pid {:?}; member pids {pids:?}", pids[leader]);
+        (Sys::Troupe(troupe.client()), pids, Box::new(troupe))
+    };
+    eprintln!("bench pid {}; loading in 3 s for {} s", std::process::id(), args.secs);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c0 = cpu_total(&pids);
+    let mut r = load::writes(&sys, args.clients, secs, "load").await;
+    let cpu = cpu_total(&pids) - c0;
+    println!(
+        "{} writes, {} clients: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, errors {}, server CPU {:.0} us/op",
+        args.system,
+        args.clients,
+        r.throughput(),
+        r.pct_ms(50.0),
+        r.pct_ms(99.0),
+        r.pct_ms(99.9),
+        r.pct_ms(100.0),
+        r.errors,
+        cpu * 1e6 / r.ops.max(1) as f64
+    );
+    Ok(())
+}
+
 fn ratio(t: f64, e: f64) -> String {
     if e > 0.0 && t.is_finite() && e.is_finite() {
         format!("{:.2}", t / e)
@@ -116,7 +176,10 @@ fn ratio(t: f64, e: f64) -> String {
 }
 
 async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) -> Result<()> {
-    let tclient = troupe.client();
+    let tclient = match args.troupe_backoff_max_ms {
+        Some(ms) => troupe.client_with_backoff_max(Duration::from_millis(ms)),
+        None => troupe.client(),
+    };
     let eclient = etcd.client().await?;
     let t = Sys::Troupe(tclient.clone());
     let e = Sys::Etcd(eclient.kv_client());
@@ -138,7 +201,16 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
             let mut tp = [0.0; 2];
             for &s in &order {
                 let sys = if s == 0 { &t } else { &e };
-                let r = load::writes(sys, c, secs, &format!("c{c}r{round}")).await;
+                let pids: Vec<Option<u32>> = if s == 0 {
+                    troupe.pids_and_dirs().into_iter().map(|p| p.0).collect()
+                } else {
+                    etcd.pids_and_dirs().into_iter().map(|p| p.0).collect()
+                };
+                let me = [Some(std::process::id())];
+                let (s0, c0) = (cpu_total(&pids), cpu_total(&me));
+                let mut r = load::writes(sys, c, secs, &format!("c{c}r{round}")).await;
+                r.server_cpu = cpu_total(&pids) - s0;
+                r.client_cpu = cpu_total(&me) - c0;
                 eprintln!(
                     "writes c={c:<3} round {round} {:<6}: {:>8.0} ops/s  errors {}",
                     sys.name(),
@@ -179,21 +251,49 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
 
     // ---- failover
     let mut fo: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut elect: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut fo_errors = [0u64; 2];
+    let mut fo_failed = [0usize; 2];
     for trial in 0..args.trials {
         let order: [usize; 2] = if trial % 2 == 0 { [0, 1] } else { [1, 0] };
         for &s in &order {
-            let (d, errs) = if s == 0 {
-                failover_troupe(&mut troupe, &tclient, trial).await?
+            let outcome = if s == 0 {
+                failover_troupe(&mut troupe, &tclient, trial).await
             } else {
-                failover_etcd(&mut etcd, &eclient, trial, args.etcd_attempt_ms).await?
+                failover_etcd(&mut etcd, &eclient, trial, args.etcd_attempt_ms).await
+            };
+            let (d, el, errs) = match outcome {
+                Ok(x) => x,
+                Err(err) => {
+                    eprintln!("failover trial {trial} {}: FAILED: {err:#}", if s == 0 { "Troupe" } else { "etcd" });
+                    fo_failed[s] += 1;
+                    // Leave the cluster healthy for the next trial.
+                    if s == 0 {
+                        for i in 0..troupe.members.len() {
+                            if !troupe.members[i].proc.is_running() {
+                                troupe.restart(i)?;
+                            }
+                        }
+                        troupe.wait_healthy(Duration::from_secs(60)).await?;
+                    } else {
+                        for i in 0..etcd.members.len() {
+                            if !etcd.members[i].proc.is_running() {
+                                etcd.restart(i)?;
+                            }
+                        }
+                        etcd.wait_healthy(Duration::from_secs(60)).await?;
+                    }
+                    continue;
+                }
             };
             eprintln!(
-                "failover trial {trial} {:<6}: {:>7.0} ms (client errors {errs})",
+                "failover trial {trial} {:<6}: {:>7.0} ms (new leader seen at {:.0} ms; client errors {errs})",
                 if s == 0 { "Troupe" } else { "etcd" },
-                d.as_secs_f64() * 1000.0
+                d.as_secs_f64() * 1000.0,
+                el.as_secs_f64() * 1000.0
             );
             fo[s].push(d);
+            elect[s].push(el);
             fo_errors[s] += errs;
         }
     }
@@ -219,6 +319,14 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
             tr.errors,
             er.errors
         );
+    }
+    println!("\nCPU per acknowledged write, microseconds (server = all 3 member processes; client = the bench process, i.e. the client library):\n");
+    println!("| clients | Troupe server | etcd server | ratio | Troupe client | etcd client | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (ci, &c) in concurrency.iter().enumerate() {
+        let (ts, tc) = results[ci][0].cpu_us_per_op();
+        let (es, ec) = results[ci][1].cpu_us_per_op();
+        println!("| {c} | {ts:.0} | {es:.0} | {} | {tc:.0} | {ec:.0} | {} |", ratio(ts, es), ratio(tc, ec));
     }
     let [mut tr, mut er] = reads;
     let (tt, et) = (tr.throughput(), er.throughput());
@@ -248,6 +356,8 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
     };
     let (tm, tmax, tmin) = stats(&mut fo[0]);
     let (em, emax, emin) = stats(&mut fo[1]);
+    let (tel, telmax, _) = stats(&mut elect[0]);
+    let (eel, eelmax, _) = stats(&mut elect[1]);
     println!(
         "\n## Failover (SIGKILL the leader; time to the first acknowledged write issued after the kill; {} trials each)\n",
         args.trials
@@ -256,6 +366,9 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
     println!("| median ms | {tm:.0} | {em:.0} | {} |", ratio(tm, em));
     println!("| max ms | {tmax:.0} | {emax:.0} | {} |", ratio(tmax, emax));
     println!("| min ms | {tmin:.0} | {emin:.0} | {} |", ratio(tmin, emin));
+    println!("| new leader reported by a member: median ms | {tel:.0} | {eel:.0} | {} |", ratio(tel, eel));
+    println!("| new leader reported by a member: max ms | {telmax:.0} | {eelmax:.0} | {} |", ratio(telmax, eelmax));
+    println!("| trials with no write within 30 s | {} | {} | |", fo_failed[0], fo_failed[1]);
     println!("| failed client attempts (all trials) | {} | {} | |", fo_errors[0], fo_errors[1]);
     println!(
         "| all trials ms | {} | {} | |",
@@ -291,26 +404,30 @@ async fn bench(args: &Args, mut troupe: TroupeCluster, mut etcd: EtcdCluster) ->
 /// One failover trial on Troupe: the shared client (its own leader search
 /// and retries, default config) writes continuously; the leader's process
 /// is SIGKILLed; then it is restarted and the cluster waited healthy.
-async fn failover_troupe(cluster: &mut TroupeCluster, client: &troupe_gcs::client::GcsClient, trial: usize) -> Result<(Duration, u64)> {
+async fn failover_troupe(cluster: &mut TroupeCluster, client: &troupe_gcs::client::GcsClient, trial: usize) -> Result<(Duration, Duration, u64)> {
     cluster.wait_healthy(Duration::from_secs(60)).await?;
     let mut w = ContinuousWriter::start(Sys::Troupe(client.clone()), None, format!("t{trial}"));
     w.wait_acks(50, Duration::from_secs(20)).await?;
     let leader = cluster.leader(Duration::from_secs(10)).await?;
     let kill_at = Instant::now();
     cluster.kill(leader);
-    let d = w.first_ack_issued_after(kill_at, Duration::from_secs(30)).await;
+    let within = Duration::from_secs(30);
+    let (d, el) = tokio::join!(
+        w.first_ack_issued_after(kill_at, within),
+        cluster.new_leader_after(leader, kill_at, within)
+    );
     let errs = w.errors.load(Ordering::Relaxed);
     w.stop();
     cluster.restart(leader)?;
     cluster.wait_healthy(Duration::from_secs(60)).await?;
-    Ok((d?, errs))
+    Ok((d?, el.context("no new leader reported")?, errs))
 }
 
 /// One failover trial on etcd: the shared client writes continuously, each
 /// put bounded by `attempt_ms` and retried (etcd-client does not retry by
 /// itself, and a put forwarded to a dead leader otherwise hangs for etcd's
 /// request timeout of 7 s).
-async fn failover_etcd(cluster: &mut EtcdCluster, client: &etcd_client::Client, trial: usize, attempt_ms: u64) -> Result<(Duration, u64)> {
+async fn failover_etcd(cluster: &mut EtcdCluster, client: &etcd_client::Client, trial: usize, attempt_ms: u64) -> Result<(Duration, Duration, u64)> {
     cluster.wait_healthy(Duration::from_secs(60)).await?;
     let mut w = ContinuousWriter::start(
         Sys::Etcd(client.kv_client()),
@@ -319,14 +436,19 @@ async fn failover_etcd(cluster: &mut EtcdCluster, client: &etcd_client::Client, 
     );
     w.wait_acks(50, Duration::from_secs(20)).await?;
     let leader = cluster.leader(Duration::from_secs(10)).await?;
+    let old_id = cluster.members[leader].status().await.context("leader status")?.0;
     let kill_at = Instant::now();
     cluster.kill(leader);
-    let d = w.first_ack_issued_after(kill_at, Duration::from_secs(30)).await;
+    let within = Duration::from_secs(30);
+    let (d, el) = tokio::join!(
+        w.first_ack_issued_after(kill_at, within),
+        cluster.new_leader_after(leader, old_id, kill_at, within)
+    );
     let errs = w.errors.load(Ordering::Relaxed);
     w.stop();
     cluster.restart(leader)?;
     cluster.wait_healthy(Duration::from_secs(60)).await?;
-    Ok((d?, errs))
+    Ok((d?, el.context("no new leader reported")?, errs))
 }
 
 async fn soak(args: &Args, troupe: TroupeCluster, etcd: EtcdCluster) -> Result<()> {

@@ -75,6 +75,23 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) of `pid` in seconds (`/proc/PID/stat`,
+/// 100 clock ticks per second), if it is alive.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // After the comm: state is field 3, utime 14, stime 15 (1-based).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Total CPU seconds of the given processes (dead ones count 0).
+pub fn cpu_total(pids: &[Option<u32>]) -> f64 {
+    pids.iter().flatten().filter_map(|p| cpu_secs(*p)).sum()
+}
+
 /// Disk usage of `dir` in KiB, as `du -sk` reports it (allocated blocks,
 /// so preallocated or sparse files count as the filesystem sees them).
 pub fn du_kib(dir: &Path) -> Option<u64> {
@@ -106,9 +123,10 @@ pub struct TroupeMember {
 }
 
 impl TroupeMember {
-    fn spawn(bin: &Path, id: u64, dir: PathBuf, log: PathBuf, listen: &str, bootstrap: bool) -> Result<TroupeMember> {
+    fn spawn(bin: &Path, extra: &[String], id: u64, dir: PathBuf, log: PathBuf, listen: &str, bootstrap: bool) -> Result<TroupeMember> {
         let mut cmd = Command::new(bin);
-        cmd.args(["gcs", "serve", "--id", &id.to_string(), "--listen", listen, "--token", TOKEN])
+        cmd.args(["gcs", "serve"]).args(extra);
+        cmd.args(["--id", &id.to_string(), "--listen", listen, "--token", TOKEN])
             .arg("--data-dir")
             .arg(&dir)
             .env("RUST_LOG", "warn")
@@ -174,11 +192,13 @@ pub struct TroupeCluster {
     pub members: Vec<TroupeMember>,
     pub rpc: RpcClient,
     bin: PathBuf,
+    extra: Vec<String>,
     _tmp: TempDir,
 }
 
 impl TroupeCluster {
-    pub async fn start(bin: &Path) -> Result<TroupeCluster> {
+    /// `extra` are more `troupe gcs serve` flags (e.g. `--snapshot-every`).
+    pub async fn start(bin: &Path, extra: Vec<String>) -> Result<TroupeCluster> {
         let tmp = tempfile::Builder::new().prefix("troupe-gcs-bench-").tempdir()?;
         let ports = free_ports(3)?;
         let mut members = Vec::new();
@@ -186,6 +206,7 @@ impl TroupeCluster {
             let id = i as u64 + 1;
             members.push(TroupeMember::spawn(
                 bin,
+                &extra,
                 id,
                 tmp.path().join(format!("m{id}")),
                 tmp.path().join(format!("m{id}.log")),
@@ -198,6 +219,7 @@ impl TroupeCluster {
             members,
             rpc,
             bin: bin.to_path_buf(),
+            extra,
             _tmp: tmp,
         };
         let client = cluster.client();
@@ -219,6 +241,15 @@ impl TroupeCluster {
     pub fn client(&self) -> GcsClient {
         let addrs = self.members.iter().map(|m| m.addr.clone()).collect();
         GcsClient::new(self.rpc.clone(), ClientConfig::new(addrs)).expect("members given")
+    }
+
+    /// A client whose backoff between rounds is capped at `max` (the rest
+    /// of the config is the default).
+    pub fn client_with_backoff_max(&self, max: Duration) -> GcsClient {
+        let addrs = self.members.iter().map(|m| m.addr.clone()).collect();
+        let mut config = ClientConfig::new(addrs);
+        config.backoff.1 = max.max(config.backoff.0);
+        GcsClient::new(self.rpc.clone(), config).expect("members given")
     }
 
     /// The index of the member that reports itself Leader.
@@ -270,13 +301,27 @@ impl TroupeCluster {
         }
     }
 
+    /// Time (from `since`) until a member other than `old` reports itself
+    /// Leader, polling every 20 ms.
+    pub async fn new_leader_after(&self, old: usize, since: Instant, within: Duration) -> Option<Duration> {
+        while since.elapsed() < within {
+            for (i, m) in self.members.iter().enumerate() {
+                if i != old && m.status(&self.rpc).await.is_some_and(|s| s.role == "Leader") {
+                    return Some(since.elapsed());
+                }
+            }
+            sleep_ms(20).await;
+        }
+        None
+    }
+
     pub fn kill(&mut self, i: usize) {
         self.members[i].proc.kill();
     }
 
     pub fn restart(&mut self, i: usize) -> Result<()> {
         let m = &self.members[i];
-        let again = TroupeMember::spawn(&self.bin, m.id, m.dir.clone(), m.log.clone(), &m.addr, false)?;
+        let again = TroupeMember::spawn(&self.bin, &self.extra, m.id, m.dir.clone(), m.log.clone(), &m.addr, false)?;
         self.members[i] = again;
         Ok(())
     }
@@ -472,6 +517,20 @@ impl EtcdCluster {
             }
             sleep_ms(100).await;
         }
+    }
+
+    /// Time (from `since`) until a member other than `old` reports a
+    /// leader that is not `old_id`, polling every 20 ms.
+    pub async fn new_leader_after(&self, old: usize, old_id: u64, since: Instant, within: Duration) -> Option<Duration> {
+        while since.elapsed() < within {
+            for (i, m) in self.members.iter().enumerate() {
+                if i != old && m.status().await.is_some_and(|(_, l, _)| l != 0 && l != old_id) {
+                    return Some(since.elapsed());
+                }
+            }
+            sleep_ms(20).await;
+        }
+        None
     }
 
     pub fn kill(&mut self, i: usize) {
