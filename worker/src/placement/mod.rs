@@ -59,7 +59,9 @@ impl NodeView {
     ) -> Self {
         let available = assigned
             .into_iter()
-            .try_fold(record.resources.clone(), |free, taken| free.checked_sub(taken))
+            .try_fold(record.resources.clone(), |free, taken| {
+                free.checked_sub(taken)
+            })
             .unwrap_or_default();
         Self {
             id: record.id,
