@@ -62,6 +62,13 @@ pub struct ServeArgs {
     /// Take a snapshot (and purge the log behind it) every this many entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// How often the leader heartbeats followers, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time between these two
+    /// (milliseconds) starts an election. Raise them on slow networks.
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [150, 300])]
+    election_timeout_ms: Vec<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +162,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rpc_config = RpcConfig::new(ClusterToken::new(&args.token)?);
     let mut config = GcsConfig::new(args.id, &args.data_dir);
     config.snapshot_every = args.snapshot_every;
+    let [min, max] = args.election_timeout_ms[..] else {
+        bail!("--election-timeout-ms takes two numbers: MIN MAX");
+    };
+    if !(args.heartbeat_ms > 0 && args.heartbeat_ms < min && min < max) {
+        bail!(
+            "need 0 < --heartbeat-ms < election MIN < MAX, got heartbeat {} and election {min}..{max}",
+            args.heartbeat_ms
+        );
+    }
+    config.heartbeat = Duration::from_millis(args.heartbeat_ms);
+    config.election_timeout = (Duration::from_millis(min), Duration::from_millis(max));
     let member = GcsMember::open(config, RpcClient::new(rpc_config.clone()))
         .await
         .with_context(|| {

@@ -221,7 +221,10 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
     let open = Gauge::up(&shared.stats.open_connections);
     let (read, write) = socket.into_split();
     let outbox = Outbox::new(write);
-    let mut writer = tokio::spawn(outbox.clone().flusher());
+    // Aborted when this task ends, however it ends (server shutdown aborts
+    // it mid-await): the flusher holds the socket's write half, and the
+    // socket only closes once both halves are gone.
+    let mut writer = AbortOnDrop(tokio::spawn(outbox.clone().flusher()));
     let codec = LengthDelimitedCodec::builder()
         .max_frame_length(config.max_frame_bytes())
         .new_codec();
@@ -262,7 +265,7 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
                     }
                 }
             }
-            _ = &mut writer => break Some("writing to the peer failed".into()),
+            _ = &mut writer.0 => break Some("writing to the peer failed".into()),
         }
     };
     match reason {
@@ -279,7 +282,15 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
     // sees the close also sees the count.
     drop(open);
     conn.tasks.shutdown().await;
-    writer.abort();
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The reader's bookkeeping for one connection.
@@ -504,6 +515,42 @@ mod tests {
             .await
             .expect("the server closes the connection")
             .ok();
+    }
+
+    #[tokio::test]
+    async fn shutting_down_closes_every_connection_at_once() {
+        use crate::rpc::diag::Sleep;
+        use crate::rpc::{CallOptions, RpcClient, RpcError};
+        let config = RpcConfig::new(ClusterToken::new("t").unwrap());
+        let server = DiagService::new()
+            .register(RpcServer::new(config.clone()))
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        // Keepalives would notice a silent peer only after ten minutes:
+        // within the 30 s below, only the socket closing can end the call.
+        let mut client_config = config;
+        client_config.keepalive_interval = Duration::from_secs(300);
+        client_config.keepalive_timeout = Duration::from_secs(600);
+        let ch = RpcClient::new(client_config).channel(&server.local_addr().to_string());
+        let call = tokio::spawn(async move {
+            ch.call_with::<Sleep>(&600_000, CallOptions::timeout(Duration::from_secs(600)))
+                .await
+        });
+        let stats_ready = || server.stats().in_flight.load(Ordering::SeqCst) == 1;
+        while !stats_ready() {
+            tokio::task::yield_now().await;
+        }
+        server.shutdown().await;
+        // The caller learns at once, not at its (600 s) deadline.
+        let result = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("the call fails as soon as the server is gone")
+            .unwrap();
+        assert!(
+            matches!(result, Err(RpcError::ConnectionLost { .. })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -53,7 +53,9 @@ impl ClientConfig {
             members,
             request_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
-            backoff: (Duration::from_millis(20), Duration::from_millis(500)),
+            // Short: during a failover members answer at once (NotLeader or
+            // refused), and the new leader is usually there within ~0.5 s.
+            backoff: (Duration::from_millis(10), Duration::from_millis(100)),
         }
     }
 }

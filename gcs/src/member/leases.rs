@@ -90,29 +90,40 @@ fn replicated_leases(reader: &GcsReader) -> Option<Vec<(LeaseId, Duration)>> {
 async fn run(id: NodeId, raft: Raft, reader: GcsReader, keeper: Arc<LeaseKeeper>) {
     let mut metrics = raft.metrics();
     let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    // The term in which this member took over the leases. Metrics updates
+    // are coalesced, so a lost-and-regained leadership can look unchanged;
+    // comparing terms catches it (the deadlines from the earlier term are
+    // stale: keep-alives went to another leader in between).
+    let mut tracking_term: Option<u64> = None;
     loop {
-        let leads = {
+        let (leads, term) = {
             let m = metrics.borrow();
-            m.state == ServerState::Leader && m.current_leader == Some(id)
+            (
+                m.state == ServerState::Leader && m.current_leader == Some(id),
+                m.current_term,
+            )
         };
-        let tracking = keeper.tracker().is_leader();
-        if leads && !tracking {
+        if tracking_term.is_some() && (!leads || tracking_term != Some(term)) {
+            debug!(member = id, "leadership changed: dropping lease deadlines");
+            keeper.tracker().on_step_down();
+            tracking_term = None;
+        }
+        if leads && tracking_term.is_none() {
             // Everything committed before this term must be applied before
             // the replicated leases are read.
             if raft.ensure_linearizable().await.is_ok() {
                 if let Some(leases) = replicated_leases(&reader) {
                     info!(
                         member = id,
+                        term,
                         leases = leases.len(),
                         "leader: tracking lease deadlines"
                     );
                     keeper.tracker().on_become_leader(Instant::now(), leases);
+                    tracking_term = Some(term);
                     continue;
                 }
             }
-        } else if !leads && tracking {
-            debug!(member = id, "no longer leader: dropping lease deadlines");
-            keeper.tracker().on_step_down();
         }
         let (next, is_tracking) = {
             let t = keeper.tracker();
@@ -125,6 +136,7 @@ async fn run(id: NodeId, raft: Raft, reader: GcsReader, keeper: Arc<LeaseKeeper>
             }
         };
         tokio::select! {
+            biased;
             changed = metrics.changed() => {
                 if changed.is_err() {
                     return; // Raft shut down.
@@ -132,6 +144,11 @@ async fn run(id: NodeId, raft: Raft, reader: GcsReader, keeper: Arc<LeaseKeeper>
             }
             _ = keeper.changed.notified() => {}
             _ = sleep => {
+                // Only a leader still in the term it took over in decides.
+                let current = metrics.borrow().current_term;
+                if tracking_term != Some(current) {
+                    continue;
+                }
                 let expired = keeper.tracker().expire(Instant::now());
                 for lease in expired {
                     revoke(&raft, &keeper, lease).await;

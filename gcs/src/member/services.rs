@@ -189,36 +189,52 @@ impl Service for KvService {
                 request,
                 linearizable,
             } => self.range(request, linearizable).await,
-            KvRequest::KeepAlive(id) => match self.0.leases.keep_alive(id) {
-                Ok(ttl) => Ok(KvReply::KeptAlive {
-                    ttl_ms: ttl.as_millis() as u64,
-                }),
-                Err(LeaseTrackerError::NotLeader) => {
-                    let m = self.0.raft.metrics().borrow().clone();
-                    let leader = m.current_leader.and_then(|l| {
-                        m.membership_config
-                            .membership()
-                            .get_node(&l)
-                            .map(|n| (l, n.addr.clone()))
-                    });
-                    // A fresh leader that has not finished taking over yet
-                    // also lands here: the client retries.
-                    if m.current_leader == Some(self.0.id) {
-                        Err(GcsError::Unavailable(
-                            "the new leader is still taking over leases".into(),
-                        ))
-                    } else {
-                        Err(GcsError::NotLeader {
-                            member: self.0.id,
-                            leader,
-                        })
-                    }
-                }
-                Err(LeaseTrackerError::NotFound(id) | LeaseTrackerError::Expired(id)) => {
-                    Err(GcsError::LeaseNotFound(id))
-                }
-            },
+            KvRequest::KeepAlive(id) => self.keep_alive(id).await,
         })
+    }
+}
+
+impl KvService {
+    /// Renews a lease on the leader. Leadership is confirmed with a quorum
+    /// first: a deposed leader that has not heard of the new term yet must
+    /// not renew a lease in its own tracker while the real leader, which
+    /// never saw the keep-alive, lets it expire.
+    async fn keep_alive(&self, id: crate::model::LeaseId) -> Result<KvReply, GcsError> {
+        let member = &self.0;
+        member
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| leader_check_error(member, e))?;
+        match self.0.leases.keep_alive(id) {
+            Ok(ttl) => Ok(KvReply::KeptAlive {
+                ttl_ms: ttl.as_millis() as u64,
+            }),
+            Err(LeaseTrackerError::NotLeader) => {
+                let m = self.0.raft.metrics().borrow().clone();
+                let leader = m.current_leader.and_then(|l| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| (l, n.addr.clone()))
+                });
+                // A fresh leader that has not finished taking over yet
+                // also lands here: the client retries.
+                if m.current_leader == Some(self.0.id) {
+                    Err(GcsError::Unavailable(
+                        "the new leader is still taking over leases".into(),
+                    ))
+                } else {
+                    Err(GcsError::NotLeader {
+                        member: self.0.id,
+                        leader,
+                    })
+                }
+            }
+            Err(LeaseTrackerError::NotFound(id) | LeaseTrackerError::Expired(id)) => {
+                Err(GcsError::LeaseNotFound(id))
+            }
+        }
     }
 }
 

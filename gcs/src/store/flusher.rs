@@ -1,5 +1,6 @@
-//! Group commit for log appends: a thread that flushes sled and then
-//! completes every append callback queued before the flush began, in order.
+//! Group commit for log appends: a thread that flushes sled, syncs its
+//! files ([`DurableDb`]) and then completes every append callback queued
+//! before the flush began, in order.
 
 use std::io;
 use std::sync::mpsc;
@@ -7,6 +8,7 @@ use std::thread::JoinHandle;
 
 use openraft::storage::LogFlushed;
 
+use super::durable::DurableDb;
 use crate::types::TypeConfig;
 
 pub(crate) struct Flusher {
@@ -15,7 +17,7 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn start(db: sled::Db) -> io::Result<Self> {
+    pub(crate) fn start(db: DurableDb) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let thread = std::thread::Builder::new()
             .name("gcs-log-flush".into())

@@ -16,13 +16,14 @@ use openraft::{LogState, RaftLogReader, StorageIOError};
 
 use crate::error::{read_err, write_err, GcsStoreError, Result};
 use crate::store::codec::{self, decode, encode};
+use crate::store::durable::DurableDb;
 use crate::store::flusher::Flusher;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const LOG_TREE: &str = "raft_log";
 
 struct LogShared {
-    db: sled::Db,
+    db: DurableDb,
     tree: sled::Tree,
     flusher: Flusher,
 }
@@ -35,7 +36,7 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self> {
+    pub(crate) fn open(db: &DurableDb) -> Result<Self> {
         let tree = db.open_tree(LOG_TREE)?;
         let flusher = Flusher::start(db.clone())?;
         Ok(LogStore {

@@ -6,6 +6,7 @@
 //! both, and sled recovers a prefix of the writes, in order.
 
 mod codec;
+mod durable;
 mod flusher;
 mod log_store;
 mod reader;
@@ -72,7 +73,7 @@ impl StoreConfig {
 /// IO threads may keep the database open for a moment after the last handle.
 pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, StateMachineStore)> {
     config.validate()?;
-    let db = sled::Config::new().path(dir.as_ref()).open()?;
+    let db = durable::DurableDb::open(dir.as_ref())?;
     let log = LogStore::open(&db)?;
     let sm = StateMachineStore::open(&db, config)?;
     Ok((log, sm))

@@ -17,6 +17,7 @@ use crate::error::{any, read_err, Result};
 use crate::kv::{self, KvView, Overlay};
 use crate::response::{Outcome, Response};
 use crate::store::codec::{self, decode, encode};
+use crate::store::durable::DurableDb;
 use crate::store::reader::GcsReader;
 use crate::store::sm_tree::SmTree;
 use crate::store::snapshot::{SnapshotBuilder, SnapshotPayload, StoredSnapshot};
@@ -38,7 +39,7 @@ fn sm_tree_name(generation: u64) -> String {
 
 /// State shared by the state machine, its snapshot builders and readers.
 pub(crate) struct SmShared {
-    pub(crate) db: sled::Db,
+    pub(crate) db: DurableDb,
     control: sled::Tree,
     /// The current generation. Write-locked only while a batch or a snapshot
     /// install becomes visible, so readers see whole batches.
@@ -95,7 +96,7 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: &sled::Db, config: StoreConfig) -> Result<Self> {
+    pub(crate) fn open(db: &DurableDb, config: StoreConfig) -> Result<Self> {
         let control = db.open_tree(CONTROL_TREE)?;
         let generation = control
             .get(CONTROL_GENERATION)?

@@ -108,6 +108,32 @@ fn us(d: Duration) -> f64 {
 }
 
 /// One measurement's results across rounds.
+/// `depth` calls in flight from ONE task (a `FuturesUnordered` refilled as
+/// calls finish), like a router fanning out: no task wake-up per call.
+async fn rpc_one_task_many_in_flight(
+    ch: &Channel,
+    payload: usize,
+    depth: usize,
+    run_for: Duration,
+) -> anyhow::Result<u64> {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let body = ByteBuf::from(vec![7u8; payload]);
+    let end = Instant::now() + run_for;
+    let mut in_flight = FuturesUnordered::new();
+    for _ in 0..depth {
+        in_flight.push(ch.call::<Echo>(&body));
+    }
+    let mut done = 0u64;
+    while let Some(answer) = in_flight.next().await {
+        answer?;
+        done += 1;
+        if Instant::now() < end {
+            in_flight.push(ch.call::<Echo>(&body));
+        }
+    }
+    Ok(done)
+}
+
 #[derive(Default)]
 struct Samples(Vec<f64>);
 
@@ -138,6 +164,16 @@ impl Side {
             .block_on(rpc_one_in_flight(&self.channel, payload, run_for))?;
         l.sort();
         Ok(l)
+    }
+
+    fn one_task_throughput(&self, payload: usize, run_for: Duration) -> anyhow::Result<f64> {
+        let n = self.runtime.block_on(rpc_one_task_many_in_flight(
+            &self.channel,
+            payload,
+            DEPTH,
+            run_for,
+        ))?;
+        Ok(n as f64 / run_for.as_secs_f64())
     }
 
     fn throughput(&self, payload: usize, run_for: Duration) -> anyhow::Result<f64> {
@@ -184,11 +220,12 @@ pub fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
             side.latencies(payload, warm)?;
             side.throughput(payload, warm)?;
         }
+        single.one_task_throughput(payload, warm)?;
 
         let [mut raw50, mut raw99, mut s50, mut s99, mut m50, mut m99] = Default::default();
-        let [mut raw_t, mut s_t, mut m_t] = Default::default();
-        let [mut s50_ratio, mut m50_ratio, mut s_t_ratio, mut m_t_ratio] =
-            <[Samples; 4]>::default();
+        let [mut raw_t, mut s_t, mut m_t, mut o_t] = Default::default();
+        let [mut s50_ratio, mut m50_ratio, mut s_t_ratio, mut m_t_ratio, mut o_t_ratio] =
+            <[Samples; 5]>::default();
         for _ in 0..rounds {
             let mut r = raw.block_on(raw::ping_pong(&raw_addr, payload, run_for))?;
             r.sort();
@@ -217,12 +254,15 @@ pub fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
                 raw.block_on(raw::pipelined(&raw_addr, payload, DEPTH, run_for))? as f64 / secs;
             let st = single.throughput(payload, run_for)?;
             let mt = multi.throughput(payload, run_for)?;
+            let ot = single.one_task_throughput(payload, run_for)?;
             for (samples, v) in [
                 (&mut raw_t, rt),
                 (&mut s_t, st),
                 (&mut m_t, mt),
+                (&mut o_t, ot),
                 (&mut s_t_ratio, st / rt),
                 (&mut m_t_ratio, mt / rt),
+                (&mut o_t_ratio, ot / rt),
             ] {
                 samples.0.push(v);
             }
@@ -239,12 +279,14 @@ pub fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
             m50_ratio.median(),
         ));
         throughput_rows.push(format!(
-            "| {payload} B | {:.0} | {:.0} | **{:.0}%** | {:.0} | {:.0}% |",
+            "| {payload} B | {:.0} | {:.0} | **{:.0}%** | {:.0} | {:.0}% | {:.0} | {:.0}% |",
             raw_t.median(),
             s_t.median(),
             100.0 * s_t_ratio.median(),
             m_t.median(),
             100.0 * m_t_ratio.median(),
+            o_t.median(),
+            100.0 * o_t_ratio.median(),
         ));
     }
     println!("One call in flight (round trip p50 / p99 in µs; ratio = rpc p50 / raw p50, median of per-round ratios):\n");
@@ -254,8 +296,8 @@ pub fn run(run_for: Duration, rounds: usize) -> anyhow::Result<()> {
         println!("{row}");
     }
     println!("\n{DEPTH} calls in flight (calls per second; ratio = rpc / raw, median of per-round ratios):\n");
-    println!("| payload | raw TCP pipelined | rpc, 1-thread client | ratio | rpc, multi-thread client | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!("| payload | raw TCP pipelined | rpc, {DEPTH} tasks, 1-thread client | ratio | rpc, {DEPTH} tasks, multi-thread client | ratio | rpc, 1 task with {DEPTH} calls in flight | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
     for row in throughput_rows {
         println!("{row}");
     }
