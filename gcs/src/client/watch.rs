@@ -77,7 +77,7 @@ impl WatchStream {
                 }
             }
             let stream = self.open.as_mut().expect("opened above");
-            match stream.next().await {
+            let reason = match stream.next().await {
                 Some(Ok(Ok(events))) => {
                     self.next_revision = events.revision + 1;
                     return Ok(events);
@@ -86,37 +86,19 @@ impl WatchStream {
                     self.open = None;
                     return Err(GcsClientError::Rejected(e));
                 }
-                Some(Ok(Err(e))) => {
-                    self.open = None;
-                    self.failed(
-                        &mut failing_since,
-                        &mut backoff,
-                        e.to_string(),
-                        config.request_timeout,
-                    )
-                    .await?;
-                }
-                Some(Err(e)) => {
-                    self.open = None;
-                    self.failed(
-                        &mut failing_since,
-                        &mut backoff,
-                        e.to_string(),
-                        config.request_timeout,
-                    )
-                    .await?;
-                }
-                None => {
-                    self.open = None;
-                    self.failed(
-                        &mut failing_since,
-                        &mut backoff,
-                        "the member ended the watch".into(),
-                        config.request_timeout,
-                    )
-                    .await?;
-                }
-            }
+                Some(Ok(Err(e))) => e.to_string(),
+                Some(Err(e)) => e.to_string(),
+                None => "the member ended the watch".into(),
+            };
+            // Resume from the next undelivered revision elsewhere.
+            self.open = None;
+            self.failed(
+                &mut failing_since,
+                &mut backoff,
+                reason,
+                config.request_timeout,
+            )
+            .await?;
         }
     }
 
