@@ -82,7 +82,7 @@ async fn a_frozen_peer_is_detected_by_keepalive_before_the_deadline() {
     );
 
     // SIGSTOP: the socket stays open but nothing answers (a gray failure).
-    peer.signal("STOP");
+    peer.freeze().await;
     let err = ch
         .call_with::<Echo>(
             &ByteBuf::from(vec![2]),

@@ -106,6 +106,22 @@ impl Peer {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Freezes the peer (SIGSTOP) and waits until the kernel reports it
+    /// stopped: the signal is delivered asynchronously, and a peer that
+    /// still runs for a moment could answer a request sent right after.
+    pub async fn freeze(&self) {
+        self.signal("STOP");
+        let stat = format!("/proc/{}/stat", self.pid());
+        let stopped = || {
+            std::fs::read_to_string(&stat)
+                .ok()
+                // The state follows the parenthesised command name.
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+                .unwrap_or(false)
+        };
+        wait_until("the peer is stopped", Duration::from_secs(10), stopped).await;
+    }
+
     /// SIGKILLs the peer and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
