@@ -1,8 +1,5 @@
 //! Key layout of the sled trees and value encoding (bincode).
 //!
-//! `raft_log` tree: `0x00 ++ name` for the vote, committed and last-purged
-//! markers; `0x01 ++ index (u64 BE)` for entries, so entries sort by index.
-//!
 //! State machine tree (`sm.<generation>`), one byte of prefix per table:
 //! - `k ++ key`              → [`KeyValue`](crate::KeyValue)
 //! - `l ++ lease id (BE)`    → [`Lease`](crate::Lease)
@@ -19,8 +16,6 @@ use serde::Serialize;
 use crate::command::KeySelector;
 use crate::error::{GcsStoreError, Result};
 
-pub const LOG_ENTRY: u8 = 0x01;
-
 pub const KV: u8 = b'k';
 pub const LEASE: u8 = b'l';
 pub const SESSION: u8 = b's';
@@ -30,10 +25,6 @@ pub const META_REVISION: &[u8] = b"mrevision";
 pub const META_COMPACTED: &[u8] = b"mcompacted";
 pub const META_APPLIED: &[u8] = b"mapplied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";
-
-pub const LOG_VOTE: &[u8] = b"\x00vote";
-pub const LOG_COMMITTED: &[u8] = b"\x00committed";
-pub const LOG_PURGED: &[u8] = b"\x00purged";
 
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(bincode::serialize(value)?)

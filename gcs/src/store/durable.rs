@@ -4,9 +4,10 @@
 //! the device queue but neither the drive's write cache nor the file's
 //! metadata is flushed, and values large enough to be stored as separate
 //! blob files are never synced at all. So after every sled flush this
-//! store depends on (log appends before they are acknowledged, votes,
-//! truncations, snapshots), [`DurableDb`] also `fdatasync`s sled's data
-//! file and fsyncs every blob file not synced before, and their directory.
+//! store depends on (snapshots: building, persisting, installing),
+//! [`DurableDb`] also `fdatasync`s sled's data file and fsyncs every blob
+//! file not synced before, and their directory. (The Raft log is not in
+//! sled: see `store::wal`.)
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -92,13 +93,6 @@ impl DurableDb {
         })
     }
 
-    /// Flushes and syncs, blocking the calling thread.
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        self.files.sync()?;
-        Ok(())
-    }
-
     /// Flushes and syncs without blocking the async runtime.
     pub(crate) async fn flush_async(&self) -> Result<()> {
         self.db.flush_async().await?;
@@ -138,7 +132,7 @@ mod tests {
         assert_eq!(synced, blobs, "every blob file is synced");
 
         db.remove(b"big").unwrap();
-        db.flush().unwrap();
+        db.flush_async().await.unwrap();
         let synced = db.files.synced_blobs.lock().unwrap().clone();
         assert!(synced
             .iter()

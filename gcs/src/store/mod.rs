@@ -1,18 +1,21 @@
-//! Storage on sled: the Raft log and the state machine, in one database.
+//! Storage: the Raft log in our own segment files ([`wal`], under
+//! `<dir>/log/`), the state machine in sled (`<dir>`).
 //!
-//! Trees: `raft_log` (entries, vote, committed, last purged), `sm_control`
-//! (current state machine generation, current snapshot), `sm.<generation>`
-//! (the state machine). Putting both in one database makes one flush cover
-//! both, and sled recovers a prefix of the writes, in order.
+//! sled trees: `sm_control` (current state machine generation, current
+//! snapshot), `sm.<generation>` (the state machine). sled recovers a prefix
+//! of its writes, in order. The state machine is not flushed per apply:
+//! after a crash openraft re-applies committed entries from the log on top
+//! of its last durable state. It is flushed before a snapshot is handed to
+//! openraft, so the log is never purged past durably applied state.
 
 mod codec;
 mod durable;
-mod flusher;
 mod log_store;
 mod reader;
 mod sm_tree;
 mod snapshot;
 mod state_machine;
+mod wal;
 
 use std::path::Path;
 
@@ -27,6 +30,7 @@ use crate::error::{GcsStoreError, Result};
 /// Defaults for [`StoreConfig`].
 pub const DEFAULT_HISTORY_RETENTION: u64 = 10_000;
 pub const DEFAULT_LIVE_CAPACITY: usize = 1024;
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Storage settings. Snapshot frequency is openraft's
 /// `Config::snapshot_policy` (`SnapshotPolicy::LogsSinceLast(n)`).
@@ -37,6 +41,8 @@ pub struct StoreConfig {
     /// How many applied revisions the live channel buffers per watcher
     /// before a slow watcher falls back to reading history.
     pub live_capacity: usize,
+    /// Start a new log segment file once the current one reaches this size.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +50,7 @@ impl Default for StoreConfig {
         StoreConfig {
             history_retention: DEFAULT_HISTORY_RETENTION,
             live_capacity: DEFAULT_LIVE_CAPACITY,
+            wal_segment_bytes: DEFAULT_WAL_SEGMENT_BYTES,
         }
     }
 }
@@ -60,6 +67,11 @@ impl StoreConfig {
                 "live_capacity must be at least 1".into(),
             ));
         }
+        if self.wal_segment_bytes == 0 {
+            return Err(GcsStoreError::Config(
+                "wal_segment_bytes must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -74,7 +86,7 @@ impl StoreConfig {
 pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, StateMachineStore)> {
     config.validate()?;
     let db = durable::DurableDb::open(dir.as_ref())?;
-    let log = LogStore::open(&db)?;
+    let log = LogStore::open(&dir.as_ref().join("log"), config.wal_segment_bytes)?;
     let sm = StateMachineStore::open(&db, config)?;
     Ok((log, sm))
 }

@@ -3,8 +3,9 @@
 //! Durability: each `apply` call lands as one sled batch (state writes, new
 //! history, compaction, last-applied log id, membership), so after a crash
 //! the state is that of some applied prefix of the log, never half an entry.
-//! `apply` does not flush; the log store's flushes (same sled database) and
-//! the flush before every snapshot make the state durable. openraft
+//! `apply` does not flush: the state becomes durable with sled's background
+//! flush or the flush before every snapshot. The log lives in the WAL, so a
+//! crash may lose applied state whose entries are durable in the log; openraft
 //! re-applies committed entries after the durable last-applied on restart.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

@@ -59,6 +59,9 @@ impl Member {
 fn config() -> StoreConfig {
     StoreConfig {
         history_retention: RETENTION,
+        // Tiny segments: the model run exercises rollover, truncation and
+        // purging across segment files.
+        wal_segment_bytes: 2048,
         ..StoreConfig::default()
     }
 }

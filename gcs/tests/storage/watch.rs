@@ -26,6 +26,7 @@ fn config(history_retention: u64, live_capacity: usize) -> StoreConfig {
     StoreConfig {
         history_retention,
         live_capacity,
+        ..StoreConfig::default()
     }
 }
 
