@@ -1,9 +1,9 @@
 //! `troupe-gcs`: the global control store's storage core.
 //!
 //! An etcd-like KV (byte keys and values, a global revision, transactions,
-//! leases, watches, exactly-once writes) replicated with openraft over sled.
-//! This crate holds the pure KV logic, the sled storage implementing
-//! openraft's v2 storage traits, and the leader's lease deadline logic; the
+//! leases, watches, exactly-once writes) replicated with openraft (the log in
+//! our own segment files, the state machine in sled). This crate holds the
+//! pure KV logic, the storage implementing openraft's v2 storage traits, and the leader's lease deadline logic; the
 //! network, the Raft node and the client are built on top of it.
 //!
 //! # Layout
@@ -14,7 +14,7 @@
 //! - [`model`] — stored data: [`KeyValue`], [`Lease`], [`Event`], sessions.
 //! - [`kv`] — the pure engine: `apply(view, command) -> (response, mutations,
 //!   events)`, no IO.
-//! - [`store`] — sled storage: [`open`], [`LogStore`], [`StateMachineStore`],
+//! - [`store`] — storage (WAL + sled): [`open`], [`LogStore`], [`StateMachineStore`],
 //!   [`GcsReader`] for local reads.
 //! - [`watch`] — [`Watcher`], history then live events without gaps.
 //! - [`lease_tracker`] — [`LeaseTracker`], the leader's lease deadlines.
@@ -22,15 +22,19 @@
 //!
 //! # What is durable when
 //!
-//! - A log entry is durable when openraft's append callback fires (after a
-//!   sled flush). A vote is durable when `save_vote` returns.
-//! - The state machine is written one sled batch per `apply` call (all of
-//!   its entries, their history and the new last-applied log id), so a crash
-//!   recovers the state of an applied prefix, never part of an entry. It is
-//!   not flushed per apply: it becomes durable with the next log flush or
-//!   snapshot, and openraft re-applies committed entries after it on start.
+//! - The Raft log is our own segment files (`<dir>/log/`, see `store::wal`).
+//!   A log entry is durable when openraft's append callback fires (after an
+//!   `fdatasync` that began after the write; one per group of appends). A
+//!   vote, a truncation and a purge are durable when their call returns.
+//!   The committed log id is saved without a sync (openraft may lose it).
+//! - The state machine (in sled) is written one sled batch per `apply` call
+//!   (all of its entries, their history and the new last-applied log id), so
+//!   a crash recovers the state of an applied prefix, never part of an entry.
+//!   It is not flushed per apply: it becomes durable with sled's background
+//!   flush or the next snapshot, and openraft re-applies committed entries
+//!   from the log after it on start.
 //! - Before a snapshot is returned to openraft (which then purges the log),
-//!   the database is flushed, so the log is never purged past the durably
+//!   sled is flushed and synced, so the log is never purged past the durably
 //!   applied state. The current snapshot is persisted and served after a
 //!   restart. Installing a snapshot switches state atomically.
 #![forbid(unsafe_code)]

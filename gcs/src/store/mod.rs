@@ -79,7 +79,8 @@ impl StoreConfig {
 /// Open (or create) a member's storage in `dir`.
 ///
 /// Only one process (and one pair of stores) may have a directory open at a
-/// time: sled locks it. To reopen in the same process, drop both stores and
+/// time: sled locks it (the log is opened only once the lock is held, so
+/// the lock covers the log directory too). To reopen in the same process, drop both stores and
 /// every [`GcsReader`] (openraft drops the stores some time after
 /// `Raft::shutdown`), and retry while the error says the lock is held: sled's
 /// IO threads may keep the database open for a moment after the last handle.

@@ -1,4 +1,4 @@
-//! openraft's storage conformance suite against fresh sled stores.
+//! openraft's storage conformance suite against fresh stores (WAL + sled).
 
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
