@@ -30,7 +30,7 @@ use crate::error::{GcsStoreError, Result};
 /// Defaults for [`StoreConfig`].
 pub const DEFAULT_HISTORY_RETENTION: u64 = 10_000;
 pub const DEFAULT_LIVE_CAPACITY: usize = 1024;
-pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 8 << 20;
 
 /// Storage settings. Snapshot frequency is openraft's
 /// `Config::snapshot_policy` (`SnapshotPolicy::LogsSinceLast(n)`).
@@ -42,6 +42,9 @@ pub struct StoreConfig {
     /// before a slow watcher falls back to reading history.
     pub live_capacity: usize,
     /// Start a new log segment file once the current one reaches this size.
+    /// The log is purged a whole segment at a time, so this also bounds how
+    /// much purged log stays on disk (8 MiB by default: tens of thousands
+    /// of entries per file, so rollovers are rare).
     pub wal_segment_bytes: u64,
 }
 
