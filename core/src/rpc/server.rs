@@ -359,11 +359,13 @@ impl ConnectionState {
                         peer: self.peer,
                         deadline: None,
                     };
-                    let max = self.shared.config.max_message_bytes;
                     let shared = self.shared.clone();
+                    let peer = self.peer;
                     self.tasks.spawn(async move {
                         let _running = Gauge::up(&shared.stats.in_flight);
-                        let _ignored_reply = svc.call(0, body, cx, max).await;
+                        if let Err(status) = svc.notify(body, cx).await {
+                            debug!(%peer, %status, "a one-way message failed");
+                        }
                     });
                 }
                 Err(status) => debug!(peer = %self.peer, %status, "dropped a one-way message"),

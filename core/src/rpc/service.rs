@@ -160,6 +160,12 @@ pub(crate) trait ErasedService: Send + Sync + 'static {
         cx: CallContext,
         max: usize,
     ) -> BoxFuture<'static, Bytes>;
+    /// Runs the handler for a one-way message; the answer is not encoded.
+    fn notify(
+        self: Arc<Self>,
+        body: Bytes,
+        cx: CallContext,
+    ) -> BoxFuture<'static, Result<(), Status>>;
     /// Opens a stream whose items come back as complete frames.
     fn stream(
         self: Arc<Self>,
@@ -210,6 +216,19 @@ impl<S: Service> ErasedService for Erased<S> {
                 }
                 Err(status) => error_response(id, &status),
             }
+        }
+        .boxed()
+    }
+
+    fn notify(
+        self: Arc<Self>,
+        body: Bytes,
+        cx: CallContext,
+    ) -> BoxFuture<'static, Result<(), Status>> {
+        async move {
+            let request = decode_request::<S>(&body)?;
+            drop(body);
+            self.0.call(request, cx).await.map(drop)
         }
         .boxed()
     }
