@@ -3,7 +3,7 @@
 //!
 //! This facade crate is what programs depend on. It re-exports the parts
 //! of the workspace crates that users touch and holds the `troupe` CLI, so
-//! that a user's program is `fn main() { troupe::cli::run() }` plus its own
+//! that a user's program is `fn main() { troupe::cli::run(registry) }` plus its own
 //! registered types, and every node of a cluster runs that same binary.
 //!
 //! # Layout
@@ -11,14 +11,25 @@
 //! - [`cli`]: the `troupe` command line.
 //! - [`prelude`]: the handful of names most programs need.
 //! - [`core`]: re-export of `troupe-core` (ids, resources, RPC transport).
+//! - the actor API from `troupe-worker`: [`Actor`], [`Handler`], [`Message`],
+//!   [`Registry`], [`Cluster`], [`ActorHandle`], and [`Node`] for embedding a
+//!   node in a program.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 
 pub use troupe_core as core;
+pub use troupe_worker::{
+    Actor, ActorContext, ActorError, ActorHandle, ActorType, Cluster, Handler, Message, Node,
+    NodeConfig, Registry, Role, Spawn,
+};
 
 /// The names most programs need, for `use troupe::prelude::*`.
 pub mod prelude {
     pub use troupe_core::id::{ActorId, DeploymentId, NodeId, ReplicaId, RequestId};
     pub use troupe_core::resources::Resources;
+    pub use troupe_worker::{
+        Actor, ActorContext, ActorError, ActorHandle, ActorType, Cluster, Handler, Message,
+        Registry,
+    };
 }

@@ -1,5 +1,5 @@
 //! The `troupe` binary.
 
 fn main() -> std::process::ExitCode {
-    troupe::cli::run()
+    troupe::cli::run(troupe::Registry::new())
 }

@@ -1,5 +1,10 @@
 //! `troupe-examples`: runnable programs built on Troupe.
 //!
-//! Will hold the content-understanding pipeline on candle models, one
-//! program per composition pattern, and an actor-API example.
+//! # Layout
+//!
+//! - [`actors`]: the actor-API example's types — a counter and a toy
+//!   parameter server with its workers — hosted by the `troupe-actors`
+//!   binary (`actors/main.rs`, with its README).
 #![forbid(unsafe_code)]
+
+pub mod actors;

@@ -193,18 +193,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     // One parseable line for scripts and tests; logs go to stderr.
     println!("gcs member {} listening on {addr}", args.id);
-    wait_for_shutdown_signal().await?;
+    super::wait_for_shutdown_signal().await?;
     tracing::info!(member = args.id, "shutting down");
     server.shutdown().await;
     member.shutdown().await?;
-    Ok(())
-}
-
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! tracing, call into the library.
 
 mod gcs;
+mod node;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use troupe_core::config::ProcessEnv;
 use troupe_core::rpc::diag::{ByteBuf, Echo};
 use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
 use troupe_core::telemetry::{self, LogConfig};
+use troupe_worker::Registry;
 
 /// Troupe: serve models and run actors on a cluster.
 #[derive(Debug, Parser)]
@@ -36,6 +38,14 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// Run a node in the foreground: start a cluster (--head) or join one
+    /// (--join ADDR), until SIGTERM, Ctrl-C or `troupe stop`.
+    Start(node::StartArgs),
+    /// Show the cluster's nodes (resources used/total) and actors.
+    Status(node::AddressArgs),
+    /// Ask the node at --address to leave the cluster and exit (its actors
+    /// are restarted elsewhere).
+    Stop(node::AddressArgs),
     /// Print version information (binary and RPC protocol).
     Version,
     /// The global control store: run a member, list or change members.
@@ -43,8 +53,10 @@ enum Command {
     Gcs(gcs::GcsCommand),
 }
 
-/// Parses the process's arguments and runs the command.
-pub fn run() -> ExitCode {
+/// Parses the process's arguments and runs the command. `registry` holds
+/// the actor types this binary can host; every node of a cluster runs the
+/// same binary.
+pub fn run(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = LogConfig::from_env(&ProcessEnv)
         .map_err(anyhow::Error::from)
@@ -53,7 +65,7 @@ pub fn run() -> ExitCode {
         eprintln!("troupe: cannot set up logging: {e}");
         return ExitCode::from(2);
     }
-    match execute(cli) {
+    match execute(cli, registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("troupe: {e:#}");
@@ -62,8 +74,11 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn execute(cli: Cli) -> anyhow::Result<()> {
+fn execute(cli: Cli, registry: Registry) -> anyhow::Result<()> {
     match cli.command {
+        Command::Start(args) => multi_thread()?.block_on(node::start(args, registry)),
+        Command::Status(args) => multi_thread()?.block_on(node::status(args)),
+        Command::Stop(args) => multi_thread()?.block_on(node::stop(args)),
         Command::Gcs(command) => gcs::run(command),
         Command::Version => {
             println!(
@@ -116,6 +131,22 @@ async fn ping(
             "reply from {addr}: seq={seq} time={:.3} ms",
             start.elapsed().as_secs_f64() * 1e3
         );
+    }
+    Ok(())
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
     }
     Ok(())
 }

@@ -22,17 +22,34 @@
 //! - [`error`] — [`WorkerError`] and [`Result`].
 #![forbid(unsafe_code)]
 
+pub mod actor;
+mod agent;
+pub mod cluster;
+mod codec;
+mod controller;
 pub mod error;
+mod hosting;
 pub mod lifecycle;
+pub mod node;
 pub mod placement;
+mod protocol;
 pub mod schema;
+mod services;
+pub mod status;
+pub mod view;
 
+pub use actor::{Actor, ActorContext, ActorError, ActorType, Handler, Message, Registry};
+pub use cluster::{ActorHandle, Cluster, Spawn};
 pub use error::{Result, WorkerError};
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
+pub use node::{GcsTiming, Node, NodeConfig, Role};
 pub use placement::{
     plan, Decision, NodeView, PendingReason, PlacementPlan, PlacementPolicy, PlacementRequest,
 };
+pub use protocol::{NodeAdmin as NodeAdminProtocol, NodeAdminRequest};
 pub use schema::{
     decode, encode, ActorName, ActorNameRecord, ActorOptions, ActorRecord, AssignmentRecord,
-    ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, RetryLimit, SchemaError,
+    ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, ReportOutcome, ReportRecord,
+    RetryLimit, SchemaError,
 };
+pub use view::ClusterState;

@@ -263,3 +263,29 @@ pub struct ControllerTermRecord {
 impl Record for ControllerTermRecord {
     const KIND: &'static str = "controller term";
 }
+
+/// What a node observed about one incarnation of an actor it hosts, at
+/// `/troupe/reports/<node-id>/<actor-id>`, under the node's lease. The
+/// scheduler turns it into a lifecycle event; a report about an older
+/// incarnation is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    pub actor: ActorId,
+    pub incarnation: u64,
+    pub outcome: ReportOutcome,
+}
+
+/// What happened to the instance a [`ReportRecord`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportOutcome {
+    /// Its constructor returned: it answers calls.
+    Started,
+    /// Its constructor failed (or the type is not registered on the node).
+    ConstructorFailed { message: String },
+    /// A handler panicked; the instance is gone.
+    HandlerPanicked { message: String },
+}
+
+impl Record for ReportRecord {
+    const KIND: &'static str = "report";
+}

@@ -7,6 +7,8 @@
 //! | `/troupe/actor-names/<namespace>/<name>` | [`ActorNameRecord`](super::ActorNameRecord) | the scheduler |
 //! | `/troupe/assignments/<node-id>/<actor-id>` | [`AssignmentRecord`](super::AssignmentRecord) | the scheduler; the node watches its prefix |
 //! | `/troupe/controller-term` | [`ControllerTermRecord`](super::ControllerTermRecord) | the controllers' leader |
+//! | `/troupe/reports/<node-id>/<actor-id>` | [`ReportRecord`](super::ReportRecord) | the node, under its lease |
+//! | `/troupe/owners/<node-id>` | empty | a node or driver process that may own actors, under its lease |
 //!
 //! Ids use their text form (`node-00000000deadbeef`), so keys sort by id
 //! and read well in `troupe gcs` listings.
@@ -27,6 +29,10 @@ pub const ACTORS_PREFIX: &str = "/troupe/actors/";
 pub const ACTOR_NAMES_PREFIX: &str = "/troupe/actor-names/";
 /// Prefix of all assignments; see [`assignments_of`] for one node's.
 pub const ASSIGNMENTS_PREFIX: &str = "/troupe/assignments/";
+/// Prefix of the nodes' reports on the actors they host.
+pub const REPORTS_PREFIX: &str = "/troupe/reports/";
+/// Prefix of the live owner processes (nodes and drivers).
+pub const OWNERS_PREFIX: &str = "/troupe/owners/";
 /// The controllers' fencing key.
 pub const CONTROLLER_TERM_KEY: &str = "/troupe/controller-term";
 
@@ -53,6 +59,8 @@ pub enum Key {
     ActorName(ActorName),
     Assignment { node: NodeId, actor: ActorId },
     ControllerTerm,
+    Report { node: NodeId, actor: ActorId },
+    Owner(NodeId),
 }
 
 impl Key {
@@ -90,10 +98,17 @@ impl Key {
             },
             ["assignments", ..] => return Err(expect("assignments/<node-id>/<actor-id>")),
             ["controller-term"] => Self::ControllerTerm,
+            ["reports", node, actor] => Self::Report {
+                node: parse_id(node).map_err(fail)?,
+                actor: parse_id(actor).map_err(fail)?,
+            },
+            ["reports", ..] => return Err(expect("reports/<node-id>/<actor-id>")),
+            ["owners", owner] => Self::Owner(parse_id(owner).map_err(fail)?),
+            ["owners", ..] => return Err(expect("owners/<node-id>")),
             _ => {
                 return Err(fail(
                     "unknown table; expected one of nodes/, actors/, actor-names/, \
-                     assignments/, controller-term"
+                     assignments/, controller-term, reports/, owners/"
                         .into(),
                 ))
             }
@@ -124,6 +139,8 @@ impl fmt::Display for Key {
             ),
             Self::Assignment { node, actor } => write!(f, "{}{actor}", assignments_of(*node)),
             Self::ControllerTerm => f.write_str(CONTROLLER_TERM_KEY),
+            Self::Report { node, actor } => write!(f, "{REPORTS_PREFIX}{node}/{actor}"),
+            Self::Owner(owner) => write!(f, "{OWNERS_PREFIX}{owner}"),
         }
     }
 }

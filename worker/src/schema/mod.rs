@@ -27,7 +27,7 @@ mod node;
 
 pub use actor::{
     ActorName, ActorNameRecord, ActorOptions, ActorRecord, AssignmentRecord, ControllerTermRecord,
-    Lifetime, Owner, RetryLimit, DEFAULT_NAMESPACE,
+    Lifetime, Owner, ReportOutcome, ReportRecord, RetryLimit, DEFAULT_NAMESPACE,
 };
 pub use keys::Key;
 pub use node::NodeRecord;

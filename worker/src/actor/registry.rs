@@ -1,0 +1,226 @@
+//! [`Registry`]: the actor types a binary can host, by name, with the
+//! type-erased constructor and message dispatch that remote calls use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
+use super::{Actor, ActorContext, ActorError, Handler, Message};
+use crate::codec;
+use crate::hosting::{Host, HostEvents, LocalAddr};
+
+/// A remote call as the hosting node sees it: a message name and its
+/// encoded body; the reply is the encoded reply.
+pub(crate) struct RawCall {
+    pub message: String,
+    pub payload: bytes::Bytes,
+}
+
+impl actix::Message for RawCall {
+    type Result = Result<Vec<u8>, ActorError>;
+}
+
+/// Runs one decoded message on an instance it owns for the duration, and
+/// hands the instance back with the encoded reply.
+pub(crate) type RawFuture<A> = LocalBoxFuture<'static, (A, Vec<u8>)>;
+type RawHandler<A> = fn(A, ActorContext, &[u8]) -> Result<RawFuture<A>, (A, ActorError)>;
+
+/// One actor type's registration: the type and the messages it answers.
+pub struct ActorType<A: Actor> {
+    handlers: HashMap<&'static str, RawHandler<A>>,
+    _type: PhantomData<fn() -> A>,
+}
+
+impl<A: Actor> ActorType<A> {
+    /// The type, answering no message yet.
+    pub fn new() -> Self {
+        Self {
+            handlers: HashMap::new(),
+            _type: PhantomData,
+        }
+    }
+
+    /// Declares that `A` answers `M` (so remote callers can send it).
+    ///
+    /// # Panics
+    /// If another message of `A` already uses `M::NAME`: a programming
+    /// error found when the binary starts.
+    pub fn handles<M: Message>(mut self) -> Self
+    where
+        A: Handler<M>,
+    {
+        let previous = self.handlers.insert(M::NAME, raw_handler::<A, M>);
+        assert!(
+            previous.is_none(),
+            "actor type {} registers message name {:?} twice",
+            A::TYPE_NAME,
+            M::NAME
+        );
+        self
+    }
+}
+
+impl<A: Actor> Default for ActorType<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decodes `M`, then runs the handler on `actor`.
+fn raw_handler<A: Handler<M>, M: Message>(
+    mut actor: A,
+    cx: ActorContext,
+    payload: &[u8],
+) -> Result<RawFuture<A>, (A, ActorError)> {
+    let message: M = match codec::decode(payload) {
+        Ok(message) => message,
+        Err(detail) => {
+            let what = format!("message {:?} for actor type {:?}", M::NAME, A::TYPE_NAME);
+            return Err((actor, ActorError::Codec { what, detail }));
+        }
+    };
+    Ok(async move {
+        let reply = actor.handle(message, &cx).await;
+        (actor, codec::encode(&reply))
+    }
+    .boxed_local())
+}
+
+/// An instance started on an arbiter.
+pub(crate) struct StartedActor {
+    pub addr: LocalAddr,
+}
+
+/// The type-erased face of an [`ActorType`].
+pub(crate) trait DynActorType: Send + Sync {
+    /// Decodes the argument and constructs an instance, on the current
+    /// arbiter; the instance's actix actor is started there.
+    fn start(
+        &self,
+        args: Vec<u8>,
+        cx: ActorContext,
+        events: HostEvents,
+    ) -> LocalBoxFuture<'static, Result<StartedActor, String>>;
+}
+
+impl<A: Actor> DynActorType for TypeEntry<A> {
+    fn start(
+        &self,
+        args: Vec<u8>,
+        cx: ActorContext,
+        events: HostEvents,
+    ) -> LocalBoxFuture<'static, Result<StartedActor, String>> {
+        let handlers = self.handlers.clone();
+        async move {
+            let args: A::Args = codec::decode(&args).map_err(|detail| {
+                format!(
+                    "the constructor argument of actor type {:?} does not decode: {detail}",
+                    A::TYPE_NAME
+                )
+            })?;
+            let constructed = std::panic::AssertUnwindSafe(A::start(args, &cx))
+                .catch_unwind()
+                .await;
+            let actor = match constructed {
+                Ok(result) => result?,
+                Err(panic) => return Err(format!("panicked: {}", panic_message(&*panic))),
+            };
+            Ok(StartedActor {
+                addr: Host::start_with(actor, cx, handlers, events),
+            })
+        }
+        .boxed_local()
+    }
+}
+
+/// A registered type's data, shared by its instances.
+struct TypeEntry<A: Actor> {
+    handlers: Arc<HashMap<&'static str, RawHandler<A>>>,
+}
+
+/// Dispatches a raw call on `actor` through the type's handler table.
+pub(crate) fn dispatch<A: Actor>(
+    handlers: &HashMap<&'static str, RawHandler<A>>,
+    actor: A,
+    cx: ActorContext,
+    call: &RawCall,
+) -> Result<RawFuture<A>, (A, ActorError)> {
+    match handlers.get(call.message.as_str()) {
+        Some(handler) => handler(actor, cx, &call.payload),
+        None => Err((
+            actor,
+            ActorError::UnknownMessage {
+                type_name: A::TYPE_NAME.to_owned(),
+                message: call.message.clone(),
+            },
+        )),
+    }
+}
+
+pub(crate) type HandlerTable<A> = Arc<HashMap<&'static str, RawHandler<A>>>;
+
+/// The actor types one binary can host, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<&'static str, Arc<dyn DynActorType>>,
+}
+
+impl Registry {
+    /// An empty registry: such a node hosts no actors but serves every
+    /// other role.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an actor type.
+    ///
+    /// # Panics
+    /// If another type is registered under `A::TYPE_NAME`.
+    pub fn register<A: Actor>(mut self, actor_type: ActorType<A>) -> Self {
+        let entry = TypeEntry::<A> {
+            handlers: Arc::new(actor_type.handlers),
+        };
+        let previous = self.types.insert(A::TYPE_NAME, Arc::new(entry));
+        assert!(
+            previous.is_none(),
+            "actor type name {:?} is registered twice",
+            A::TYPE_NAME
+        );
+        self
+    }
+
+    /// The names of the registered types, sorted.
+    pub fn type_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.types.keys().copied()
+    }
+
+    /// Whether `type_name` is registered.
+    pub fn contains(&self, type_name: &str) -> bool {
+        self.types.contains_key(type_name)
+    }
+
+    pub(crate) fn get(&self, type_name: &str) -> Option<Arc<dyn DynActorType>> {
+        self.types.get(type_name).cloned()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.types.keys()).finish()
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic payload".to_owned()
+    }
+}

@@ -1,0 +1,202 @@
+//! The node agent: makes this node run what its assignments say, and
+//! reports what happened.
+//!
+//! It compares the assignments in the cluster view with the local instance
+//! table: an assignment without an instance (or with an older one) is
+//! constructed on an arbiter; an instance without an assignment is stopped.
+//! Outcomes (started, constructor failed, handler panicked) are written as
+//! report keys under the node's lease by one reporter, in order, so the
+//! controller never sees an older report after a newer one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use troupe_core::id::{ActorId, NodeId};
+use troupe_gcs::client::GcsClient;
+use troupe_gcs::{DeleteRequest, KeySelector, LeaseId, Operation, PutRequest, TxnOp, TxnRequest};
+
+use crate::actor::{ActorContext, ActorError, Registry};
+use crate::cluster::Cluster;
+use crate::hosting::{HostEvent, HostEvents, Hosting};
+use crate::schema::{self, AssignmentRecord, Key, ReportOutcome, ReportRecord};
+use crate::view::ClusterView;
+
+/// A report key change for the reporter.
+enum ReportWrite {
+    Put(ReportRecord),
+    Delete(ActorId),
+}
+
+/// Everything the agent works with.
+pub(crate) struct Agent {
+    pub me: NodeId,
+    pub view: ClusterView,
+    pub hosting: Arc<Hosting>,
+    pub registry: Registry,
+    pub cluster: Cluster,
+    pub gcs: GcsClient,
+    pub lease: watch::Receiver<LeaseId>,
+}
+
+impl Agent {
+    /// Runs until the task is aborted.
+    pub(crate) async fn run(
+        self,
+        host_events: HostEvents,
+        mut events: mpsc::UnboundedReceiver<HostEvent>,
+    ) {
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report(
+            self.me,
+            self.gcs.clone(),
+            self.lease.clone(),
+            report_rx,
+        ));
+        let _reporter = crate::cluster::AbortOnDrop(reporter);
+        let (done_tx, mut done_rx) =
+            mpsc::unbounded_channel::<(ActorId, u64, Result<(), String>)>();
+        let mut starting: HashSet<(ActorId, u64)> = HashSet::new();
+        let mut view = self.view.subscribe();
+        loop {
+            let desired: BTreeMap<ActorId, AssignmentRecord> = view
+                .borrow_and_update()
+                .assignments
+                .iter()
+                .filter(|((node, _), _)| *node == self.me)
+                .map(|((_, actor), a)| (*actor, a.clone()))
+                .collect();
+            let running: BTreeMap<ActorId, u64> = self.hosting.running().into_iter().collect();
+            for (id, assignment) in &desired {
+                let key = (*id, assignment.incarnation);
+                if running.get(id) == Some(&assignment.incarnation) || starting.contains(&key) {
+                    continue;
+                }
+                if running.get(id).is_some_and(|i| *i > assignment.incarnation) {
+                    continue;
+                }
+                starting.insert(key);
+                self.start(assignment.clone(), host_events.clone(), done_tx.clone());
+            }
+            for (id, incarnation) in &running {
+                let wanted = desired.get(id).map(|a| a.incarnation);
+                if wanted.is_none_or(|w| w < *incarnation) {
+                    tracing::debug!(actor = %id, incarnation, "stopping: no longer assigned here");
+                    self.hosting.stop(*id, Some(*incarnation));
+                    let _ = report_tx.send(ReportWrite::Delete(*id));
+                }
+            }
+            tokio::select! {
+                changed = view.changed() => if changed.is_err() { return },
+                Some((actor, incarnation, outcome)) = done_rx.recv() => {
+                    starting.remove(&(actor, incarnation));
+                    let outcome = match outcome {
+                        Ok(()) => ReportOutcome::Started,
+                        Err(message) => {
+                            tracing::warn!(%actor, incarnation, %message, "actor failed to start");
+                            ReportOutcome::ConstructorFailed { message }
+                        }
+                    };
+                    let _ = report_tx.send(ReportWrite::Put(ReportRecord { actor, incarnation, outcome }));
+                }
+                Some(event) = events.recv() => match event {
+                    HostEvent::Panicked { actor, incarnation, message } => {
+                        self.hosting.stop(actor, Some(incarnation));
+                        let outcome = ReportOutcome::HandlerPanicked { message };
+                        let _ = report_tx.send(ReportWrite::Put(ReportRecord { actor, incarnation, outcome }));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Constructs one assignment's instance in the background.
+    fn start(
+        &self,
+        assignment: AssignmentRecord,
+        host_events: HostEvents,
+        done: mpsc::UnboundedSender<(ActorId, u64, Result<(), String>)>,
+    ) {
+        let (actor, incarnation) = (assignment.actor, assignment.incarnation);
+        let Some(actor_type) = self.registry.get(&assignment.type_name) else {
+            let error = ActorError::NotRegistered {
+                type_name: assignment.type_name.clone(),
+            };
+            let _ = done.send((actor, incarnation, Err(error.to_string())));
+            return;
+        };
+        let cx = ActorContext {
+            id: actor,
+            incarnation,
+            node: self.me,
+            cluster: self.cluster.clone(),
+        };
+        let hosting = self.hosting.clone();
+        tokio::spawn(async move {
+            let outcome = hosting
+                .start(actor_type, assignment.args, cx, host_events)
+                .await;
+            let _ = done.send((actor, incarnation, outcome));
+        });
+    }
+}
+
+/// Writes reports in order, batching what queued up meanwhile, retrying
+/// until each batch is written.
+async fn report(
+    me: NodeId,
+    gcs: GcsClient,
+    lease: watch::Receiver<LeaseId>,
+    mut rx: mpsc::UnboundedReceiver<ReportWrite>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            batch.push(next);
+        }
+        loop {
+            let lease = *lease.borrow();
+            let ops = batch
+                .iter()
+                .map(|w| match w {
+                    ReportWrite::Put(r) => TxnOp::Put(
+                        PutRequest::new(
+                            Key::Report {
+                                node: me,
+                                actor: r.actor,
+                            }
+                            .to_bytes(),
+                            schema::encode(r),
+                        )
+                        .with_lease(lease),
+                    ),
+                    ReportWrite::Delete(actor) => TxnOp::Delete(DeleteRequest {
+                        selector: KeySelector::Key(
+                            Key::Report {
+                                node: me,
+                                actor: *actor,
+                            }
+                            .to_bytes(),
+                        ),
+                        prev_kv: false,
+                    }),
+                })
+                .collect();
+            let txn = TxnRequest {
+                compares: vec![],
+                success: ops,
+                failure: vec![],
+            };
+            match gcs.write(Operation::Txn(txn)).await {
+                Ok(response) if response.outcome.is_ok() => break,
+                Ok(response) => {
+                    // An unknown lease: the node is re-registering.
+                    tracing::debug!(outcome = ?response.outcome, "report not written; retrying");
+                }
+                Err(e) => tracing::debug!(error = %e, "report not written; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

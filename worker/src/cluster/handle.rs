@@ -1,0 +1,306 @@
+//! [`ActorHandle`]: a cloneable, location-transparent reference to one
+//! actor. A call goes in-process (no serialisation) when the actor runs in
+//! this process, else as one RPC to its node.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+use tokio::time::Instant;
+use troupe_core::id::{ActorId, NodeId};
+use troupe_core::rpc::{CallOptions, RpcError};
+
+use super::Cluster;
+use crate::actor::{Actor, ActorError, Handler, Message};
+use crate::codec;
+use crate::hosting::Typed;
+use crate::lifecycle::ActorState;
+use crate::protocol::{ActorCall, CallRefusal, CallRequest};
+use crate::schema::RetryLimit;
+
+/// A reference to an actor of type `A`.
+pub struct ActorHandle<A: Actor> {
+    cluster: Cluster,
+    id: ActorId,
+    /// The actor exists in the GCS at this revision: lookups wait until the
+    /// local view has caught up with it.
+    known_at: u64,
+    _type: PhantomData<fn() -> A>,
+}
+
+impl<A: Actor> Clone for ActorHandle<A> {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            id: self.id,
+            known_at: self.known_at,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorHandle<{}>({})", A::TYPE_NAME, self.id)
+    }
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone)]
+struct Location {
+    node: NodeId,
+    addr: String,
+    incarnation: u64,
+    retries: RetryLimit,
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// The call did not run: look the actor up again, for free.
+    NotHere,
+    /// The instance was lost, maybe mid-call: retry within
+    /// `max_task_retries`.
+    Lost(ActorError),
+    /// Final.
+    Fatal(ActorError),
+}
+
+impl<A: Actor> ActorHandle<A> {
+    pub(crate) fn new(cluster: Cluster, id: ActorId, known_at: u64) -> Self {
+        Self {
+            cluster,
+            id,
+            known_at,
+            _type: PhantomData,
+        }
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.id
+    }
+
+    /// Sends `message` and waits for the reply, within the cluster's default
+    /// timeout (30 s), waiting for the actor to start or restart.
+    pub async fn call<M: Message>(&self, message: M) -> Result<M::Reply, ActorError>
+    where
+        A: Handler<M>,
+    {
+        self.call_timeout(message, self.cluster.inner.timeout).await
+    }
+
+    /// [`call`](Self::call) with its own timeout.
+    pub async fn call_timeout<M: Message>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, ActorError>
+    where
+        A: Handler<M>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut message = Some(message);
+        // The encoded message, kept once a retry or a remote attempt needs it.
+        let mut encoded: Option<Vec<u8>> = None;
+        let mut retries_used = 0u32;
+        let mut min_incarnation = 0u64;
+        loop {
+            let location = self.locate(min_incarnation, deadline).await?;
+            let local = self.local_instance(&location);
+            let outcome = match local {
+                Some(addr) => {
+                    let message = match message.take() {
+                        Some(m) => {
+                            if location.retries != RetryLimit::NEVER && encoded.is_none() {
+                                encoded = Some(codec::encode(&m));
+                            }
+                            m
+                        }
+                        None => self.decode_again::<M>(encoded.as_deref())?,
+                    };
+                    match addr.send(Typed(message)).await {
+                        Ok(Ok(reply)) => return Ok(reply),
+                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
+                        Ok(Err(e)) => Failure::Fatal(e),
+                        Err(_) => Failure::Lost(self.unavailable("its instance stopped")),
+                    }
+                }
+                None => {
+                    let payload = match &encoded {
+                        Some(bytes) => bytes.clone(),
+                        None => {
+                            let m = message.take().expect("a message until it is sent");
+                            let bytes = codec::encode(&m);
+                            encoded = Some(bytes.clone());
+                            bytes
+                        }
+                    };
+                    match self.remote::<M>(&location, payload, deadline).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(failure) => failure,
+                    }
+                }
+            };
+            match outcome {
+                Failure::Fatal(e) => return Err(e),
+                Failure::NotHere => {
+                    // The view is behind the node's: wait for it to move.
+                    self.wait_for_change(deadline).await;
+                }
+                Failure::Lost(e) => {
+                    if !location.retries.allows_another(retries_used) {
+                        return Err(e);
+                    }
+                    retries_used += 1;
+                    min_incarnation = location.incarnation + 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.unavailable("the call's deadline passed while retrying"));
+            }
+        }
+    }
+
+    fn decode_again<M: Message>(&self, encoded: Option<&[u8]>) -> Result<M, ActorError> {
+        let bytes = encoded.ok_or_else(|| self.unavailable("the message was consumed"))?;
+        codec::decode(bytes).map_err(|detail| ActorError::Codec {
+            what: format!("message {:?}", M::NAME),
+            detail,
+        })
+    }
+
+    fn unavailable(&self, detail: &str) -> ActorError {
+        ActorError::Unavailable {
+            actor: self.id.to_string(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// The in-process instance, when it runs here in the expected
+    /// incarnation (or a newer one).
+    fn local_instance(&self, location: &Location) -> Option<actix::Addr<crate::hosting::Host<A>>> {
+        let hosting = self.cluster.inner.local.as_ref()?;
+        if location.node != self.cluster.inner.me {
+            return None;
+        }
+        let local = hosting.get(self.id)?;
+        if local.incarnation < location.incarnation {
+            return None;
+        }
+        local.addr.typed::<A>().cloned()
+    }
+
+    async fn remote<M: Message>(
+        &self,
+        location: &Location,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<M::Reply, Failure> {
+        let request = CallRequest {
+            actor: self.id,
+            incarnation: location.incarnation,
+            message: M::NAME.to_owned(),
+            payload: ByteBuf::from(payload),
+        };
+        let options = CallOptions {
+            timeout: Some(deadline.saturating_duration_since(Instant::now())),
+            fail_fast: true,
+        };
+        let channel = self.cluster.inner.rpc.channel(&location.addr);
+        match channel.call_with::<ActorCall>(&request, options).await {
+            Ok(Ok(bytes)) => codec::decode(&bytes).map_err(|detail| {
+                Failure::Fatal(ActorError::Codec {
+                    what: format!("the reply to {:?}", M::NAME),
+                    detail,
+                })
+            }),
+            Ok(Err(CallRefusal::NotHere)) => Err(Failure::NotHere),
+            Ok(Err(CallRefusal::Failed(e))) if e.is_instance_lost() => Err(Failure::Lost(e)),
+            Ok(Err(CallRefusal::Failed(e))) => Err(Failure::Fatal(e)),
+            Err(e) => Err(rpc_failure(self, location, e)),
+        }
+    }
+
+    /// Waits (until `deadline`) for the actor to have a node and an
+    /// incarnation of at least `min_incarnation`.
+    async fn locate(
+        &self,
+        min_incarnation: u64,
+        deadline: Instant,
+    ) -> Result<Location, ActorError> {
+        let inner = &self.cluster.inner;
+        let mut rx = inner.view.subscribe();
+        loop {
+            let waiting = {
+                let state = rx.borrow_and_update();
+                if state.revision == 0 || state.revision < self.known_at {
+                    "the cluster state has not caught up yet".to_string()
+                } else {
+                    let Some(record) = state.actors.get(&self.id) else {
+                        return Err(ActorError::NotFound {
+                            what: format!("with id {}", self.id),
+                        });
+                    };
+                    if let ActorState::Dead { reason } = &record.state {
+                        return Err(ActorError::Died {
+                            actor: self.id.to_string(),
+                            reason: reason.to_string(),
+                        });
+                    }
+                    match record
+                        .node
+                        .and_then(|n| state.nodes.get(&n).map(|r| (n, r)))
+                    {
+                        Some((node, node_record)) if record.incarnation >= min_incarnation => {
+                            return Ok(Location {
+                                node,
+                                addr: node_record.addr.clone(),
+                                incarnation: record.incarnation,
+                                retries: record.options.max_task_retries,
+                            });
+                        }
+                        _ => match (&record.state, &record.pending_reason) {
+                            (ActorState::Pending, Some(reason)) => reason.clone(),
+                            (ActorState::Pending, None) => "waiting to be placed".into(),
+                            _ => "restarting after its instance was lost".into(),
+                        },
+                    }
+                }
+            };
+            let changed = tokio::time::timeout_at(deadline, rx.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                return Err(match waiting.starts_with("restarting") {
+                    true => self.unavailable(&waiting),
+                    false => ActorError::Pending {
+                        actor: self.id.to_string(),
+                        reason: waiting,
+                    },
+                });
+            }
+        }
+    }
+
+    async fn wait_for_change(&self, deadline: Instant) {
+        let mut rx = self.cluster.inner.view.subscribe();
+        let until = deadline.min(Instant::now() + Duration::from_millis(200));
+        let _ = tokio::time::timeout_at(until, rx.changed()).await;
+    }
+}
+
+/// What a transport error means for the call.
+fn rpc_failure<A: Actor>(handle: &ActorHandle<A>, location: &Location, e: RpcError) -> Failure {
+    if !e.may_have_executed() && e.is_retryable() {
+        // Never sent (the node is down or restarting): the view will move
+        // the actor; look again.
+        return Failure::NotHere;
+    }
+    if e.is_retryable() || e.may_have_executed() {
+        return Failure::Lost(handle.unavailable(&format!(
+            "its node {} at {} stopped answering mid-call ({e}); the call may or may not have \
+             run",
+            location.node, location.addr
+        )));
+    }
+    Failure::Fatal(ActorError::Cluster(e.to_string()))
+}

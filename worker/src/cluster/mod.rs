@@ -1,0 +1,289 @@
+//! [`Cluster`]: the actor API's entry point. Spawn actors, look them up by
+//! name, kill and list them; [`ActorHandle`]s make the calls.
+//!
+//! A node hands every actor a `Cluster` in its [`ActorContext`]; a program
+//! outside the cluster (a driver) gets one with [`Cluster::connect`].
+//!
+//! [`ActorContext`]: crate::ActorContext
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use troupe_core::id::{ActorId, NodeId};
+use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig, RpcError};
+use troupe_gcs::client::{ClientConfig, GcsClient};
+use troupe_gcs::{PutRequest, RangeRequest};
+
+mod handle;
+mod spawn;
+
+pub use handle::ActorHandle;
+pub use spawn::Spawn;
+
+use crate::actor::{Actor, ActorError};
+use crate::hosting::Hosting;
+use crate::protocol::{ControlError, ControlReply, ControlRequest, NodeInfo, NodeInfoReply};
+use crate::schema::{self, keys, ActorName, ActorNameRecord, ActorRecord, Key};
+use crate::view::{ClusterState, ClusterView};
+
+/// How long a spawn, lookup or call waits by default, retries included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to a Troupe cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub rpc: RpcClient,
+    pub gcs: GcsClient,
+    pub view: ClusterView,
+    /// This process's id: the owner of the actors it spawns.
+    pub me: NodeId,
+    /// The GCS revision at which this process registered as an owner.
+    pub registered_at: u64,
+    /// This node's instances, when the process is a node.
+    pub local: Option<Arc<Hosting>>,
+    pub timeout: Duration,
+    /// Ends the owner lease keep-alive when the last clone goes.
+    _keep_alive: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Cluster {
+    /// Connects a driver to the cluster through any node's RPC address.
+    /// The driver registers itself as an owner under a lease: actors it
+    /// spawns without [`Spawn::detached`] die when it exits.
+    pub async fn connect(addr: &str, token: ClusterToken) -> Result<Cluster, ActorError> {
+        let rpc = RpcClient::new(RpcConfig::new(token));
+        let info: NodeInfoReply = rpc
+            .channel(addr)
+            .call_with::<NodeInfo>(&(), CallOptions::timeout(DEFAULT_TIMEOUT))
+            .await
+            .map_err(|e| ActorError::Cluster(format!("cannot reach the node at {addr}: {e}")))?;
+        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(info.gcs_members))
+            .map_err(|e| ActorError::Cluster(e.to_string()))?;
+        let me = NodeId::random();
+        let (registered_at, keep_alive) = register_owner(&gcs, me, Duration::from_secs(10)).await?;
+        let view = ClusterView::start(gcs.clone());
+        Ok(Cluster::assemble(
+            rpc,
+            gcs,
+            view,
+            me,
+            registered_at,
+            None,
+            Some(keep_alive),
+        ))
+    }
+
+    pub(crate) fn assemble(
+        rpc: RpcClient,
+        gcs: GcsClient,
+        view: ClusterView,
+        me: NodeId,
+        registered_at: u64,
+        local: Option<Arc<Hosting>>,
+        keep_alive: Option<AbortOnDrop>,
+    ) -> Cluster {
+        Cluster {
+            inner: Arc::new(Inner {
+                rpc,
+                gcs,
+                view,
+                me,
+                registered_at,
+                local,
+                timeout: DEFAULT_TIMEOUT,
+                _keep_alive: keep_alive,
+            }),
+        }
+    }
+
+    /// This process's id (a node's id, or a driver's).
+    pub fn id(&self) -> NodeId {
+        self.inner.me
+    }
+
+    /// Starts spawning an actor of type `A` constructed from `args`; set
+    /// options on the returned [`Spawn`], then `.await` it.
+    pub fn spawn<A: Actor>(&self, args: A::Args) -> Spawn<A> {
+        Spawn::new(self.clone(), args)
+    }
+
+    /// The actor named `name` in the default namespace.
+    pub async fn get_actor<A: Actor>(&self, name: &str) -> Result<ActorHandle<A>, ActorError> {
+        self.get_actor_in::<A>(schema::DEFAULT_NAMESPACE, name)
+            .await
+    }
+
+    /// The actor named `name` in `namespace`: a linearizable lookup, so an
+    /// actor whose spawn returned anywhere is found.
+    pub async fn get_actor_in<A: Actor>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ActorHandle<A>, ActorError> {
+        let name = ActorName::new(namespace, name)
+            .map_err(|e| ActorError::InvalidOptions(e.to_string()))?;
+        let not_found = || ActorError::NotFound {
+            what: format!("named {name}"),
+        };
+        let kv = self
+            .inner
+            .gcs
+            .get(Key::ActorName(name.clone()).to_bytes())
+            .await
+            .map_err(|e| ActorError::Cluster(e.to_string()))?
+            .ok_or_else(not_found)?;
+        let record: ActorNameRecord =
+            schema::decode(&kv.value).map_err(|e| ActorError::Cluster(e.to_string()))?;
+        let actor = self.read_actor(record.actor).await?.ok_or_else(not_found)?;
+        if actor.type_name != A::TYPE_NAME {
+            return Err(ActorError::InvalidOptions(format!(
+                "actor {name} is a {:?}, not a {:?}",
+                actor.type_name,
+                A::TYPE_NAME
+            )));
+        }
+        Ok(ActorHandle::new(
+            self.clone(),
+            record.actor,
+            kv.mod_revision,
+        ))
+    }
+
+    /// A handle to the actor with `id`, which must be an `A`.
+    pub fn handle<A: Actor>(&self, id: ActorId) -> ActorHandle<A> {
+        ActorHandle::new(self.clone(), id, 0)
+    }
+
+    /// Kills an actor: it becomes DEAD ("killed by a user"), its node stops
+    /// it, its name is released; calls fail with [`ActorError::Died`].
+    pub async fn kill(&self, actor: ActorId) -> Result<(), ActorError> {
+        self.control(ControlRequest::Kill { actor })
+            .await
+            .map(|_| ())
+    }
+
+    /// Every actor's record, linearizably read.
+    pub async fn actors(&self) -> Result<Vec<ActorRecord>, ActorError> {
+        Ok(self.state().await?.actors.into_values().collect())
+    }
+
+    /// The node layer's tables, linearizably read (for `troupe status`).
+    pub async fn state(&self) -> Result<ClusterState, ActorError> {
+        let listing = self
+            .inner
+            .gcs
+            .range(RangeRequest::prefix(keys::ROOT, None), true)
+            .await
+            .map_err(|e| ActorError::Cluster(e.to_string()))?;
+        Ok(ClusterState::from_listing(listing.revision, &listing.kvs))
+    }
+
+    /// The cluster state as this process last saw it (no GCS round trip).
+    pub fn cached_state(&self) -> ClusterState {
+        self.inner.view.read(Clone::clone)
+    }
+
+    async fn read_actor(&self, id: ActorId) -> Result<Option<ActorRecord>, ActorError> {
+        let kv = self
+            .inner
+            .gcs
+            .get(Key::Actor(id).to_bytes())
+            .await
+            .map_err(|e| ActorError::Cluster(e.to_string()))?;
+        kv.map(|kv| schema::decode(&kv.value).map_err(|e| ActorError::Cluster(e.to_string())))
+            .transpose()
+    }
+
+    /// Sends `request` to the controller, finding it (again) through the
+    /// cluster state until it answers or the timeout passes.
+    pub(crate) async fn control(
+        &self,
+        request: ControlRequest,
+    ) -> Result<ControlReply, ActorError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut rx = self.inner.view.subscribe();
+        let mut last = "no controller is known yet".to_string();
+        loop {
+            let addr = rx.borrow_and_update().controller_addr().map(str::to_owned);
+            if let Some(addr) = addr {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let options = CallOptions {
+                    timeout: Some(remaining.min(Duration::from_secs(5))),
+                    fail_fast: true,
+                };
+                match self
+                    .inner
+                    .rpc
+                    .channel(&addr)
+                    .call_with::<crate::protocol::Control>(&request, options)
+                    .await
+                {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(ControlError::Actor(e))) => return Err(e),
+                    Ok(Err(ControlError::NotController)) => {
+                        last = format!("{addr} no longer runs the controller");
+                    }
+                    Err(e) if retryable(&e) => last = format!("controller at {addr}: {e}"),
+                    Err(e) => return Err(ActorError::Cluster(e.to_string())),
+                }
+            }
+            // Wait for the cluster state to name another controller, or
+            // retry the same one shortly (it may be taking over).
+            let pause = Instant::now() + Duration::from_millis(50);
+            let until = pause.min(deadline);
+            let _ = tokio::time::timeout_at(until, rx.changed()).await;
+            if Instant::now() >= deadline {
+                return Err(ActorError::Cluster(format!(
+                    "no controller answered within {:?} ({last}); check that a majority of GCS \
+                     members is running",
+                    self.inner.timeout
+                )));
+            }
+        }
+    }
+}
+
+/// Whether an RPC error may go away by asking again (elsewhere).
+fn retryable(e: &RpcError) -> bool {
+    e.is_retryable()
+}
+
+/// Registers `me` as a live owner under a lease with `ttl` and keeps the
+/// lease alive; returns the revision of the registration.
+pub(crate) async fn register_owner(
+    gcs: &GcsClient,
+    me: NodeId,
+    ttl: Duration,
+) -> Result<(u64, AbortOnDrop), ActorError> {
+    let cluster = |e: troupe_gcs::client::GcsClientError| ActorError::Cluster(e.to_string());
+    let lease = gcs.grant_lease(ttl).await.map_err(cluster)?;
+    let put = PutRequest::new(Key::Owner(me).to_bytes(), Vec::new()).with_lease(lease);
+    let response = gcs
+        .write(troupe_gcs::Operation::Put(put))
+        .await
+        .map_err(cluster)?;
+    let gcs = gcs.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            if let Err(e) = gcs.keep_alive(lease).await {
+                tracing::warn!(error = %e, "could not keep the owner lease alive");
+            }
+        }
+    });
+    Ok((response.revision, AbortOnDrop(task)))
+}

@@ -1,0 +1,307 @@
+//! One round of the cluster controller as a pure function: the cluster
+//! state and the queued requests in, the writes and the answers out.
+//!
+//! A round, in order: create spawned actors, apply kills, notice dead nodes
+//! and dead owners, apply the nodes' reports, then place everything that
+//! waits for a node. Each change goes through [`lifecycle::step`], and its
+//! actions become key writes; the controller commits all of a round's
+//! writes in one transaction fenced by its term.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use troupe_core::id::ActorId;
+
+use crate::actor::ActorError;
+use crate::lifecycle::{self, Action, ActorState, Event, Transition};
+use crate::placement::{plan, Decision, NodeView, PlacementPolicy, PlacementRequest};
+use crate::protocol::SpawnRequest;
+use crate::schema::{
+    self, ActorName, ActorNameRecord, ActorRecord, AssignmentRecord, Key, Lifetime, Owner,
+    ReportOutcome,
+};
+use crate::view::ClusterState;
+
+/// What one round decided.
+#[derive(Debug, Default)]
+pub(crate) struct RoundPlan {
+    /// Key → new value, or `None` to delete; applied as one transaction.
+    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// One answer per spawn, in order.
+    pub spawned: Vec<Result<ActorRecord, ActorError>>,
+    /// One answer per kill, in order.
+    pub killed: Vec<Result<ActorRecord, ActorError>>,
+}
+
+/// The working state of one round.
+struct Round<'a> {
+    state: &'a ClusterState,
+    term: u64,
+    actors: BTreeMap<ActorId, ActorRecord>,
+    names: BTreeMap<ActorName, ActorId>,
+    changed: BTreeSet<ActorId>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// Decides one round at `term` on `state`.
+pub(crate) fn reconcile(
+    state: &ClusterState,
+    term: u64,
+    spawns: &[SpawnRequest],
+    kills: &[ActorId],
+    policy: PlacementPolicy,
+) -> RoundPlan {
+    let mut round = Round {
+        state,
+        term,
+        actors: state.actors.clone(),
+        names: state.names.clone(),
+        changed: BTreeSet::new(),
+        writes: BTreeMap::new(),
+    };
+    let spawned: Vec<_> = spawns.iter().map(|s| round.spawn(s)).collect();
+    let killed_ids: Vec<_> = kills
+        .iter()
+        .map(|id| round.event(*id, Event::Killed).map(|()| *id))
+        .collect();
+    round.notice_deaths();
+    round.apply_reports();
+    round.place(policy);
+    round.stamp();
+    let finished =
+        |r: Result<ActorId, ActorError>, round: &Round| r.map(|id| round.actors[&id].clone());
+    let spawned = spawned.into_iter().map(|r| finished(r, &round)).collect();
+    let killed = killed_ids
+        .into_iter()
+        .map(|r| finished(r, &round))
+        .collect();
+    let writes = round.finish();
+    RoundPlan {
+        writes,
+        spawned,
+        killed,
+    }
+}
+
+impl Round<'_> {
+    fn spawn(&mut self, request: &SpawnRequest) -> Result<ActorId, ActorError> {
+        if self.actors.contains_key(&request.id) {
+            // A retried spawn: answer with what exists.
+            return Ok(request.id);
+        }
+        if let Some(name) = &request.name {
+            if let Some(holder) = self.names.get(name) {
+                let alive = self
+                    .actors
+                    .get(holder)
+                    .is_some_and(|a| !matches!(a.state, ActorState::Dead { .. }));
+                if alive {
+                    return Err(ActorError::NameTaken {
+                        name: name.to_string(),
+                        holder: holder.to_string(),
+                    });
+                }
+            }
+        }
+        let mut record = ActorRecord::new(
+            request.id,
+            request.type_name.clone(),
+            request.owner,
+            request.options.clone(),
+        );
+        record.name = request.name.clone();
+        record.args = request.args.to_vec();
+        if let Some(name) = &request.name {
+            self.names.insert(name.clone(), request.id);
+            let value = schema::encode(&ActorNameRecord { actor: request.id });
+            self.writes
+                .insert(Key::ActorName(name.clone()).to_bytes(), Some(value));
+        }
+        self.actors.insert(request.id, record);
+        self.changed.insert(request.id);
+        Ok(request.id)
+    }
+
+    /// Applies `event` to actor `id` and carries out the actions.
+    fn event(&mut self, id: ActorId, event: Event) -> Result<(), ActorError> {
+        let record = self.actors.get(&id).ok_or_else(|| ActorError::NotFound {
+            what: format!("with id {id}"),
+        })?;
+        let Transition { record, actions } = lifecycle::step(record, event);
+        if record != self.actors[&id] {
+            self.changed.insert(id);
+        }
+        for action in actions {
+            self.act(&record, action);
+        }
+        self.actors.insert(id, record);
+        Ok(())
+    }
+
+    fn act(&mut self, record: &ActorRecord, action: Action) {
+        match action {
+            Action::StartOn { node, incarnation } => {
+                let assignment = AssignmentRecord {
+                    actor: record.id,
+                    incarnation,
+                    type_name: record.type_name.clone(),
+                    args: record.args.clone(),
+                    resources: record.options.resources.clone(),
+                    term: self.term,
+                };
+                let key = Key::Assignment {
+                    node,
+                    actor: record.id,
+                };
+                self.writes
+                    .insert(key.to_bytes(), Some(schema::encode(&assignment)));
+            }
+            Action::StopOn { node } => {
+                let key = Key::Assignment {
+                    node,
+                    actor: record.id,
+                };
+                self.writes.insert(key.to_bytes(), None);
+            }
+            Action::ReleaseName { name } => {
+                if self.names.get(&name) == Some(&record.id) {
+                    self.names.remove(&name);
+                    self.writes.insert(Key::ActorName(name).to_bytes(), None);
+                }
+            }
+            // Placement runs after every event of the round; callers learn
+            // of deaths and starts from the actor record itself.
+            Action::Place | Action::FailPendingCalls { .. } | Action::NotifyWaiters => {}
+        }
+    }
+
+    /// Actors on nodes whose lease expired, and owned actors whose owner is
+    /// gone.
+    fn notice_deaths(&mut self) {
+        let mut events = Vec::new();
+        for (id, record) in &self.actors {
+            if matches!(record.state, ActorState::Dead { .. }) {
+                continue;
+            }
+            if let Some(node) = record.node {
+                if !self.state.nodes.contains_key(&node) {
+                    events.push((*id, Event::NodeDied { node }));
+                }
+            }
+            if record.options.lifetime == Lifetime::Owned {
+                if let Owner::Node(owner) = record.owner {
+                    if !self.state.owners.contains_key(&owner) {
+                        events.push((*id, Event::OwnerDied));
+                    }
+                }
+            }
+        }
+        for (id, event) in events {
+            let _ = self.event(id, event);
+        }
+    }
+
+    fn apply_reports(&mut self) {
+        let mut events = Vec::new();
+        for ((node, actor), report) in &self.state.reports {
+            let Some(record) = self.actors.get(actor) else {
+                continue;
+            };
+            if record.node != Some(*node) || record.incarnation != report.incarnation {
+                continue;
+            }
+            let incarnation = report.incarnation;
+            let event = match &report.outcome {
+                ReportOutcome::Started => Event::Started {
+                    node: *node,
+                    incarnation,
+                },
+                ReportOutcome::ConstructorFailed { message } => Event::ConstructorFailed {
+                    incarnation,
+                    message: message.clone(),
+                },
+                ReportOutcome::HandlerPanicked { message } => Event::HandlerPanicked {
+                    incarnation,
+                    message: message.clone(),
+                },
+            };
+            events.push((*actor, event));
+        }
+        for (id, event) in events {
+            let _ = self.event(id, event);
+        }
+    }
+
+    /// Places every actor that waits for a node.
+    fn place(&mut self, policy: PlacementPolicy) {
+        let waiting: VecDeque<PlacementRequest> = self
+            .actors
+            .values()
+            .filter(|a| {
+                matches!(a.state, ActorState::Pending | ActorState::Restarting) && a.node.is_none()
+            })
+            .map(|a| PlacementRequest {
+                actor: a.id,
+                resources: a.options.resources.clone(),
+                name: a.name.as_ref().map(ToString::to_string),
+            })
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let mut assigned: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for actor in self.actors.values() {
+            if let (Some(node), false) =
+                (actor.node, matches!(actor.state, ActorState::Dead { .. }))
+            {
+                assigned
+                    .entry(node)
+                    .or_default()
+                    .push(&actor.options.resources);
+            }
+        }
+        let nodes: Vec<NodeView> = self
+            .state
+            .nodes
+            .values()
+            .map(|n| {
+                NodeView::from_record(n, true, assigned.get(&n.id).into_iter().flatten().copied())
+            })
+            .collect();
+        let requests: Vec<_> = waiting.into_iter().collect();
+        let decisions = plan(&nodes, &requests, policy).decisions;
+        for decision in decisions {
+            match decision {
+                Decision::Place { actor, node } => {
+                    let _ = self.event(actor, Event::Placed { node });
+                }
+                Decision::Pending { actor, reason } => {
+                    let reason = reason.message().to_owned();
+                    let _ = self.event(actor, Event::Unschedulable { reason });
+                }
+            }
+        }
+    }
+
+    /// Stamps every changed actor record with the round's term.
+    fn stamp(&mut self) {
+        for id in &self.changed {
+            if let Some(record) = self.actors.get_mut(id) {
+                record.term = self.term;
+            }
+        }
+    }
+
+    /// The round's writes: the events' key writes and every changed actor
+    /// record.
+    fn finish(mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        for id in &self.changed {
+            let record = &self.actors[id];
+            self.writes
+                .insert(Key::Actor(*id).to_bytes(), Some(schema::encode(record)));
+        }
+        self.writes
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! [`Host<A>`]: the actix actor that owns one instance of a user actor and
+//! runs its handlers one at a time.
+//!
+//! A handler's future owns the instance while it runs (the host holds
+//! `None`), inside an [`AtomicResponse`], so the mailbox waits until it
+//! finishes: a Ray actor's one-call-at-a-time semantics with async
+//! handlers. A panic is caught there: the instance is gone, the host tells
+//! the node agent and stops; queued calls fail as "unavailable".
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix::{Actor as _, ActorContext as _};
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use troupe_core::id::ActorId;
+
+use crate::actor::registry::{dispatch, panic_message, HandlerTable};
+use crate::actor::{Actor, ActorContext, ActorError, Handler, Message, RawCall};
+
+/// Calls that may queue for one instance before callers wait.
+const MAILBOX_CAPACITY: usize = 65_536;
+
+/// What hosts tell the node agent.
+#[derive(Debug)]
+pub(crate) enum HostEvent {
+    /// A handler of `incarnation` panicked; the instance is gone.
+    Panicked {
+        actor: ActorId,
+        incarnation: u64,
+        message: String,
+    },
+}
+
+/// Where hosts send [`HostEvent`]s.
+pub(crate) type HostEvents = mpsc::UnboundedSender<HostEvent>;
+
+/// Addresses of one running instance: typed (in-process calls, no
+/// serialisation) and raw (remote calls), plus a way to stop it.
+#[derive(Clone)]
+pub(crate) struct LocalAddr {
+    /// An `Addr<Host<A>>`.
+    typed: Arc<dyn Any + Send + Sync>,
+    pub raw: Recipient<RawCall>,
+    stop: Recipient<Stop>,
+}
+
+impl LocalAddr {
+    /// The typed address, if the instance is an `A`.
+    pub(crate) fn typed<A: Actor>(&self) -> Option<&Addr<Host<A>>> {
+        self.typed.downcast_ref::<Addr<Host<A>>>()
+    }
+
+    /// Asks the instance to stop after the call it is running.
+    pub(crate) fn stop(&self) {
+        self.stop.do_send(Stop);
+    }
+}
+
+/// A typed in-process call.
+pub(crate) struct Typed<M>(pub M);
+
+impl<M: Message> actix::Message for Typed<M> {
+    type Result = Result<M::Reply, ActorError>;
+}
+
+/// Stops the host.
+pub(crate) struct Stop;
+
+impl actix::Message for Stop {
+    type Result = ();
+}
+
+/// The actix actor around one instance.
+pub(crate) struct Host<A: Actor> {
+    instance: Option<A>,
+    cx: ActorContext,
+    handlers: HandlerTable<A>,
+    events: HostEvents,
+}
+
+impl<A: Actor> Host<A> {
+    /// Starts a host for `instance` on the current arbiter.
+    pub(crate) fn start_with(
+        instance: A,
+        cx: ActorContext,
+        handlers: HandlerTable<A>,
+        events: HostEvents,
+    ) -> LocalAddr {
+        let addr = Host {
+            instance: Some(instance),
+            cx,
+            handlers,
+            events,
+        }
+        .start();
+        LocalAddr {
+            typed: Arc::new(addr.clone()),
+            raw: addr.clone().recipient(),
+            stop: addr.recipient(),
+        }
+    }
+
+    /// The error of a call that found the instance gone.
+    fn lost(&self, detail: &str) -> ActorError {
+        ActorError::Unavailable {
+            actor: self.cx.id.to_string(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// Runs `work` (which owns the instance) to completion before the next
+    /// message, putting the instance back or, on a panic, stopping.
+    fn run<R: 'static>(
+        &mut self,
+        work: LocalBoxFuture<'static, (A, R)>,
+    ) -> AtomicResponse<Self, Result<R, ActorError>> {
+        let guarded = AssertUnwindSafe(work).catch_unwind();
+        AtomicResponse::new(Box::pin(guarded.into_actor(self).map(
+            |outcome, host, ctx| match outcome {
+                Ok((instance, reply)) => {
+                    host.instance = Some(instance);
+                    Ok(reply)
+                }
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    tracing::warn!(actor = %host.cx.id, incarnation = host.cx.incarnation,
+                        %message, "a handler panicked; the instance is gone");
+                    let _ = host.events.send(HostEvent::Panicked {
+                        actor: host.cx.id,
+                        incarnation: host.cx.incarnation,
+                        message: message.clone(),
+                    });
+                    ctx.stop();
+                    Err(host.lost(&format!(
+                        "a handler panicked ({message}); the actor restarts if max_restarts \
+                         allows"
+                    )))
+                }
+            },
+        )))
+    }
+
+    fn refuse<R: 'static>(&self, error: ActorError) -> AtomicResponse<Self, Result<R, ActorError>> {
+        AtomicResponse::new(Box::pin(actix::fut::ready(Err(error))))
+    }
+}
+
+impl<A: Actor> actix::Actor for Host<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Callers wait (backpressure) once this many calls queue; actix's
+        // default of 16 would make 64 concurrent callers wait on each other.
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl<A: Handler<M>, M: Message> actix::Handler<Typed<M>> for Host<A> {
+    type Result = AtomicResponse<Self, Result<M::Reply, ActorError>>;
+
+    fn handle(&mut self, Typed(message): Typed<M>, _: &mut Context<Self>) -> Self::Result {
+        let Some(mut instance) = self.instance.take() else {
+            return self.refuse(self.lost("its instance is gone"));
+        };
+        let cx = self.cx.clone();
+        self.run(
+            async move {
+                let reply = instance.handle(message, &cx).await;
+                (instance, reply)
+            }
+            .boxed_local(),
+        )
+    }
+}
+
+impl<A: Actor> actix::Handler<RawCall> for Host<A> {
+    type Result = AtomicResponse<Self, Result<Vec<u8>, ActorError>>;
+
+    fn handle(&mut self, call: RawCall, _: &mut Context<Self>) -> Self::Result {
+        let Some(instance) = self.instance.take() else {
+            return self.refuse(self.lost("its instance is gone"));
+        };
+        match dispatch(&self.handlers, instance, self.cx.clone(), &call) {
+            Ok(work) => self.run(work),
+            Err((instance, error)) => {
+                self.instance = Some(instance);
+                self.refuse(error)
+            }
+        }
+    }
+}
+
+impl<A: Actor> actix::Handler<Stop> for Host<A> {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

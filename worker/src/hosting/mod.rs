@@ -1,0 +1,159 @@
+//! Local hosting: the actix arbiters that run this node's actor instances,
+//! and the table of what runs here.
+//!
+//! Arbiters are threads of their own (an actix `System` on a dedicated
+//! thread owns them), apart from the tokio runtime that serves the node's
+//! RPC and the control store: a handler that hogs its arbiter slows the
+//! actors on that arbiter, never the node's network handling.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix_rt::{Arbiter, ArbiterHandle, System};
+use tokio::sync::{oneshot, watch};
+use troupe_core::id::ActorId;
+
+mod host;
+
+pub(crate) use host::{Host, HostEvent, HostEvents, LocalAddr, Typed};
+
+use crate::actor::{ActorContext, DynActorType};
+
+/// One instance running here.
+#[derive(Clone)]
+pub(crate) struct LocalActor {
+    pub incarnation: u64,
+    pub addr: LocalAddr,
+}
+
+/// The arbiters and the table of local instances.
+pub(crate) struct Hosting {
+    system: System,
+    arbiters: Vec<ArbiterHandle>,
+    next: AtomicUsize,
+    table: Mutex<HashMap<ActorId, LocalActor>>,
+    /// Bumped on every change of the table, for callers that wait for an
+    /// instance to appear.
+    changes: watch::Sender<u64>,
+}
+
+impl Hosting {
+    /// Starts `threads` arbiters (at least one).
+    pub(crate) fn new(threads: usize) -> io::Result<Hosting> {
+        let threads = threads.max(1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("troupe-actors".into())
+            .spawn(move || {
+                let system = System::new();
+                let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+                let handles = arbiters.iter().map(Arbiter::handle).collect::<Vec<_>>();
+                let _ = tx.send((System::current(), handles));
+                // The arbiters live until the system stops.
+                let _keep = arbiters;
+                let _ = system.run();
+            })?;
+        let (system, arbiters) = rx
+            .recv()
+            .map_err(|_| io::Error::other("the actor system thread failed to start"))?;
+        Ok(Hosting {
+            system,
+            arbiters,
+            next: AtomicUsize::new(0),
+            table: Mutex::new(HashMap::new()),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<ActorId, LocalActor>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Constructs an instance on the next arbiter (round robin) and adds it
+    /// to the table, replacing (and stopping) an older incarnation.
+    pub(crate) async fn start(
+        &self,
+        actor_type: Arc<dyn DynActorType>,
+        args: Vec<u8>,
+        cx: ActorContext,
+        events: HostEvents,
+    ) -> Result<(), String> {
+        let (id, incarnation) = (cx.id, cx.incarnation);
+        let arbiter =
+            &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+        let (tx, rx) = oneshot::channel();
+        let sent = arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let _ = tx.send(actor_type.start(args, cx, events).await);
+            });
+        });
+        if !sent {
+            return Err("the node is shutting down".into());
+        }
+        let started = rx
+            .await
+            .map_err(|_| "the constructor's arbiter stopped".to_string())??;
+        let replaced = self.table().insert(
+            id,
+            LocalActor {
+                incarnation,
+                addr: started.addr,
+            },
+        );
+        if let Some(old) = replaced {
+            old.addr.stop();
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Stops the instance of `actor`, if any (only `incarnation`, when
+    /// given).
+    pub(crate) fn stop(&self, actor: ActorId, incarnation: Option<u64>) {
+        let removed = {
+            let mut table = self.table();
+            match table.get(&actor) {
+                Some(local) if incarnation.is_none_or(|i| i == local.incarnation) => {
+                    table.remove(&actor)
+                }
+                _ => None,
+            }
+        };
+        if let Some(local) = removed {
+            local.addr.stop();
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The running instance of `actor`.
+    pub(crate) fn get(&self, actor: ActorId) -> Option<LocalActor> {
+        self.table().get(&actor).cloned()
+    }
+
+    /// What runs here: actor and incarnation.
+    pub(crate) fn running(&self) -> Vec<(ActorId, u64)> {
+        self.table()
+            .iter()
+            .map(|(id, local)| (*id, local.incarnation))
+            .collect()
+    }
+
+    /// A receiver that sees every change of the table.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Stops every instance and the arbiters.
+    pub(crate) fn shutdown(&self) {
+        let all: Vec<LocalActor> = self.table().drain().map(|(_, l)| l).collect();
+        for local in all {
+            local.addr.stop();
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        self.system.stop();
+    }
+}

@@ -1,0 +1,153 @@
+//! The node's RPC services: actor calls, the controller's requests, node
+//! info and administration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use troupe_core::id::NodeId;
+use troupe_core::rpc::{CallContext, Service, Status};
+use troupe_gcs::member::GcsMember;
+
+use crate::actor::{ActorError, RawCall, Registry};
+use crate::controller::ControllerHandle;
+use crate::hosting::Hosting;
+use crate::lifecycle::ActorState;
+use crate::protocol::{
+    ActorCall, CallRefusal, CallRequest, Control, ControlError, ControlReply, ControlRequest,
+    NodeAdmin, NodeAdminRequest, NodeInfo, NodeInfoReply,
+};
+use crate::view::ClusterView;
+
+/// How long a call waits for an instance this node is about to construct.
+const WAIT_FOR_INSTANCE: Duration = Duration::from_secs(5);
+
+pub(crate) struct ActorCallService {
+    pub me: NodeId,
+    pub hosting: Arc<Hosting>,
+    pub view: ClusterView,
+}
+
+impl ActorCallService {
+    /// Whether an instance for `request` may still appear here.
+    fn may_come(&self, request: &CallRequest) -> bool {
+        self.view.read(|s| match s.actors.get(&request.actor) {
+            None => true,
+            Some(r) if r.incarnation < request.incarnation => true,
+            Some(r) => r.node == Some(self.me) && !matches!(r.state, ActorState::Dead { .. }),
+        })
+    }
+}
+
+impl Service for ActorCallService {
+    type Protocol = ActorCall;
+
+    async fn call(
+        &self,
+        request: CallRequest,
+        cx: CallContext,
+    ) -> Result<Result<ByteBuf, CallRefusal>, Status> {
+        let give_up = Instant::now() + WAIT_FOR_INSTANCE;
+        let give_up = cx.deadline.map_or(give_up, |d| d.min(give_up));
+        let mut changes = self.hosting.subscribe();
+        let mut view = self.view.subscribe();
+        loop {
+            if let Some(local) = self.hosting.get(request.actor) {
+                if local.incarnation >= request.incarnation {
+                    let call = RawCall {
+                        message: request.message,
+                        payload: bytes::Bytes::from(request.payload.into_vec()),
+                    };
+                    return Ok(match local.addr.raw.send(call).await {
+                        Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
+                        Ok(Err(e)) => Err(CallRefusal::Failed(e)),
+                        Err(_) => Err(CallRefusal::Failed(ActorError::Unavailable {
+                            actor: request.actor.to_string(),
+                            detail: "its instance stopped".into(),
+                        })),
+                    });
+                }
+            }
+            if !self.may_come(&request) {
+                return Ok(Err(CallRefusal::NotHere));
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = view.changed() => {}
+                () = tokio::time::sleep_until(give_up) => return Ok(Err(CallRefusal::NotHere)),
+            }
+        }
+    }
+}
+
+pub(crate) struct ControlService {
+    pub controller: Option<ControllerHandle>,
+    pub registry: Registry,
+}
+
+impl Service for ControlService {
+    type Protocol = Control;
+
+    async fn call(
+        &self,
+        request: ControlRequest,
+        _: CallContext,
+    ) -> Result<Result<ControlReply, ControlError>, Status> {
+        let Some(controller) = &self.controller else {
+            return Ok(Err(ControlError::NotController));
+        };
+        if let ControlRequest::Spawn(spawn) = &request {
+            if !self.registry.contains(&spawn.type_name) {
+                return Ok(Err(ControlError::Actor(ActorError::NotRegistered {
+                    type_name: spawn.type_name.clone(),
+                })));
+            }
+        }
+        Ok(controller.submit(request).await)
+    }
+}
+
+pub(crate) struct NodeInfoService {
+    pub me: NodeId,
+    pub member: Option<GcsMember>,
+    pub gcs_members: Vec<String>,
+}
+
+impl Service for NodeInfoService {
+    type Protocol = NodeInfo;
+
+    async fn call(&self, (): (), _: CallContext) -> Result<NodeInfoReply, Status> {
+        let gcs_members = match &self.member {
+            Some(member) => {
+                let m = member.status().membership;
+                m.voters
+                    .into_iter()
+                    .chain(m.learners)
+                    .map(|(_, addr)| addr)
+                    .collect()
+            }
+            None => self.gcs_members.clone(),
+        };
+        Ok(NodeInfoReply {
+            node: self.me,
+            gcs_members,
+        })
+    }
+}
+
+pub(crate) struct NodeAdminService {
+    pub shutdown: Arc<Notify>,
+}
+
+impl Service for NodeAdminService {
+    type Protocol = NodeAdmin;
+
+    async fn call(&self, request: NodeAdminRequest, _: CallContext) -> Result<(), Status> {
+        match request {
+            NodeAdminRequest::Shutdown => self.shutdown.notify_one(),
+        }
+        Ok(())
+    }
+}
