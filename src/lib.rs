@@ -24,6 +24,11 @@ pub use troupe_worker::{
     NodeConfig, Registry, Role, Spawn,
 };
 
+/// The text `troupe status` prints for `state`.
+pub fn status_text(state: &troupe_worker::ClusterState) -> String {
+    troupe_worker::status::render(state)
+}
+
 /// The names most programs need, for `use troupe::prelude::*`.
 pub mod prelude {
     pub use troupe_core::id::{ActorId, DeploymentId, NodeId, ReplicaId, RequestId};

@@ -58,6 +58,9 @@ impl Agent {
         let (done_tx, mut done_rx) =
             mpsc::unbounded_channel::<(ActorId, u64, Result<(), String>)>();
         let mut starting: HashSet<(ActorId, u64)> = HashSet::new();
+        // Instances that failed to construct or panicked: never started
+        // again; the controller answers with a new incarnation or DEAD.
+        let mut failed: HashSet<(ActorId, u64)> = HashSet::new();
         let mut view = self.view.subscribe();
         loop {
             let desired: BTreeMap<ActorId, AssignmentRecord> = view
@@ -70,7 +73,10 @@ impl Agent {
             let running: BTreeMap<ActorId, u64> = self.hosting.running().into_iter().collect();
             for (id, assignment) in &desired {
                 let key = (*id, assignment.incarnation);
-                if running.get(id) == Some(&assignment.incarnation) || starting.contains(&key) {
+                if running.get(id) == Some(&assignment.incarnation)
+                    || starting.contains(&key)
+                    || failed.contains(&key)
+                {
                     continue;
                 }
                 if running.get(id).is_some_and(|i| *i > assignment.incarnation) {
@@ -79,6 +85,9 @@ impl Agent {
                 starting.insert(key);
                 self.start(assignment.clone(), host_events.clone(), done_tx.clone());
             }
+            failed.retain(|(id, incarnation)| {
+                desired.get(id).is_some_and(|a| a.incarnation == *incarnation)
+            });
             for (id, incarnation) in &running {
                 let wanted = desired.get(id).map(|a| a.incarnation);
                 if wanted.is_none_or(|w| w < *incarnation) {
@@ -95,6 +104,7 @@ impl Agent {
                         Ok(()) => ReportOutcome::Started,
                         Err(message) => {
                             tracing::warn!(%actor, incarnation, %message, "actor failed to start");
+                            failed.insert((actor, incarnation));
                             ReportOutcome::ConstructorFailed { message }
                         }
                     };
@@ -102,6 +112,7 @@ impl Agent {
                 }
                 Some(event) = events.recv() => match event {
                     HostEvent::Panicked { actor, incarnation, message } => {
+                        failed.insert((actor, incarnation));
                         self.hosting.stop(actor, Some(incarnation));
                         let outcome = ReportOutcome::HandlerPanicked { message };
                         let _ = report_tx.send(ReportWrite::Put(ReportRecord { actor, incarnation, outcome }));

@@ -19,6 +19,9 @@
 //!   constructed puts it back in the placement queue for free.
 //! - A handler panic restarts the actor on the same node (its resources
 //!   stay reserved); a node death restarts it wherever placement finds room.
+//!   A panic of the current incarnation counts even before its `Started`
+//!   was seen: reports share one key per node and actor, so the panic's
+//!   report may replace the start's.
 //! - A constructor failure is final: the same constructor with the same
 //!   argument would fail again.
 //! - Reports carry the incarnation they are about; one from an older
@@ -163,7 +166,9 @@ pub fn step(record: &ActorRecord, event: Event) -> Transition {
         Event::HandlerPanicked {
             incarnation,
             message,
-        } if record.state == ActorState::Alive && current(incarnation) => {
+        } if record.node.is_some() && current(incarnation) => {
+            // A panic proves the instance started, even if its start report
+            // was overwritten by this one before the scheduler read it.
             let budget = record.options.max_restarts;
             match (record.node, budget.allows_another(record.restarts)) {
                 (Some(node), true) => {

@@ -235,6 +235,32 @@ fn a_handler_panic_restarts_in_place_within_the_budget() {
 }
 
 #[test]
+fn a_panic_counts_even_when_its_start_report_was_never_seen() {
+    let record = alive(RetryLimit::AtMost(1));
+    let panicked = |incarnation| Event::HandlerPanicked {
+        incarnation,
+        message: "boom".into(),
+    };
+    // Restarting in place, incarnation 2 panics before its Started is read.
+    let restarting = step(&record, panicked(1)).record;
+    assert_eq!(restarting.state, ActorState::Restarting);
+    let gone = step(&restarting, panicked(2));
+    assert!(matches!(
+        gone.record.state,
+        ActorState::Dead {
+            reason: DeathReason::HandlerPanicked { .. }
+        }
+    ));
+    // A first incarnation that panics before its Started is read.
+    let placed = step(&actor(RetryLimit::AtMost(2)), Event::Placed { node: N1 }).record;
+    let again = step(&placed, panicked(1));
+    assert_eq!(
+        (again.record.state, again.record.incarnation, again.record.restarts),
+        (ActorState::Restarting, 2, 1)
+    );
+}
+
+#[test]
 fn a_failed_constructor_is_final_even_with_restarts_left() {
     let placed = step(&actor(RetryLimit::Unlimited), Event::Placed { node: N1 }).record;
     let failed = step(

@@ -1,0 +1,139 @@
+//! Panics, node deaths and the loss of the GCS leader.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use troupe::prelude::*;
+use troupe_examples::actors::{Add, Counter, Crash, Get, WhereAreYou};
+
+use crate::support::{wait_until, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_restarts_the_actor_and_leaves_the_node_serving() {
+    let cluster = TestCluster::head(&["--num-cpus", "2"]);
+    let driver = cluster.driver().await;
+    let fragile = driver.spawn::<Counter>(100).max_restarts(1).await.unwrap();
+    let bystander = driver.spawn::<Counter>(0).await.unwrap();
+    fragile.call(Add(5)).await.unwrap();
+    bystander.call(Add(7)).await.unwrap();
+
+    let crashed = fragile.call(Crash).await.unwrap_err();
+    assert!(
+        matches!(&crashed, ActorError::Unavailable { detail, .. } if detail.contains("panicked")),
+        "{crashed}"
+    );
+    // Restarted from its constructor argument: the state is fresh.
+    assert_eq!(fragile.call(Get).await.unwrap(), 100);
+    assert_eq!(bystander.call(Get).await.unwrap(), 7);
+
+    // The budget is spent now: a second panic kills it for good.
+    fragile.call(Crash).await.unwrap_err();
+    let died = fragile.call(Get).await.unwrap_err();
+    assert!(
+        matches!(&died, ActorError::Died { reason, .. } if reason.contains("panicked")),
+        "{died}"
+    );
+    assert_eq!(bystander.call(Add(1)).await.unwrap(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_actors_restart_elsewhere_within_their_budget() {
+    // The head offers no CPU, so both actors land on the first worker.
+    let mut cluster = TestCluster::head(&["--num-cpus", "0"]);
+    let doomed = cluster.join(&["--num-cpus", "2"]);
+    let driver = cluster.driver().await;
+    let resilient = driver
+        .spawn::<Counter>(1)
+        .num_cpus(1.0)
+        .max_restarts(1)
+        .max_task_retries(1)
+        .await
+        .unwrap();
+    let fragile = driver.spawn::<Counter>(2).num_cpus(1.0).await.unwrap();
+    let first_home = resilient.call(WhereAreYou).await.unwrap();
+    assert_eq!(fragile.call(WhereAreYou).await.unwrap(), first_home);
+    resilient.call(Add(10)).await.unwrap();
+
+    cluster.join(&["--num-cpus", "2"]);
+    cluster.nodes[doomed].kill();
+
+    // Within the lease TTL (1 s) plus a round, it answers from the new node
+    // with its state rebuilt from the constructor argument. A call that was
+    // on the dead node's connection is retried (max_task_retries = 1).
+    assert_eq!(resilient.call(Get).await.unwrap(), 1);
+    assert_ne!(resilient.call(WhereAreYou).await.unwrap(), first_home);
+    // Without retries, a call caught on the dying connection fails as
+    // "unavailable" (it may have run); the next one says the actor died.
+    let mut died = fragile.call(Get).await.unwrap_err();
+    if matches!(died, ActorError::Unavailable { .. }) {
+        died = fragile.call(Get).await.unwrap_err();
+    }
+    assert!(
+        matches!(&died, ActorError::Died { reason, .. }
+            if reason.contains("died") && reason.contains("max_restarts is 0")),
+        "{died}"
+    );
+    let id = resilient.id();
+    wait_until("the restarted actor is ALIVE", Duration::from_secs(10), || {
+        let driver = driver.clone();
+        async move {
+            driver.state().await.is_ok_and(|s| {
+                let record = &s.actors[&id];
+                (record.state.name(), record.restarts) == ("ALIVE", 1)
+            })
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_gcs_leader_s_node_does_not_fail_calls_and_spawns_resume() {
+    // Three GCS members; the head leads and hosts nothing.
+    let mut cluster = TestCluster::head(&["--num-cpus", "0"]);
+    cluster.join(&["--gcs", "--num-cpus", "2"]);
+    cluster.join(&["--gcs", "--num-cpus", "2"]);
+    let driver = cluster.driver_via(1, 3).await;
+    let mut counters = Vec::new();
+    for i in 0..4 {
+        counters.push(driver.spawn::<Counter>(i).num_cpus(0.5).await.unwrap());
+    }
+    for c in &counters {
+        c.call(Get).await.unwrap();
+    }
+
+    // Callers hammer the actors while the leader's node is SIGKILLed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut callers = Vec::new();
+    for c in counters.clone() {
+        let (stop, calls) = (stop.clone(), calls.clone());
+        callers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                c.call(Add(1)).await?;
+                calls.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, ActorError>(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.nodes[0].kill();
+    let before = calls.load(Ordering::Relaxed);
+    // A new controller takes over: a spawn works again.
+    let fresh = driver.spawn::<Counter>(1000).num_cpus(0.5).await.unwrap();
+    assert_eq!(fresh.call(Get).await.unwrap(), 1000);
+    wait_until("calls went on after the kill", Duration::from_secs(10), || {
+        let calls = calls.clone();
+        async move { calls.load(Ordering::Relaxed) > before + 100 }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap().expect("no call failed during the failover");
+    }
+    wait_until("the head's lease expired", Duration::from_secs(15), || {
+        let driver = driver.clone();
+        async move { driver.state().await.is_ok_and(|s| s.nodes.len() == 2) }
+    })
+    .await;
+}

@@ -1,0 +1,7 @@
+//! The actor API across real node processes (`troupe-actors start`) on
+//! loopback; the test process is a driver (`Cluster::connect`).
+
+mod calls;
+mod errors;
+mod failures;
+mod support;

@@ -1,0 +1,134 @@
+//! Node processes on loopback, each with its own data directory, killed by
+//! pid when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use troupe::core::rpc::ClusterToken;
+use troupe::Cluster;
+
+pub const TOKEN: &str = "actor-process-test";
+
+/// Polls `cond` until it holds, failing the test after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One `troupe-actors start` process.
+pub struct NodeProcess {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// Starts a node with `args` after `start` and waits for its
+    /// "listening on" line.
+    pub fn start(dir: &Path, args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_troupe-actors"))
+            .arg("start")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--node-ttl", "1"])
+            .args(["--actor-threads", "1"])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn troupe-actors start");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the node's first line");
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|_| line.contains("listening on"))
+            .unwrap_or_else(|| panic!("the node did not start: {line:?}"))
+            .to_string();
+        NodeProcess {
+            addr,
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL: no goodbye, the lease has to expire.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Node processes sharing one temp dir; the first is the head.
+pub struct TestCluster {
+    pub nodes: Vec<NodeProcess>,
+    tmp: TempDir,
+}
+
+impl TestCluster {
+    /// A head node started with `args`.
+    pub fn head(args: &[&str]) -> TestCluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let head = NodeProcess::start(&tmp.path().join("n0"), &[&["--head"], args].concat());
+        TestCluster {
+            nodes: vec![head],
+            tmp,
+        }
+    }
+
+    /// Starts a node that joins through the head; returns its index.
+    pub fn join(&mut self, args: &[&str]) -> usize {
+        let dir = self.tmp.path().join(format!("n{}", self.nodes.len()));
+        let head = self.nodes[0].addr.clone();
+        let node = NodeProcess::start(&dir, &[&["--join", &head], args].concat());
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// A driver connected through node `i`, once `n` nodes are registered.
+    pub async fn driver_via(&self, i: usize, nodes: usize) -> Cluster {
+        let token = ClusterToken::new(TOKEN).unwrap();
+        let cluster = Cluster::connect(&self.nodes[i].addr, token)
+            .await
+            .expect("connect a driver");
+        wait_until("every node is registered", Duration::from_secs(20), || {
+            let cluster = cluster.clone();
+            async move {
+                cluster
+                    .state()
+                    .await
+                    .is_ok_and(|s| s.nodes.len() == nodes && s.controller.is_some())
+            }
+        })
+        .await;
+        cluster
+    }
+
+    /// A driver connected through the head.
+    pub async fn driver(&self) -> Cluster {
+        self.driver_via(0, self.nodes.len()).await
+    }
+}
