@@ -2,7 +2,10 @@
 //! types (`troupe-actors start --head`, `... start --join ADDR`, `status`,
 //! `stop`: the `troupe` CLI), plus `troupe-actors demo`, a driver that
 //! trains a toy model with a parameter server and trainers spread over the
-//! cluster. See README.md next to this file.
+//! cluster, and `troupe-actors bench`, the actor layer's benchmarks. See
+//! README.md next to this file.
+
+mod bench;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -35,7 +38,22 @@ struct DemoArgs {
 
 fn main() -> ExitCode {
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some("demo") {
+    let first = args.nth(1);
+    if first.as_deref() == Some("bench") {
+        let bench = bench::BenchArgs::parse_from(std::env::args().skip(1));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        return match runtime.block_on(bench::run(bench)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("troupe-actors bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if first.as_deref() == Some("demo") {
         let demo = DemoArgs::parse_from(std::env::args().skip(1));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

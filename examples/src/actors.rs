@@ -226,6 +226,33 @@ pub fn gradient(weights: &[f64], samples: &[(Vec<f64>, f64)]) -> (Vec<f64>, f64)
     (gradient, squared / n)
 }
 
+/// Answers with what it is sent: the benchmark's actor.
+pub struct Echo;
+
+impl Actor for Echo {
+    const TYPE_NAME: &'static str = "Echo";
+    type Args = ();
+
+    async fn start((): (), _: &ActorContext) -> Result<Self, String> {
+        Ok(Echo)
+    }
+}
+
+/// Bytes to send back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping(pub Vec<u8>);
+
+impl Message for Ping {
+    type Reply = Vec<u8>;
+    const NAME: &'static str = "Echo.Ping";
+}
+
+impl Handler<Ping> for Echo {
+    async fn handle(&mut self, Ping(bytes): Ping, _: &ActorContext) -> Vec<u8> {
+        bytes
+    }
+}
+
 /// Every type of this example, registered.
 pub fn registry() -> Registry {
     Registry::new()
@@ -242,6 +269,7 @@ pub fn registry() -> Registry {
                 .handles::<Push>(),
         )
         .register(ActorType::<Trainer>::new().handles::<Train>())
+        .register(ActorType::<Echo>::new().handles::<Ping>())
 }
 
 #[cfg(test)]

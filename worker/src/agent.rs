@@ -86,7 +86,9 @@ impl Agent {
                 self.start(assignment.clone(), host_events.clone(), done_tx.clone());
             }
             failed.retain(|(id, incarnation)| {
-                desired.get(id).is_some_and(|a| a.incarnation == *incarnation)
+                desired
+                    .get(id)
+                    .is_some_and(|a| a.incarnation == *incarnation)
             });
             for (id, incarnation) in &running {
                 let wanted = desired.get(id).map(|a| a.incarnation);

@@ -20,9 +20,14 @@ fn options() -> impl Options {
 /// non-string keys is fine; a custom `Serialize` that errors is not) are a
 /// programming error.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    options()
-        .serialize(value)
-        .unwrap_or_else(|e| panic!("a message, reply or argument failed to encode: {e}"))
+    // One pass: bincode walks the value twice (size, then bytes) for
+    // `serialize` or when a size limit is set; the limit guards decoding.
+    let mut bytes = Vec::with_capacity(64);
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .serialize_into(&mut bytes, value)
+        .unwrap_or_else(|e| panic!("a message, reply or argument failed to encode: {e}"));
+    bytes
 }
 
 /// Decodes `bytes`, the error as text.

@@ -200,7 +200,8 @@ impl Node {
             })
             .with_service(NodeAdminService {
                 shutdown: shutdown_requested.clone(),
-            });
+            })
+            .with_service(troupe_core::rpc::diag::EchoHandler);
         if let Some(member) = &member {
             server = member.register(server);
         }

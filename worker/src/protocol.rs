@@ -24,7 +24,7 @@ pub(crate) struct CallRequest {
     /// The incarnation the caller expects (a newer one is fine: the call
     /// never reached the old one).
     pub incarnation: u64,
-    pub message: String,
+    pub message: std::borrow::Cow<'static, str>,
     pub payload: ByteBuf,
 }
 

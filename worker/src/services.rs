@@ -49,34 +49,39 @@ impl Service for ActorCallService {
         request: CallRequest,
         cx: CallContext,
     ) -> Result<Result<ByteBuf, CallRefusal>, Status> {
-        let give_up = Instant::now() + WAIT_FOR_INSTANCE;
-        let give_up = cx.deadline.map_or(give_up, |d| d.min(give_up));
-        let mut changes = self.hosting.subscribe();
-        let mut view = self.view.subscribe();
+        let mut request = request;
+        let mut waits = None;
         loop {
-            if let Some(local) = self.hosting.get(request.actor) {
-                if local.incarnation >= request.incarnation {
-                    let call = RawCall {
-                        message: request.message,
-                        payload: bytes::Bytes::from(request.payload.into_vec()),
-                    };
-                    return Ok(match local.addr.raw.send(call).await {
-                        Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
-                        Ok(Err(e)) => Err(CallRefusal::Failed(e)),
-                        Err(_) => Err(CallRefusal::Failed(ActorError::Unavailable {
-                            actor: request.actor.to_string(),
-                            detail: "its instance stopped".into(),
-                        })),
-                    });
-                }
+            if let Some(raw) = self.hosting.raw(request.actor, request.incarnation) {
+                let call = RawCall {
+                    message: std::mem::take(&mut request.message).into_owned(),
+                    payload: bytes::Bytes::from(std::mem::take(&mut request.payload).into_vec()),
+                };
+                return Ok(match raw.send(call).await {
+                    Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
+                    Ok(Err(e)) => Err(CallRefusal::Failed(e)),
+                    Err(_) => Err(CallRefusal::Failed(ActorError::Unavailable {
+                        actor: request.actor.to_string(),
+                        detail: "its instance stopped".into(),
+                    })),
+                });
             }
             if !self.may_come(&request) {
                 return Ok(Err(CallRefusal::NotHere));
             }
+            // Not here yet: wait for the instance table or the view to move.
+            let (changes, view, give_up) = waits.get_or_insert_with(|| {
+                let give_up = Instant::now() + WAIT_FOR_INSTANCE;
+                (
+                    self.hosting.subscribe(),
+                    self.view.subscribe(),
+                    cx.deadline.map_or(give_up, |d| d.min(give_up)),
+                )
+            });
             tokio::select! {
                 _ = changes.changed() => {}
                 _ = view.changed() => {}
-                () = tokio::time::sleep_until(give_up) => return Ok(Err(CallRefusal::NotHere)),
+                () = tokio::time::sleep_until(*give_up) => return Ok(Err(CallRefusal::NotHere)),
             }
         }
     }

@@ -63,6 +63,9 @@ impl RpcClient {
     /// The channel to `addr` (`host:port`), created on first use.
     pub fn channel(&self, addr: &str) -> Channel {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return channel.clone();
+        }
         channels
             .entry(addr.to_string())
             .or_insert_with(|| Channel::new(addr, self.config.clone()))

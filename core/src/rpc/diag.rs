@@ -103,7 +103,9 @@ impl DiagService {
     }
 }
 
-struct EchoHandler;
+/// Serves [`Echo`] alone: what every node answers for `troupe ping` and
+/// what benchmarks compare application calls with.
+pub struct EchoHandler;
 impl Service for EchoHandler {
     type Protocol = Echo;
     async fn call(&self, request: ByteBuf, _cx: CallContext) -> Result<ByteBuf, Status> {

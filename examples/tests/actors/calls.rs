@@ -94,7 +94,10 @@ async fn calls_reach_actors_on_every_node_of_three() {
         .unwrap();
     assert!(loss < 1e-3, "the toy model fits: loss {loss}");
     let weights = server.call(Pull).await.unwrap();
-    assert!((weights[0] - 2.0).abs() < 0.05 && (weights[1] + 1.0).abs() < 0.05, "{weights:?}");
+    assert!(
+        (weights[0] - 2.0).abs() < 0.05 && (weights[1] + 1.0).abs() < 0.05,
+        "{weights:?}"
+    );
 
     // A driver connected through another node sees the same actors.
     let via_third = cluster.driver_via(2, 3).await;
@@ -118,7 +121,10 @@ async fn fractional_gpus_fit_three_and_the_fourth_waits_for_a_gpu_node() {
     let record = &state.actors[&fourth];
     assert_eq!(record.state.name(), "PENDING");
     let reason = record.pending_reason.clone().unwrap_or_default();
-    assert!(reason.contains("GPU"), "the reason names the resource: {reason}");
+    assert!(
+        reason.contains("GPU"),
+        "the reason names the resource: {reason}"
+    );
     let status = troupe::status_text(&state);
     assert!(status.contains("GPU 0.9/1"), "{status}");
     let pending = gpu_actors[3]

@@ -71,9 +71,19 @@ async fn bad_types_messages_and_resources_get_clear_errors() {
     assert!(unknown.to_string().contains("register it"), "{unknown}");
 
     let negative = driver.spawn::<Counter>(0).num_gpus(-1.0).await.unwrap_err();
-    assert!(matches!(negative, ActorError::InvalidOptions(_)), "{negative}");
-    let bad_restarts = driver.spawn::<Counter>(0).max_restarts(-2).await.unwrap_err();
-    assert!(bad_restarts.to_string().contains("max_restarts"), "{bad_restarts}");
+    assert!(
+        matches!(negative, ActorError::InvalidOptions(_)),
+        "{negative}"
+    );
+    let bad_restarts = driver
+        .spawn::<Counter>(0)
+        .max_restarts(-2)
+        .await
+        .unwrap_err();
+    assert!(
+        bad_restarts.to_string().contains("max_restarts"),
+        "{bad_restarts}"
+    );
 
     // More GPUs than any node has: it waits, saying why.
     let greedy = driver.spawn::<Counter>(0).num_gpus(64.0).await.unwrap();
@@ -85,7 +95,10 @@ async fn bad_types_messages_and_resources_get_clear_errors() {
     assert_eq!(counter.call(Add(1)).await.unwrap(), 6);
     let fake = driver.handle::<FakeCounter>(counter.id());
     let undecodable = fake.call(WrongAdd("one".into())).await.unwrap_err();
-    assert!(matches!(undecodable, ActorError::Codec { .. }), "{undecodable}");
+    assert!(
+        matches!(undecodable, ActorError::Codec { .. }),
+        "{undecodable}"
+    );
     let unhandled = fake.call(Reset).await.unwrap_err();
     assert!(
         matches!(&unhandled, ActorError::UnknownMessage { message, .. } if message == "Counter.Reset"),

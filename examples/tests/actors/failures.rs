@@ -75,15 +75,19 @@ async fn a_killed_node_s_actors_restart_elsewhere_within_their_budget() {
         "{died}"
     );
     let id = resilient.id();
-    wait_until("the restarted actor is ALIVE", Duration::from_secs(10), || {
-        let driver = driver.clone();
-        async move {
-            driver.state().await.is_ok_and(|s| {
-                let record = &s.actors[&id];
-                (record.state.name(), record.restarts) == ("ALIVE", 1)
-            })
-        }
-    })
+    wait_until(
+        "the restarted actor is ALIVE",
+        Duration::from_secs(10),
+        || {
+            let driver = driver.clone();
+            async move {
+                driver.state().await.is_ok_and(|s| {
+                    let record = &s.actors[&id];
+                    (record.state.name(), record.restarts) == ("ALIVE", 1)
+                })
+            }
+        },
+    )
     .await;
 }
 
@@ -122,14 +126,21 @@ async fn losing_the_gcs_leader_s_node_does_not_fail_calls_and_spawns_resume() {
     // A new controller takes over: a spawn works again.
     let fresh = driver.spawn::<Counter>(1000).num_cpus(0.5).await.unwrap();
     assert_eq!(fresh.call(Get).await.unwrap(), 1000);
-    wait_until("calls went on after the kill", Duration::from_secs(10), || {
-        let calls = calls.clone();
-        async move { calls.load(Ordering::Relaxed) > before + 100 }
-    })
+    wait_until(
+        "calls went on after the kill",
+        Duration::from_secs(10),
+        || {
+            let calls = calls.clone();
+            async move { calls.load(Ordering::Relaxed) > before + 100 }
+        },
+    )
     .await;
     stop.store(true, Ordering::Relaxed);
     for caller in callers {
-        caller.await.unwrap().expect("no call failed during the failover");
+        caller
+            .await
+            .unwrap()
+            .expect("no call failed during the failover");
     }
     wait_until("the head's lease expired", Duration::from_secs(15), || {
         let driver = driver.clone();

@@ -41,7 +41,14 @@ impl NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_troupe-actors"))
             .arg("start")
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--node-ttl", "1"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                TOKEN,
+                "--node-ttl",
+                "1",
+            ])
             .args(["--actor-threads", "1"])
             .arg("--data-dir")
             .arg(dir)

@@ -108,6 +108,18 @@ impl<A: Actor> ActorHandle<A> {
         loop {
             let location = self.locate(min_incarnation, deadline).await?;
             let local = self.local_instance(&location);
+            if local.is_none() && self.is_local(&location) {
+                // Assigned here but still being constructed: wait for it
+                // rather than calling ourselves over RPC.
+                self.wait_for_local(deadline).await;
+                if Instant::now() >= deadline {
+                    return Err(ActorError::Pending {
+                        actor: self.id.to_string(),
+                        reason: "its constructor did not finish before the deadline".into(),
+                    });
+                }
+                continue;
+            }
             let outcome = match local {
                 Some(addr) => {
                     let message = match message.take() {
@@ -127,15 +139,16 @@ impl<A: Actor> ActorHandle<A> {
                     }
                 }
                 None => {
-                    let payload = match &encoded {
-                        Some(bytes) => bytes.clone(),
-                        None => {
-                            let m = message.take().expect("a message until it is sent");
-                            let bytes = codec::encode(&m);
-                            encoded = Some(bytes.clone());
-                            bytes
-                        }
+                    // Keep a copy only if the call may be retried.
+                    let keep = location.retries != RetryLimit::NEVER;
+                    let payload = match (encoded.take(), message.take()) {
+                        (Some(bytes), _) => bytes,
+                        (None, Some(m)) => codec::encode(&m),
+                        (None, None) => return Err(self.unavailable("the message was consumed")),
                     };
+                    if keep {
+                        encoded = Some(payload.clone());
+                    }
                     match self.remote::<M>(&location, payload, deadline).await {
                         Ok(reply) => return Ok(reply),
                         Err(failure) => failure,
@@ -177,6 +190,26 @@ impl<A: Actor> ActorHandle<A> {
         }
     }
 
+    /// Whether `location` is this process's node.
+    fn is_local(&self, location: &Location) -> bool {
+        self.cluster.inner.local.is_some() && location.node == self.cluster.inner.me
+    }
+
+    /// Waits (briefly) for this node's instance table or the view to change.
+    async fn wait_for_local(&self, deadline: Instant) {
+        let Some(hosting) = &self.cluster.inner.local else {
+            return;
+        };
+        let mut table = hosting.subscribe();
+        let mut view = self.cluster.inner.view.subscribe();
+        let until = deadline.min(Instant::now() + Duration::from_millis(200));
+        tokio::select! {
+            _ = table.changed() => {}
+            _ = view.changed() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
+    }
+
     /// The in-process instance, when it runs here in the expected
     /// incarnation (or a newer one).
     fn local_instance(&self, location: &Location) -> Option<actix::Addr<crate::hosting::Host<A>>> {
@@ -184,11 +217,7 @@ impl<A: Actor> ActorHandle<A> {
         if location.node != self.cluster.inner.me {
             return None;
         }
-        let local = hosting.get(self.id)?;
-        if local.incarnation < location.incarnation {
-            return None;
-        }
-        local.addr.typed::<A>().cloned()
+        hosting.typed::<A>(self.id, location.incarnation)
     }
 
     async fn remote<M: Message>(
@@ -200,7 +229,7 @@ impl<A: Actor> ActorHandle<A> {
         let request = CallRequest {
             actor: self.id,
             incarnation: location.incarnation,
-            message: M::NAME.to_owned(),
+            message: std::borrow::Cow::Borrowed(M::NAME),
             payload: ByteBuf::from(payload),
         };
         let options = CallOptions {

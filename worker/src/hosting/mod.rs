@@ -127,9 +127,31 @@ impl Hosting {
         }
     }
 
-    /// The running instance of `actor`.
-    pub(crate) fn get(&self, actor: ActorId) -> Option<LocalActor> {
-        self.table().get(&actor).cloned()
+    /// The raw address of `actor`'s instance if it is at least
+    /// `incarnation` (the remote-call fast path: one clone, no more).
+    pub(crate) fn raw(
+        &self,
+        actor: ActorId,
+        incarnation: u64,
+    ) -> Option<actix::Recipient<crate::actor::RawCall>> {
+        let table = self.table();
+        let local = table.get(&actor)?;
+        (local.incarnation >= incarnation).then(|| local.addr.raw.clone())
+    }
+
+    /// The typed address of `actor`'s instance if it is an `A` of at least
+    /// `incarnation`.
+    pub(crate) fn typed<A: crate::actor::Actor>(
+        &self,
+        actor: ActorId,
+        incarnation: u64,
+    ) -> Option<actix::Addr<Host<A>>> {
+        let table = self.table();
+        let local = table.get(&actor)?;
+        if local.incarnation < incarnation {
+            return None;
+        }
+        local.addr.typed::<A>().cloned()
     }
 
     /// What runs here: actor and incarnation.

@@ -255,7 +255,11 @@ fn a_panic_counts_even_when_its_start_report_was_never_seen() {
     let placed = step(&actor(RetryLimit::AtMost(2)), Event::Placed { node: N1 }).record;
     let again = step(&placed, panicked(1));
     assert_eq!(
-        (again.record.state, again.record.incarnation, again.record.restarts),
+        (
+            again.record.state,
+            again.record.incarnation,
+            again.record.restarts
+        ),
         (ActorState::Restarting, 2, 1)
     );
 }

@@ -1,0 +1,83 @@
+//! A node embedded in the test process: calls to its own actors stay
+//! in-process, without serialisation; a driver's calls go over RPC.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use troupe_core::rpc::ClusterToken;
+use troupe_worker::{
+    Actor, ActorContext, ActorType, Cluster, Handler, Message, Node, NodeConfig, Registry, Role,
+};
+
+/// How often a [`Counted`] was serialised, in this process.
+static SERIALISED: AtomicUsize = AtomicUsize::new(0);
+
+/// A message that counts its serialisations.
+#[derive(Debug)]
+struct Counted(u64);
+
+impl Serialize for Counted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SERIALISED.fetch_add(1, Ordering::SeqCst);
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Counted)
+    }
+}
+
+impl Message for Counted {
+    type Reply = u64;
+    const NAME: &'static str = "Doubler.Counted";
+}
+
+struct Doubler;
+
+impl Actor for Doubler {
+    const TYPE_NAME: &'static str = "Doubler";
+    type Args = ();
+
+    async fn start((): (), _: &ActorContext) -> Result<Self, String> {
+        Ok(Doubler)
+    }
+}
+
+impl Handler<Counted> for Doubler {
+    async fn handle(&mut self, Counted(n): Counted, _: &ActorContext) -> u64 {
+        n * 2
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_calls_skip_serialisation_and_remote_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = ClusterToken::new("local-test").unwrap();
+    let mut config = NodeConfig::new(Role::Head, token.clone(), dir.path());
+    config.actor_threads = 1;
+    let registry = Registry::new().register(ActorType::<Doubler>::new().handles::<Counted>());
+    let node = Node::start(config, registry).await.unwrap();
+    let cluster = node.cluster();
+    let doubler = cluster.spawn::<Doubler>(()).await.unwrap();
+
+    assert_eq!(doubler.call(Counted(21)).await.unwrap(), 42);
+    assert_eq!(
+        SERIALISED.load(Ordering::SeqCst),
+        0,
+        "a local call serialised"
+    );
+
+    let driver = Cluster::connect(&node.addr().to_string(), token)
+        .await
+        .unwrap();
+    let remote = driver.handle::<Doubler>(doubler.id());
+    assert_eq!(remote.call(Counted(4)).await.unwrap(), 8);
+    assert_eq!(
+        SERIALISED.load(Ordering::SeqCst),
+        1,
+        "a remote call is sent once"
+    );
+    node.shutdown().await;
+}
