@@ -22,12 +22,13 @@ use troupe_examples::actors::{
 #[derive(Debug, Parser)]
 #[command(name = "troupe-actors demo")]
 struct DemoArgs {
-    /// Any node's address.
-    #[arg(long, default_value = "127.0.0.1:6380")]
-    address: String,
-    /// The cluster token (or TROUPE_CLUSTER_TOKEN).
+    /// Any node's address. Without it the demo runs on a single node
+    /// embedded in this process (a one-member GCS in a temp directory).
+    #[arg(long)]
+    address: Option<String>,
+    /// The cluster token (or TROUPE_CLUSTER_TOKEN); needed with --address.
     #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// How many trainers.
     #[arg(long, default_value_t = 4)]
     trainers: usize,
@@ -71,13 +72,33 @@ fn main() -> ExitCode {
 }
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let cluster = Cluster::connect(
-        &args.address,
-        troupe::core::rpc::ClusterToken::new(&args.token)?,
-    )
-    .await
-    .context("connecting to the cluster")?;
+    let Some(address) = args.address.clone() else {
+        // The embedded single-node default.
+        let dir = std::env::temp_dir().join(format!("troupe-actors-demo-{}", std::process::id()));
+        let token = troupe::core::rpc::ClusterToken::random();
+        let node = troupe::Node::start(
+            troupe::NodeConfig::new(troupe::Role::Head, token, &dir),
+            registry(),
+        )
+        .await
+        .context("starting the embedded node")?;
+        println!("embedded single node {} on {}", node.id(), node.addr());
+        let result = demo(node.cluster(), &args).await;
+        node.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    };
+    let token = args
+        .token
+        .clone()
+        .context("--address needs the cluster token: --token or TROUPE_CLUSTER_TOKEN")?;
+    let cluster = Cluster::connect(&address, troupe::core::rpc::ClusterToken::new(&token)?)
+        .await
+        .context("connecting to the cluster")?;
+    demo(cluster, &args).await
+}
 
+async fn demo(cluster: Cluster, args: &DemoArgs) -> anyhow::Result<()> {
     // 1. A named counter, called from here.
     let started = Instant::now();
     let counter = cluster.spawn::<Counter>(10).num_cpus(0.1).await?;
