@@ -51,6 +51,23 @@ impl Message for Crash {
     const NAME: &'static str = "Counter.Crash";
 }
 
+/// Blocks the actor's thread for this many milliseconds (a stand-in for
+/// CPU-bound model code that did not move to `spawn_blocking`); the node's
+/// RPC and control store go on meanwhile.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hog(pub u64);
+
+impl Message for Hog {
+    type Reply = ();
+    const NAME: &'static str = "Counter.Hog";
+}
+
+impl Handler<Hog> for Counter {
+    async fn handle(&mut self, Hog(ms): Hog, _: &ActorContext) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// Which node runs the actor (to see where calls land).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WhereAreYou;
@@ -261,6 +278,7 @@ pub fn registry() -> Registry {
                 .handles::<Add>()
                 .handles::<Get>()
                 .handles::<Crash>()
+                .handles::<Hog>()
                 .handles::<WhereAreYou>(),
         )
         .register(

@@ -182,6 +182,16 @@ impl Node {
             }
             None => (None, None),
         };
+        let data_addrs = hosting
+            .serve_on_arbiters(addr.ip(), || {
+                RpcServer::new(rpc_config.clone()).with_service(ActorCallService {
+                    me: id,
+                    hosting: hosting.clone(),
+                    view: view.clone(),
+                })
+            })
+            .await
+            .map_err(|e| WorkerError::Config(format!("cannot start the data plane: {e}")))?;
         let shutdown_requested = Arc::new(Notify::new());
         let mut server = RpcServer::new(rpc_config)
             .with_service(ActorCallService {
@@ -219,6 +229,7 @@ impl Node {
         let record = NodeRecord {
             id,
             addr: addr.to_string(),
+            data_addrs,
             resources: config.resources.clone(),
             labels: config.labels.clone(),
             started_at_ms: SystemTime::now()

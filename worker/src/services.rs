@@ -60,10 +60,9 @@ impl Service for ActorCallService {
                 return Ok(match raw.send(call).await {
                     Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
                     Ok(Err(e)) => Err(CallRefusal::Failed(e)),
-                    Err(_) => Err(CallRefusal::Failed(ActorError::Unavailable {
-                        actor: request.actor.to_string(),
-                        detail: "its instance stopped".into(),
-                    })),
+                    // The instance stopped before taking the call (it never
+                    // ran): the caller looks the actor up again.
+                    Err(_) => Err(CallRefusal::NotHere),
                 });
             }
             if !self.may_come(&request) {

@@ -113,6 +113,7 @@ mod tests {
             NodeRecord {
                 id: node,
                 addr: "127.0.0.1:1".into(),
+                data_addrs: Vec::new(),
                 resources: Resources::new().with_gpus(1.0).unwrap(),
                 labels: Default::default(),
                 started_at_ms: 0,

@@ -27,6 +27,7 @@ impl Cluster {
         let record = NodeRecord {
             id,
             addr: format!("127.0.0.1:{}", 7000 + id.get()),
+            data_addrs: Vec::new(),
             resources: Resources::new().with_gpus(gpus).unwrap(),
             labels: BTreeMap::new(),
             started_at_ms: 0,

@@ -3,12 +3,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use troupe::core::rpc::diag::{ByteBuf, Echo};
+use troupe::core::rpc::{ClusterToken, RpcClient, RpcConfig};
 use troupe::prelude::*;
 use troupe_examples::actors::{
-    Add, Counter, Get, ParameterServer, Pull, ServerConfig, Shard, Train, Trainer, WhereAreYou,
+    Add, Counter, Get, Hog, ParameterServer, Pull, ServerConfig, Shard, Train, Trainer, WhereAreYou,
 };
 
-use crate::support::{wait_until, TestCluster};
+use crate::support::{wait_until, TestCluster, TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_call_lookup_and_kill_on_one_node() {
@@ -145,4 +147,33 @@ async fn fractional_gpus_fit_three_and_the_fourth_waits_for_a_gpu_node() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_hogging_its_thread_does_not_stall_the_node() {
+    let cluster = TestCluster::head(&["--num-cpus", "1"]);
+    let driver = cluster.driver().await;
+    let hog = driver.spawn::<Counter>(0).await.unwrap();
+    hog.call(Get).await.unwrap();
+    let busy = tokio::spawn({
+        let hog = hog.clone();
+        async move { hog.call(Hog(3000)).await }
+    });
+    // Wait until the hog's handler runs (its arbiter is then blocked).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(TOKEN).unwrap()));
+    let ping = ByteBuf::from(b"still there?".to_vec());
+    let channel = rpc.channel(&cluster.nodes[0].addr);
+    for _ in 0..5 {
+        assert_eq!(channel.call::<Echo>(&ping).await.unwrap(), ping);
+        // The control store on the same node answers too, and spawns work.
+        driver.state().await.unwrap();
+    }
+    let other = driver.spawn::<Counter>(1).await.unwrap();
+    assert!(
+        !busy.is_finished(),
+        "the node answered only after the hog finished"
+    );
+    busy.await.unwrap().unwrap();
+    assert_eq!(other.call(Get).await.unwrap(), 1);
 }

@@ -14,7 +14,7 @@ use troupe_core::rpc::{CallOptions, RpcError};
 use super::Cluster;
 use crate::actor::{Actor, ActorError, Handler, Message};
 use crate::codec;
-use crate::hosting::Typed;
+use crate::hosting::{arbiter_index, Typed};
 use crate::lifecycle::ActorState;
 use crate::protocol::{ActorCall, CallRefusal, CallRequest};
 use crate::schema::RetryLimit;
@@ -121,6 +121,7 @@ impl<A: Actor> ActorHandle<A> {
                 continue;
             }
             let outcome = match local {
+                Some(addr) if !addr.connected() => Failure::NotHere,
                 Some(addr) => {
                     let message = match message.take() {
                         Some(m) => {
@@ -135,20 +136,24 @@ impl<A: Actor> ActorHandle<A> {
                         Ok(Ok(reply)) => return Ok(reply),
                         Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
                         Ok(Err(e)) => Failure::Fatal(e),
+                        // Stopped before taking the call: it never ran, and
+                        // can be sent again if a copy was kept.
+                        Err(_) if encoded.is_some() => Failure::NotHere,
                         Err(_) => Failure::Lost(self.unavailable("its instance stopped")),
                     }
                 }
                 None => {
-                    // Keep a copy only if the call may be retried.
-                    let keep = location.retries != RetryLimit::NEVER;
-                    let payload = match (encoded.take(), message.take()) {
-                        (Some(bytes), _) => bytes,
-                        (None, Some(m)) => codec::encode(&m),
+                    // Keep a copy: a node that answers "not here" never ran
+                    // the call, and it is sent again wherever the actor is.
+                    let payload = match (&encoded, message.take()) {
+                        (Some(bytes), _) => bytes.clone(),
+                        (None, Some(m)) => {
+                            let bytes = codec::encode(&m);
+                            encoded = Some(bytes.clone());
+                            bytes
+                        }
                         (None, None) => return Err(self.unavailable("the message was consumed")),
                     };
-                    if keep {
-                        encoded = Some(payload.clone());
-                    }
                     match self.remote::<M>(&location, payload, deadline).await {
                         Ok(reply) => return Ok(reply),
                         Err(failure) => failure,
@@ -282,9 +287,14 @@ impl<A: Actor> ActorHandle<A> {
                         .and_then(|n| state.nodes.get(&n).map(|r| (n, r)))
                     {
                         Some((node, node_record)) if record.incarnation >= min_incarnation => {
+                            let addrs = &node_record.data_addrs;
+                            let addr = match addrs.len() {
+                                0 => &node_record.addr,
+                                n => &addrs[arbiter_index(self.id, n)],
+                            };
                             return Ok(Location {
                                 node,
-                                addr: node_record.addr.clone(),
+                                addr: addr.clone(),
                                 incarnation: record.incarnation,
                                 retries: record.options.max_task_retries,
                             });

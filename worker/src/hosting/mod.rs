@@ -8,18 +8,25 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_rt::{Arbiter, ArbiterHandle, System};
 use tokio::sync::{oneshot, watch};
 use troupe_core::id::ActorId;
+use troupe_core::rpc::{RpcServer, ServerHandle};
 
 mod host;
 
 pub(crate) use host::{Host, HostEvent, HostEvents, LocalAddr, Typed};
 
 use crate::actor::{ActorContext, DynActorType};
+
+/// The arbiter (of `arbiters`) that runs `actor` on any node: callers use
+/// it to pick the data-plane listener on the actor's own thread.
+pub(crate) fn arbiter_index(actor: ActorId, arbiters: usize) -> usize {
+    (actor.get() % arbiters.max(1) as u64) as usize
+}
 
 /// One instance running here.
 #[derive(Clone)]
@@ -32,7 +39,8 @@ pub(crate) struct LocalActor {
 pub(crate) struct Hosting {
     system: System,
     arbiters: Vec<ArbiterHandle>,
-    next: AtomicUsize,
+    /// The data-plane servers, one per arbiter, running on it.
+    servers: Mutex<Vec<ServerHandle>>,
     table: Mutex<HashMap<ActorId, LocalActor>>,
     /// Bumped on every change of the table, for callers that wait for an
     /// instance to appear.
@@ -61,7 +69,7 @@ impl Hosting {
         Ok(Hosting {
             system,
             arbiters,
-            next: AtomicUsize::new(0),
+            servers: Mutex::new(Vec::new()),
             table: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
         })
@@ -71,7 +79,7 @@ impl Hosting {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Constructs an instance on the next arbiter (round robin) and adds it
+    /// Constructs an instance on its arbiter ([`arbiter_index`]) and adds it
     /// to the table, replacing (and stopping) an older incarnation.
     pub(crate) async fn start(
         &self,
@@ -81,8 +89,7 @@ impl Hosting {
         events: HostEvents,
     ) -> Result<(), String> {
         let (id, incarnation) = (cx.id, cx.incarnation);
-        let arbiter =
-            &self.arbiters[self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len()];
+        let arbiter = &self.arbiters[arbiter_index(id, self.arbiters.len())];
         let (tx, rx) = oneshot::channel();
         let sent = arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
@@ -167,8 +174,45 @@ impl Hosting {
         self.changes.subscribe()
     }
 
+    /// Starts one RPC server per arbiter, on that arbiter's thread, each
+    /// listening on `ip` (any free port) and made by `make`; returns their
+    /// addresses in arbiter order.
+    pub(crate) async fn serve_on_arbiters(
+        &self,
+        ip: IpAddr,
+        make: impl Fn() -> RpcServer,
+    ) -> io::Result<Vec<String>> {
+        let mut addrs = Vec::new();
+        for arbiter in &self.arbiters {
+            let listener = std::net::TcpListener::bind((ip, 0))?;
+            listener.set_nonblocking(true)?;
+            addrs.push(listener.local_addr()?.to_string());
+            let server = make();
+            let (tx, rx) = oneshot::channel();
+            let sent = arbiter.spawn_fn(move || {
+                let served = tokio::net::TcpListener::from_std(listener).map(|l| server.serve(l));
+                let _ = tx.send(served);
+            });
+            if !sent {
+                return Err(io::Error::other("an actor arbiter stopped"));
+            }
+            let handle = rx
+                .await
+                .map_err(|_| io::Error::other("an actor arbiter stopped"))??;
+            self.servers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle);
+        }
+        Ok(addrs)
+    }
+
     /// Stops every instance and the arbiters.
     pub(crate) fn shutdown(&self) {
+        self.servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let all: Vec<LocalActor> = self.table().drain().map(|(_, l)| l).collect();
         for local in all {
             local.addr.stop();

@@ -77,6 +77,7 @@ fn record(id: u64, resources: Resources) -> NodeRecord {
     NodeRecord {
         id: NodeId::new(id),
         addr: "127.0.0.1:1".into(),
+        data_addrs: Vec::new(),
         resources,
         labels: Default::default(),
         started_at_ms: 0,

@@ -16,6 +16,11 @@ pub struct NodeRecord {
     pub id: NodeId,
     /// Where its RPC server listens, `host:port`.
     pub addr: String,
+    /// Its data-plane listeners, one per actor arbiter: a call to an actor
+    /// goes to the one of the arbiter that runs it (see
+    /// `hosting::arbiter_index`), so it is handled on the actor's own
+    /// thread. Empty: send calls to `addr`.
+    pub data_addrs: Vec<String>,
     /// What it has in total (from the machine or `--num-cpus` and friends).
     pub resources: Resources,
     /// Free-form labels, e.g. `zone = "a"`.

@@ -11,6 +11,7 @@ fn node_record() -> NodeRecord {
     NodeRecord {
         id: NodeId::new(1),
         addr: "10.0.0.1:7000".into(),
+        data_addrs: Vec::new(),
         resources: Resources::new()
             .with_cpus(8.0)
             .unwrap()
@@ -104,14 +105,14 @@ fn values_start_with_the_schema_version() {
 #[test]
 fn a_newer_schema_version_is_refused_with_what_to_do() {
     let mut bytes = encode(&node_record());
-    bytes[..2].copy_from_slice(&2_u16.to_le_bytes());
+    bytes[..2].copy_from_slice(&(SCHEMA_VERSION + 1).to_le_bytes());
     let err = decode::<NodeRecord>(&bytes).unwrap_err();
     assert_eq!(
         err,
         SchemaError::NewerVersion {
             kind: "node",
-            found: 2,
-            supported: 1
+            found: SCHEMA_VERSION + 1,
+            supported: SCHEMA_VERSION
         }
     );
     assert!(err

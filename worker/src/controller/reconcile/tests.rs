@@ -15,6 +15,7 @@ fn node(state: &mut ClusterState, id: u64, resources: Resources) -> NodeId {
     let record = NodeRecord {
         id,
         addr: format!("127.0.0.1:{id}", id = 1000 + id.get()),
+        data_addrs: Vec::new(),
         resources,
         labels: Default::default(),
         started_at_ms: 0,
