@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Actors for the mass-spawn and idle-memory measurements.
     #[arg(long, default_value_t = 1000)]
     actors: usize,
+    /// Run only the remote calls with 64 in flight, for `--seconds` (to
+    /// profile with `perf record`).
+    #[arg(long)]
+    only_remote: bool,
 }
 
 /// A worker node process, killed when dropped.
@@ -178,7 +182,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     remote.call(Ping(payload.clone())).await?;
     let rpc = RpcClient::new(RpcConfig::new(token));
     let raw = rpc.channel(&w1.addr);
+    // The worker runs one actor thread: its data-plane listener is the
+    // remote actor's thread.
+    let data_addr = cluster
+        .state()
+        .await?
+        .nodes
+        .values()
+        .find(|n| n.addr == w1.addr)
+        .and_then(|n| n.data_addrs.first().cloned())
+        .context("the worker's data-plane address")?;
+    let raw_same_thread = rpc.channel(&data_addr);
 
+    if args.only_remote {
+        let (h, body) = (remote.clone(), payload.clone());
+        let m = measure(64, args.seconds, move || {
+            let (h, body) = (h.clone(), body.clone());
+            async move {
+                h.call(Ping(body)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "remote, 64 in flight: {:.0} calls/s (worker pid {})",
+            m.per_second,
+            w1.child.id()
+        );
+        drop(w1);
+        head.shutdown().await;
+        return Ok(());
+    }
     println!(
         "calls, {} B payload, {} s x {} rounds (median round):",
         args.payload, args.seconds, args.rounds
@@ -189,7 +223,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     for in_flight in [1usize, 64] {
         let (mut raws, mut remotes, mut locals) = (Vec::new(), Vec::new(), Vec::new());
+        let mut raws_same_thread = Vec::new();
         for _ in 0..args.rounds {
+            let (ch, body) = (raw_same_thread.clone(), ByteBuf::from(payload.clone()));
+            raws_same_thread.push(
+                measure(in_flight, args.seconds, move || {
+                    let (ch, body) = (ch.clone(), body.clone());
+                    async move {
+                        ch.call::<RpcEcho>(&body).await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
             let (ch, body) = (raw.clone(), ByteBuf::from(payload.clone()));
             raws.push(
                 measure(in_flight, args.seconds, move || {
@@ -225,8 +271,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
         let (raw_m, remote_m, local_m) = (median(raws), median(remotes), median(locals));
+        let same_m = median(raws_same_thread);
         for (label, m) in [
             (format!("bare RPC echo, {in_flight} in flight"), raw_m),
+            (format!("  same, on the actor's thread"), same_m),
             (
                 format!("remote actor call, {in_flight} in flight"),
                 remote_m,
@@ -239,9 +287,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
         println!(
-            "  remote / bare RPC throughput: {:.2}   p50 ratio: {:.2}",
+            "  remote / bare RPC throughput: {:.2} (p50 ratio {:.2}); remote / bare RPC on the \
+             actor's thread: {:.2} (p50 ratio {:.2})",
             remote_m.per_second / raw_m.per_second,
-            remote_m.p50_us / raw_m.p50_us
+            remote_m.p50_us / raw_m.p50_us,
+            remote_m.per_second / same_m.per_second,
+            remote_m.p50_us / same_m.p50_us
         );
     }
 

@@ -184,11 +184,13 @@ impl Node {
         };
         let data_addrs = hosting
             .serve_on_arbiters(addr.ip(), || {
-                RpcServer::new(rpc_config.clone()).with_service(ActorCallService {
-                    me: id,
-                    hosting: hosting.clone(),
-                    view: view.clone(),
-                })
+                RpcServer::new(rpc_config.clone())
+                    .with_service(ActorCallService {
+                        me: id,
+                        hosting: hosting.clone(),
+                        view: view.clone(),
+                    })
+                    .with_service(troupe_core::rpc::diag::EchoHandler)
             })
             .await
             .map_err(|e| WorkerError::Config(format!("cannot start the data plane: {e}")))?;

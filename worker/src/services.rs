@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use troupe_core::id::NodeId;
+use troupe_core::id::{ActorId, NodeId};
 use troupe_core::rpc::{CallContext, Service, Status};
 use troupe_gcs::member::GcsMember;
 
@@ -32,10 +32,10 @@ pub(crate) struct ActorCallService {
 
 impl ActorCallService {
     /// Whether an instance for `request` may still appear here.
-    fn may_come(&self, request: &CallRequest) -> bool {
-        self.view.read(|s| match s.actors.get(&request.actor) {
+    fn may_come(&self, actor: ActorId, incarnation: u64) -> bool {
+        self.view.read(|s| match s.actors.get(&actor) {
             None => true,
-            Some(r) if r.incarnation < request.incarnation => true,
+            Some(r) if r.incarnation < incarnation => true,
             Some(r) => r.node == Some(self.me) && !matches!(r.state, ActorState::Dead { .. }),
         })
     }
@@ -49,23 +49,26 @@ impl Service for ActorCallService {
         request: CallRequest,
         cx: CallContext,
     ) -> Result<Result<ByteBuf, CallRefusal>, Status> {
-        let mut request = request;
+        let mut call = RawCall {
+            message: request.message.into_owned(),
+            payload: bytes::Bytes::from(request.payload.into_vec()),
+        };
+        let (actor, incarnation) = (request.actor, request.incarnation);
         let mut waits = None;
         loop {
-            if let Some(raw) = self.hosting.raw(request.actor, request.incarnation) {
-                let call = RawCall {
-                    message: std::mem::take(&mut request.message).into_owned(),
-                    payload: bytes::Bytes::from(std::mem::take(&mut request.payload).into_vec()),
-                };
-                return Ok(match raw.send(call).await {
-                    Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
-                    Ok(Err(e)) => Err(CallRefusal::Failed(e)),
-                    // The instance stopped before taking the call (it never
-                    // ran): the caller looks the actor up again.
-                    Err(_) => Err(CallRefusal::NotHere),
-                });
+            match self.hosting.send_raw(actor, incarnation, call) {
+                Ok(sent) => {
+                    return Ok(match sent.await {
+                        Ok(Ok(reply)) => Ok(ByteBuf::from(reply)),
+                        Ok(Err(e)) => Err(CallRefusal::Failed(e)),
+                        // The instance stopped before taking the call (it
+                        // never ran): the caller looks the actor up again.
+                        Err(_) => Err(CallRefusal::NotHere),
+                    });
+                }
+                Err(unsent) => call = unsent,
             }
-            if !self.may_come(&request) {
+            if !self.may_come(actor, incarnation) {
                 return Ok(Err(CallRefusal::NotHere));
             }
             // Not here yet: wait for the instance table or the view to move.

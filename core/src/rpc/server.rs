@@ -236,6 +236,7 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
         tasks: JoinSet::new(),
         in_flight: IdMap::default(),
         by_task: HashMap::new(),
+        deferred: Arc::new(AtomicUsize::new(0)),
     };
     let max_tasks = config.max_concurrent_requests;
     let reason = loop {
@@ -301,6 +302,8 @@ struct ConnectionState {
     tasks: JoinSet<()>,
     in_flight: IdMap<InFlight>,
     by_task: HashMap<tokio::task::Id, u64>,
+    /// Calls whose handler did not finish at once and still owe an answer.
+    deferred: Arc<AtomicUsize>,
 }
 
 impl ConnectionState {
@@ -337,8 +340,10 @@ impl ConnectionState {
                 }
                 let outbox = self.outbox.clone();
                 let shared = self.shared.clone();
+                let deferred = self.deferred.clone();
                 self.spawn(id, None, async move {
                     let _running = Gauge::up(&shared.stats.in_flight);
+                    let owed = Gauge::up(&deferred);
                     let reply = tokio::time::timeout_at(deadline, answer)
                         .await
                         .unwrap_or_else(|_| {
@@ -350,7 +355,14 @@ impl ConnectionState {
                                 ),
                             )
                         });
-                    let _ = outbox.send(reply, true).await;
+                    // The only answer owed: write it now. Others are
+                    // coming: leave it to the flusher, which runs after the
+                    // handlers that are ready now, so their answers share
+                    // one write (the cork does the same for handlers that
+                    // finish at once).
+                    let direct = deferred.load(Ordering::Relaxed) == 1;
+                    drop(owed);
+                    let _ = outbox.send(reply, direct).await;
                 });
             }
             Frame::OneWay { service, body } => match self.lookup(&service) {

@@ -134,16 +134,20 @@ impl Hosting {
         }
     }
 
-    /// The raw address of `actor`'s instance if it is at least
-    /// `incarnation` (the remote-call fast path: one clone, no more).
-    pub(crate) fn raw(
+    /// Sends a raw call to `actor`'s instance if it is at least
+    /// `incarnation` (the remote-call path: no address clone); `Err` gives
+    /// the call back when there is no such instance.
+    pub(crate) fn send_raw(
         &self,
         actor: ActorId,
         incarnation: u64,
-    ) -> Option<actix::Recipient<crate::actor::RawCall>> {
+        call: crate::actor::RawCall,
+    ) -> Result<actix::dev::RecipientRequest<crate::actor::RawCall>, crate::actor::RawCall> {
         let table = self.table();
-        let local = table.get(&actor)?;
-        (local.incarnation >= incarnation).then(|| local.addr.raw.clone())
+        match table.get(&actor) {
+            Some(local) if local.incarnation >= incarnation => Ok(local.addr.raw.send(call)),
+            _ => Err(call),
+        }
     }
 
     /// The typed address of `actor`'s instance if it is an `A` of at least
