@@ -274,7 +274,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let same_m = median(raws_same_thread);
         for (label, m) in [
             (format!("bare RPC echo, {in_flight} in flight"), raw_m),
-            (format!("  same, on the actor's thread"), same_m),
+            ("  same, on the actor's thread".to_string(), same_m),
             (
                 format!("remote actor call, {in_flight} in flight"),
                 remote_m,
