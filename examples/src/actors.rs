@@ -68,6 +68,26 @@ impl Handler<Hog> for Counter {
     }
 }
 
+/// Adds to another counter, through its handle: an actor calling an actor
+/// (on whichever node that one runs). Replies with the other's new value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddTo {
+    pub counter: ActorId,
+    pub amount: i64,
+}
+
+impl Message for AddTo {
+    type Reply = Result<i64, String>;
+    const NAME: &'static str = "Counter.AddTo";
+}
+
+impl Handler<AddTo> for Counter {
+    async fn handle(&mut self, add: AddTo, cx: &ActorContext) -> Result<i64, String> {
+        let other = cx.cluster.handle::<Counter>(add.counter);
+        other.call(Add(add.amount)).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Which node runs the actor (to see where calls land).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WhereAreYou;
@@ -279,6 +299,7 @@ pub fn registry() -> Registry {
                 .handles::<Get>()
                 .handles::<Crash>()
                 .handles::<Hog>()
+                .handles::<AddTo>()
                 .handles::<WhereAreYou>(),
         )
         .register(

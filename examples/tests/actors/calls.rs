@@ -7,7 +7,8 @@ use troupe::core::rpc::diag::{ByteBuf, Echo};
 use troupe::core::rpc::{ClusterToken, RpcClient, RpcConfig};
 use troupe::prelude::*;
 use troupe_examples::actors::{
-    Add, Counter, Get, Hog, ParameterServer, Pull, ServerConfig, Shard, Train, Trainer, WhereAreYou,
+    Add, AddTo, Counter, Get, Hog, ParameterServer, Pull, ServerConfig, Shard, Train, Trainer,
+    WhereAreYou,
 };
 
 use crate::support::{wait_until, TestCluster, TOKEN};
@@ -68,6 +69,17 @@ async fn calls_reach_actors_on_every_node_of_three() {
     }
     assert_eq!(nodes.len(), 3, "spread over the three nodes: {nodes:?}");
 
+    // An actor calls an actor on another node.
+    let relayed = counters[0]
+        .call(AddTo {
+            counter: counters[1].id(),
+            amount: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(relayed, Ok(16));
+    assert_eq!(counters[1].call(Get).await.unwrap(), 16);
+
     // Actors calling actors on other nodes: trainers pull from and push to
     // a named parameter server.
     let server = driver
@@ -101,10 +113,14 @@ async fn calls_reach_actors_on_every_node_of_three() {
         "{weights:?}"
     );
 
-    // A driver connected through another node sees the same actors.
+    // A driver connected through another node sees the same actors, and
+    // kills one hosted elsewhere.
     let via_third = cluster.driver_via(2, 3).await;
     let handle = via_third.handle::<Counter>(counters[0].id());
     assert_eq!(handle.call(Get).await.unwrap(), 10);
+    via_third.kill(counters[2].id()).await.unwrap();
+    let died = counters[2].call(Get).await.unwrap_err();
+    assert!(matches!(died, ActorError::Died { .. }), "{died}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

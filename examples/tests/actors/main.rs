@@ -2,6 +2,7 @@
 //! loopback; the test process is a driver (`Cluster::connect`).
 
 mod calls;
+mod cli;
 mod errors;
 mod failures;
 mod support;

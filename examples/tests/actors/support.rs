@@ -74,6 +74,22 @@ impl NodeProcess {
         }
     }
 
+    /// Waits (up to `within`) for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while let Some(child) = self.child.as_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// SIGKILL: no goodbye, the lease has to expire.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
