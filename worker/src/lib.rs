@@ -38,7 +38,9 @@ mod services;
 pub mod status;
 pub mod view;
 
-pub use actor::{Actor, ActorContext, ActorError, ActorType, Handler, Message, Registry};
+pub use actor::{
+    Actor, ActorContext, ActorError, ActorType, Handler, Message, Registry, SharedHandler,
+};
 pub use cluster::{ActorHandle, Cluster, Spawn};
 pub use error::{Result, WorkerError};
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use troupe_core::rpc::ClusterToken;
 use troupe_worker::{
     Actor, ActorContext, ActorType, Cluster, Handler, Message, Node, NodeConfig, Registry, Role,
+    SharedHandler,
 };
 
 /// How often a [`Counted`] was serialised, in this process.
@@ -79,5 +80,78 @@ async fn local_calls_skip_serialisation_and_remote_ones_do_not() {
         1,
         "a remote call is sent once"
     );
+    node.shutdown().await;
+}
+
+/// A shared actor: its handlers run concurrently.
+struct Gate {
+    barrier: tokio::sync::Barrier,
+}
+
+impl Actor for Gate {
+    const TYPE_NAME: &'static str = "Gate";
+    type Args = usize;
+
+    async fn start(parties: usize, _: &ActorContext) -> Result<Self, String> {
+        Ok(Gate {
+            barrier: tokio::sync::Barrier::new(parties),
+        })
+    }
+}
+
+/// Waits at the gate until every party arrived; `true` panics instead.
+#[derive(Debug, Serialize, Deserialize)]
+struct Arrive(bool);
+
+impl Message for Arrive {
+    type Reply = ();
+    const NAME: &'static str = "Gate.Arrive";
+}
+
+impl SharedHandler<Arrive> for Gate {
+    async fn handle(&self, Arrive(panic): Arrive, _: &ActorContext) {
+        assert!(!panic, "asked to panic");
+        self.barrier.wait().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_actors_run_calls_concurrently_and_survive_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = ClusterToken::new("shared-test").unwrap();
+    let mut config = NodeConfig::new(Role::Head, token.clone(), dir.path());
+    config.actor_threads = 1;
+    let registry = Registry::new().register(ActorType::<Gate>::shared().handles_shared::<Arrive>());
+    let node = Node::start(config, registry).await.unwrap();
+    let gate = node.cluster().spawn::<Gate>(3).await.unwrap();
+    let driver = Cluster::connect(&node.addr().to_string(), token)
+        .await
+        .unwrap();
+    let remote = driver.handle::<Gate>(gate.id());
+    // Three parties must be inside the handler at once for any to leave:
+    // two in-process calls and one over RPC.
+    let timeout = std::time::Duration::from_secs(20);
+    let (a, b, c) = tokio::join!(
+        gate.ask_timeout(Arrive(false), timeout),
+        gate.ask_timeout(Arrive(false), timeout),
+        remote.ask_timeout(Arrive(false), timeout),
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+
+    let panicked = gate.ask(Arrive(true)).await.unwrap_err();
+    assert!(
+        matches!(panicked, troupe_worker::ActorError::HandlerPanicked { .. }),
+        "{panicked}"
+    );
+    let (a, b, c) = tokio::join!(
+        gate.ask_timeout(Arrive(false), timeout),
+        remote.ask_timeout(Arrive(false), timeout),
+        remote.ask_timeout(Arrive(false), timeout),
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
     node.shutdown().await;
 }

@@ -17,6 +17,10 @@ pub enum ActorError {
     /// it was still restarting when the call's deadline passed.
     #[error("actor {actor} is unavailable: {detail}")]
     Unavailable { actor: String, detail: String },
+    /// A handler of a shared actor panicked; the call failed, the instance
+    /// goes on.
+    #[error("a handler of actor {actor} panicked: {message}")]
+    HandlerPanicked { actor: String, message: String },
     /// The actor has not started before the deadline.
     #[error("actor {actor} is still pending: {reason}")]
     Pending { actor: String, reason: String },

@@ -59,6 +59,15 @@ pub trait Handler<M: Message>: Actor {
     fn handle(&mut self, message: M, cx: &ActorContext) -> impl Future<Output = M::Reply>;
 }
 
+/// How a *shared* actor answers `M`: handlers take `&self` and run
+/// concurrently (up to the caller's own limits), like the async methods of a
+/// Ray Serve replica. Register the type with [`ActorType::shared`]; keep
+/// mutable state behind a `RefCell` or a lock. A panic fails that call
+/// ([`ActorError::HandlerPanicked`]) and leaves the instance running.
+pub trait SharedHandler<M: Message>: Actor {
+    fn handle(&self, message: M, cx: &ActorContext) -> impl Future<Output = M::Reply>;
+}
+
 /// What an instance knows about itself and how it reaches the cluster.
 #[derive(Clone)]
 pub struct ActorContext {

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
-use super::{Actor, ActorContext, ActorError, Handler, Message};
+use super::{Actor, ActorContext, ActorError, Handler, Message, SharedHandler};
 use crate::codec;
 use crate::hosting::{Host, HostEvents, LocalAddr};
 
@@ -28,20 +29,63 @@ impl actix::Message for RawCall {
 /// hands the instance back with the encoded reply.
 pub(crate) type RawFuture<A> = LocalBoxFuture<'static, (A, Vec<u8>)>;
 type RawHandler<A> = fn(A, ActorContext, &[u8]) -> Result<RawFuture<A>, (A, ActorError)>;
+/// A shared handler: runs on a reference-counted instance, concurrently.
+pub(crate) type SharedRawHandler<A> =
+    fn(Rc<A>, ActorContext, &[u8]) -> Result<LocalBoxFuture<'static, Vec<u8>>, ActorError>;
 
 /// One actor type's registration: the type and the messages it answers.
 pub struct ActorType<A: Actor> {
     handlers: HashMap<&'static str, RawHandler<A>>,
+    shared_handlers: HashMap<&'static str, SharedRawHandler<A>>,
+    shared: bool,
     _type: PhantomData<fn() -> A>,
 }
 
 impl<A: Actor> ActorType<A> {
-    /// The type, answering no message yet.
+    /// An exclusive type (one message at a time, `&mut self` handlers:
+    /// [`Handler`]), answering no message yet.
     pub fn new() -> Self {
         Self {
             handlers: HashMap::new(),
+            shared_handlers: HashMap::new(),
+            shared: false,
             _type: PhantomData,
         }
+    }
+
+    /// A shared type: `&self` handlers ([`SharedHandler`]) that run
+    /// concurrently.
+    pub fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::new()
+        }
+    }
+
+    /// Declares that the shared type `A` answers `M`.
+    ///
+    /// # Panics
+    /// If `A` was not made with [`ActorType::shared`], or another message
+    /// of `A` already uses `M::NAME`.
+    pub fn handles_shared<M: Message>(mut self) -> Self
+    where
+        A: SharedHandler<M>,
+    {
+        assert!(
+            self.shared,
+            "actor type {} registers a shared handler; make it with ActorType::shared()",
+            A::TYPE_NAME
+        );
+        let previous = self
+            .shared_handlers
+            .insert(M::NAME, shared_raw_handler::<A, M>);
+        assert!(
+            previous.is_none(),
+            "actor type {} registers message name {:?} twice",
+            A::TYPE_NAME,
+            M::NAME
+        );
+        self
     }
 
     /// Declares that `A` answers `M` (so remote callers can send it).
@@ -53,6 +97,11 @@ impl<A: Actor> ActorType<A> {
     where
         A: Handler<M>,
     {
+        assert!(
+            !self.shared,
+            "actor type {} is shared; register its messages with handles_shared",
+            A::TYPE_NAME
+        );
         let previous = self.handlers.insert(M::NAME, raw_handler::<A, M>);
         assert!(
             previous.is_none(),
@@ -90,6 +139,23 @@ fn raw_handler<A: Handler<M>, M: Message>(
     .boxed_local())
 }
 
+/// Decodes `M`, then runs the shared handler on `actor`.
+fn shared_raw_handler<A: SharedHandler<M>, M: Message>(
+    actor: Rc<A>,
+    cx: ActorContext,
+    payload: &[u8],
+) -> Result<LocalBoxFuture<'static, Vec<u8>>, ActorError> {
+    let message: M = codec::decode(payload).map_err(|detail| ActorError::Codec {
+        what: format!("message {:?} for actor type {:?}", M::NAME, A::TYPE_NAME),
+        detail,
+    })?;
+    Ok(async move {
+        let reply = actor.handle(message, &cx).await;
+        codec::encode(&reply)
+    }
+    .boxed_local())
+}
+
 /// An instance started on an arbiter.
 pub(crate) struct StartedActor {
     pub addr: LocalAddr,
@@ -114,7 +180,7 @@ impl<A: Actor> DynActorType for TypeEntry<A> {
         cx: ActorContext,
         events: HostEvents,
     ) -> LocalBoxFuture<'static, Result<StartedActor, String>> {
-        let handlers = self.handlers.clone();
+        let tables = self.tables.clone();
         async move {
             let args: A::Args = codec::decode(&args).map_err(|detail| {
                 format!(
@@ -130,7 +196,7 @@ impl<A: Actor> DynActorType for TypeEntry<A> {
                 Err(panic) => return Err(format!("panicked: {}", panic_message(&*panic))),
             };
             Ok(StartedActor {
-                addr: Host::start_with(actor, cx, handlers, events),
+                addr: Host::start_with(actor, cx, tables, events),
             })
         }
         .boxed_local()
@@ -139,7 +205,31 @@ impl<A: Actor> DynActorType for TypeEntry<A> {
 
 /// A registered type's data, shared by its instances.
 struct TypeEntry<A: Actor> {
-    handlers: Arc<HashMap<&'static str, RawHandler<A>>>,
+    tables: HandlerTable<A>,
+}
+
+/// A type's handler tables.
+pub(crate) struct HandlerTables<A: Actor> {
+    pub exclusive: HashMap<&'static str, RawHandler<A>>,
+    pub shared: HashMap<&'static str, SharedRawHandler<A>>,
+    /// Whether instances are shared (`&self` handlers, concurrent).
+    pub is_shared: bool,
+}
+
+/// Dispatches a raw call on a shared `actor`.
+pub(crate) fn dispatch_shared<A: Actor>(
+    tables: &HandlerTables<A>,
+    actor: Rc<A>,
+    cx: ActorContext,
+    call: &RawCall,
+) -> Result<LocalBoxFuture<'static, Vec<u8>>, ActorError> {
+    match tables.shared.get(call.message.as_str()) {
+        Some(handler) => handler(actor, cx, &call.payload),
+        None => Err(ActorError::UnknownMessage {
+            type_name: A::TYPE_NAME.to_owned(),
+            message: call.message.clone(),
+        }),
+    }
 }
 
 /// Dispatches a raw call on `actor` through the type's handler table.
@@ -161,7 +251,7 @@ pub(crate) fn dispatch<A: Actor>(
     }
 }
 
-pub(crate) type HandlerTable<A> = Arc<HashMap<&'static str, RawHandler<A>>>;
+pub(crate) type HandlerTable<A> = Arc<HandlerTables<A>>;
 
 /// The actor types one binary can host, by name.
 #[derive(Clone, Default)]
@@ -182,7 +272,11 @@ impl Registry {
     /// If another type is registered under `A::TYPE_NAME`.
     pub fn register<A: Actor>(mut self, actor_type: ActorType<A>) -> Self {
         let entry = TypeEntry::<A> {
-            handlers: Arc::new(actor_type.handlers),
+            tables: Arc::new(HandlerTables {
+                exclusive: actor_type.handlers,
+                shared: actor_type.shared_handlers,
+                is_shared: actor_type.shared,
+            }),
         };
         let previous = self.types.insert(A::TYPE_NAME, Arc::new(entry));
         assert!(

@@ -12,9 +12,16 @@ use troupe_core::id::{ActorId, NodeId};
 use troupe_core::rpc::{CallOptions, RpcError};
 
 use super::Cluster;
-use crate::actor::{Actor, ActorError, Handler, Message};
+use crate::actor::{Actor, ActorError, Handler, Message, SharedHandler};
 use crate::codec;
-use crate::hosting::{arbiter_index, Typed};
+use crate::hosting::{arbiter_index, SharedTyped, Typed};
+
+/// An in-process send to a local instance.
+type LocalSend<R> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Result<R, ActorError>, actix::MailboxError>> + Send,
+    >,
+>;
 use crate::lifecycle::ActorState;
 use crate::protocol::{ActorCall, CallRefusal, CallRequest};
 use crate::schema::RetryLimit;
@@ -99,6 +106,41 @@ impl<A: Actor> ActorHandle<A> {
     where
         A: Handler<M>,
     {
+        self.invoke(message, timeout, |addr, m| Box::pin(addr.send(Typed(m))))
+            .await
+    }
+
+    /// Sends `message` to a shared actor ([`SharedHandler`]): it runs next
+    /// to the actor's other calls. Same waiting and retries as
+    /// [`call`](Self::call).
+    pub async fn ask<M: Message>(&self, message: M) -> Result<M::Reply, ActorError>
+    where
+        A: SharedHandler<M>,
+    {
+        self.ask_timeout(message, self.cluster.inner.timeout).await
+    }
+
+    /// [`ask`](Self::ask) with its own timeout.
+    pub async fn ask_timeout<M: Message>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, ActorError>
+    where
+        A: SharedHandler<M>,
+    {
+        self.invoke(message, timeout, |addr, m| {
+            Box::pin(addr.send(SharedTyped(m)))
+        })
+        .await
+    }
+
+    async fn invoke<M: Message>(
+        &self,
+        message: M,
+        timeout: Duration,
+        send_local: impl Fn(&actix::Addr<crate::hosting::Host<A>>, M) -> LocalSend<M::Reply>,
+    ) -> Result<M::Reply, ActorError> {
         let deadline = Instant::now() + timeout;
         let mut message = Some(message);
         // The encoded message, kept once a retry or a remote attempt needs it.
@@ -132,7 +174,7 @@ impl<A: Actor> ActorHandle<A> {
                         }
                         None => self.decode_again::<M>(encoded.as_deref())?,
                     };
-                    match addr.send(Typed(message)).await {
+                    match send_local(&addr, message).await {
                         Ok(Ok(reply)) => return Ok(reply),
                         Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
                         Ok(Err(e)) => Failure::Fatal(e),

@@ -9,6 +9,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -18,8 +19,8 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use troupe_core::id::ActorId;
 
-use crate::actor::registry::{dispatch, panic_message, HandlerTable};
-use crate::actor::{Actor, ActorContext, ActorError, Handler, Message, RawCall};
+use crate::actor::registry::{dispatch, dispatch_shared, panic_message, HandlerTable};
+use crate::actor::{Actor, ActorContext, ActorError, Handler, Message, RawCall, SharedHandler};
 
 /// Calls that may queue for one instance before callers wait.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -67,6 +68,40 @@ impl<M: Message> actix::Message for Typed<M> {
     type Result = Result<M::Reply, ActorError>;
 }
 
+/// A typed in-process call to a shared actor.
+pub(crate) struct SharedTyped<M>(pub M);
+
+impl<M: Message> actix::Message for SharedTyped<M> {
+    type Result = Result<M::Reply, ActorError>;
+}
+
+/// The instance, owned (exclusive actors: moved into the running handler)
+/// or reference-counted (shared actors: every running handler holds it).
+enum Instance<A> {
+    Exclusive(Option<A>),
+    Shared(Rc<A>),
+}
+
+/// An answer that runs either alone (exclusive: the mailbox waits) or next
+/// to others (shared).
+pub(crate) enum Reply<A: actix::Actor, R> {
+    Atomic(AtomicResponse<A, R>),
+    Concurrent(ResponseActFuture<A, R>),
+}
+
+impl<A, M> actix::dev::MessageResponse<A, M> for Reply<A, M::Result>
+where
+    A: actix::Actor<Context = Context<A>>,
+    M: actix::Message,
+{
+    fn handle(self, ctx: &mut Context<A>, tx: Option<actix::dev::OneshotSender<M::Result>>) {
+        match self {
+            Reply::Atomic(r) => actix::dev::MessageResponse::<A, M>::handle(r, ctx, tx),
+            Reply::Concurrent(f) => actix::dev::MessageResponse::<A, M>::handle(f, ctx, tx),
+        }
+    }
+}
+
 /// Stops the host.
 pub(crate) struct Stop;
 
@@ -76,7 +111,7 @@ impl actix::Message for Stop {
 
 /// The actix actor around one instance.
 pub(crate) struct Host<A: Actor> {
-    instance: Option<A>,
+    instance: Instance<A>,
     cx: ActorContext,
     handlers: HandlerTable<A>,
     events: HostEvents,
@@ -90,8 +125,12 @@ impl<A: Actor> Host<A> {
         handlers: HandlerTable<A>,
         events: HostEvents,
     ) -> LocalAddr {
+        let instance = match handlers.is_shared {
+            true => Instance::Shared(Rc::new(instance)),
+            false => Instance::Exclusive(Some(instance)),
+        };
         let addr = Host {
-            instance: Some(instance),
+            instance,
             cx,
             handlers,
             events,
@@ -117,12 +156,12 @@ impl<A: Actor> Host<A> {
     fn run<R: 'static>(
         &mut self,
         work: LocalBoxFuture<'static, (A, R)>,
-    ) -> AtomicResponse<Self, Result<R, ActorError>> {
+    ) -> Reply<Self, Result<R, ActorError>> {
         let guarded = AssertUnwindSafe(work).catch_unwind();
-        AtomicResponse::new(Box::pin(guarded.into_actor(self).map(
+        Reply::Atomic(AtomicResponse::new(Box::pin(guarded.into_actor(self).map(
             |outcome, host, ctx| match outcome {
                 Ok((instance, reply)) => {
-                    host.instance = Some(instance);
+                    host.instance = Instance::Exclusive(Some(instance));
                     Ok(reply)
                 }
                 Err(panic) => {
@@ -141,11 +180,38 @@ impl<A: Actor> Host<A> {
                     )))
                 }
             },
-        )))
+        ))))
     }
 
-    fn refuse<R: 'static>(&self, error: ActorError) -> AtomicResponse<Self, Result<R, ActorError>> {
-        AtomicResponse::new(Box::pin(actix::fut::ready(Err(error))))
+    /// Runs `work` of a shared instance next to the others; a panic fails
+    /// this call only.
+    fn run_shared<R: 'static>(
+        &self,
+        work: LocalBoxFuture<'static, R>,
+    ) -> Reply<Self, Result<R, ActorError>> {
+        let actor = self.cx.id;
+        let guarded = AssertUnwindSafe(work).catch_unwind().map(move |outcome| {
+            outcome.map_err(|panic| {
+                let message = panic_message(&*panic);
+                tracing::warn!(%actor, %message, "a shared handler panicked");
+                ActorError::HandlerPanicked {
+                    actor: actor.to_string(),
+                    message,
+                }
+            })
+        });
+        Reply::Concurrent(Box::pin(guarded.into_actor(self)))
+    }
+
+    fn refuse<R: 'static>(&self, error: ActorError) -> Reply<Self, Result<R, ActorError>> {
+        Reply::Concurrent(Box::pin(actix::fut::ready(Err(error))))
+    }
+
+    fn wrong_kind(&self, message: &str) -> ActorError {
+        ActorError::UnknownMessage {
+            type_name: A::TYPE_NAME.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -160,11 +226,15 @@ impl<A: Actor> actix::Actor for Host<A> {
 }
 
 impl<A: Handler<M>, M: Message> actix::Handler<Typed<M>> for Host<A> {
-    type Result = AtomicResponse<Self, Result<M::Reply, ActorError>>;
+    type Result = Reply<Self, Result<M::Reply, ActorError>>;
 
     fn handle(&mut self, Typed(message): Typed<M>, _: &mut Context<Self>) -> Self::Result {
-        let Some(mut instance) = self.instance.take() else {
-            return self.refuse(self.lost("its instance is gone"));
+        let mut instance = match &mut self.instance {
+            Instance::Exclusive(slot) => match slot.take() {
+                Some(instance) => instance,
+                None => return self.refuse(self.lost("its instance is gone")),
+            },
+            Instance::Shared(_) => return self.refuse(self.wrong_kind(M::NAME)),
         };
         let cx = self.cx.clone();
         self.run(
@@ -177,18 +247,45 @@ impl<A: Handler<M>, M: Message> actix::Handler<Typed<M>> for Host<A> {
     }
 }
 
+impl<A: SharedHandler<M>, M: Message> actix::Handler<SharedTyped<M>> for Host<A> {
+    type Result = Reply<Self, Result<M::Reply, ActorError>>;
+
+    fn handle(
+        &mut self,
+        SharedTyped(message): SharedTyped<M>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let Instance::Shared(instance) = &self.instance else {
+            return self.refuse(self.wrong_kind(M::NAME));
+        };
+        let (instance, cx) = (instance.clone(), self.cx.clone());
+        self.run_shared(async move { instance.handle(message, &cx).await }.boxed_local())
+    }
+}
+
 impl<A: Actor> actix::Handler<RawCall> for Host<A> {
-    type Result = AtomicResponse<Self, Result<Vec<u8>, ActorError>>;
+    type Result = Reply<Self, Result<Vec<u8>, ActorError>>;
 
     fn handle(&mut self, call: RawCall, _: &mut Context<Self>) -> Self::Result {
-        let Some(instance) = self.instance.take() else {
-            return self.refuse(self.lost("its instance is gone"));
-        };
-        match dispatch(&self.handlers, instance, self.cx.clone(), &call) {
-            Ok(work) => self.run(work),
-            Err((instance, error)) => {
-                self.instance = Some(instance);
-                self.refuse(error)
+        match &mut self.instance {
+            Instance::Shared(instance) => {
+                let instance = instance.clone();
+                match dispatch_shared(&self.handlers, instance, self.cx.clone(), &call) {
+                    Ok(work) => self.run_shared(work),
+                    Err(error) => self.refuse(error),
+                }
+            }
+            Instance::Exclusive(slot) => {
+                let Some(instance) = slot.take() else {
+                    return self.refuse(self.lost("its instance is gone"));
+                };
+                match dispatch(&self.handlers.exclusive, instance, self.cx.clone(), &call) {
+                    Ok(work) => self.run(work),
+                    Err((instance, error)) => {
+                        self.instance = Instance::Exclusive(Some(instance));
+                        self.refuse(error)
+                    }
+                }
             }
         }
     }

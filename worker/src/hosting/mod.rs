@@ -18,7 +18,7 @@ use troupe_core::rpc::{RpcServer, ServerHandle};
 
 mod host;
 
-pub(crate) use host::{Host, HostEvent, HostEvents, LocalAddr, Typed};
+pub(crate) use host::{Host, HostEvent, HostEvents, LocalAddr, SharedTyped, Typed};
 
 use crate::actor::{ActorContext, DynActorType};
 
