@@ -1,6 +1,43 @@
 //! `troupe-serve`: model serving on top of the actor layer.
 //!
-//! Will own deployments, applications, the serve controller, replicas,
-//! routers and handles, autoscaling, the HTTP proxy and the admin REST API.
-//! See issues #5 and #6.
+//! Write models as ordinary Rust types ([`Deployment`], [`Serves`],
+//! [`HttpIngress`]), bind them into an [`Application`] in code (a
+//! deployment gets [`DeploymentHandle`]s to the ones it calls), deploy it,
+//! and every node's HTTP [`proxy`] serves it.
+//!
+//! # Layout
+//!
+//! - [`deployment`] — the traits a user implements.
+//! - [`http`] — [`ServeRequest`], [`ServeResponse`], [`ServeError`].
+//! - [`app`] — [`Application`], [`Bind`] (options with Ray Serve's names),
+//!   [`DeploymentHandle`], [`deploy`], [`delete`].
+//! - [`catalog`] — [`Catalog`]: deployment types and applications by name.
+//! - [`replica`] — the shared actor hosting a replica.
+//! - [`spec`] — the GCS records (desired applications, statuses) and names.
+//! - [`router`] — the pure replica choice and the per-deployment router.
+//! - [`controller`] — the serve controller (pure round + the loop).
+//! - [`proxy`] — the actix-web ingress; errors become HTTP in
+//!   `proxy::error` only.
+//! - [`runtime`] — the process's serve runtime (routers, cluster).
+//! - [`roles`] — [`start`]: serve's roles on a node.
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod catalog;
+pub mod controller;
+pub mod deployment;
+pub mod http;
+pub mod proxy;
+pub mod replica;
+pub mod roles;
+pub mod router;
+pub mod runtime;
+pub mod spec;
+
+pub use app::{delete, deploy, Application, Bind, DeploymentHandle};
+pub use catalog::{Catalog, DeploymentType};
+pub use deployment::{Deployment, HttpIngress, ReplicaContext, Serves};
+pub use http::{ServeError, ServeRequest, ServeResponse};
+pub use proxy::{Proxy, ProxyConfig};
+pub use roles::{start, ServeRoles};
+pub use spec::{AppState, AppStatus};

@@ -1,4 +1,5 @@
-//! The encoding of actor arguments, messages and replies: bincode 1 with
+//! The encoding of actor arguments, messages and replies (public so that
+//! layers above, like serve, encode their own arguments the same way): bincode 1 with
 //! fixed-width integers (as `bincode::serialize`), a size limit, and no
 //! trailing bytes.
 
@@ -19,7 +20,7 @@ fn options() -> impl Options {
 /// `value` encoded. Serde types that cannot be encoded (a map with
 /// non-string keys is fine; a custom `Serialize` that errors is not) are a
 /// programming error.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // One pass: bincode walks the value twice (size, then bytes) for
     // `serialize` or when a size limit is set; the limit guards decoding.
     let mut bytes = Vec::with_capacity(64);
@@ -31,7 +32,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes `bytes`, the error as text.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     options().deserialize(bytes).map_err(|e| e.to_string())
 }
 

@@ -25,7 +25,7 @@
 pub mod actor;
 mod agent;
 pub mod cluster;
-mod codec;
+pub mod codec;
 mod controller;
 pub mod error;
 mod hosting;

@@ -299,6 +299,12 @@ impl Node {
         self.cluster.clone()
     }
 
+    /// This node's GCS member, if it runs one (controllers of layers above
+    /// run while it leads).
+    pub fn gcs_member(&self) -> Option<&GcsMember> {
+        self.member.as_ref()
+    }
+
     /// Resolves when `troupe stop` asks this node to leave.
     pub async fn shutdown_requested(&self) {
         self.shutdown_requested.notified().await;

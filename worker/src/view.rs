@@ -35,6 +35,9 @@ pub struct ClusterState {
     /// Processes (nodes and drivers) that own actors, alive.
     pub owners: BTreeMap<NodeId, ()>,
     pub controller: Option<ControllerTermRecord>,
+    /// Keys under `/troupe/` outside the node layer's tables (the serve
+    /// layer's), raw: their owners decode them.
+    pub extra: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl ClusterState {
@@ -43,8 +46,11 @@ impl ClusterState {
     pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
         let parsed = match Key::parse(key) {
             Ok(key) => key,
-            Err(e) => {
-                tracing::debug!(error = %e, "ignoring a key outside the node layer's tables");
+            Err(_) => {
+                match value {
+                    Some(value) => self.extra.insert(key.to_vec(), value.to_vec()),
+                    None => self.extra.remove(key),
+                };
                 return;
             }
         };

@@ -273,10 +273,26 @@ impl<A: Actor> ActorHandle<A> {
         payload: Vec<u8>,
         deadline: Instant,
     ) -> Result<M::Reply, Failure> {
+        let bytes = self.remote_bytes(location, M::NAME, payload, deadline).await?;
+        codec::decode(&bytes).map_err(|detail| {
+            Failure::Fatal(ActorError::Codec {
+                what: format!("the reply to {:?}", M::NAME),
+                detail,
+            })
+        })
+    }
+
+    async fn remote_bytes(
+        &self,
+        location: &Location,
+        message: &'static str,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Failure> {
         let request = CallRequest {
             actor: self.id,
             incarnation: location.incarnation,
-            message: std::borrow::Cow::Borrowed(M::NAME),
+            message: std::borrow::Cow::Borrowed(message),
             payload: ByteBuf::from(payload),
         };
         let options = CallOptions {
@@ -285,16 +301,71 @@ impl<A: Actor> ActorHandle<A> {
         };
         let channel = self.cluster.inner.rpc.channel(&location.addr);
         match channel.call_with::<ActorCall>(&request, options).await {
-            Ok(Ok(bytes)) => codec::decode(&bytes).map_err(|detail| {
-                Failure::Fatal(ActorError::Codec {
-                    what: format!("the reply to {:?}", M::NAME),
-                    detail,
-                })
-            }),
+            Ok(Ok(bytes)) => Ok(bytes.into_vec()),
             Ok(Err(CallRefusal::NotHere)) => Err(Failure::NotHere),
             Ok(Err(CallRefusal::Failed(e))) if e.is_instance_lost() => Err(Failure::Lost(e)),
             Ok(Err(CallRefusal::Failed(e))) => Err(Failure::Fatal(e)),
             Err(e) => Err(rpc_failure(self, location, e)),
+        }
+    }
+
+    /// Sends an already encoded message named `message` and returns the
+    /// encoded reply: for callers that know the actor only by id (the serve
+    /// proxy). In-process when the actor runs here (no RPC, but the bytes
+    /// are decoded by the instance), else one RPC. Same waiting and
+    /// retries as [`call`](Self::call).
+    pub async fn call_raw(
+        &self,
+        message: &'static str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ActorError> {
+        let deadline = Instant::now() + timeout;
+        let mut retries_used = 0u32;
+        let mut min_incarnation = 0u64;
+        loop {
+            let location = self.locate(min_incarnation, deadline).await?;
+            let outcome = if self.is_local(&location) {
+                let hosting = self.cluster.inner.local.as_ref().expect("local");
+                let call = crate::actor::RawCall {
+                    message: message.to_owned(),
+                    payload: bytes::Bytes::from(payload.clone()),
+                };
+                match hosting.send_raw(self.id, location.incarnation, call) {
+                    Ok(sent) => match sent.await {
+                        Ok(Ok(reply)) => return Ok(reply),
+                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
+                        Ok(Err(e)) => Failure::Fatal(e),
+                        Err(_) => Failure::NotHere,
+                    },
+                    Err(_) => {
+                        self.wait_for_local(deadline).await;
+                        Failure::NotHere
+                    }
+                }
+            } else {
+                match self
+                    .remote_bytes(&location, message, payload.clone(), deadline)
+                    .await
+                {
+                    Ok(reply) => return Ok(reply),
+                    Err(failure) => failure,
+                }
+            };
+            match outcome {
+                Failure::Fatal(e) => return Err(e),
+                Failure::NotHere => self.wait_for_change(deadline).await,
+                Failure::Lost(e) => {
+                    if !location.retries.allows_another(retries_used) {
+                        return Err(e);
+                    }
+                    retries_used += 1;
+                    min_incarnation = location.incarnation + 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.unavailable("the call's deadline passed while retrying"));
+            }
         }
     }
 

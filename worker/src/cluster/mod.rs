@@ -168,6 +168,29 @@ impl Cluster {
         ActorHandle::new(self.clone(), id, 0)
     }
 
+    /// Spawns an actor by type name with already encoded arguments (for
+    /// layers that choose types at run time, like the serve controller).
+    /// The type must be registered on the nodes.
+    pub async fn spawn_untyped(
+        &self,
+        type_name: &str,
+        args: Vec<u8>,
+        options: crate::schema::ActorOptions,
+        name: Option<ActorName>,
+    ) -> Result<ActorId, ActorError> {
+        let request = crate::protocol::SpawnRequest {
+            id: ActorId::random(),
+            type_name: type_name.to_owned(),
+            name,
+            owner: crate::schema::Owner::Node(self.inner.me),
+            options,
+            args: serde_bytes::ByteBuf::from(args),
+            min_revision: self.inner.registered_at,
+        };
+        let reply = self.control(ControlRequest::Spawn(request)).await?;
+        Ok(reply.record.id)
+    }
+
     /// Kills an actor: it becomes DEAD ("killed by a user"), its node stops
     /// it, its name is released; calls fail with [`ActorError::Died`].
     pub async fn kill(&self, actor: ActorId) -> Result<(), ActorError> {
@@ -195,6 +218,22 @@ impl Cluster {
     /// The cluster state as this process last saw it (no GCS round trip).
     pub fn cached_state(&self) -> ClusterState {
         self.inner.view.read(Clone::clone)
+    }
+
+    /// Runs `f` on the cached cluster state, without copying it.
+    pub fn read_state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        self.inner.view.read(f)
+    }
+
+    /// A receiver of the cached cluster state, to wait for changes.
+    pub fn state_changes(&self) -> tokio::sync::watch::Receiver<ClusterState> {
+        self.inner.view.subscribe()
+    }
+
+    /// The GCS client this process uses (for layers that keep their own
+    /// tables under `/troupe/`).
+    pub fn gcs(&self) -> &GcsClient {
+        &self.inner.gcs
     }
 
     async fn read_actor(&self, id: ActorId) -> Result<Option<ActorRecord>, ActorError> {

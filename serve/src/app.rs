@@ -1,0 +1,331 @@
+//! Applications built in code: [`Application`], [`Bind`] (a deployment
+//! with its options), [`DeploymentHandle`] (how one deployment calls
+//! another), and [`deploy`].
+
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Serialize};
+use troupe_core::resources::Resources;
+use troupe_gcs::{Compare, CompareOp, CompareTarget, Operation, PutRequest, TxnOp, TxnRequest};
+use troupe_worker::{codec, schema, Cluster, Message};
+
+use crate::deployment::{Deployment, Serves};
+use crate::http::ServeError;
+use crate::runtime;
+use crate::spec::{check_name, AppSpec, DeploymentSpec, APPS_PREFIX};
+
+/// A deployment with its arguments and options, ready to add to an
+/// [`Application`]. Option names and defaults follow Ray Serve.
+pub struct Bind<D: Deployment> {
+    spec: DeploymentSpec,
+    error: Option<String>,
+    _type: PhantomData<fn() -> D>,
+}
+
+impl<D: Deployment> Bind<D> {
+    /// Deployment `name` of type `D`, constructed from `args`: one
+    /// replica, `max_ongoing_requests` 5, unlimited queue, no resources.
+    pub fn new(name: &str, args: D::Args) -> Self {
+        Bind {
+            spec: DeploymentSpec {
+                name: name.to_owned(),
+                version: 0,
+                type_name: D::NAME.to_owned(),
+                args: codec::encode(&args),
+                num_replicas: 1,
+                max_ongoing_requests: 5,
+                max_queued_requests: None,
+                resources: Resources::new(),
+                user_config: None,
+                health_check_period_ms: 10_000,
+                health_check_timeout_ms: 30_000,
+                graceful_shutdown_timeout_ms: 20_000,
+            },
+            error: check_name("deployment", name).err(),
+            _type: PhantomData,
+        }
+    }
+
+    pub fn num_replicas(mut self, n: u32) -> Self {
+        self.spec.num_replicas = n;
+        self
+    }
+
+    pub fn max_ongoing_requests(mut self, n: u32) -> Self {
+        if n == 0 {
+            self.error.get_or_insert("max_ongoing_requests must be at least 1".into());
+        }
+        self.spec.max_ongoing_requests = n;
+        self
+    }
+
+    /// `-1`: without limit (the default).
+    pub fn max_queued_requests(mut self, n: i64) -> Self {
+        self.spec.max_queued_requests = match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) if n == -1 => None,
+            Err(_) => {
+                self.error.get_or_insert(format!(
+                    "max_queued_requests must be -1 (unlimited) or a count, got {n}"
+                ));
+                None
+            }
+        };
+        self
+    }
+
+    pub fn num_cpus(mut self, cpus: f64) -> Self {
+        match self.spec.resources.clone().with_cpus(cpus) {
+            Ok(r) => self.spec.resources = r,
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+        self
+    }
+
+    pub fn num_gpus(mut self, gpus: f64) -> Self {
+        match self.spec.resources.clone().with_gpus(gpus) {
+            Ok(r) => self.spec.resources = r,
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+        self
+    }
+
+    pub fn resource(mut self, name: &str, amount: f64) -> Self {
+        match self.spec.resources.clone().with_custom(name, amount) {
+            Ok(r) => self.spec.resources = r,
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+        self
+    }
+
+    /// Handed to `reconfigure` on every replica.
+    pub fn user_config(mut self, config: serde_json::Value) -> Self {
+        self.spec.user_config = Some(config.to_string());
+        self
+    }
+
+    pub fn health_check_period_s(mut self, seconds: f64) -> Self {
+        self.spec.health_check_period_ms = seconds_to_ms(seconds, &mut self.error, "health_check_period_s");
+        self
+    }
+
+    pub fn health_check_timeout_s(mut self, seconds: f64) -> Self {
+        self.spec.health_check_timeout_ms = seconds_to_ms(seconds, &mut self.error, "health_check_timeout_s");
+        self
+    }
+
+    pub fn graceful_shutdown_timeout_s(mut self, seconds: f64) -> Self {
+        self.spec.graceful_shutdown_timeout_ms =
+            seconds_to_ms(seconds, &mut self.error, "graceful_shutdown_timeout_s");
+        self
+    }
+}
+
+fn seconds_to_ms(seconds: f64, error: &mut Option<String>, option: &str) -> u64 {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        error.get_or_insert(format!("{option} must be a positive number of seconds, got {seconds}"));
+        return 1;
+    }
+    (seconds * 1000.0).round().max(1.0) as u64
+}
+
+/// An application: deployments bound in code, one of them the ingress.
+#[derive(Debug, Clone)]
+pub struct Application {
+    spec: AppSpec,
+    errors: Vec<String>,
+}
+
+impl Application {
+    /// An empty application served at `/`.
+    pub fn new(name: &str) -> Self {
+        Application {
+            spec: AppSpec {
+                name: name.to_owned(),
+                route_prefix: Some("/".into()),
+                ingress: String::new(),
+                deployments: Vec::new(),
+                version: 0,
+            },
+            errors: check_name("application", name).err().into_iter().collect(),
+        }
+    }
+
+    /// Where the proxy serves it (must start with `/`); `None`: only by
+    /// handle.
+    pub fn route_prefix(mut self, prefix: Option<&str>) -> Self {
+        if let Some(p) = prefix {
+            if !p.starts_with('/') {
+                self.errors.push(format!("route_prefix {p:?} must start with '/'"));
+            }
+        }
+        self.spec.route_prefix = prefix.map(|p| {
+            let trimmed = p.trim_end_matches('/');
+            if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+        });
+        self
+    }
+
+    /// Adds a deployment; returns the handle other deployments call it by.
+    pub fn add<D: Deployment>(&mut self, bind: Bind<D>) -> DeploymentHandle<D> {
+        if let Some(e) = bind.error {
+            self.errors.push(format!("deployment {:?}: {e}", bind.spec.name));
+        }
+        if self.spec.deployments.iter().any(|d| d.name == bind.spec.name) {
+            self.errors
+                .push(format!("deployment {:?} is added twice", bind.spec.name));
+        }
+        let handle = DeploymentHandle::new(&self.spec.name, &bind.spec.name);
+        self.spec.deployments.push(bind.spec);
+        handle
+    }
+
+    /// Adds the deployment that answers HTTP.
+    pub fn ingress<D: Deployment>(mut self, bind: Bind<D>) -> Self {
+        self.spec.ingress = bind.spec.name.clone();
+        self.add(bind);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The spec to deploy, or every problem with it.
+    pub fn into_spec(self) -> Result<AppSpec, String> {
+        let mut errors = self.errors;
+        if self.spec.ingress.is_empty() {
+            errors.push("no ingress deployment: add one with .ingress(Bind::new(..))".into());
+        }
+        match errors.is_empty() {
+            true => Ok(self.spec),
+            false => Err(format!(
+                "application {:?} is invalid: {}",
+                self.spec.name,
+                errors.join("; ")
+            )),
+        }
+    }
+}
+
+/// Writes `app` as desired state. A deployment whose code, arguments,
+/// resources or user_config changed gets a new version (its replicas are
+/// replaced without downtime); a change of replica count only rescales.
+/// Returns the application's version.
+pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeError> {
+    let mut spec = app.into_spec().map_err(ServeError::BadRequest)?;
+    let key = format!("{APPS_PREFIX}{}", spec.name).into_bytes();
+    let gcs = cluster.gcs();
+    let unavailable = |e: troupe_gcs::client::GcsClientError| ServeError::Unavailable(e.to_string());
+    loop {
+        let current = gcs.get(key.clone()).await.map_err(unavailable)?;
+        let (compare, old) = match &current {
+            Some(kv) => (
+                Compare {
+                    key: key.clone(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::ModRevision(kv.mod_revision),
+                },
+                Some(
+                    schema::decode::<AppSpec>(&kv.value)
+                        .map_err(|e| ServeError::Unavailable(e.to_string()))?,
+                ),
+            ),
+            None => (Compare::absent(key.clone()), None),
+        };
+        let next = old.as_ref().map_or(1, |o| o.version + 1);
+        for d in &mut spec.deployments {
+            let kept = old
+                .as_ref()
+                .and_then(|o| o.deployments.iter().find(|p| p.name == d.name))
+                .filter(|p| p.same_replicas(d));
+            d.version = kept.map_or(next, |p| p.version);
+        }
+        let changed = old.as_ref().is_none_or(|o| {
+            o.deployments.len() != spec.deployments.len()
+                || o.deployments.iter().zip(&spec.deployments).any(|(a, b)| a.version != b.version)
+        });
+        spec.version = match &old {
+            Some(o) if !changed => o.version,
+            _ => next,
+        };
+        if old.as_ref() == Some(&spec) {
+            return Ok(spec.version);
+        }
+        let txn = TxnRequest {
+            compares: vec![compare],
+            success: vec![TxnOp::Put(PutRequest::new(key.clone(), schema::encode(&spec)))],
+            failure: vec![],
+        };
+        let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;
+        if let Ok(troupe_gcs::Outcome::Txn(t)) = response.outcome {
+            if t.succeeded {
+                return Ok(spec.version);
+            }
+        }
+    }
+}
+
+/// Deletes an application: its replicas are stopped.
+pub async fn delete(cluster: &Cluster, app: &str) -> Result<(), ServeError> {
+    cluster
+        .gcs()
+        .delete(format!("{APPS_PREFIX}{app}").into_bytes())
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    Ok(())
+}
+
+/// How a deployment calls another: by application and deployment name,
+/// through the caller's router (power of two choices over the replicas'
+/// in-flight counts). Serializable, so it can be a constructor argument.
+#[derive(Serialize, Deserialize)]
+pub struct DeploymentHandle<D> {
+    app: String,
+    deployment: String,
+    #[serde(skip)]
+    _type: PhantomData<fn() -> D>,
+}
+
+impl<D> Clone for DeploymentHandle<D> {
+    fn clone(&self) -> Self {
+        DeploymentHandle {
+            app: self.app.clone(),
+            deployment: self.deployment.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for DeploymentHandle<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeploymentHandle({}/{})", self.app, self.deployment)
+    }
+}
+
+impl<D: Deployment> DeploymentHandle<D> {
+    /// The handle of `deployment` in `app`.
+    pub fn new(app: &str, deployment: &str) -> Self {
+        DeploymentHandle {
+            app: app.to_owned(),
+            deployment: deployment.to_owned(),
+            _type: PhantomData,
+        }
+    }
+
+    /// Sends `request` to one replica and waits for the reply. Needs serve
+    /// running in this process (every node, and `troupe serve run`).
+    pub async fn call<M: Message + Clone>(&self, request: M) -> Result<M::Reply, ServeError>
+    where
+        D: Serves<M>,
+    {
+        let router = runtime::current()?.router(&self.app, &self.deployment);
+        router.call::<D, M>(request).await
+    }
+}

@@ -1,0 +1,265 @@
+//! The serve controller: a singleton on the node whose GCS member leads,
+//! its status writes fenced by the Raft term (a transaction comparing
+//! `/troupe/serve/controller-term` with its own claim).
+//!
+//! Each round reads the desired applications and the replica actors from
+//! the process's cluster view, decides with [`reconcile`], starts and stops
+//! replica actors through the actor API, and writes the statuses. Replicas
+//! are found by their actor names, so a new controller (after a failover)
+//! adopts the running ones instead of restarting them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use troupe_core::id::{NodeId, ReplicaId};
+use troupe_gcs::member::GcsMember;
+use troupe_gcs::{Compare, CompareOp, CompareTarget, Operation, Outcome, PutRequest, TxnOp, TxnRequest};
+use troupe_worker::lifecycle::ActorState;
+use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit};
+use troupe_worker::{codec, Cluster, ClusterState};
+
+pub mod reconcile;
+
+use crate::replica::{HealthCheck, ReplicaArgs};
+use crate::spec::{
+    replica_name, AppSpec, AppStatus, ReplicaState, ServeTermRecord, APPS_PREFIX, REPLICA_NAMESPACE,
+    STATUS_PREFIX, TERM_KEY,
+};
+use reconcile::Action;
+
+/// A round runs at least this often.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Runs the controller for as long as the task lives.
+pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
+    loop {
+        if !member.is_leader() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let term = member.status().term;
+        let claim = match claim(&cluster, term, me).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tracing::info!(term, node = %me, "running the serve controller");
+        lead(&member, &cluster, term, &claim).await;
+        tracing::info!(term, node = %me, "stopped running the serve controller");
+    }
+}
+
+/// Claims the serve term key for `term`; `None` if a later term holds it.
+async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<Vec<u8>>, String> {
+    let gcs = cluster.gcs();
+    let key = TERM_KEY.as_bytes().to_vec();
+    let current = gcs.get(key.clone()).await.map_err(|e| e.to_string())?;
+    let compare = match &current {
+        Some(kv) => {
+            let held: ServeTermRecord = schema::decode(&kv.value).map_err(|e| e.to_string())?;
+            if held.term > term || (held.term == term && held.node != me) {
+                return Ok(None);
+            }
+            Compare {
+                key: key.clone(),
+                op: CompareOp::Equal,
+                target: CompareTarget::ModRevision(kv.mod_revision),
+            }
+        }
+        None => Compare::absent(key.clone()),
+    };
+    let value = schema::encode(&ServeTermRecord { term, node: me });
+    let txn = TxnRequest {
+        compares: vec![compare],
+        success: vec![TxnOp::Put(PutRequest::new(key, value.clone()))],
+        failure: vec![],
+    };
+    match gcs.write(Operation::Txn(txn)).await.map_err(|e| e.to_string())?.outcome {
+        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some(value)),
+        _ => Ok(None),
+    }
+}
+
+/// The desired applications and last statuses in `state`.
+fn tables(state: &ClusterState) -> (BTreeMap<String, AppSpec>, BTreeMap<String, AppStatus>) {
+    let mut specs = BTreeMap::new();
+    let mut statuses = BTreeMap::new();
+    for (key, value) in &state.extra {
+        if key.starts_with(APPS_PREFIX.as_bytes()) {
+            if let Ok(spec) = schema::decode::<AppSpec>(value) {
+                specs.insert(spec.name.clone(), spec);
+            }
+        } else if key.starts_with(STATUS_PREFIX.as_bytes()) {
+            if let Ok(status) = schema::decode::<AppStatus>(value) {
+                statuses.insert(status.name.clone(), status);
+            }
+        }
+    }
+    (specs, statuses)
+}
+
+async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
+    let mut changes = cluster.state_changes();
+    let mut last_health = tokio::time::Instant::now();
+    while member.is_leader() && member.status().term == term {
+        let (specs, statuses, actors) = cluster.read_state(|s| {
+            let (specs, statuses) = tables(s);
+            (specs, statuses, s.actors.clone())
+        });
+        let actions = reconcile::reconcile(&specs, &statuses, &actors, &mut ReplicaId::random);
+        let mut writes = Vec::new();
+        let mut starts = Vec::new();
+        for action in actions {
+            match action {
+                Action::Start {
+                    app,
+                    deployment,
+                    version,
+                    replica,
+                } => {
+                    let spec = specs[&app]
+                        .deployments
+                        .iter()
+                        .find(|d| d.name == deployment)
+                        .cloned()
+                        .expect("reconcile starts only deployments it read");
+                    let cluster = cluster.clone();
+                    starts.push(async move {
+                        let args = ReplicaArgs {
+                            app: app.clone(),
+                            deployment: deployment.clone(),
+                            replica,
+                            args: serde_bytes::ByteBuf::from(spec.args.clone()),
+                            user_config: spec.user_config.clone(),
+                        };
+                        let options = ActorOptions {
+                            resources: spec.resources.clone(),
+                            max_restarts: RetryLimit::NEVER,
+                            max_task_retries: RetryLimit::NEVER,
+                            lifetime: Lifetime::Detached,
+                        };
+                        let name = ActorName::new(
+                            REPLICA_NAMESPACE,
+                            replica_name(&app, &deployment, version, replica),
+                        )
+                        .ok();
+                        if let Err(e) = cluster
+                            .spawn_untyped(&spec.type_name, codec::encode(&args), options, name)
+                            .await
+                        {
+                            tracing::warn!(%app, %deployment, error = %e, "could not start a replica");
+                        }
+                    });
+                }
+                Action::Stop { actor } => {
+                    let cluster = cluster.clone();
+                    tokio::spawn(async move {
+                        let _ = cluster.kill(actor).await;
+                    });
+                }
+                Action::WriteStatus(status) => writes.push(TxnOp::Put(PutRequest::new(
+                    format!("{STATUS_PREFIX}{}", status.name).into_bytes(),
+                    schema::encode(&status),
+                ))),
+                Action::DeleteStatus { app } => writes.push(TxnOp::Delete(troupe_gcs::DeleteRequest {
+                    selector: troupe_gcs::KeySelector::Key(format!("{STATUS_PREFIX}{app}").into_bytes()),
+                    prev_kv: false,
+                })),
+            }
+        }
+        futures::future::join_all(starts).await;
+        if !writes.is_empty() {
+            let txn = TxnRequest {
+                compares: vec![Compare {
+                    key: TERM_KEY.as_bytes().to_vec(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::Value(claim.to_vec()),
+                }],
+                success: writes,
+                failure: vec![],
+            };
+            match cluster.gcs().write(Operation::Txn(txn)).await {
+                Ok(r) => match r.outcome {
+                    Ok(Outcome::Txn(t)) if !t.succeeded => return,
+                    _ => {}
+                },
+                Err(e) => tracing::debug!(error = %e, "serve status not written"),
+            }
+        }
+        if last_health.elapsed() >= health_period(&specs) {
+            last_health = tokio::time::Instant::now();
+            check_health(cluster, &specs, &statuses);
+        }
+        changes.borrow_and_update();
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// The shortest health-check period of any deployment.
+fn health_period(specs: &BTreeMap<String, AppSpec>) -> Duration {
+    specs
+        .values()
+        .flat_map(|s| &s.deployments)
+        .map(|d| Duration::from_millis(d.health_check_period_ms))
+        .min()
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Probes every running replica in the background; one that fails or does
+/// not answer within its timeout is stopped (and then replaced).
+fn check_health(
+    cluster: &Cluster,
+    specs: &BTreeMap<String, AppSpec>,
+    statuses: &BTreeMap<String, AppStatus>,
+) {
+    for (app, status) in statuses {
+        let Some(spec) = specs.get(app) else { continue };
+        for (name, deployment) in &status.deployments {
+            let Some(d) = spec.deployments.iter().find(|d| &d.name == name) else {
+                continue;
+            };
+            for replica in deployment
+                .replicas
+                .iter()
+                .filter(|r| r.state == ReplicaState::Running)
+            {
+                let (cluster, actor) = (cluster.clone(), replica.actor);
+                let timeout = Duration::from_millis(d.health_check_timeout_ms);
+                let type_name: &'static str = "serve.health";
+                tokio::spawn(async move {
+                    let handle = cluster.handle::<crate::replica::Replica<Probe>>(actor);
+                    let payload = codec::encode(&HealthCheck);
+                    let healthy = match handle.call_raw(type_name, payload, timeout).await {
+                        Ok(reply) => matches!(codec::decode::<Result<(), String>>(&reply), Ok(Ok(()))),
+                        Err(troupe_worker::ActorError::Died { .. }) => return,
+                        Err(_) => false,
+                    };
+                    let alive = cluster.read_state(|s| {
+                        s.actors.get(&actor).is_some_and(|a| a.state == ActorState::Alive)
+                    });
+                    if !healthy && alive {
+                        tracing::warn!(%actor, "replica failed its health check; replacing it");
+                        let _ = cluster.kill(actor).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A stand-in deployment type for untyped calls (health probes).
+pub(crate) struct Probe;
+
+impl crate::deployment::Deployment for Probe {
+    const NAME: &'static str = "serve.probe";
+    type Args = ();
+
+    async fn new((): (), _: &crate::deployment::ReplicaContext) -> Result<Self, String> {
+        Ok(Probe)
+    }
+}

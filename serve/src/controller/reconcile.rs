@@ -1,0 +1,259 @@
+//! One round of the serve controller as a pure function: desired
+//! applications, last statuses and the replica actors in; the replicas to
+//! start and stop and the statuses to write out.
+//!
+//! Per deployment: replicas of the current version are started up to
+//! `num_replicas` and stopped beyond it (starting ones first); replicas of
+//! an older version are stopped once the current version has
+//! `num_replicas` running, so an update never drops below the target
+//! (zero downtime). Three constructor failures of the current version
+//! make the deployment DEPLOY_FAILED with the constructor's message.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use troupe_core::id::{ActorId, ReplicaId};
+use troupe_worker::lifecycle::{ActorState, DeathReason};
+use troupe_worker::schema::ActorRecord;
+
+use crate::spec::{
+    parse_replica_name, AppSpec, AppState, AppStatus, DeploymentState, DeploymentStatus,
+    ReplicaState, ReplicaStatus,
+};
+
+/// Constructor failures of one version before the deployment is
+/// DEPLOY_FAILED.
+pub const MAX_CONSTRUCTOR_FAILURES: usize = 3;
+
+/// What the controller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Start {
+        app: String,
+        deployment: String,
+        version: u64,
+        replica: ReplicaId,
+    },
+    Stop {
+        actor: ActorId,
+    },
+    WriteStatus(AppStatus),
+    DeleteStatus {
+        app: String,
+    },
+}
+
+/// A replica actor, from the actor table.
+#[derive(Debug, Clone)]
+struct Seen<'a> {
+    deployment: &'a str,
+    version: u64,
+    replica: ReplicaId,
+    record: &'a ActorRecord,
+}
+
+impl Seen<'_> {
+    fn live(&self) -> bool {
+        !matches!(self.record.state, ActorState::Dead { .. })
+    }
+
+    fn running(&self) -> bool {
+        self.record.state == ActorState::Alive && self.record.node.is_some()
+    }
+
+    fn status(&self, stopping: bool) -> ReplicaStatus {
+        ReplicaStatus {
+            id: self.replica,
+            actor: self.record.id,
+            version: self.version,
+            state: match (stopping, self.running()) {
+                (true, _) => ReplicaState::Stopping,
+                (false, true) => ReplicaState::Running,
+                (false, false) => ReplicaState::Starting,
+            },
+            node: self.record.node,
+        }
+    }
+}
+
+/// Decides one round. `new_id` names new replicas.
+pub fn reconcile(
+    specs: &BTreeMap<String, AppSpec>,
+    statuses: &BTreeMap<String, AppStatus>,
+    actors: &BTreeMap<ActorId, ActorRecord>,
+    new_id: &mut dyn FnMut() -> ReplicaId,
+) -> Vec<Action> {
+    let mut by_app: BTreeMap<&str, Vec<Seen<'_>>> = BTreeMap::new();
+    for record in actors.values() {
+        let Some((app, deployment, version, replica)) =
+            record.name.as_ref().and_then(parse_replica_name)
+        else {
+            continue;
+        };
+        by_app.entry(app).or_default().push(Seen {
+            deployment,
+            version,
+            replica,
+            record,
+        });
+    }
+    let mut actions = Vec::new();
+    for spec in specs.values() {
+        let seen = by_app.remove(spec.name.as_str()).unwrap_or_default();
+        let status = app_round(spec, &seen, new_id, &mut actions);
+        if statuses.get(&spec.name) != Some(&status) {
+            actions.push(Action::WriteStatus(status));
+        }
+    }
+    // Applications deleted (or never known): stop their replicas, then
+    // forget their status.
+    let names: BTreeSet<&str> = statuses
+        .keys()
+        .map(String::as_str)
+        .chain(by_app.keys().copied())
+        .filter(|name| !specs.contains_key(*name))
+        .collect();
+    for name in names {
+        let live: Vec<&Seen<'_>> = by_app
+            .get(name)
+            .map(|s| s.iter().filter(|r| r.live()).collect())
+            .unwrap_or_default();
+        for replica in &live {
+            actions.push(Action::Stop {
+                actor: replica.record.id,
+            });
+        }
+        match (live.is_empty(), statuses.get(name)) {
+            (true, Some(_)) => actions.push(Action::DeleteStatus {
+                app: name.to_owned(),
+            }),
+            (false, Some(old)) if old.state != AppState::Deleting => {
+                let mut deleting = old.clone();
+                deleting.state = AppState::Deleting;
+                deleting.message = "stopping its replicas".into();
+                actions.push(Action::WriteStatus(deleting));
+            }
+            _ => {}
+        }
+    }
+    actions
+}
+
+fn app_round(
+    spec: &AppSpec,
+    seen: &[Seen<'_>],
+    new_id: &mut dyn FnMut() -> ReplicaId,
+    actions: &mut Vec<Action>,
+) -> AppStatus {
+    let mut deployments = BTreeMap::new();
+    for d in &spec.deployments {
+        let mine: Vec<&Seen<'_>> = seen.iter().filter(|r| r.deployment == d.name).collect();
+        let current: Vec<&Seen<'_>> = mine
+            .iter()
+            .filter(|r| r.live() && r.version == d.version)
+            .copied()
+            .collect();
+        let old: Vec<&Seen<'_>> = mine
+            .iter()
+            .filter(|r| r.live() && r.version != d.version)
+            .copied()
+            .collect();
+        let failures: Vec<String> = mine
+            .iter()
+            .filter(|r| r.version == d.version)
+            .filter_map(|r| match &r.record.state {
+                ActorState::Dead {
+                    reason: DeathReason::ConstructorFailed { message },
+                } => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+        let target = d.num_replicas as usize;
+        let failed = failures.len() >= MAX_CONSTRUCTOR_FAILURES;
+        let mut stopping: BTreeSet<ActorId> = BTreeSet::new();
+        if !failed && current.len() < target {
+            for _ in current.len()..target {
+                actions.push(Action::Start {
+                    app: spec.name.clone(),
+                    deployment: d.name.clone(),
+                    version: d.version,
+                    replica: new_id(),
+                });
+            }
+        }
+        if current.len() > target {
+            // Starting replicas go first, then the newest.
+            let mut extra = current.clone();
+            extra.sort_by_key(|r| (r.running(), std::cmp::Reverse(r.replica)));
+            for r in extra.into_iter().take(current.len() - target) {
+                stopping.insert(r.record.id);
+            }
+        }
+        let running_current = current
+            .iter()
+            .filter(|r| r.running() && !stopping.contains(&r.record.id))
+            .count();
+        if running_current >= target || failed && old.is_empty() {
+            for r in &old {
+                stopping.insert(r.record.id);
+            }
+        }
+        for actor in &stopping {
+            actions.push(Action::Stop { actor: *actor });
+        }
+        let mut replicas: Vec<ReplicaStatus> = current
+            .iter()
+            .chain(old.iter())
+            .map(|r| r.status(stopping.contains(&r.record.id)))
+            .collect();
+        replicas.sort_by_key(|r| r.id);
+        let (state, message) = if failed {
+            (
+                DeploymentState::DeployFailed,
+                format!(
+                    "{} replicas failed to start; the last error: {}",
+                    failures.len(),
+                    failures.last().cloned().unwrap_or_default()
+                ),
+            )
+        } else if running_current == target && old.is_empty() && stopping.is_empty() {
+            (DeploymentState::Healthy, String::new())
+        } else {
+            (
+                DeploymentState::Updating,
+                format!("{running_current} of {target} replicas running"),
+            )
+        };
+        deployments.insert(
+            d.name.clone(),
+            DeploymentStatus {
+                state,
+                message,
+                target_replicas: d.num_replicas,
+                replicas,
+            },
+        );
+    }
+    let (state, message) = if let Some((name, d)) = deployments
+        .iter()
+        .find(|(_, d)| d.state == DeploymentState::DeployFailed)
+    {
+        (
+            AppState::DeployFailed,
+            format!("deployment {name} failed: {}", d.message),
+        )
+    } else if deployments.values().all(|d| d.state == DeploymentState::Healthy) {
+        (AppState::Running, String::new())
+    } else {
+        (AppState::Deploying, "replicas are starting".into())
+    };
+    AppStatus {
+        name: spec.name.clone(),
+        state,
+        message,
+        version: spec.version,
+        deployments,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The serve controller's rounds on states built in memory.
+
+use troupe_core::id::NodeId;
+use troupe_worker::schema::{ActorName, ActorOptions, Owner};
+
+use super::*;
+use crate::spec::{replica_name, DeploymentSpec, REPLICA_NAMESPACE};
+
+fn spec(replicas: u32, version: u64) -> AppSpec {
+    AppSpec {
+        name: "app".into(),
+        route_prefix: Some("/".into()),
+        ingress: "front".into(),
+        version,
+        deployments: vec![DeploymentSpec {
+            name: "front".into(),
+            version,
+            type_name: "Front".into(),
+            args: vec![],
+            num_replicas: replicas,
+            max_ongoing_requests: 5,
+            max_queued_requests: None,
+            resources: Default::default(),
+            user_config: None,
+            health_check_period_ms: 10_000,
+            health_check_timeout_ms: 30_000,
+            graceful_shutdown_timeout_ms: 20_000,
+        }],
+    }
+}
+
+fn replica(id: u64, version: u64, state: ActorState) -> ActorRecord {
+    let mut record = ActorRecord::new(
+        ActorId::new(id),
+        "Front",
+        Owner::Node(NodeId::new(1)),
+        ActorOptions::default(),
+    );
+    let name = replica_name("app", "front", version, ReplicaId::new(id));
+    record.name = Some(ActorName::new(REPLICA_NAMESPACE, name).unwrap());
+    record.node = match state {
+        ActorState::Dead { .. } => None,
+        _ => Some(NodeId::new(1)),
+    };
+    record.state = state;
+    record
+}
+
+fn run(specs: &[AppSpec], statuses: &[AppStatus], actors: &[ActorRecord]) -> Vec<Action> {
+    let specs = specs.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    let statuses = statuses.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    let actors = actors.iter().map(|a| (a.id, a.clone())).collect();
+    let mut next = 100;
+    reconcile(&specs, &statuses, &actors, &mut || {
+        next += 1;
+        ReplicaId::new(next)
+    })
+}
+
+fn starts(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| matches!(a, Action::Start { .. })).count()
+}
+
+fn stops(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Stop { actor } => Some(actor.get()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status(actions: &[Action]) -> &AppStatus {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::WriteStatus(s) => Some(s),
+            _ => None,
+        })
+        .expect("a status")
+}
+
+#[test]
+fn a_new_application_starts_its_replicas_and_runs_once_they_are_alive() {
+    let actions = run(&[spec(2, 1)], &[], &[]);
+    assert_eq!(starts(&actions), 2);
+    assert_eq!(status(&actions).state, AppState::Deploying);
+
+    let alive = [replica(1, 1, ActorState::Alive), replica(2, 1, ActorState::Alive)];
+    let actions = run(&[spec(2, 1)], &[], &alive);
+    assert_eq!(starts(&actions), 0);
+    let running = status(&actions).clone();
+    assert_eq!(running.state, AppState::Running);
+    // Nothing changed: nothing to write.
+    assert!(run(&[spec(2, 1)], &[running], &alive).is_empty());
+}
+
+#[test]
+fn scaling_down_stops_starting_replicas_first() {
+    let actors = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Pending),
+        replica(3, 1, ActorState::Alive),
+    ];
+    let actions = run(&[spec(2, 1)], &[], &actors);
+    assert_eq!(stops(&actions), [2]);
+}
+
+#[test]
+fn a_dead_replica_is_replaced() {
+    let killed = troupe_worker::lifecycle::DeathReason::KilledByUser;
+    let actors = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Dead { reason: killed }),
+    ];
+    let actions = run(&[spec(2, 1)], &[], &actors);
+    assert_eq!(starts(&actions), 1);
+}
+
+#[test]
+fn an_update_keeps_old_replicas_until_the_new_ones_run() {
+    let old = [replica(1, 1, ActorState::Alive), replica(2, 1, ActorState::Alive)];
+    let actions = run(&[spec(2, 2)], &[], &old);
+    assert_eq!(starts(&actions), 2);
+    assert!(stops(&actions).is_empty(), "old replicas keep serving");
+
+    let mixed = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Alive),
+        replica(3, 2, ActorState::Alive),
+        replica(4, 2, ActorState::Pending),
+    ];
+    assert!(stops(&run(&[spec(2, 2)], &[], &mixed)).is_empty());
+
+    let ready = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Alive),
+        replica(3, 2, ActorState::Alive),
+        replica(4, 2, ActorState::Alive),
+    ];
+    let actions = run(&[spec(2, 2)], &[], &ready);
+    assert_eq!(stops(&actions), [1, 2]);
+    assert_eq!(status(&actions).state, AppState::Deploying);
+}
+
+#[test]
+fn three_constructor_failures_fail_the_deployment_with_the_error() {
+    let failed = |id| {
+        replica(
+            id,
+            1,
+            ActorState::Dead {
+                reason: troupe_worker::lifecycle::DeathReason::ConstructorFailed {
+                    message: "model file missing".into(),
+                },
+            },
+        )
+    };
+    let actions = run(&[spec(1, 1)], &[], &[failed(1), failed(2)]);
+    assert_eq!(starts(&actions), 1, "two failures: try again");
+    let actions = run(&[spec(1, 1)], &[], &[failed(1), failed(2), failed(3)]);
+    assert_eq!(starts(&actions), 0);
+    let s = status(&actions);
+    assert_eq!(s.state, AppState::DeployFailed);
+    assert!(s.message.contains("model file missing"), "{}", s.message);
+}
+
+#[test]
+fn a_deleted_application_stops_its_replicas_then_forgets_its_status() {
+    let alive = [replica(1, 1, ActorState::Alive)];
+    let running = status(&run(&[spec(1, 1)], &[], &alive)).clone();
+    let actions = run(&[], &[running.clone()], &alive);
+    assert_eq!(stops(&actions), [1]);
+    assert_eq!(status(&actions).state, AppState::Deleting);
+    let gone = [replica(
+        1,
+        1,
+        ActorState::Dead {
+            reason: troupe_worker::lifecycle::DeathReason::KilledByUser,
+        },
+    )];
+    let actions = run(&[], &[running], &gone);
+    assert_eq!(actions, [Action::DeleteStatus { app: "app".into() }]);
+}

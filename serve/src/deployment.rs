@@ -1,0 +1,63 @@
+//! The deployment API: what a user implements.
+//!
+//! A deployment type implements [`Deployment`] (its registered name, its
+//! constructor argument, its constructor, and optionally `reconfigure` and
+//! `check_health`), [`Serves<M>`] for each typed request other deployments
+//! send it through a [`DeploymentHandle`](crate::DeploymentHandle), and
+//! [`HttpIngress`] if it answers HTTP. Handlers take `&self` and run
+//! concurrently (up to `max_ongoing_requests` per replica, as in Ray
+//! Serve): keep mutable state behind a lock or a `RefCell`. CPU-bound work
+//! belongs on `tokio::task::spawn_blocking`.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use troupe_core::id::ReplicaId;
+use troupe_worker::{Cluster, Message};
+
+use crate::http::{ServeError, ServeRequest, ServeResponse};
+
+/// What a replica knows about itself.
+#[derive(Clone)]
+pub struct ReplicaContext {
+    pub app: String,
+    pub deployment: String,
+    pub replica: ReplicaId,
+    /// The cluster, for anything beyond handles.
+    pub cluster: Cluster,
+}
+
+/// A deployment type.
+pub trait Deployment: Sized + Unpin + 'static {
+    /// The name it is registered under; the same in every binary.
+    const NAME: &'static str;
+    /// The constructor's argument (handles to other deployments included).
+    type Args: Serialize + DeserializeOwned + Send + Clone + 'static;
+
+    /// Builds a replica. An `Err` (or a panic) fails this replica; after
+    /// three failures the deployment is DEPLOY_FAILED with the message.
+    fn new(args: Self::Args, cx: &ReplicaContext) -> impl Future<Output = Result<Self, String>>;
+
+    /// Applies a new `user_config` (JSON) without restarting the replica.
+    fn reconfigure(&self, user_config: &serde_json::Value) -> impl Future<Output = Result<(), String>> {
+        let _ = user_config;
+        async { Ok(()) }
+    }
+
+    /// Called every `health_check_period_s`; an `Err` (or no answer within
+    /// `health_check_timeout_s`) replaces the replica.
+    fn check_health(&self) -> impl Future<Output = Result<(), String>> {
+        async { Ok(()) }
+    }
+}
+
+/// How a deployment answers the typed request `M` from a handle.
+pub trait Serves<M: Message>: Deployment {
+    fn call(&self, request: M) -> impl Future<Output = M::Reply>;
+}
+
+/// How an ingress deployment answers HTTP.
+pub trait HttpIngress: Deployment {
+    fn http(&self, request: ServeRequest) -> impl Future<Output = Result<ServeResponse, ServeError>>;
+}

@@ -1,0 +1,322 @@
+//! The HTTP proxy (actix-web): routes each request by its application's
+//! `route_prefix` to the application's ingress deployment, through that
+//! deployment's router. `/-/healthz` and `/-/routes` as in Ray Serve.
+//!
+//! It runs on its own actix system (its own threads), so slow replicas on
+//! the node's actor threads never stall accepting and parsing requests.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_bytes::ByteBuf;
+use tracing::Instrument;
+use troupe_core::id::RequestId;
+use troupe_worker::schema;
+
+pub mod error;
+
+use crate::http::{ServeError, ServeRequest};
+use crate::runtime::ServeRuntime;
+use crate::spec::{AppSpec, APPS_PREFIX};
+use error::ApiError;
+
+/// The proxy's settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where it listens (Ray Serve's default port is 8000).
+    pub listen: String,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Longer requests get 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:8000".into(),
+            workers: 1,
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One route: a prefix and the application's ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: String,
+    pub app: String,
+    pub ingress: String,
+}
+
+/// The routes of every application with a prefix, longest prefix first.
+pub fn routes(specs: impl IntoIterator<Item = AppSpec>) -> Vec<Route> {
+    let mut routes: Vec<Route> = specs
+        .into_iter()
+        .filter_map(|s| {
+            Some(Route {
+                prefix: s.route_prefix?,
+                app: s.name,
+                ingress: s.ingress,
+            })
+        })
+        .collect();
+    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then(a.prefix.cmp(&b.prefix)));
+    routes
+}
+
+/// The route for `path` and the path as the application sees it.
+pub fn find_route<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, String)> {
+    routes.iter().find_map(|r| {
+        if r.prefix == "/" {
+            return Some((r, path.to_owned()));
+        }
+        let rest = path.strip_prefix(r.prefix.as_str())?;
+        match rest {
+            "" => Some((r, "/".to_owned())),
+            _ if rest.starts_with('/') => Some((r, rest.to_owned())),
+            _ => None,
+        }
+    })
+}
+
+struct RouteCache {
+    revision: u64,
+    routes: Arc<Vec<Route>>,
+}
+
+struct ProxyState {
+    runtime: Arc<ServeRuntime>,
+    cache: Mutex<RouteCache>,
+    timeout: Duration,
+}
+
+impl ProxyState {
+    fn routes(&self) -> Arc<Vec<Route>> {
+        let cluster = self.runtime.cluster();
+        let revision = cluster.read_state(|s| s.revision);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.revision != revision || revision == 0 {
+            let specs = cluster.read_state(|s| {
+                s.extra
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(APPS_PREFIX.as_bytes()))
+                    .filter_map(|(_, v)| schema::decode::<AppSpec>(v).ok())
+                    .collect::<Vec<_>>()
+            });
+            cache.routes = Arc::new(routes(specs));
+            cache.revision = revision;
+        }
+        cache.routes.clone()
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts the proxy on its own threads.
+    pub fn start(config: ProxyConfig, runtime: Arc<ServeRuntime>) -> io::Result<Proxy> {
+        let listener = std::net::TcpListener::bind(&config.listen).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the HTTP proxy cannot listen on {}: {e}", config.listen),
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(ProxyState {
+            runtime,
+            cache: Mutex::new(RouteCache {
+                revision: 0,
+                routes: Arc::new(Vec::new()),
+            }),
+            timeout: config.request_timeout,
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let body_limit = config.max_body_bytes;
+        let workers = config.workers.max(1);
+        let thread = std::thread::Builder::new()
+            .name("troupe-proxy".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let started = system.block_on(async move {
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(state.clone())
+                            .app_data(web::PayloadConfig::new(body_limit))
+                            .route("/-/healthz", web::get().to(healthz))
+                            .route("/-/routes", web::get().to(list_routes))
+                            .default_service(web::to(proxy))
+                    })
+                    .workers(workers)
+                    .disable_signals()
+                    .listen(listener)?
+                    .run();
+                    Ok::<_, io::Error>(server)
+                });
+                match started {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.handle()));
+                        let _ = system.block_on(server);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        let server = rx
+            .recv()
+            .map_err(|_| io::Error::other("the proxy thread stopped"))??;
+        tracing::info!(%addr, "HTTP proxy listening");
+        Ok(Proxy {
+            addr,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (graceful), and
+    /// stops the proxy's threads.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("success")
+}
+
+async fn list_routes(state: web::Data<ProxyState>) -> HttpResponse {
+    let routes: BTreeMap<String, String> = state
+        .routes()
+        .iter()
+        .map(|r| (r.prefix.clone(), r.app.clone()))
+        .collect();
+    HttpResponse::Ok().json(routes)
+}
+
+async fn proxy(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<ProxyState>,
+) -> Result<HttpResponse, ApiError> {
+    let request_id = RequestId::random();
+    let started = Instant::now();
+    let routes = state.routes();
+    let path = request.path().to_owned();
+    let Some((route, inner_path)) = find_route(&routes, &path) else {
+        access_log(&request, 404, started, request_id, "-");
+        return Err(ApiError {
+            error: ServeError::NoRoute(path),
+            request_id,
+        });
+    };
+    let span = tracing::info_span!(
+        "request",
+        app = %route.app,
+        deployment = %route.ingress,
+        replica = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let serve_request = ServeRequest {
+        method: request.method().as_str().to_owned(),
+        path: inner_path,
+        query: request.query_string().to_owned(),
+        headers: request
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: ByteBuf::from(body.to_vec()),
+    };
+    let router = state.runtime.router(&route.app, &route.ingress);
+    let timeout = state.timeout;
+    let outcome = async {
+        match tokio::time::timeout(timeout, router.send_http(&serve_request, timeout)).await {
+            Ok(result) => result,
+            Err(_) => Err(ServeError::Timeout {
+                seconds: timeout.as_secs_f64(),
+            }),
+        }
+    }
+    .instrument(span)
+    .await;
+    match outcome {
+        Ok(response) => {
+            access_log(&request, response.status, started, request_id, &route.app);
+            let status = actix_web::http::StatusCode::from_u16(response.status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+            let mut builder = HttpResponse::build(status);
+            for (name, value) in &response.headers {
+                builder.insert_header((name.as_str(), value.as_str()));
+            }
+            builder.insert_header(("x-request-id", request_id.to_string()));
+            Ok(builder.body(response.body.into_vec()))
+        }
+        Err(error) => {
+            let status = error::status_of(&error).as_u16();
+            access_log(&request, status, started, request_id, &route.app);
+            Err(ApiError { error, request_id })
+        }
+    }
+}
+
+fn access_log(request: &HttpRequest, status: u16, started: Instant, request_id: RequestId, app: &str) {
+    tracing::info!(
+        target: "troupe::access",
+        method = %request.method(),
+        path = %request.path(),
+        status,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        %request_id,
+        app,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, prefix: Option<&str>) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            route_prefix: prefix.map(Into::into),
+            ingress: "in".into(),
+            deployments: vec![],
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_wins_and_paths_are_cut_at_segment_boundaries() {
+        let table = routes([spec("root", Some("/")), spec("api", Some("/api")), spec("hidden", None)]);
+        assert_eq!(table.len(), 2);
+        let (r, p) = find_route(&table, "/api/v1").unwrap();
+        assert_eq!((r.app.as_str(), p.as_str()), ("api", "/v1"));
+        let (r, p) = find_route(&table, "/api").unwrap();
+        assert_eq!((r.app.as_str(), p.as_str()), ("api", "/"));
+        let (r, p) = find_route(&table, "/apix").unwrap();
+        assert_eq!((r.app.as_str(), p.as_str()), ("root", "/apix"));
+        let only_api = routes([spec("api", Some("/api"))]);
+        assert!(find_route(&only_api, "/other").is_none());
+    }
+}

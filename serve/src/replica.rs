@@ -1,0 +1,97 @@
+//! [`Replica<D>`]: the shared actor that hosts one replica of deployment
+//! `D`, and the messages the serve layer sends it.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use troupe_core::id::ReplicaId;
+use troupe_worker::{codec, Actor, ActorContext, Message, SharedHandler};
+
+use crate::deployment::{Deployment, HttpIngress, ReplicaContext, Serves};
+use crate::http::{ServeError, ServeRequest, ServeResponse};
+
+/// One replica of `D`, hosted as a shared actor (its handlers run
+/// concurrently).
+pub struct Replica<D: Deployment> {
+    inner: D,
+}
+
+/// The replica actor's constructor argument.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaArgs {
+    pub app: String,
+    pub deployment: String,
+    pub replica: ReplicaId,
+    /// `D::Args`, encoded.
+    pub args: ByteBuf,
+    /// The deployment's `user_config`, as JSON text.
+    pub user_config: Option<String>,
+}
+
+impl<D: Deployment> Actor for Replica<D> {
+    const TYPE_NAME: &'static str = D::NAME;
+    type Args = ReplicaArgs;
+
+    async fn start(args: ReplicaArgs, cx: &ActorContext) -> Result<Self, String> {
+        let deployment_args: D::Args = codec::decode(&args.args)
+            .map_err(|e| format!("the arguments of deployment {:?} do not decode: {e}", args.deployment))?;
+        let rcx = ReplicaContext {
+            app: args.app,
+            deployment: args.deployment,
+            replica: args.replica,
+            cluster: cx.cluster.clone(),
+        };
+        let inner = D::new(deployment_args, &rcx).await?;
+        if let Some(config) = &args.user_config {
+            let value: serde_json::Value = serde_json::from_str(config)
+                .map_err(|e| format!("user_config is not JSON: {e}"))?;
+            inner.reconfigure(&value).await?;
+        }
+        Ok(Replica { inner })
+    }
+}
+
+/// A typed request for a deployment, as a handle sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Request<M>(pub M);
+
+impl<M: Message> Message for Request<M> {
+    type Reply = M::Reply;
+    const NAME: &'static str = M::NAME;
+}
+
+impl<D: Serves<M>, M: Message> SharedHandler<Request<M>> for Replica<D> {
+    async fn handle(&self, Request(request): Request<M>, _: &ActorContext) -> M::Reply {
+        self.inner.call(request).await
+    }
+}
+
+/// An HTTP request for an ingress replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpCall(pub ServeRequest);
+
+impl Message for HttpCall {
+    type Reply = Result<ServeResponse, ServeError>;
+    const NAME: &'static str = "serve.http";
+}
+
+impl<D: HttpIngress> SharedHandler<HttpCall> for Replica<D> {
+    async fn handle(&self, HttpCall(request): HttpCall, _: &ActorContext) -> Result<ServeResponse, ServeError> {
+        self.inner.http(request).await
+    }
+}
+
+/// The controller's health probe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthCheck;
+
+impl Message for HealthCheck {
+    type Reply = Result<(), String>;
+    const NAME: &'static str = "serve.health";
+}
+
+impl<D: Deployment> SharedHandler<HealthCheck> for Replica<D> {
+    async fn handle(&self, _: HealthCheck, _: &ActorContext) -> Result<(), String> {
+        self.inner.check_health().await
+    }
+}

@@ -1,0 +1,49 @@
+//! [`start`]: the serve layer's roles on a node — the runtime (routers),
+//! the serve controller (on GCS nodes; active while the member leads) and
+//! the HTTP proxy.
+
+use std::io;
+
+use troupe_worker::Node;
+
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::runtime;
+
+/// Serve's roles on one node; stop them before the node.
+pub struct ServeRoles {
+    proxy: Option<Proxy>,
+    controller: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts serve on `node`: the proxy (unless `proxy` is `None`) and, if the
+/// node runs a GCS member, the serve controller.
+pub fn start(node: &Node, proxy: Option<ProxyConfig>) -> io::Result<ServeRoles> {
+    let runtime = runtime::install(node.cluster());
+    let controller = node.gcs_member().map(|member| {
+        tokio::spawn(crate::controller::run(
+            member.clone(),
+            node.cluster(),
+            node.id(),
+        ))
+    });
+    let proxy = proxy.map(|config| Proxy::start(config, runtime)).transpose()?;
+    Ok(ServeRoles { proxy, controller })
+}
+
+impl ServeRoles {
+    /// The proxy's address, if it runs.
+    pub fn proxy_addr(&self) -> Option<std::net::SocketAddr> {
+        self.proxy.as_ref().map(Proxy::addr)
+    }
+
+    /// Drains the proxy (requests in flight finish) and stops the
+    /// controller.
+    pub async fn stop(mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop().await;
+        }
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+        }
+    }
+}

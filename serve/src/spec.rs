@@ -1,0 +1,234 @@
+//! The serve layer's records in the GCS: desired state ([`AppSpec`], with
+//! its [`DeploymentSpec`]s) written by whoever deploys, and observed state
+//! ([`AppStatus`]) written by the serve controller.
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `/troupe/serve/apps/<app>` | [`AppSpec`] |
+//! | `/troupe/serve/status/<app>` | [`AppStatus`] |
+//! | `/troupe/serve/controller-term` | [`ServeTermRecord`] |
+//!
+//! Replicas are actors named `<app>#<deployment>#<version>#<replica-id>`
+//! in the actor namespace `serve`: the actor table is the source of truth
+//! for which replicas exist, so a new controller adopts them as they are.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use troupe_core::id::{ActorId, NodeId, ReplicaId};
+use troupe_core::resources::Resources;
+use troupe_worker::schema::{ActorName, Record};
+
+/// Prefix of the application specs.
+pub const APPS_PREFIX: &str = "/troupe/serve/apps/";
+/// Prefix of the application statuses.
+pub const STATUS_PREFIX: &str = "/troupe/serve/status/";
+/// The serve controller's fencing key.
+pub const TERM_KEY: &str = "/troupe/serve/controller-term";
+/// The actor namespace of replicas.
+pub const REPLICA_NAMESPACE: &str = "serve";
+
+/// One deployment of an application, as deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSpec {
+    pub name: String,
+    /// Bumped (to the application's version) when its replicas must be
+    /// replaced; replicas are named with it.
+    pub version: u64,
+    /// The registered deployment type.
+    pub type_name: String,
+    /// The constructor argument, encoded.
+    pub args: Vec<u8>,
+    pub num_replicas: u32,
+    /// Requests one replica runs at once (Ray's default: 5).
+    pub max_ongoing_requests: u32,
+    /// Requests a caller queues when every replica is full; `None`:
+    /// without limit (Ray's `-1`).
+    pub max_queued_requests: Option<u32>,
+    /// What one replica needs.
+    pub resources: Resources,
+    /// JSON text handed to `reconfigure`.
+    pub user_config: Option<String>,
+    pub health_check_period_ms: u64,
+    pub health_check_timeout_ms: u64,
+    pub graceful_shutdown_timeout_ms: u64,
+}
+
+impl DeploymentSpec {
+    /// Whether replicas of `self` and `other` are interchangeable (same
+    /// code, arguments and resources): if not, a new version replaces them.
+    pub fn same_replicas(&self, other: &DeploymentSpec) -> bool {
+        self.type_name == other.type_name
+            && self.args == other.args
+            && self.resources == other.resources
+            && self.user_config == other.user_config
+    }
+}
+
+/// An application, as deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    /// Where the proxy serves it; `None`: only through handles.
+    pub route_prefix: Option<String>,
+    /// The deployment that answers HTTP.
+    pub ingress: String,
+    pub deployments: Vec<DeploymentSpec>,
+    /// Bumped by every deploy that changes a deployment's replicas.
+    pub version: u64,
+}
+
+impl Record for AppSpec {
+    const KIND: &'static str = "serve application";
+}
+
+/// Where an application is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppState {
+    NotStarted,
+    Deploying,
+    Running,
+    Unhealthy,
+    DeployFailed,
+    Deleting,
+}
+
+impl AppState {
+    pub fn name(self) -> &'static str {
+        match self {
+            AppState::NotStarted => "NOT_STARTED",
+            AppState::Deploying => "DEPLOYING",
+            AppState::Running => "RUNNING",
+            AppState::Unhealthy => "UNHEALTHY",
+            AppState::DeployFailed => "DEPLOY_FAILED",
+            AppState::Deleting => "DELETING",
+        }
+    }
+}
+
+/// Where a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeploymentState {
+    Updating,
+    Healthy,
+    Unhealthy,
+    DeployFailed,
+}
+
+impl DeploymentState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeploymentState::Updating => "UPDATING",
+            DeploymentState::Healthy => "HEALTHY",
+            DeploymentState::Unhealthy => "UNHEALTHY",
+            DeploymentState::DeployFailed => "DEPLOY_FAILED",
+        }
+    }
+}
+
+/// Where a replica is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaState {
+    Starting,
+    Running,
+    Stopping,
+}
+
+/// One replica as the controller last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: ReplicaId,
+    pub actor: ActorId,
+    pub version: u64,
+    pub state: ReplicaState,
+    pub node: Option<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentStatus {
+    pub state: DeploymentState,
+    pub message: String,
+    pub target_replicas: u32,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// An application as the controller last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub state: AppState,
+    pub message: String,
+    pub version: u64,
+    pub deployments: BTreeMap<String, DeploymentStatus>,
+}
+
+impl Record for AppStatus {
+    const KIND: &'static str = "serve application status";
+}
+
+/// The serve controller's claim, compared by every controller write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeTermRecord {
+    pub term: u64,
+    pub node: NodeId,
+}
+
+impl Record for ServeTermRecord {
+    const KIND: &'static str = "serve controller term";
+}
+
+/// The actor name of a replica.
+pub fn replica_name(app: &str, deployment: &str, version: u64, replica: ReplicaId) -> String {
+    format!("{app}#{deployment}#{version}#{replica}")
+}
+
+/// A replica actor's name, parsed: app, deployment, version, replica id.
+pub fn parse_replica_name(name: &ActorName) -> Option<(&str, &str, u64, ReplicaId)> {
+    if name.namespace() != REPLICA_NAMESPACE {
+        return None;
+    }
+    let mut parts = name.name().split('#');
+    let (app, deployment, version, replica) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((app, deployment, version.parse().ok()?, replica.parse().ok()?))
+}
+
+/// Checks an application or deployment name: usable in keys and replica
+/// names.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(format!("{what} {name:?} must be 1 to 100 characters long"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
+        return Err(format!(
+            "{what} {name:?} contains {bad:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_names_round_trip_and_foreign_names_are_not_replicas() {
+        let id = ReplicaId::new(42);
+        let name = ActorName::new(REPLICA_NAMESPACE, replica_name("app", "dep", 3, id)).unwrap();
+        assert_eq!(parse_replica_name(&name), Some(("app", "dep", 3, id)));
+        let other = ActorName::new("default", replica_name("app", "dep", 3, id)).unwrap();
+        assert_eq!(parse_replica_name(&other), None);
+        let short = ActorName::new(REPLICA_NAMESPACE, "app#dep").unwrap();
+        assert_eq!(parse_replica_name(&short), None);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("application", "hello-world_2.0").is_ok());
+        assert!(check_name("application", "").is_err());
+        assert!(check_name("deployment", "a#b").unwrap_err().contains("'#'"));
+    }
+}
