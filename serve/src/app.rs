@@ -53,7 +53,8 @@ impl<D: Deployment> Bind<D> {
 
     pub fn max_ongoing_requests(mut self, n: u32) -> Self {
         if n == 0 {
-            self.error.get_or_insert("max_ongoing_requests must be at least 1".into());
+            self.error
+                .get_or_insert("max_ongoing_requests must be at least 1".into());
         }
         self.spec.max_ongoing_requests = n;
         self
@@ -111,12 +112,14 @@ impl<D: Deployment> Bind<D> {
     }
 
     pub fn health_check_period_s(mut self, seconds: f64) -> Self {
-        self.spec.health_check_period_ms = seconds_to_ms(seconds, &mut self.error, "health_check_period_s");
+        self.spec.health_check_period_ms =
+            seconds_to_ms(seconds, &mut self.error, "health_check_period_s");
         self
     }
 
     pub fn health_check_timeout_s(mut self, seconds: f64) -> Self {
-        self.spec.health_check_timeout_ms = seconds_to_ms(seconds, &mut self.error, "health_check_timeout_s");
+        self.spec.health_check_timeout_ms =
+            seconds_to_ms(seconds, &mut self.error, "health_check_timeout_s");
         self
     }
 
@@ -129,7 +132,9 @@ impl<D: Deployment> Bind<D> {
 
 fn seconds_to_ms(seconds: f64, error: &mut Option<String>, option: &str) -> u64 {
     if !(seconds.is_finite() && seconds > 0.0) {
-        error.get_or_insert(format!("{option} must be a positive number of seconds, got {seconds}"));
+        error.get_or_insert(format!(
+            "{option} must be a positive number of seconds, got {seconds}"
+        ));
         return 1;
     }
     (seconds * 1000.0).round().max(1.0) as u64
@@ -162,12 +167,17 @@ impl Application {
     pub fn route_prefix(mut self, prefix: Option<&str>) -> Self {
         if let Some(p) = prefix {
             if !p.starts_with('/') {
-                self.errors.push(format!("route_prefix {p:?} must start with '/'"));
+                self.errors
+                    .push(format!("route_prefix {p:?} must start with '/'"));
             }
         }
         self.spec.route_prefix = prefix.map(|p| {
             let trimmed = p.trim_end_matches('/');
-            if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() }
+            if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            }
         });
         self
     }
@@ -175,9 +185,15 @@ impl Application {
     /// Adds a deployment; returns the handle other deployments call it by.
     pub fn add<D: Deployment>(&mut self, bind: Bind<D>) -> DeploymentHandle<D> {
         if let Some(e) = bind.error {
-            self.errors.push(format!("deployment {:?}: {e}", bind.spec.name));
+            self.errors
+                .push(format!("deployment {:?}: {e}", bind.spec.name));
         }
-        if self.spec.deployments.iter().any(|d| d.name == bind.spec.name) {
+        if self
+            .spec
+            .deployments
+            .iter()
+            .any(|d| d.name == bind.spec.name)
+        {
             self.errors
                 .push(format!("deployment {:?} is added twice", bind.spec.name));
         }
@@ -222,7 +238,8 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
     let mut spec = app.into_spec().map_err(ServeError::BadRequest)?;
     let key = format!("{APPS_PREFIX}{}", spec.name).into_bytes();
     let gcs = cluster.gcs();
-    let unavailable = |e: troupe_gcs::client::GcsClientError| ServeError::Unavailable(e.to_string());
+    let unavailable =
+        |e: troupe_gcs::client::GcsClientError| ServeError::Unavailable(e.to_string());
     loop {
         let current = gcs.get(key.clone()).await.map_err(unavailable)?;
         let (compare, old) = match &current {
@@ -249,7 +266,10 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
         }
         let changed = old.as_ref().is_none_or(|o| {
             o.deployments.len() != spec.deployments.len()
-                || o.deployments.iter().zip(&spec.deployments).any(|(a, b)| a.version != b.version)
+                || o.deployments
+                    .iter()
+                    .zip(&spec.deployments)
+                    .any(|(a, b)| a.version != b.version)
         });
         spec.version = match &old {
             Some(o) if !changed => o.version,
@@ -260,7 +280,10 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
         }
         let txn = TxnRequest {
             compares: vec![compare],
-            success: vec![TxnOp::Put(PutRequest::new(key.clone(), schema::encode(&spec)))],
+            success: vec![TxnOp::Put(PutRequest::new(
+                key.clone(),
+                schema::encode(&spec),
+            ))],
             failure: vec![],
         };
         let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;

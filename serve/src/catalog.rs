@@ -70,7 +70,11 @@ impl Catalog {
     }
 
     /// Adds an application that `troupe serve run NAME` can start.
-    pub fn app(mut self, name: &str, build: impl Fn() -> Application + Send + Sync + 'static) -> Self {
+    pub fn app(
+        mut self,
+        name: &str,
+        build: impl Fn() -> Application + Send + Sync + 'static,
+    ) -> Self {
         self.apps.insert(name.to_owned(), Arc::new(build));
         self
     }

@@ -40,7 +40,10 @@ pub trait Deployment: Sized + Unpin + 'static {
     fn new(args: Self::Args, cx: &ReplicaContext) -> impl Future<Output = Result<Self, String>>;
 
     /// Applies a new `user_config` (JSON) without restarting the replica.
-    fn reconfigure(&self, user_config: &serde_json::Value) -> impl Future<Output = Result<(), String>> {
+    fn reconfigure(
+        &self,
+        user_config: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), String>> {
         let _ = user_config;
         async { Ok(()) }
     }
@@ -59,5 +62,8 @@ pub trait Serves<M: Message>: Deployment {
 
 /// How an ingress deployment answers HTTP.
 pub trait HttpIngress: Deployment {
-    fn http(&self, request: ServeRequest) -> impl Future<Output = Result<ServeResponse, ServeError>>;
+    fn http(
+        &self,
+        request: ServeRequest,
+    ) -> impl Future<Output = Result<ServeResponse, ServeError>>;
 }

@@ -32,8 +32,12 @@ impl<D: Deployment> Actor for Replica<D> {
     type Args = ReplicaArgs;
 
     async fn start(args: ReplicaArgs, cx: &ActorContext) -> Result<Self, String> {
-        let deployment_args: D::Args = codec::decode(&args.args)
-            .map_err(|e| format!("the arguments of deployment {:?} do not decode: {e}", args.deployment))?;
+        let deployment_args: D::Args = codec::decode(&args.args).map_err(|e| {
+            format!(
+                "the arguments of deployment {:?} do not decode: {e}",
+                args.deployment
+            )
+        })?;
         let rcx = ReplicaContext {
             app: args.app,
             deployment: args.deployment,
@@ -76,7 +80,11 @@ impl Message for HttpCall {
 }
 
 impl<D: HttpIngress> SharedHandler<HttpCall> for Replica<D> {
-    async fn handle(&self, HttpCall(request): HttpCall, _: &ActorContext) -> Result<ServeResponse, ServeError> {
+    async fn handle(
+        &self,
+        HttpCall(request): HttpCall,
+        _: &ActorContext,
+    ) -> Result<ServeResponse, ServeError> {
         self.inner.http(request).await
     }
 }

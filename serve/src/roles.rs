@@ -26,7 +26,9 @@ pub fn start(node: &Node, proxy: Option<ProxyConfig>) -> io::Result<ServeRoles> 
             node.id(),
         ))
     });
-    let proxy = proxy.map(|config| Proxy::start(config, runtime)).transpose()?;
+    let proxy = proxy
+        .map(|config| Proxy::start(config, runtime))
+        .transpose()?;
     Ok(ServeRoles { proxy, controller })
 }
 

@@ -32,8 +32,13 @@ const MAX_ATTEMPTS: usize = 3;
 /// Power of two choices: of the replicas below `max_ongoing`, the less
 /// loaded of the two at `picks` (indices into the eligible ones, taken
 /// modulo their count); `None` if every replica is full.
-pub fn choose(replicas: &[(ActorId, u32)], max_ongoing: u32, picks: (usize, usize)) -> Option<ActorId> {
-    let eligible: Vec<&(ActorId, u32)> = replicas.iter().filter(|(_, n)| *n < max_ongoing).collect();
+pub fn choose(
+    replicas: &[(ActorId, u32)],
+    max_ongoing: u32,
+    picks: (usize, usize),
+) -> Option<ActorId> {
+    let eligible: Vec<&(ActorId, u32)> =
+        replicas.iter().filter(|(_, n)| *n < max_ongoing).collect();
     match eligible.len() {
         0 => None,
         1 => Some(eligible[0].0),
@@ -64,16 +69,30 @@ struct RouterState {
 
 /// The replicas of `app`/`deployment` in `state` that take requests, and
 /// the deployment's limits.
-fn read_deployment(state: &ClusterState, app: &str, deployment: &str) -> (Vec<ActorId>, u32, Option<u32>, String) {
+fn read_deployment(
+    state: &ClusterState,
+    app: &str,
+    deployment: &str,
+) -> (Vec<ActorId>, u32, Option<u32>, String) {
     let spec = state
         .extra
         .get(format!("{APPS_PREFIX}{app}").as_bytes())
         .and_then(|v| schema::decode::<AppSpec>(v).ok());
     let Some(spec) = spec else {
-        return (Vec::new(), 1, Some(0), format!("application {app:?} is not deployed"));
+        return (
+            Vec::new(),
+            1,
+            Some(0),
+            format!("application {app:?} is not deployed"),
+        );
     };
     let Some(d) = spec.deployments.iter().find(|d| d.name == deployment) else {
-        return (Vec::new(), 1, Some(0), format!("application {app:?} has no deployment {deployment:?}"));
+        return (
+            Vec::new(),
+            1,
+            Some(0),
+            format!("application {app:?} has no deployment {deployment:?}"),
+        );
     };
     let replicas: Vec<ActorId> = state
         .actors
@@ -92,7 +111,12 @@ fn read_deployment(state: &ClusterState, app: &str, deployment: &str) -> (Vec<Ac
     } else {
         String::new()
     };
-    (replicas, d.max_ongoing_requests, d.max_queued_requests, missing)
+    (
+        replicas,
+        d.max_ongoing_requests,
+        d.max_queued_requests,
+        missing,
+    )
 }
 
 /// Routes one deployment's requests.
@@ -156,9 +180,12 @@ impl Router {
         if revision == state.revision && revision != 0 {
             return;
         }
-        let (replicas, max_ongoing, max_queued, missing) =
-            self.cluster.read_state(|s| read_deployment(s, &self.app, &self.deployment));
-        state.in_flight.retain(|a, n| *n > 0 || replicas.contains(a));
+        let (replicas, max_ongoing, max_queued, missing) = self
+            .cluster
+            .read_state(|s| read_deployment(s, &self.app, &self.deployment));
+        state
+            .in_flight
+            .retain(|a, n| *n > 0 || replicas.contains(a));
         state.replicas = replicas;
         state.max_ongoing = max_ongoing.max(1);
         state.max_queued = max_queued;
@@ -168,7 +195,11 @@ impl Router {
 
     /// Takes a request slot on a replica not in `exclude`, queueing while
     /// every replica is full.
-    async fn acquire(&self, exclude: &[ActorId], deadline: Instant) -> Result<Slot<'_>, ServeError> {
+    async fn acquire(
+        &self,
+        exclude: &[ActorId],
+        deadline: Instant,
+    ) -> Result<Slot<'_>, ServeError> {
         let mut queued: Option<Queued<'_>> = None;
         let mut changes = self.cluster.state_changes();
         loop {
@@ -184,12 +215,18 @@ impl Router {
                     .filter(|a| !exclude.contains(a))
                     .map(|a| (*a, state.in_flight.get(a).copied().unwrap_or(0)))
                     .collect();
-                let picks = (rand::random::<u32>() as usize, rand::random::<u32>() as usize);
+                let picks = (
+                    rand::random::<u32>() as usize,
+                    rand::random::<u32>() as usize,
+                );
                 if let Some(actor) = choose(&candidates, state.max_ongoing, picks) {
                     *state.in_flight.entry(actor).or_insert(0) += 1;
                     drop(state);
                     drop(queued);
-                    return Ok(Slot { router: self, actor });
+                    return Ok(Slot {
+                        router: self,
+                        actor,
+                    });
                 }
                 if queued.is_none() {
                     if let Some(max) = state.max_queued {
@@ -238,14 +275,18 @@ impl Router {
             match handle.ask_timeout(message.clone(), remaining).await {
                 Ok(reply) => return Ok(reply),
                 // The replica was gone before it took the request: another.
-                Err(ActorError::Died { .. } | ActorError::NotFound { .. } | ActorError::Pending { .. })
-                    if tried.len() + 1 < MAX_ATTEMPTS =>
-                {
+                Err(
+                    ActorError::Died { .. }
+                    | ActorError::NotFound { .. }
+                    | ActorError::Pending { .. },
+                ) if tried.len() + 1 < MAX_ATTEMPTS => {
                     tracing::debug!(replica = %slot.actor, "replica gone; trying another");
                     tried.push(slot.actor);
                 }
                 Err(ActorError::HandlerPanicked { message, .. }) => {
-                    return Err(ServeError::Application { message: format!("a handler panicked: {message}") })
+                    return Err(ServeError::Application {
+                        message: format!("a handler panicked: {message}"),
+                    })
                 }
                 Err(e) => return Err(ServeError::Unavailable(e.to_string())),
             }
@@ -270,22 +311,35 @@ impl Router {
                 .cluster
                 .handle::<Replica<crate::controller::Probe>>(slot.actor);
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match handle.call_raw(HttpCall::NAME, payload.clone(), remaining).await {
+            match handle
+                .call_raw(HttpCall::NAME, payload.clone(), remaining)
+                .await
+            {
                 Ok(reply) => {
-                    return troupe_worker::codec::decode::<Result<ServeResponse, ServeError>>(&reply)
-                        .map_err(|e| ServeError::Unavailable(format!("a reply did not decode: {e}")))?;
+                    return troupe_worker::codec::decode::<Result<ServeResponse, ServeError>>(
+                        &reply,
+                    )
+                    .map_err(|e| {
+                        ServeError::Unavailable(format!("a reply did not decode: {e}"))
+                    })?;
                 }
-                Err(ActorError::Died { .. } | ActorError::NotFound { .. } | ActorError::Pending { .. })
-                    if tried.len() + 1 < MAX_ATTEMPTS =>
-                {
+                Err(
+                    ActorError::Died { .. }
+                    | ActorError::NotFound { .. }
+                    | ActorError::Pending { .. },
+                ) if tried.len() + 1 < MAX_ATTEMPTS => {
                     tried.push(slot.actor);
                 }
                 Err(ActorError::HandlerPanicked { message, .. }) => {
-                    return Err(ServeError::Application { message: format!("a handler panicked: {message}") })
+                    return Err(ServeError::Application {
+                        message: format!("a handler panicked: {message}"),
+                    })
                 }
                 Err(e) if Instant::now() >= deadline => {
                     tracing::debug!(error = %e, "request timed out");
-                    return Err(ServeError::Timeout { seconds: timeout.as_secs_f64() });
+                    return Err(ServeError::Timeout {
+                        seconds: timeout.as_secs_f64(),
+                    });
                 }
                 Err(e) => return Err(ServeError::Unavailable(e.to_string())),
             }
@@ -293,7 +347,10 @@ impl Router {
     }
 
     /// A typed request through a handle.
-    pub(crate) async fn call<D: Deployment, M: Message + Clone>(&self, request: M) -> Result<M::Reply, ServeError>
+    pub(crate) async fn call<D, M: Message + Clone>(
+        &self,
+        request: M,
+    ) -> Result<M::Reply, ServeError>
     where
         D: crate::deployment::Serves<M>,
     {

@@ -193,7 +193,12 @@ pub fn parse_replica_name(name: &ActorName) -> Option<(&str, &str, u64, ReplicaI
     if parts.next().is_some() {
         return None;
     }
-    Some((app, deployment, version.parse().ok()?, replica.parse().ok()?))
+    Some((
+        app,
+        deployment,
+        version.parse().ok()?,
+        replica.parse().ok()?,
+    ))
 }
 
 /// Checks an application or deployment name: usable in keys and replica
@@ -202,7 +207,10 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 100 {
         return Err(format!("{what} {name:?} must be 1 to 100 characters long"));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
         return Err(format!(
             "{what} {name:?} contains {bad:?}; use letters, digits, '-', '_' and '.'"
         ));

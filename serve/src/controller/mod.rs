@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use troupe_core::id::{NodeId, ReplicaId};
 use troupe_gcs::member::GcsMember;
-use troupe_gcs::{Compare, CompareOp, CompareTarget, Operation, Outcome, PutRequest, TxnOp, TxnRequest};
+use troupe_gcs::{
+    Compare, CompareOp, CompareTarget, Operation, Outcome, PutRequest, TxnOp, TxnRequest,
+};
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit};
 use troupe_worker::{codec, Cluster, ClusterState};
@@ -22,8 +24,8 @@ pub mod reconcile;
 
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
-    replica_name, AppSpec, AppStatus, ReplicaState, ServeTermRecord, APPS_PREFIX, REPLICA_NAMESPACE,
-    STATUS_PREFIX, TERM_KEY,
+    replica_name, AppSpec, AppStatus, ReplicaState, ServeTermRecord, APPS_PREFIX,
+    REPLICA_NAMESPACE, STATUS_PREFIX, TERM_KEY,
 };
 use reconcile::Action;
 
@@ -76,7 +78,12 @@ async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<Vec<u8
         success: vec![TxnOp::Put(PutRequest::new(key, value.clone()))],
         failure: vec![],
     };
-    match gcs.write(Operation::Txn(txn)).await.map_err(|e| e.to_string())?.outcome {
+    match gcs
+        .write(Operation::Txn(txn))
+        .await
+        .map_err(|e| e.to_string())?
+        .outcome
+    {
         Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some(value)),
         _ => Ok(None),
     }
@@ -163,10 +170,14 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
                     format!("{STATUS_PREFIX}{}", status.name).into_bytes(),
                     schema::encode(&status),
                 ))),
-                Action::DeleteStatus { app } => writes.push(TxnOp::Delete(troupe_gcs::DeleteRequest {
-                    selector: troupe_gcs::KeySelector::Key(format!("{STATUS_PREFIX}{app}").into_bytes()),
-                    prev_kv: false,
-                })),
+                Action::DeleteStatus { app } => {
+                    writes.push(TxnOp::Delete(troupe_gcs::DeleteRequest {
+                        selector: troupe_gcs::KeySelector::Key(
+                            format!("{STATUS_PREFIX}{app}").into_bytes(),
+                        ),
+                        prev_kv: false,
+                    }))
+                }
             }
         }
         futures::future::join_all(starts).await;
@@ -235,12 +246,16 @@ fn check_health(
                     let handle = cluster.handle::<crate::replica::Replica<Probe>>(actor);
                     let payload = codec::encode(&HealthCheck);
                     let healthy = match handle.call_raw(type_name, payload, timeout).await {
-                        Ok(reply) => matches!(codec::decode::<Result<(), String>>(&reply), Ok(Ok(()))),
+                        Ok(reply) => {
+                            matches!(codec::decode::<Result<(), String>>(&reply), Ok(Ok(())))
+                        }
                         Err(troupe_worker::ActorError::Died { .. }) => return,
                         Err(_) => false,
                     };
                     let alive = cluster.read_state(|s| {
-                        s.actors.get(&actor).is_some_and(|a| a.state == ActorState::Alive)
+                        s.actors
+                            .get(&actor)
+                            .is_some_and(|a| a.state == ActorState::Alive)
                     });
                     if !healthy && alive {
                         tracing::warn!(%actor, "replica failed its health check; replacing it");

@@ -241,7 +241,10 @@ fn app_round(
             AppState::DeployFailed,
             format!("deployment {name} failed: {}", d.message),
         )
-    } else if deployments.values().all(|d| d.state == DeploymentState::Healthy) {
+    } else if deployments
+        .values()
+        .all(|d| d.state == DeploymentState::Healthy)
+    {
         (AppState::Running, String::new())
     } else {
         (AppState::Deploying, "replicas are starting".into())

@@ -28,9 +28,9 @@ pub fn status_of(error: &ServeError) -> StatusCode {
         ServeError::NoRoute(_) => StatusCode::NOT_FOUND,
         ServeError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
         ServeError::Application { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        ServeError::Overloaded { .. } | ServeError::NoReplicas { .. } | ServeError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ServeError::Overloaded { .. }
+        | ServeError::NoReplicas { .. }
+        | ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -82,7 +82,13 @@ mod tests {
             (ServeError::BadRequest("x".into()), 400),
             (ServeError::NoRoute("/x".into()), 404),
             (ServeError::Timeout { seconds: 1.0 }, 408),
-            (ServeError::Overloaded { deployment: "d".into(), queued: 2 }, 503),
+            (
+                ServeError::Overloaded {
+                    deployment: "d".into(),
+                    queued: 2,
+                },
+                503,
+            ),
             (ServeError::Unavailable("x".into()), 503),
         ];
         for (error, status) in cases {

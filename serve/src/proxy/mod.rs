@@ -68,7 +68,12 @@ pub fn routes(specs: impl IntoIterator<Item = AppSpec>) -> Vec<Route> {
             })
         })
         .collect();
-    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then(a.prefix.cmp(&b.prefix)));
+    routes.sort_by(|a, b| {
+        b.prefix
+            .len()
+            .cmp(&a.prefix.len())
+            .then(a.prefix.cmp(&b.prefix))
+    });
     routes
 }
 
@@ -201,7 +206,9 @@ impl Proxy {
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("success")
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body("success")
 }
 
 async fn list_routes(state: web::Data<ProxyState>) -> HttpResponse {
@@ -279,7 +286,13 @@ async fn proxy(
     }
 }
 
-fn access_log(request: &HttpRequest, status: u16, started: Instant, request_id: RequestId, app: &str) {
+fn access_log(
+    request: &HttpRequest,
+    status: u16,
+    started: Instant,
+    request_id: RequestId,
+    app: &str,
+) {
     tracing::info!(
         target: "troupe::access",
         method = %request.method(),
@@ -308,7 +321,11 @@ mod tests {
 
     #[test]
     fn the_longest_prefix_wins_and_paths_are_cut_at_segment_boundaries() {
-        let table = routes([spec("root", Some("/")), spec("api", Some("/api")), spec("hidden", None)]);
+        let table = routes([
+            spec("root", Some("/")),
+            spec("api", Some("/api")),
+            spec("hidden", None),
+        ]);
         assert_eq!(table.len(), 2);
         let (r, p) = find_route(&table, "/api/v1").unwrap();
         assert_eq!((r.app.as_str(), p.as_str()), ("api", "/v1"));

@@ -273,7 +273,9 @@ impl<A: Actor> ActorHandle<A> {
         payload: Vec<u8>,
         deadline: Instant,
     ) -> Result<M::Reply, Failure> {
-        let bytes = self.remote_bytes(location, M::NAME, payload, deadline).await?;
+        let bytes = self
+            .remote_bytes(location, M::NAME, payload, deadline)
+            .await?;
         codec::decode(&bytes).map_err(|detail| {
             Failure::Fatal(ActorError::Codec {
                 what: format!("the reply to {:?}", M::NAME),

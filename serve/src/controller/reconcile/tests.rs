@@ -48,7 +48,10 @@ fn replica(id: u64, version: u64, state: ActorState) -> ActorRecord {
 
 fn run(specs: &[AppSpec], statuses: &[AppStatus], actors: &[ActorRecord]) -> Vec<Action> {
     let specs = specs.iter().map(|s| (s.name.clone(), s.clone())).collect();
-    let statuses = statuses.iter().map(|s| (s.name.clone(), s.clone())).collect();
+    let statuses = statuses
+        .iter()
+        .map(|s| (s.name.clone(), s.clone()))
+        .collect();
     let actors = actors.iter().map(|a| (a.id, a.clone())).collect();
     let mut next = 100;
     reconcile(&specs, &statuses, &actors, &mut || {
@@ -58,7 +61,10 @@ fn run(specs: &[AppSpec], statuses: &[AppStatus], actors: &[ActorRecord]) -> Vec
 }
 
 fn starts(actions: &[Action]) -> usize {
-    actions.iter().filter(|a| matches!(a, Action::Start { .. })).count()
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Start { .. }))
+        .count()
 }
 
 fn stops(actions: &[Action]) -> Vec<u64> {
@@ -87,7 +93,10 @@ fn a_new_application_starts_its_replicas_and_runs_once_they_are_alive() {
     assert_eq!(starts(&actions), 2);
     assert_eq!(status(&actions).state, AppState::Deploying);
 
-    let alive = [replica(1, 1, ActorState::Alive), replica(2, 1, ActorState::Alive)];
+    let alive = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Alive),
+    ];
     let actions = run(&[spec(2, 1)], &[], &alive);
     assert_eq!(starts(&actions), 0);
     let running = status(&actions).clone();
@@ -120,7 +129,10 @@ fn a_dead_replica_is_replaced() {
 
 #[test]
 fn an_update_keeps_old_replicas_until_the_new_ones_run() {
-    let old = [replica(1, 1, ActorState::Alive), replica(2, 1, ActorState::Alive)];
+    let old = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Alive),
+    ];
     let actions = run(&[spec(2, 2)], &[], &old);
     assert_eq!(starts(&actions), 2);
     assert!(stops(&actions).is_empty(), "old replicas keep serving");
@@ -170,7 +182,7 @@ fn three_constructor_failures_fail_the_deployment_with_the_error() {
 fn a_deleted_application_stops_its_replicas_then_forgets_its_status() {
     let alive = [replica(1, 1, ActorState::Alive)];
     let running = status(&run(&[spec(1, 1)], &[], &alive)).clone();
-    let actions = run(&[], &[running.clone()], &alive);
+    let actions = run(&[], std::slice::from_ref(&running), &alive);
     assert_eq!(stops(&actions), [1]);
     assert_eq!(status(&actions).state, AppState::Deleting);
     let gone = [replica(

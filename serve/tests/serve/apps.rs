@@ -1,0 +1,198 @@
+//! Deployments the tests deploy.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use troupe_serve::{
+    Catalog, Deployment, DeploymentHandle, DeploymentType, HttpIngress, ReplicaContext, ServeError,
+    ServeRequest, ServeResponse, Serves,
+};
+use troupe_worker::Message;
+
+/// Answers `hello <path>`; `POST /double` takes `{"n": 2}`; `/fail` fails;
+/// `/slow` takes 1 s; `/who` names the replica.
+pub struct Hello {
+    replica: String,
+}
+
+impl Deployment for Hello {
+    const NAME: &'static str = "test.Hello";
+    type Args = ();
+
+    async fn new((): (), cx: &ReplicaContext) -> Result<Self, String> {
+        Ok(Hello {
+            replica: cx.replica.to_string(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Double {
+    n: u64,
+}
+
+impl HttpIngress for Hello {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        match request.path.as_str() {
+            "/double" => {
+                let Double { n } = request.json()?;
+                Ok(ServeResponse::json(&serde_json::json!({ "n": n * 2 })))
+            }
+            "/fail" => Err(ServeError::Application {
+                message: "database password is hunter2".into(),
+            }),
+            "/slow" => {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                Ok(ServeResponse::text("slow"))
+            }
+            "/who" => Ok(ServeResponse::text(self.replica.clone())),
+            path => Ok(ServeResponse::text(format!("hello {path}"))),
+        }
+    }
+}
+
+/// Upper-cases text.
+pub struct Upper;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shout(pub String);
+
+impl Message for Shout {
+    type Reply = String;
+    const NAME: &'static str = "test.Upper.Shout";
+}
+
+impl Deployment for Upper {
+    const NAME: &'static str = "test.Upper";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Upper)
+    }
+}
+
+impl Serves<Shout> for Upper {
+    async fn call(&self, Shout(text): Shout) -> String {
+        text.to_uppercase()
+    }
+}
+
+/// Multiplies by its argument.
+pub struct Scale {
+    factor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Apply(pub i64);
+
+impl Message for Apply {
+    type Reply = i64;
+    const NAME: &'static str = "test.Scale.Apply";
+}
+
+impl Deployment for Scale {
+    const NAME: &'static str = "test.Scale";
+    type Args = i64;
+
+    async fn new(factor: i64, _: &ReplicaContext) -> Result<Self, String> {
+        if factor == 0 {
+            return Err("factor 0 is refused".into());
+        }
+        Ok(Scale { factor })
+    }
+}
+
+impl Serves<Apply> for Scale {
+    async fn call(&self, Apply(x): Apply) -> i64 {
+        x * self.factor
+    }
+}
+
+/// Chaining: the body goes through `Upper`, then twice more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainArgs {
+    pub upper: DeploymentHandle<Upper>,
+}
+
+pub struct Chain {
+    upper: DeploymentHandle<Upper>,
+}
+
+impl Deployment for Chain {
+    const NAME: &'static str = "test.Chain";
+    type Args = ChainArgs;
+
+    async fn new(args: ChainArgs, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Chain { upper: args.upper })
+    }
+}
+
+impl HttpIngress for Chain {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let text = request.text()?.to_owned();
+        let loud = self.upper.call(Shout(text)).await?;
+        Ok(ServeResponse::text(format!("{loud}!")))
+    }
+}
+
+/// Ensemble: fans out to two scales at once, sums; dynamic selection: the
+/// `model` query parameter picks one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsembleArgs {
+    pub double: DeploymentHandle<Scale>,
+    pub triple: DeploymentHandle<Scale>,
+}
+
+pub struct Ensemble {
+    args: EnsembleArgs,
+}
+
+impl Deployment for Ensemble {
+    const NAME: &'static str = "test.Ensemble";
+    type Args = EnsembleArgs;
+
+    async fn new(args: EnsembleArgs, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Ensemble { args })
+    }
+}
+
+impl HttpIngress for Ensemble {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let x: i64 = request
+            .text()?
+            .trim()
+            .parse()
+            .map_err(|e| ServeError::BadRequest(format!("the body must be an integer: {e}")))?;
+        match request.path.as_str() {
+            "/select" => {
+                let model = match request.query.as_str() {
+                    "model=double" => &self.args.double,
+                    "model=triple" => &self.args.triple,
+                    other => {
+                        return Err(ServeError::BadRequest(format!("unknown model {other:?}")))
+                    }
+                };
+                Ok(ServeResponse::text(model.call(Apply(x)).await?.to_string()))
+            }
+            _ => {
+                let (a, b) = futures::join!(
+                    self.args.double.call(Apply(x)),
+                    self.args.triple.call(Apply(x))
+                );
+                let (a, b) = (a?, b?);
+                Ok(ServeResponse::json(
+                    &serde_json::json!({ "double": a, "triple": b, "sum": a + b }),
+                ))
+            }
+        }
+    }
+}
+
+pub fn catalog() -> Catalog {
+    Catalog::new()
+        .deployment(DeploymentType::<Hello>::new().http())
+        .deployment(DeploymentType::<Upper>::new().serves::<Shout>())
+        .deployment(DeploymentType::<Scale>::new().serves::<Apply>())
+        .deployment(DeploymentType::<Chain>::new().http())
+        .deployment(DeploymentType::<Ensemble>::new().http())
+}

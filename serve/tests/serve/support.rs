@@ -1,0 +1,154 @@
+//! One node for the whole test binary (serve's runtime is per process),
+//! on a runtime of its own, with the proxy on a free port; a small
+//! blocking HTTP/1.1 client; polling with a deadline.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use troupe_core::rpc::ClusterToken;
+use troupe_serve::{AppState, AppStatus, Application, ProxyConfig, ServeRoles};
+use troupe_worker::{Cluster, Node, NodeConfig, Role};
+
+pub struct TestServe {
+    pub runtime: tokio::runtime::Runtime,
+    pub cluster: Cluster,
+    pub http: String,
+    _node: Node,
+    _roles: ServeRoles,
+    _dir: tempfile::TempDir,
+}
+
+/// Body limit of the test proxy.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub fn serve() -> &'static TestServe {
+    static SERVE: OnceLock<TestServe> = OnceLock::new();
+    SERVE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (node, roles) = runtime.block_on(async {
+            let mut config = NodeConfig::new(
+                Role::Head,
+                ClusterToken::new("serve-test").unwrap(),
+                dir.path(),
+            );
+            config.actor_threads = 2;
+            let node = Node::start(config, crate::apps::catalog().registry())
+                .await
+                .unwrap();
+            let proxy = ProxyConfig {
+                listen: "127.0.0.1:0".into(),
+                max_body_bytes: MAX_BODY,
+                request_timeout: Duration::from_secs(5),
+                ..ProxyConfig::default()
+            };
+            let roles = troupe_serve::start(&node, Some(proxy)).unwrap();
+            (node, roles)
+        });
+        TestServe {
+            cluster: node.cluster(),
+            http: roles.proxy_addr().unwrap().to_string(),
+            runtime,
+            _node: node,
+            _roles: roles,
+            _dir: dir,
+        }
+    })
+}
+
+/// Deploys `app` and waits until its status is RUNNING.
+pub fn deploy(app: Application) {
+    let s = serve();
+    let name = app.name().to_owned();
+    s.runtime
+        .block_on(troupe_serve::deploy(&s.cluster, app))
+        .unwrap();
+    wait_until(
+        &format!("{name} is RUNNING"),
+        Duration::from_secs(20),
+        || app_status(&name).is_some_and(|s| s.state == AppState::Running),
+    );
+}
+
+/// The status of `app`, as the controller last wrote it.
+pub fn app_status(app: &str) -> Option<AppStatus> {
+    let key = format!("{}{app}", troupe_serve::spec::STATUS_PREFIX).into_bytes();
+    serve().cluster.read_state(|s| {
+        s.extra
+            .get(&key)
+            .and_then(|v| troupe_worker::schema::decode::<AppStatus>(v).ok())
+    })
+}
+
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A response: status, headers (lower-case names), body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn request(method: &str, path: &str, body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(&serve().http).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // A body the server refuses may be cut off: that is the server's right.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+pub fn get(path: &str) -> Response {
+    request("GET", path, b"")
+}
+
+pub fn post(path: &str, body: &str) -> Response {
+    request("POST", path, body.as_bytes())
+}
