@@ -11,6 +11,8 @@
 //! - [`cli`]: the `troupe` command line.
 //! - [`prelude`]: the handful of names most programs need.
 //! - [`core`]: re-export of `troupe-core` (ids, resources, RPC transport).
+//! - [`serve`]: re-export of `troupe-serve` (deployments, applications,
+//!   handles, the proxy).
 //! - the actor API from `troupe-worker`: [`Actor`], [`Handler`], [`Message`],
 //!   [`Registry`], [`Cluster`], [`ActorHandle`], and [`Node`] for embedding a
 //!   node in a program.
@@ -29,10 +31,16 @@ pub fn status_text(state: &troupe_worker::ClusterState) -> String {
     troupe_worker::status::render(state)
 }
 
+pub use troupe_serve as serve;
+
 /// The names most programs need, for `use troupe::prelude::*`.
 pub mod prelude {
     pub use troupe_core::id::{ActorId, DeploymentId, NodeId, ReplicaId, RequestId};
     pub use troupe_core::resources::Resources;
+    pub use troupe_serve::{
+        Application, Bind, Catalog, Deployment, DeploymentHandle, DeploymentType, HttpIngress,
+        ReplicaContext, ServeError, ServeRequest, ServeResponse, Serves,
+    };
     pub use troupe_worker::{
         Actor, ActorContext, ActorError, ActorHandle, ActorType, Cluster, Handler, Message,
         Registry,

@@ -66,7 +66,7 @@ impl WorkerProcess {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .args(["--num-cpus", "1", "--actor-threads", "1"])
+            .args(["--num-cpus", "1", "--actor-threads", "1", "--no-http"])
             .args(["--resources", &format!("{{\"{resource}\": 100000}}")])
             .arg("--data-dir")
             .arg(dir)
@@ -77,10 +77,9 @@ impl WorkerProcess {
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
         let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|_| line.contains("listening on"))
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
             .with_context(|| format!("worker did not start: {line:?}"))?
             .to_string();
         Ok(WorkerProcess { child, addr })

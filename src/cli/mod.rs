@@ -3,6 +3,7 @@
 
 mod gcs;
 mod node;
+mod serve;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use troupe_core::config::ProcessEnv;
 use troupe_core::rpc::diag::{ByteBuf, Echo};
 use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
 use troupe_core::telemetry::{self, LogConfig};
-use troupe_worker::Registry;
+use troupe_serve::Catalog;
 
 /// Troupe: serve models and run actors on a cluster.
 #[derive(Debug, Parser)]
@@ -46,6 +47,10 @@ enum Command {
     /// Ask the node at --address to leave the cluster and exit (its actors
     /// are restarted elsewhere).
     Stop(node::AddressArgs),
+    /// Serve applications: `troupe serve run APP` runs one on a single node
+    /// embedded in this process.
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
     /// Print version information (binary and RPC protocol).
     Version,
     /// The global control store: run a member, list or change members.
@@ -53,10 +58,12 @@ enum Command {
     Gcs(gcs::GcsCommand),
 }
 
-/// Parses the process's arguments and runs the command. `registry` holds
-/// the actor types this binary can host; every node of a cluster runs the
-/// same binary.
-pub fn run(registry: Registry) -> ExitCode {
+/// Parses the process's arguments and runs the command. `catalog` holds
+/// the actor and deployment types this binary can host and its serve
+/// applications (a plain actor `Registry` converts into one); every node of
+/// a cluster runs the same binary.
+pub fn run(catalog: impl Into<Catalog>) -> ExitCode {
+    let catalog = catalog.into();
     let cli = Cli::parse();
     if let Err(e) = LogConfig::from_env(&ProcessEnv)
         .map_err(anyhow::Error::from)
@@ -65,7 +72,7 @@ pub fn run(registry: Registry) -> ExitCode {
         eprintln!("troupe: cannot set up logging: {e}");
         return ExitCode::from(2);
     }
-    match execute(cli, registry) {
+    match execute(cli, catalog) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("troupe: {e:#}");
@@ -74,9 +81,10 @@ pub fn run(registry: Registry) -> ExitCode {
     }
 }
 
-fn execute(cli: Cli, registry: Registry) -> anyhow::Result<()> {
+fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {
     match cli.command {
-        Command::Start(args) => multi_thread()?.block_on(node::start(args, registry)),
+        Command::Start(args) => multi_thread()?.block_on(node::start(args, catalog)),
+        Command::Serve(command) => multi_thread()?.block_on(serve::run(command, catalog)),
         Command::Status(args) => multi_thread()?.block_on(node::status(args)),
         Command::Stop(args) => multi_thread()?.block_on(node::stop(args)),
         Command::Gcs(command) => gcs::run(command),

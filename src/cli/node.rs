@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use troupe_core::resources::Resources;
 use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
-use troupe_worker::{Cluster, GcsTiming, Node, NodeConfig, Registry, Role};
+use troupe_serve::{Catalog, ProxyConfig};
+use troupe_worker::{Cluster, GcsTiming, Node, NodeConfig, Role};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -50,6 +51,13 @@ pub struct StartArgs {
     /// Threads hosting actors (default: one per core).
     #[arg(long)]
     actor_threads: Option<usize>,
+    /// Where this node's HTTP proxy listens (Ray Serve's default port is
+    /// 8000; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    http_listen: String,
+    /// Run no HTTP proxy on this node.
+    #[arg(long)]
+    no_http: bool,
     /// Control-store leader heartbeat, milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
@@ -155,24 +163,37 @@ fn config(args: &StartArgs) -> anyhow::Result<(NodeConfig, Option<String>)> {
     Ok((config, made_up))
 }
 
-pub async fn start(args: StartArgs, registry: Registry) -> anyhow::Result<()> {
+pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
     let (config, made_up_token) = config(&args)?;
     let data_dir = config.data_dir.clone();
-    let node = Node::start(config, registry)
+    let node = Node::start(config, catalog.registry())
         .await
         .with_context(|| format!("starting the node (data dir {})", data_dir.display()))?;
+    let proxy = (!args.no_http).then(|| ProxyConfig {
+        listen: args.http_listen.clone(),
+        ..ProxyConfig::default()
+    });
+    let roles = troupe_serve::start(&node, proxy)?;
     if let Some(token) = made_up_token {
         println!(
             "cluster token: {token}  (pass it to other nodes as --token or TROUPE_CLUSTER_TOKEN)"
         );
     }
     // One parseable line for scripts and tests; logs go to stderr.
-    println!("node {} listening on {}", node.id(), node.addr());
+    match roles.proxy_addr() {
+        Some(http) => println!(
+            "node {} listening on {} http {http}",
+            node.id(),
+            node.addr()
+        ),
+        None => println!("node {} listening on {}", node.id(), node.addr()),
+    }
     tokio::select! {
         r = super::wait_for_shutdown_signal() => r?,
         () = node.shutdown_requested() => {}
     }
     tracing::info!(node = %node.id(), "leaving the cluster");
+    roles.stop().await;
     node.shutdown().await;
     Ok(())
 }

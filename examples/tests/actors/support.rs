@@ -62,10 +62,9 @@ impl NodeProcess {
             .read_line(&mut line)
             .expect("read the node's first line");
         let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|_| line.contains("listening on"))
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("the node did not start: {line:?}"))
             .to_string();
         NodeProcess {

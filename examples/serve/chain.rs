@@ -1,0 +1,7 @@
+//! `troupe-chain`: the chain composition pattern as a Troupe program — the
+//! `troupe` CLI with the serve examples' types and applications. Run it
+//! with `troupe-chain serve run chain` (see README.md next to this file).
+
+fn main() -> std::process::ExitCode {
+    troupe::cli::run(troupe_examples::patterns::catalog())
+}

@@ -1,0 +1,359 @@
+//! The serve examples' deployments: one small application per
+//! composition pattern, plus `noop` for the benchmarks.
+//!
+//! - `chain`: `Pipeline` → `Normalize` → `WordCount` (each a deployment
+//!   called through a handle).
+//! - `ensemble`: `Vote` fans out to three `Lexicon` scorers at once and
+//!   averages their scores.
+//! - `select`: `Router` picks `Lexicon` "fast" or "thorough" per request
+//!   (`?model=`), dynamic selection.
+//! - `noop` / `noop-chain`: the benchmark apps (a short string; the same
+//!   through a second deployment).
+
+use serde::{Deserialize, Serialize};
+use troupe::prelude::*;
+
+/// Trims and lower-cases text.
+pub struct Normalize;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Text(pub String);
+
+impl Message for Text {
+    type Reply = String;
+    const NAME: &'static str = "patterns.Normalize.Text";
+}
+
+impl Deployment for Normalize {
+    const NAME: &'static str = "patterns.Normalize";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Normalize)
+    }
+}
+
+impl Serves<Text> for Normalize {
+    async fn call(&self, Text(text): Text) -> String {
+        text.trim().to_lowercase()
+    }
+}
+
+/// Counts words.
+pub struct WordCount;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Count(pub String);
+
+impl Message for Count {
+    type Reply = usize;
+    const NAME: &'static str = "patterns.WordCount.Count";
+}
+
+impl Deployment for WordCount {
+    const NAME: &'static str = "patterns.WordCount";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(WordCount)
+    }
+}
+
+impl Serves<Count> for WordCount {
+    async fn call(&self, Count(text): Count) -> usize {
+        text.split_whitespace().count()
+    }
+}
+
+/// The chain's ingress.
+pub struct Pipeline {
+    args: PipelineArgs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineArgs {
+    pub normalize: DeploymentHandle<Normalize>,
+    pub count: DeploymentHandle<WordCount>,
+}
+
+impl Deployment for Pipeline {
+    const NAME: &'static str = "patterns.Pipeline";
+    type Args = PipelineArgs;
+
+    async fn new(args: PipelineArgs, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Pipeline { args })
+    }
+}
+
+impl HttpIngress for Pipeline {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let text = request.text()?.to_owned();
+        let normal = self.args.normalize.call(Text(text)).await?;
+        let words = self.args.count.call(Count(normal.clone())).await?;
+        Ok(ServeResponse::json(
+            &serde_json::json!({ "text": normal, "words": words }),
+        ))
+    }
+}
+
+/// Scores text by counting the positive and negative words it knows.
+pub struct Lexicon {
+    positive: Vec<String>,
+    negative: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LexiconArgs {
+    pub positive: Vec<String>,
+    pub negative: Vec<String>,
+}
+
+impl LexiconArgs {
+    pub fn new(positive: &[&str], negative: &[&str]) -> Self {
+        LexiconArgs {
+            positive: positive.iter().map(|s| s.to_string()).collect(),
+            negative: negative.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Score(pub String);
+
+impl Message for Score {
+    type Reply = f64;
+    const NAME: &'static str = "patterns.Lexicon.Score";
+}
+
+impl Deployment for Lexicon {
+    const NAME: &'static str = "patterns.Lexicon";
+    type Args = LexiconArgs;
+
+    async fn new(args: LexiconArgs, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Lexicon {
+            positive: args.positive,
+            negative: args.negative,
+        })
+    }
+}
+
+impl Serves<Score> for Lexicon {
+    async fn call(&self, Score(text): Score) -> f64 {
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let hits = |list: &[String]| words.iter().filter(|w| list.contains(w)).count() as f64;
+        let (good, bad) = (hits(&self.positive), hits(&self.negative));
+        if good + bad == 0.0 {
+            0.0
+        } else {
+            (good - bad) / (good + bad)
+        }
+    }
+}
+
+/// The ensemble's ingress.
+pub struct Vote {
+    models: Vec<DeploymentHandle<Lexicon>>,
+}
+
+impl Deployment for Vote {
+    const NAME: &'static str = "patterns.Vote";
+    type Args = Vec<DeploymentHandle<Lexicon>>;
+
+    async fn new(models: Self::Args, _: &ReplicaContext) -> Result<Self, String> {
+        if models.is_empty() {
+            return Err("an ensemble needs at least one model".into());
+        }
+        Ok(Vote { models })
+    }
+}
+
+impl HttpIngress for Vote {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let text = request.text()?.to_owned();
+        let calls = self.models.iter().map(|m| m.call(Score(text.clone())));
+        let scores = futures::future::try_join_all(calls).await?;
+        let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+        Ok(ServeResponse::json(
+            &serde_json::json!({ "scores": scores, "mean": mean }),
+        ))
+    }
+}
+
+/// Dynamic selection's ingress: `?model=fast` or `?model=thorough`.
+pub struct Router {
+    fast: DeploymentHandle<Lexicon>,
+    thorough: DeploymentHandle<Lexicon>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouterArgs {
+    pub fast: DeploymentHandle<Lexicon>,
+    pub thorough: DeploymentHandle<Lexicon>,
+}
+
+impl Deployment for Router {
+    const NAME: &'static str = "patterns.Router";
+    type Args = RouterArgs;
+
+    async fn new(args: RouterArgs, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Router {
+            fast: args.fast,
+            thorough: args.thorough,
+        })
+    }
+}
+
+impl HttpIngress for Router {
+    async fn http(&self, request: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let model = match request.query.as_str() {
+            "" | "model=fast" => ("fast", &self.fast),
+            "model=thorough" => ("thorough", &self.thorough),
+            other => {
+                return Err(ServeError::BadRequest(format!(
+                    "unknown {other:?}; use ?model=fast or ?model=thorough"
+                )))
+            }
+        };
+        let score = model.1.call(Score(request.text()?.to_owned())).await?;
+        Ok(ServeResponse::json(
+            &serde_json::json!({ "model": model.0, "score": score }),
+        ))
+    }
+}
+
+/// Answers a short string: the benchmarks' no-op.
+pub struct Noop;
+
+impl Deployment for Noop {
+    const NAME: &'static str = "patterns.Noop";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Noop)
+    }
+}
+
+impl HttpIngress for Noop {
+    async fn http(&self, _: ServeRequest) -> Result<ServeResponse, ServeError> {
+        Ok(ServeResponse::text("ok"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping;
+
+impl Message for Ping {
+    type Reply = String;
+    const NAME: &'static str = "patterns.Noop.Ping";
+}
+
+impl Serves<Ping> for Noop {
+    async fn call(&self, _: Ping) -> String {
+        "ok".into()
+    }
+}
+
+/// The benchmarks' chain: ingress → `Noop` through a handle.
+pub struct NoopChain {
+    next: DeploymentHandle<Noop>,
+}
+
+impl Deployment for NoopChain {
+    const NAME: &'static str = "patterns.NoopChain";
+    type Args = DeploymentHandle<Noop>;
+
+    async fn new(next: Self::Args, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(NoopChain { next })
+    }
+}
+
+impl HttpIngress for NoopChain {
+    async fn http(&self, _: ServeRequest) -> Result<ServeResponse, ServeError> {
+        Ok(ServeResponse::text(self.next.call(Ping).await?))
+    }
+}
+
+/// The chain application.
+pub fn chain_app(replicas: u32) -> Application {
+    let mut app = Application::new("chain");
+    let normalize = app.add(Bind::<Normalize>::new("normalize", ()).num_replicas(replicas));
+    let count = app.add(Bind::<WordCount>::new("count", ()).num_replicas(replicas));
+    app.ingress(
+        Bind::<Pipeline>::new("pipeline", PipelineArgs { normalize, count }).num_replicas(replicas),
+    )
+}
+
+fn lexicons(app: &mut Application) -> [DeploymentHandle<Lexicon>; 3] {
+    [
+        app.add(Bind::<Lexicon>::new(
+            "general",
+            LexiconArgs::new(&["good", "great", "fine"], &["bad", "awful"]),
+        )),
+        app.add(Bind::<Lexicon>::new(
+            "movies",
+            LexiconArgs::new(&["gripping", "moving"], &["boring", "slow"]),
+        )),
+        app.add(Bind::<Lexicon>::new(
+            "food",
+            LexiconArgs::new(&["tasty", "fresh"], &["stale", "bland"]),
+        )),
+    ]
+}
+
+/// The ensemble application.
+pub fn ensemble_app() -> Application {
+    let mut app = Application::new("ensemble");
+    let models = lexicons(&mut app).to_vec();
+    app.ingress(Bind::<Vote>::new("vote", models))
+}
+
+/// The dynamic-selection application.
+pub fn select_app() -> Application {
+    let mut app = Application::new("select");
+    let fast = app.add(Bind::<Lexicon>::new(
+        "fast",
+        LexiconArgs::new(&["good"], &["bad"]),
+    ));
+    let thorough = app.add(Bind::<Lexicon>::new(
+        "thorough",
+        LexiconArgs::new(
+            &["good", "great", "fine", "tasty"],
+            &["bad", "awful", "stale"],
+        ),
+    ));
+    app.ingress(Bind::<Router>::new("router", RouterArgs { fast, thorough }))
+}
+
+/// The benchmarks' applications.
+pub fn noop_app(replicas: u32) -> Application {
+    Application::new("noop").ingress(Bind::<Noop>::new("noop", ()).num_replicas(replicas))
+}
+
+pub fn noop_chain_app() -> Application {
+    let mut app = Application::new("noop-chain");
+    let next = app.add(Bind::<Noop>::new("noop", ()));
+    app.ingress(Bind::<NoopChain>::new("ingress", next))
+}
+
+/// Every deployment type and application of the serve examples.
+pub fn catalog() -> Catalog {
+    Catalog::new()
+        .deployment(DeploymentType::<Normalize>::new().serves::<Text>())
+        .deployment(DeploymentType::<WordCount>::new().serves::<Count>())
+        .deployment(DeploymentType::<Pipeline>::new().http())
+        .deployment(DeploymentType::<Lexicon>::new().serves::<Score>())
+        .deployment(DeploymentType::<Vote>::new().http())
+        .deployment(DeploymentType::<Router>::new().http())
+        .deployment(DeploymentType::<Noop>::new().http().serves::<Ping>())
+        .deployment(DeploymentType::<NoopChain>::new().http())
+        .app("chain", || chain_app(1))
+        .app("ensemble", ensemble_app)
+        .app("select", select_app)
+        .app("noop", || noop_app(1))
+        .app("noop-2", || noop_app(2).route_prefix(Some("/")))
+        .app("noop-chain", noop_chain_app)
+}
