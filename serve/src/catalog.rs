@@ -8,7 +8,7 @@ use troupe_worker::{ActorType, Message, Registry};
 
 use crate::app::Application;
 use crate::deployment::{Deployment, HttpIngress, Serves};
-use crate::replica::{HealthCheck, HttpCall, Replica, Request};
+use crate::replica::{Drain, HealthCheck, HttpCall, Replica, Request};
 
 /// One deployment type's registration.
 pub struct DeploymentType<D: Deployment> {
@@ -19,7 +19,9 @@ impl<D: Deployment> DeploymentType<D> {
     /// `D`, answering health checks.
     pub fn new() -> Self {
         DeploymentType {
-            actor: ActorType::shared().handles_shared::<HealthCheck>(),
+            actor: ActorType::shared()
+                .handles_shared::<HealthCheck>()
+                .handles_shared::<Drain>(),
         }
     }
 

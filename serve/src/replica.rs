@@ -13,6 +13,24 @@ use crate::http::{ServeError, ServeRequest, ServeResponse};
 /// concurrently).
 pub struct Replica<D: Deployment> {
     inner: D,
+    /// Requests running now (handlers of one replica share its thread).
+    in_flight: std::cell::Cell<usize>,
+}
+
+/// Counts a request while it runs.
+struct Running<'a>(&'a std::cell::Cell<usize>);
+
+impl<'a> Running<'a> {
+    fn new(counter: &'a std::cell::Cell<usize>) -> Self {
+        counter.set(counter.get() + 1);
+        Running(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// The replica actor's constructor argument.
@@ -50,7 +68,10 @@ impl<D: Deployment> Actor for Replica<D> {
                 .map_err(|e| format!("user_config is not JSON: {e}"))?;
             inner.reconfigure(&value).await?;
         }
-        Ok(Replica { inner })
+        Ok(Replica {
+            inner,
+            in_flight: std::cell::Cell::new(0),
+        })
     }
 }
 
@@ -66,6 +87,7 @@ impl<M: Message> Message for Request<M> {
 
 impl<D: Serves<M>, M: Message> SharedHandler<Request<M>> for Replica<D> {
     async fn handle(&self, Request(request): Request<M>, _: &ActorContext) -> M::Reply {
+        let _running = Running::new(&self.in_flight);
         self.inner.call(request).await
     }
 }
@@ -101,5 +123,38 @@ impl Message for HealthCheck {
 impl<D: Deployment> SharedHandler<HealthCheck> for Replica<D> {
     async fn handle(&self, _: HealthCheck, _: &ActorContext) -> Result<(), String> {
         self.inner.check_health().await
+    }
+}
+
+/// Sent before a replica is stopped: answers once no request has run for
+/// `quiet_ms` (callers have stopped routing to it), or after `timeout_ms`
+/// (`graceful_shutdown_timeout_s`), whichever comes first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drain {
+    pub quiet_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Message for Drain {
+    type Reply = ();
+    const NAME: &'static str = "serve.drain";
+}
+
+impl<D: Deployment> SharedHandler<Drain> for Replica<D> {
+    async fn handle(&self, drain: Drain, _: &ActorContext) {
+        let step = std::time::Duration::from_millis(10);
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_millis(drain.timeout_ms);
+        let mut quiet = std::time::Duration::ZERO;
+        while quiet < std::time::Duration::from_millis(drain.quiet_ms)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(step).await;
+            quiet = if self.in_flight.get() == 0 {
+                quiet + step
+            } else {
+                std::time::Duration::ZERO
+            };
+        }
     }
 }

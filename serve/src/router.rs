@@ -22,7 +22,9 @@ use troupe_worker::{schema, ActorError, Cluster, ClusterState, Message, SharedHa
 use crate::deployment::Deployment;
 use crate::http::{ServeError, ServeRequest, ServeResponse};
 use crate::replica::{HttpCall, Replica};
-use crate::spec::{parse_replica_name, AppSpec, APPS_PREFIX};
+use crate::spec::{
+    decode_status, parse_replica_name, AppSpec, ReplicaState, APPS_PREFIX, STATUS_PREFIX,
+};
 
 /// How long a request may take, queueing and retries included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,10 +96,25 @@ fn read_deployment(
             format!("application {app:?} has no deployment {deployment:?}"),
         );
     };
+    // Replicas the controller is stopping take no new requests.
+    let stopping: Vec<ActorId> = state
+        .extra
+        .get(format!("{STATUS_PREFIX}{app}").as_bytes())
+        .and_then(|v| decode_status(v))
+        .and_then(|s| s.deployments.get(deployment).cloned())
+        .map(|d| {
+            d.replicas
+                .iter()
+                .filter(|r| r.state == ReplicaState::Stopping)
+                .map(|r| r.actor)
+                .collect()
+        })
+        .unwrap_or_default();
     let replicas: Vec<ActorId> = state
         .actors
         .values()
         .filter(|a| a.state == ActorState::Alive && a.node.is_some())
+        .filter(|a| !stopping.contains(&a.id))
         .filter(|a| {
             a.name
                 .as_ref()

@@ -177,6 +177,11 @@ impl Record for ServeTermRecord {
     const KIND: &'static str = "serve controller term";
 }
 
+/// Decodes a stored [`AppStatus`].
+pub fn decode_status(value: &[u8]) -> Option<AppStatus> {
+    troupe_worker::schema::decode(value).ok()
+}
+
 /// The actor name of a replica.
 pub fn replica_name(app: &str, deployment: &str, version: u64, replica: ReplicaId) -> String {
     format!("{app}#{deployment}#{version}#{replica}")

@@ -28,17 +28,24 @@ where
     }
 }
 
-/// One `troupe-actors start` process.
+/// One node process (`troupe-actors start` or `troupe-chain start`).
 pub struct NodeProcess {
     pub addr: String,
+    /// Its HTTP proxy.
+    pub http: String,
     child: Option<Child>,
 }
 
+/// The actor example's binary.
+pub const ACTORS_BIN: &str = env!("CARGO_BIN_EXE_troupe-actors");
+/// A binary with the serve examples' deployments.
+pub const SERVE_BIN: &str = env!("CARGO_BIN_EXE_troupe-chain");
+
 impl NodeProcess {
-    /// Starts a node with `args` after `start` and waits for its
+    /// Starts a node of `bin` with `args` after `start` and waits for its
     /// "listening on" line.
-    pub fn start(dir: &Path, args: &[&str]) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_troupe-actors"))
+    pub fn start_bin(bin: &str, dir: &Path, args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(bin)
             .arg("start")
             .args(args)
             .args([
@@ -49,14 +56,14 @@ impl NodeProcess {
                 "--node-ttl",
                 "1",
             ])
-            .args(["--actor-threads", "1"])
+            .args(["--actor-threads", "1", "--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn troupe-actors start");
+            .expect("spawn a node process");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -67,8 +74,14 @@ impl NodeProcess {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("the node did not start: {line:?}"))
             .to_string();
+        let http = line
+            .split(" http ")
+            .nth(1)
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
         NodeProcess {
             addr,
+            http,
             child: Some(child),
         }
     }
@@ -107,16 +120,24 @@ impl Drop for NodeProcess {
 /// Node processes sharing one temp dir; the first is the head.
 pub struct TestCluster {
     pub nodes: Vec<NodeProcess>,
+    bin: &'static str,
     tmp: TempDir,
 }
 
 impl TestCluster {
-    /// A head node started with `args`.
+    /// A head node of the actor example started with `args`.
     pub fn head(args: &[&str]) -> TestCluster {
+        Self::head_of(ACTORS_BIN, args)
+    }
+
+    /// A head node of `bin` started with `args`.
+    pub fn head_of(bin: &'static str, args: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
-        let head = NodeProcess::start(&tmp.path().join("n0"), &[&["--head"], args].concat());
+        let head =
+            NodeProcess::start_bin(bin, &tmp.path().join("n0"), &[&["--head"], args].concat());
         TestCluster {
             nodes: vec![head],
+            bin,
             tmp,
         }
     }
@@ -125,7 +146,7 @@ impl TestCluster {
     pub fn join(&mut self, args: &[&str]) -> usize {
         let dir = self.tmp.path().join(format!("n{}", self.nodes.len()));
         let head = self.nodes[0].addr.clone();
-        let node = NodeProcess::start(&dir, &[&["--join", &head], args].concat());
+        let node = NodeProcess::start_bin(self.bin, &dir, &[&["--join", &head], args].concat());
         self.nodes.push(node);
         self.nodes.len() - 1
     }

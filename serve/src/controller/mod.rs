@@ -41,7 +41,20 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
         }
         let term = member.status().term;
         let claim = match claim(&cluster, term, me).await {
-            Ok(Some(claim)) => claim,
+            Ok(Some((claim, revision))) => {
+                // Decide only on a view that has every replica the last
+                // controller started (and our claim).
+                let mut changes = cluster.state_changes();
+                let caught_up = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    changes.wait_for(|s| s.revision >= revision),
+                )
+                .await;
+                if !matches!(caught_up, Ok(Ok(_))) {
+                    continue;
+                }
+                claim
+            }
             Ok(None) | Err(_) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -54,7 +67,7 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
 }
 
 /// Claims the serve term key for `term`; `None` if a later term holds it.
-async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<Vec<u8>>, String> {
+async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<(Vec<u8>, u64)>, String> {
     let gcs = cluster.gcs();
     let key = TERM_KEY.as_bytes().to_vec();
     let current = gcs.get(key.clone()).await.map_err(|e| e.to_string())?;
@@ -78,13 +91,12 @@ async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<Vec<u8
         success: vec![TxnOp::Put(PutRequest::new(key, value.clone()))],
         failure: vec![],
     };
-    match gcs
+    let response = gcs
         .write(Operation::Txn(txn))
         .await
-        .map_err(|e| e.to_string())?
-        .outcome
-    {
-        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some(value)),
+        .map_err(|e| e.to_string())?;
+    match response.outcome {
+        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some((value, response.revision))),
         _ => Ok(None),
     }
 }
@@ -110,6 +122,7 @@ fn tables(state: &ClusterState) -> (BTreeMap<String, AppSpec>, BTreeMap<String, 
 async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
     let mut changes = cluster.state_changes();
     let mut last_health = tokio::time::Instant::now();
+    let mut draining = std::collections::HashSet::new();
     while member.is_leader() && member.status().term == term {
         let (specs, statuses, actors) = cluster.read_state(|s| {
             let (specs, statuses) = tables(s);
@@ -118,6 +131,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
         let actions = reconcile::reconcile(&specs, &statuses, &actors, &mut ReplicaId::random);
         let mut writes = Vec::new();
         let mut starts = Vec::new();
+        let mut stops = Vec::new();
         for action in actions {
             match action {
                 Action::Start {
@@ -160,12 +174,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
                         }
                     });
                 }
-                Action::Stop { actor } => {
-                    let cluster = cluster.clone();
-                    tokio::spawn(async move {
-                        let _ = cluster.kill(actor).await;
-                    });
-                }
+                Action::Stop { actor } => stops.push(actor),
                 Action::WriteStatus(status) => writes.push(TxnOp::Put(PutRequest::new(
                     format!("{STATUS_PREFIX}{}", status.name).into_bytes(),
                     schema::encode(&status),
@@ -199,6 +208,21 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
                 Err(e) => tracing::debug!(error = %e, "serve status not written"),
             }
         }
+        // Written as STOPPING first (routers stop sending to them), then
+        // drained and killed.
+        for actor in stops {
+            if draining.insert(actor) {
+                let timeout = graceful_timeout(&specs, &statuses, actor);
+                tokio::spawn(drain_and_kill(cluster.clone(), actor, timeout));
+            }
+        }
+        draining.retain(|a| {
+            cluster.read_state(|s| {
+                s.actors
+                    .get(a)
+                    .is_some_and(|r| !matches!(r.state, ActorState::Dead { .. }))
+            })
+        });
         if last_health.elapsed() >= health_period(&specs) {
             last_health = tokio::time::Instant::now();
             check_health(cluster, &specs, &statuses);
@@ -209,6 +233,48 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
             () = tokio::time::sleep(TICK) => {}
         }
     }
+}
+
+/// The `graceful_shutdown_timeout` of the deployment `actor` is a replica
+/// of (20 s if unknown).
+fn graceful_timeout(
+    specs: &BTreeMap<String, AppSpec>,
+    statuses: &BTreeMap<String, AppStatus>,
+    actor: troupe_core::id::ActorId,
+) -> Duration {
+    statuses
+        .iter()
+        .find_map(|(app, status)| {
+            let (name, _) = status
+                .deployments
+                .iter()
+                .find(|(_, d)| d.replicas.iter().any(|r| r.actor == actor))?;
+            let d = specs
+                .get(app)?
+                .deployments
+                .iter()
+                .find(|d| &d.name == name)?;
+            Some(Duration::from_millis(d.graceful_shutdown_timeout_ms))
+        })
+        .unwrap_or(Duration::from_secs(20))
+}
+
+/// Waits for the replica to finish what it runs (callers stopped routing to
+/// it), then kills it.
+async fn drain_and_kill(cluster: Cluster, actor: troupe_core::id::ActorId, timeout: Duration) {
+    let drain = crate::replica::Drain {
+        quiet_ms: 200,
+        timeout_ms: timeout.as_millis() as u64,
+    };
+    let handle = cluster.handle::<crate::replica::Replica<Probe>>(actor);
+    let _ = handle
+        .call_raw(
+            "serve.drain",
+            codec::encode(&drain),
+            timeout + Duration::from_secs(5),
+        )
+        .await;
+    let _ = cluster.kill(actor).await;
 }
 
 /// The shortest health-check period of any deployment.

@@ -90,3 +90,34 @@ fn killed_replicas_are_replaced_and_requests_go_on() {
         },
     );
 }
+
+#[test]
+fn scaling_down_drains_replicas_without_failing_requests() {
+    let app = |n| {
+        Application::new("shrink")
+            .route_prefix(Some("/shrink"))
+            .ingress(Bind::<Hello>::new("front", ()).num_replicas(n))
+    };
+    deploy(app(3));
+    // Slow requests in flight on every replica while two are stopped.
+    let slow: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(|| get("/shrink/slow").status))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let s = serve();
+    s.runtime
+        .block_on(troupe_serve::deploy(&s.cluster, app(1)))
+        .unwrap();
+    let fast: Vec<u16> = (0..50).map(|_| get("/shrink/x").status).collect();
+    let slow: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        slow.iter().chain(&fast).all(|s| *s == 200),
+        "{slow:?} {fast:?}"
+    );
+    wait_until("one replica left", Duration::from_secs(30), || {
+        app_status("shrink").is_some_and(|st| {
+            st.state == troupe_serve::AppState::Running
+                && st.deployments["front"].replicas.len() == 1
+        })
+    });
+}

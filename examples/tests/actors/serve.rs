@@ -1,0 +1,179 @@
+//! Serving across node processes: composition with replicas spread by
+//! resources, and the loss of the GCS leader's node under HTTP load.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use troupe::prelude::*;
+use troupe::serve::spec::STATUS_PREFIX;
+use troupe::serve::{AppState, AppStatus};
+use troupe_examples::patterns::{Noop, Normalize, Pipeline, PipelineArgs, WordCount};
+
+use crate::support::{wait_until, TestCluster, SERVE_BIN};
+
+/// `POST path` with `body` on a fresh connection: status and body.
+fn post(http: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(http)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+async fn status_of(cluster: &Cluster, app: &str) -> Option<AppStatus> {
+    let key = format!("{STATUS_PREFIX}{app}").into_bytes();
+    let state = cluster.state().await.ok()?;
+    state
+        .extra
+        .get(&key)
+        .and_then(|v| troupe::serve::spec::decode_status(v))
+}
+
+async fn wait_running(cluster: &Cluster, app: &str, replicas: usize) -> AppStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = status_of(cluster, app).await;
+        if let Some(s) = &status {
+            let count: usize = s.deployments.values().map(|d| d.replicas.len()).sum();
+            if s.state == AppState::Running && count == replicas {
+                return status.unwrap();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{app} is not RUNNING with {replicas} replicas: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
+    let mut cluster = TestCluster::head_of(SERVE_BIN, &["--num-cpus", "1"]);
+    cluster.join(&["--num-cpus", "1"]);
+    cluster.join(&["--num-cpus", "1"]);
+    let driver = cluster.driver().await;
+    // 3 deployments x 3 replicas x 0.3 CPU: at most 3 fit on a node.
+    let mut app = Application::new("chain3");
+    let normalize = app.add(
+        Bind::<Normalize>::new("normalize", ())
+            .num_replicas(3)
+            .num_cpus(0.3),
+    );
+    let count = app.add(
+        Bind::<WordCount>::new("count", ())
+            .num_replicas(3)
+            .num_cpus(0.3),
+    );
+    let app = app.ingress(
+        Bind::<Pipeline>::new("pipeline", PipelineArgs { normalize, count })
+            .num_replicas(3)
+            .num_cpus(0.3),
+    );
+    troupe::serve::deploy(&driver, app).await.unwrap();
+    let status = wait_running(&driver, "chain3", 9).await;
+    let nodes: BTreeSet<_> = status
+        .deployments
+        .values()
+        .flat_map(|d| d.replicas.iter().filter_map(|r| r.node))
+        .collect();
+    assert_eq!(nodes.len(), 3, "replicas spread over the three nodes");
+    for node in &cluster.nodes {
+        let (code, body) = post(&node.http, "/", "  One TWO three ").unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body, r#"{"text":"one two three","words":3}"#);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_gcs_leader_and_controller_fails_no_request() {
+    // Three GCS members; the head leads, runs both controllers and hosts no
+    // replica; the load goes through the proxy of another node.
+    let mut cluster = TestCluster::head_of(SERVE_BIN, &["--num-cpus", "0"]);
+    cluster.join(&["--gcs", "--num-cpus", "2"]);
+    cluster.join(&["--gcs", "--num-cpus", "2"]);
+    let driver = cluster.driver_via(1, 3).await;
+    // Replicas need CPU, so none runs on the head.
+    let noop = |n| {
+        Application::new("noop")
+            .route_prefix(Some("/noop"))
+            .ingress(Bind::<Noop>::new("noop", ()).num_replicas(n).num_cpus(0.5))
+    };
+    troupe::serve::deploy(&driver, noop(2)).await.unwrap();
+    let before = wait_running(&driver, "noop", 2).await;
+    let replicas = |s: &AppStatus| -> BTreeSet<_> {
+        s.deployments
+            .values()
+            .flat_map(|d| d.replicas.iter().map(|r| r.actor))
+            .collect()
+    };
+
+    let http = cluster.nodes[1].http.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load = {
+        let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = post(&http, "/noop", "");
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !matches!(answer, Ok((200, _))) {
+                    failures.lock().unwrap().push(format!("{answer:?}"));
+                }
+            }
+        })
+    };
+    wait_until("load is flowing", Duration::from_secs(10), || {
+        let sent = sent.clone();
+        async move { sent.load(Ordering::Relaxed) > 20 }
+    })
+    .await;
+    cluster.nodes[0].kill();
+    // The new controllers take over; a scale change takes effect.
+    troupe::serve::deploy(&driver, noop(3)).await.unwrap();
+    let after = wait_running(&driver, "noop", 3).await;
+    let at_kill = sent.load(Ordering::Relaxed);
+    wait_until(
+        "load went on after the failover",
+        Duration::from_secs(10),
+        || {
+            let sent = sent.clone();
+            async move { sent.load(Ordering::Relaxed) > at_kill + 50 }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        sent.load(Ordering::Relaxed)
+    );
+    assert!(
+        replicas(&before).is_subset(&replicas(&after)),
+        "the new controller adopted the running replicas: {:?} then {:?}",
+        replicas(&before),
+        replicas(&after)
+    );
+}
