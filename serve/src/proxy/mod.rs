@@ -41,7 +41,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             listen: "127.0.0.1:8000".into(),
-            workers: 1,
+            // As actix-web: one per core.
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
         }

@@ -46,7 +46,45 @@ impl HttpIngress for Hello {
                 Ok(ServeResponse::text("slow"))
             }
             "/who" => Ok(ServeResponse::text(self.replica.clone())),
+            "/wait" => {
+                let watch = Cancelled::default();
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                watch.finish();
+                Ok(ServeResponse::text("waited"))
+            }
             path => Ok(ServeResponse::text(format!("hello {path}"))),
+        }
+    }
+}
+
+/// Handlers of `/wait` that were dropped before they finished.
+pub static CANCELLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Handlers of `/wait` that started.
+pub static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a handler dropped before `finish`.
+struct Cancelled {
+    finished: bool,
+}
+
+impl Default for Cancelled {
+    fn default() -> Self {
+        STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Cancelled { finished: false }
+    }
+}
+
+impl Cancelled {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if !self.finished {
+            CANCELLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }

@@ -88,3 +88,32 @@ fn a_constructor_that_keeps_failing_marks_the_app_deploy_failed() {
     let r = get("/broken/x");
     assert_eq!(r.status, 503, "{}", r.body);
 }
+
+#[test]
+fn a_client_that_disconnects_cancels_the_work() {
+    use std::io::Write;
+    deploy(
+        Application::new("patient")
+            .route_prefix(Some("/patient"))
+            .ingress(Bind::<Hello>::new("patient", ())),
+    );
+    use std::sync::atomic::Ordering::SeqCst;
+    let (started, before) = (
+        crate::apps::STARTED.load(SeqCst),
+        crate::apps::CANCELLED.load(SeqCst),
+    );
+    let mut stream = std::net::TcpStream::connect(&serve().http).unwrap();
+    stream
+        .write_all(b"GET /patient/wait HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    // The request is in the handler (20 s) when the client goes away.
+    wait_until(
+        "the request reached the replica",
+        Duration::from_secs(10),
+        || crate::apps::STARTED.load(SeqCst) > started,
+    );
+    drop(stream);
+    wait_until("the handler was dropped", Duration::from_secs(10), || {
+        crate::apps::CANCELLED.load(SeqCst) > before
+    });
+}

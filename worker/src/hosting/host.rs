@@ -86,7 +86,9 @@ enum Instance<A> {
 /// to others (shared).
 pub(crate) enum Reply<A: actix::Actor, R> {
     Atomic(AtomicResponse<A, R>),
-    Concurrent(ResponseActFuture<A, R>),
+    /// Runs next to the others; dropped (cancelled) as soon as the caller
+    /// stops waiting for the answer.
+    Concurrent(LocalBoxFuture<'static, R>),
 }
 
 impl<A, M> actix::dev::MessageResponse<A, M> for Reply<A, M::Result>
@@ -97,7 +99,22 @@ where
     fn handle(self, ctx: &mut Context<A>, tx: Option<actix::dev::OneshotSender<M::Result>>) {
         match self {
             Reply::Atomic(r) => actix::dev::MessageResponse::<A, M>::handle(r, ctx, tx),
-            Reply::Concurrent(f) => actix::dev::MessageResponse::<A, M>::handle(f, ctx, tx),
+            Reply::Concurrent(work) => {
+                let run = async move {
+                    match tx {
+                        Some(mut tx) => tokio::select! {
+                            answer = work => { let _ = tx.send(answer); }
+                            // The caller went away (a dropped call, a client
+                            // that disconnected): stop the work.
+                            () = tx.closed() => {}
+                        },
+                        None => {
+                            work.await;
+                        }
+                    }
+                };
+                ctx.spawn(actix::fut::wrap_future(run));
+            }
         }
     }
 }
@@ -200,11 +217,11 @@ impl<A: Actor> Host<A> {
                 }
             })
         });
-        Reply::Concurrent(Box::pin(guarded.into_actor(self)))
+        Reply::Concurrent(guarded.boxed_local())
     }
 
     fn refuse<R: 'static>(&self, error: ActorError) -> Reply<Self, Result<R, ActorError>> {
-        Reply::Concurrent(Box::pin(actix::fut::ready(Err(error))))
+        Reply::Concurrent(std::future::ready(Err(error)).boxed_local())
     }
 
     fn wrong_kind(&self, message: &str) -> ActorError {
