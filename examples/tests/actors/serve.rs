@@ -11,7 +11,10 @@ use std::time::Duration;
 use troupe::prelude::*;
 use troupe::serve::spec::STATUS_PREFIX;
 use troupe::serve::{AppState, AppStatus};
-use troupe_examples::patterns::{Noop, Normalize, Pipeline, PipelineArgs, WordCount};
+use troupe_examples::patterns::{
+    Lexicon, LexiconArgs, Noop, Normalize, Pipeline, PipelineArgs, Router, RouterArgs, Vote,
+    WordCount,
+};
 
 use crate::support::{wait_until, TestCluster, SERVE_BIN};
 
@@ -71,22 +74,22 @@ async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
     cluster.join(&["--num-cpus", "1"]);
     cluster.join(&["--num-cpus", "1"]);
     let driver = cluster.driver().await;
-    // 3 deployments x 3 replicas x 0.3 CPU: at most 3 fit on a node.
+    // 3 deployments x 3 replicas x 0.25 CPU, spread over 3 nodes of 1 CPU.
     let mut app = Application::new("chain3");
     let normalize = app.add(
         Bind::<Normalize>::new("normalize", ())
             .num_replicas(3)
-            .num_cpus(0.3),
+            .num_cpus(0.25),
     );
     let count = app.add(
         Bind::<WordCount>::new("count", ())
             .num_replicas(3)
-            .num_cpus(0.3),
+            .num_cpus(0.25),
     );
     let app = app.ingress(
         Bind::<Pipeline>::new("pipeline", PipelineArgs { normalize, count })
             .num_replicas(3)
-            .num_cpus(0.3),
+            .num_cpus(0.25),
     );
     troupe::serve::deploy(&driver, app).await.unwrap();
     let status = wait_running(&driver, "chain3", 9).await;
@@ -100,6 +103,51 @@ async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
         let (code, body) = post(&node.http, "/", "  One TWO three ").unwrap();
         assert_eq!(code, 200, "{body}");
         assert_eq!(body, r#"{"text":"one two three","words":3}"#);
+    }
+
+    // Ensemble and dynamic selection, their models spread the same way.
+    let lexicon = |name: &str, good: &[&str], bad: &[&str]| {
+        Bind::<Lexicon>::new(name, LexiconArgs::new(good, bad))
+            .num_replicas(2)
+            .num_cpus(0.05)
+    };
+    let mut ensemble = Application::new("vote3").route_prefix(Some("/vote"));
+    let models = vec![
+        ensemble.add(lexicon("a", &["good"], &["bad"])),
+        ensemble.add(lexicon("b", &["great"], &["awful"])),
+        ensemble.add(lexicon("c", &["fine"], &["bland"])),
+    ];
+    troupe::serve::deploy(
+        &driver,
+        ensemble.ingress(Bind::<Vote>::new("vote", models).num_cpus(0.05)),
+    )
+    .await
+    .unwrap();
+    let mut select = Application::new("select3").route_prefix(Some("/select"));
+    let fast = select.add(lexicon("fast", &["good"], &["bad"]));
+    let thorough = select.add(lexicon("thorough", &["good", "fine"], &["bad", "bland"]));
+    troupe::serve::deploy(
+        &driver,
+        select.ingress(Bind::<Router>::new("router", RouterArgs { fast, thorough }).num_cpus(0.05)),
+    )
+    .await
+    .unwrap();
+    wait_running(&driver, "vote3", 7).await;
+    wait_running(&driver, "select3", 5).await;
+    for node in &cluster.nodes {
+        let (code, body) = post(&node.http, "/vote", "good, great, bland").unwrap();
+        assert_eq!(
+            (code, body.as_str()),
+            (
+                200,
+                r#"{"mean":0.3333333333333333,"scores":[1.0,1.0,-1.0]}"#
+            )
+        );
+        let (code, body) = post(&node.http, "/select?model=thorough", "good but bland").unwrap();
+        assert_eq!(
+            (code, body.as_str()),
+            (200, r#"{"model":"thorough","score":0.0}"#)
+        );
     }
 }
 
