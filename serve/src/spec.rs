@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `/troupe/serve/apps/<app>` | [`AppSpec`] |
 //! | `/troupe/serve/status/<app>` | [`AppStatus`] |
-//! | `/troupe/serve/controller-term` | [`ServeTermRecord`] |
+//! | `/troupe/serve/controller-term` | the serve controller's claim (a `ControllerTermRecord`, see `troupe_worker::fencing`) |
 //!
 //! Replicas are actors named `<app>#<deployment>#<version>#<replica-id>`
 //! in the actor namespace `serve`: the actor table is the source of truth
@@ -164,17 +164,6 @@ pub struct AppStatus {
 
 impl Record for AppStatus {
     const KIND: &'static str = "serve application status";
-}
-
-/// The serve controller's claim, compared by every controller write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServeTermRecord {
-    pub term: u64,
-    pub node: NodeId,
-}
-
-impl Record for ServeTermRecord {
-    const KIND: &'static str = "serve controller term";
 }
 
 /// Decodes a stored [`AppStatus`].

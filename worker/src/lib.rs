@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod codec;
 mod controller;
 pub mod error;
+pub mod fencing;
 mod hosting;
 pub mod lifecycle;
 pub mod node;

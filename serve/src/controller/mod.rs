@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use troupe_core::id::{NodeId, ReplicaId};
 use troupe_gcs::member::GcsMember;
-use troupe_gcs::{
-    Compare, CompareOp, CompareTarget, Operation, Outcome, PutRequest, TxnOp, TxnRequest,
-};
+use troupe_gcs::{PutRequest, TxnOp};
+use troupe_worker::fencing::{claim_term, commit_fenced, TermClaim};
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit};
 use troupe_worker::{codec, Cluster, ClusterState};
@@ -24,8 +23,8 @@ pub mod reconcile;
 
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
-    replica_name, AppSpec, AppStatus, ReplicaState, ServeTermRecord, APPS_PREFIX,
-    REPLICA_NAMESPACE, STATUS_PREFIX, TERM_KEY,
+    replica_name, AppSpec, AppStatus, ReplicaState, APPS_PREFIX, REPLICA_NAMESPACE, STATUS_PREFIX,
+    TERM_KEY,
 };
 use reconcile::Action;
 
@@ -40,8 +39,11 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
             continue;
         }
         let term = member.status().term;
-        let claim = match claim(&cluster, term, me).await {
-            Ok(Some((claim, revision))) => {
+        let claim = match claim_term(cluster.gcs(), TERM_KEY.as_bytes(), term, me).await {
+            Ok(Some(TermClaim {
+                value: claim,
+                revision,
+            })) => {
                 // Decide only on a view that has every replica the last
                 // controller started (and our claim).
                 let mut changes = cluster.state_changes();
@@ -63,41 +65,6 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
         tracing::info!(term, node = %me, "running the serve controller");
         lead(&member, &cluster, term, &claim).await;
         tracing::info!(term, node = %me, "stopped running the serve controller");
-    }
-}
-
-/// Claims the serve term key for `term`; `None` if a later term holds it.
-async fn claim(cluster: &Cluster, term: u64, me: NodeId) -> Result<Option<(Vec<u8>, u64)>, String> {
-    let gcs = cluster.gcs();
-    let key = TERM_KEY.as_bytes().to_vec();
-    let current = gcs.get(key.clone()).await.map_err(|e| e.to_string())?;
-    let compare = match &current {
-        Some(kv) => {
-            let held: ServeTermRecord = schema::decode(&kv.value).map_err(|e| e.to_string())?;
-            if held.term > term || (held.term == term && held.node != me) {
-                return Ok(None);
-            }
-            Compare {
-                key: key.clone(),
-                op: CompareOp::Equal,
-                target: CompareTarget::ModRevision(kv.mod_revision),
-            }
-        }
-        None => Compare::absent(key.clone()),
-    };
-    let value = schema::encode(&ServeTermRecord { term, node: me });
-    let txn = TxnRequest {
-        compares: vec![compare],
-        success: vec![TxnOp::Put(PutRequest::new(key, value.clone()))],
-        failure: vec![],
-    };
-    let response = gcs
-        .write(Operation::Txn(txn))
-        .await
-        .map_err(|e| e.to_string())?;
-    match response.outcome {
-        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some((value, response.revision))),
-        _ => Ok(None),
     }
 }
 
@@ -191,20 +158,9 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
         }
         futures::future::join_all(starts).await;
         if !writes.is_empty() {
-            let txn = TxnRequest {
-                compares: vec![Compare {
-                    key: TERM_KEY.as_bytes().to_vec(),
-                    op: CompareOp::Equal,
-                    target: CompareTarget::Value(claim.to_vec()),
-                }],
-                success: writes,
-                failure: vec![],
-            };
-            match cluster.gcs().write(Operation::Txn(txn)).await {
-                Ok(r) => match r.outcome {
-                    Ok(Outcome::Txn(t)) if !t.succeeded => return,
-                    _ => {}
-                },
+            match commit_fenced(cluster.gcs(), TERM_KEY.as_bytes(), claim, writes).await {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
                 Err(e) => tracing::debug!(error = %e, "serve status not written"),
             }
         }

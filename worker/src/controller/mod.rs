@@ -17,17 +17,15 @@ use tokio::sync::{mpsc, oneshot};
 use troupe_core::id::{ActorId, NodeId};
 use troupe_gcs::client::GcsClient;
 use troupe_gcs::member::GcsMember;
-use troupe_gcs::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, KeySelector, Outcome, PutRequest, TxnOp,
-    TxnRequest,
-};
+use troupe_gcs::{DeleteRequest, KeySelector, PutRequest, TxnOp};
 
 pub(crate) mod reconcile;
 
 use crate::actor::ActorError;
+use crate::fencing::{claim_term, commit_fenced};
 use crate::placement::PlacementPolicy;
 use crate::protocol::{ControlError, ControlReply, ControlRequest, SpawnRequest};
-use crate::schema::{self, keys, ControllerTermRecord};
+use crate::schema::keys;
 use crate::view::ClusterView;
 
 /// Requests at most one round takes.
@@ -101,7 +99,7 @@ async fn run(
             continue;
         }
         let term = member.status().term;
-        let claim = match claim(&gcs, term, me).await {
+        let claim = match claim_term(&gcs, keys::CONTROLLER_TERM_KEY.as_bytes(), term, me).await {
             Ok(Some(claim)) => claim,
             Ok(None) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -124,51 +122,6 @@ async fn run(
         lead(&member, &gcs, &view, term, &claim.value, &mut rx).await;
         active.store(false, Ordering::Release);
         tracing::info!(term, node = %me, "stopped running the cluster controller");
-    }
-}
-
-struct Claim {
-    /// The encoded [`ControllerTermRecord`] the fencing compares.
-    value: Vec<u8>,
-    revision: u64,
-}
-
-/// Claims the term key for `term`; `None` if a later term holds it.
-async fn claim(gcs: &GcsClient, term: u64, me: NodeId) -> Result<Option<Claim>, String> {
-    let key = keys::CONTROLLER_TERM_KEY.as_bytes().to_vec();
-    let current = gcs.get(key.clone()).await.map_err(|e| e.to_string())?;
-    let compare = match &current {
-        Some(kv) => {
-            let held: ControllerTermRecord =
-                schema::decode(&kv.value).map_err(|e| e.to_string())?;
-            if held.term > term || (held.term == term && held.node != me) {
-                return Ok(None);
-            }
-            Compare {
-                key: key.clone(),
-                op: CompareOp::Equal,
-                target: CompareTarget::ModRevision(kv.mod_revision),
-            }
-        }
-        None => Compare::absent(key.clone()),
-    };
-    let value = schema::encode(&ControllerTermRecord { term, node: me });
-    let txn = TxnRequest {
-        compares: vec![compare],
-        success: vec![TxnOp::Put(PutRequest::new(key, value.clone()))],
-        failure: vec![],
-    };
-    let response = gcs
-        .write(troupe_gcs::Operation::Txn(txn))
-        .await
-        .map_err(|e| e.to_string())?;
-    match response.outcome {
-        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some(Claim {
-            value,
-            revision: response.revision,
-        })),
-        Ok(_) => Err("the controller term changed while claiming it".into()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -309,23 +262,5 @@ async fn commit(
             }),
         })
         .collect();
-    let txn = TxnRequest {
-        compares: vec![Compare {
-            key: keys::CONTROLLER_TERM_KEY.as_bytes().to_vec(),
-            op: CompareOp::Equal,
-            target: CompareTarget::Value(claim.to_vec()),
-        }],
-        success: ops,
-        failure: vec![],
-    };
-    let response = gcs
-        .write(troupe_gcs::Operation::Txn(txn))
-        .await
-        .map_err(|e| e.to_string())?;
-    match response.outcome {
-        Ok(Outcome::Txn(t)) if t.succeeded => Ok(Some(response.revision)),
-        Ok(Outcome::Txn(_)) => Ok(None),
-        Ok(other) => Err(format!("unexpected answer to a transaction: {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
+    commit_fenced(gcs, keys::CONTROLLER_TERM_KEY.as_bytes(), claim, ops).await
 }
