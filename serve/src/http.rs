@@ -17,7 +17,8 @@ pub struct ServeRequest {
     /// The query string, without `?`.
     pub query: String,
     pub headers: Vec<(String, String)>,
-    pub body: ByteBuf,
+    /// Shared, not copied: the proxy hands over the bytes it read.
+    pub body: bytes::Bytes,
 }
 
 impl ServeRequest {
@@ -28,7 +29,7 @@ impl ServeRequest {
             path: path.to_owned(),
             query: String::new(),
             headers: Vec::new(),
-            body: ByteBuf::from(body.into()),
+            body: bytes::Bytes::from(body.into()),
         }
     }
 

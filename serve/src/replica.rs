@@ -107,6 +107,7 @@ impl<D: HttpIngress> SharedHandler<HttpCall> for Replica<D> {
         HttpCall(request): HttpCall,
         _: &ActorContext,
     ) -> Result<ServeResponse, ServeError> {
+        let _running = Running::new(&self.in_flight);
         self.inner.http(request).await
     }
 }

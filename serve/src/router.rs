@@ -315,11 +315,10 @@ impl Router {
     /// runs here.
     pub(crate) async fn send_http(
         &self,
-        request: &ServeRequest,
+        request: ServeRequest,
         timeout: Duration,
     ) -> Result<ServeResponse, ServeError> {
         let deadline = Instant::now() + timeout;
-        let payload = troupe_worker::codec::encode(&HttpCall(request.clone()));
         let mut tried = Vec::new();
         loop {
             let slot = self.acquire(&tried, deadline).await?;
@@ -328,18 +327,10 @@ impl Router {
                 .cluster
                 .handle::<Replica<crate::controller::Probe>>(slot.actor);
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match handle
-                .call_raw(HttpCall::NAME, payload.clone(), remaining)
-                .await
-            {
-                Ok(reply) => {
-                    return troupe_worker::codec::decode::<Result<ServeResponse, ServeError>>(
-                        &reply,
-                    )
-                    .map_err(|e| {
-                        ServeError::Unavailable(format!("a reply did not decode: {e}"))
-                    })?;
-                }
+            // The body is shared (`Bytes`): a clone per attempt copies no
+            // bytes; a local replica gets the request unencoded.
+            match handle.call_dyn(HttpCall(request.clone()), remaining).await {
+                Ok(reply) => return reply,
                 Err(
                     ActorError::Died { .. }
                     | ActorError::NotFound { .. }

@@ -155,3 +155,77 @@ async fn shared_actors_run_calls_concurrently_and_survive_a_panic() {
     c.unwrap();
     node.shutdown().await;
 }
+
+/// How often a [`Probe`] was serialised.
+static PROBES_SERIALISED: AtomicUsize = AtomicUsize::new(0);
+
+/// A message that counts its serialisations, for the untyped call.
+#[derive(Debug)]
+struct Probe(u64);
+
+impl Serialize for Probe {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PROBES_SERIALISED.fetch_add(1, Ordering::SeqCst);
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Probe)
+    }
+}
+
+impl Message for Probe {
+    type Reply = u64;
+    const NAME: &'static str = "Gate.Probe";
+}
+
+impl SharedHandler<Probe> for Gate {
+    async fn handle(&self, Probe(n): Probe, _: &ActorContext) -> u64 {
+        n + 1
+    }
+}
+
+/// Stands in for a caller that does not know the actor's type.
+struct Unknown;
+
+impl Actor for Unknown {
+    const TYPE_NAME: &'static str = "Unknown";
+    type Args = ();
+
+    async fn start((): (), _: &ActorContext) -> Result<Self, String> {
+        Ok(Unknown)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untyped_calls_stay_in_process_when_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = ClusterToken::new("dyn-test").unwrap();
+    let mut config = NodeConfig::new(Role::Head, token.clone(), dir.path());
+    config.actor_threads = 1;
+    let registry = Registry::new().register(
+        ActorType::<Gate>::shared()
+            .handles_shared::<Arrive>()
+            .handles_shared::<Probe>(),
+    );
+    let node = Node::start(config, registry).await.unwrap();
+    let gate = node.cluster().spawn::<Gate>(1).await.unwrap();
+    let timeout = std::time::Duration::from_secs(20);
+    let untyped = node.cluster().handle::<Unknown>(gate.id());
+    assert_eq!(untyped.call_dyn(Probe(41), timeout).await.unwrap(), 42);
+    assert_eq!(
+        PROBES_SERIALISED.load(Ordering::SeqCst),
+        0,
+        "a local call serialised"
+    );
+
+    let driver = Cluster::connect(&node.addr().to_string(), token)
+        .await
+        .unwrap();
+    let remote = driver.handle::<Unknown>(gate.id());
+    assert_eq!(remote.call_dyn(Probe(1), timeout).await.unwrap(), 2);
+    assert_eq!(PROBES_SERIALISED.load(Ordering::SeqCst), 1);
+    node.shutdown().await;
+}

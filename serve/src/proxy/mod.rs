@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_bytes::ByteBuf;
 use tracing::Instrument;
 use troupe_core::id::RequestId;
 use troupe_worker::schema;
@@ -253,12 +252,12 @@ async fn proxy(
             .iter()
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
-        body: ByteBuf::from(body.to_vec()),
+        body,
     };
     let router = state.runtime.router(&route.app, &route.ingress);
     let timeout = state.timeout;
     let outcome = async {
-        match tokio::time::timeout(timeout, router.send_http(&serve_request, timeout)).await {
+        match tokio::time::timeout(timeout, router.send_http(serve_request, timeout)).await {
             Ok(result) => result,
             Err(_) => Err(ServeError::Timeout {
                 seconds: timeout.as_secs_f64(),

@@ -23,7 +23,7 @@ pub(crate) mod registry;
 
 pub use error::ActorError;
 pub use registry::{ActorType, Registry};
-pub(crate) use registry::{DynActorType, RawCall};
+pub(crate) use registry::{AnyCall, AnyPayload, DynActorType, RawCall};
 
 use crate::cluster::Cluster;
 

@@ -33,10 +33,30 @@ type RawHandler<A> = fn(A, ActorContext, &[u8]) -> Result<RawFuture<A>, (A, Acto
 pub(crate) type SharedRawHandler<A> =
     fn(Rc<A>, ActorContext, &[u8]) -> Result<LocalBoxFuture<'static, Vec<u8>>, ActorError>;
 
+/// A shared handler for an in-process call whose caller does not know the
+/// actor's Rust type: the message and the reply travel as `Box<dyn Any>`.
+pub(crate) type SharedAnyHandler<A> =
+    fn(Rc<A>, ActorContext, AnyPayload) -> Result<LocalBoxFuture<'static, AnyPayload>, ActorError>;
+
+/// A message or reply of an in-process untyped call.
+pub(crate) type AnyPayload = Box<dyn std::any::Any + Send>;
+
+/// An in-process call by message name, for callers that know the message
+/// type but not the actor type (the serve proxy): no serialisation.
+pub(crate) struct AnyCall {
+    pub message: &'static str,
+    pub payload: AnyPayload,
+}
+
+impl actix::Message for AnyCall {
+    type Result = Result<AnyPayload, ActorError>;
+}
+
 /// One actor type's registration: the type and the messages it answers.
 pub struct ActorType<A: Actor> {
     handlers: HashMap<&'static str, RawHandler<A>>,
     shared_handlers: HashMap<&'static str, SharedRawHandler<A>>,
+    shared_any: HashMap<&'static str, SharedAnyHandler<A>>,
     shared: bool,
     _type: PhantomData<fn() -> A>,
 }
@@ -48,6 +68,7 @@ impl<A: Actor> ActorType<A> {
         Self {
             handlers: HashMap::new(),
             shared_handlers: HashMap::new(),
+            shared_any: HashMap::new(),
             shared: false,
             _type: PhantomData,
         }
@@ -79,6 +100,7 @@ impl<A: Actor> ActorType<A> {
         let previous = self
             .shared_handlers
             .insert(M::NAME, shared_raw_handler::<A, M>);
+        self.shared_any.insert(M::NAME, shared_any_handler::<A, M>);
         assert!(
             previous.is_none(),
             "actor type {} registers message name {:?} twice",
@@ -156,6 +178,24 @@ fn shared_raw_handler<A: SharedHandler<M>, M: Message>(
     .boxed_local())
 }
 
+/// Takes `M` out of the box, then runs the shared handler on `actor`.
+fn shared_any_handler<A: SharedHandler<M>, M: Message>(
+    actor: Rc<A>,
+    cx: ActorContext,
+    payload: AnyPayload,
+) -> Result<LocalBoxFuture<'static, AnyPayload>, ActorError> {
+    let message = payload.downcast::<M>().map_err(|_| ActorError::Codec {
+        what: format!("message {:?} for actor type {:?}", M::NAME, A::TYPE_NAME),
+        detail: "the caller's message type is not the one the actor registered under this name"
+            .into(),
+    })?;
+    Ok(async move {
+        let reply = actor.handle(*message, &cx).await;
+        Box::new(reply) as AnyPayload
+    }
+    .boxed_local())
+}
+
 /// An instance started on an arbiter.
 pub(crate) struct StartedActor {
     pub addr: LocalAddr,
@@ -212,6 +252,7 @@ struct TypeEntry<A: Actor> {
 pub(crate) struct HandlerTables<A: Actor> {
     pub exclusive: HashMap<&'static str, RawHandler<A>>,
     pub shared: HashMap<&'static str, SharedRawHandler<A>>,
+    pub shared_any: HashMap<&'static str, SharedAnyHandler<A>>,
     /// Whether instances are shared (`&self` handlers, concurrent).
     pub is_shared: bool,
 }
@@ -275,6 +316,7 @@ impl Registry {
             tables: Arc::new(HandlerTables {
                 exclusive: actor_type.handlers,
                 shared: actor_type.shared_handlers,
+                shared_any: actor_type.shared_any,
                 is_shared: actor_type.shared,
             }),
         };

@@ -311,6 +311,85 @@ impl<A: Actor> ActorHandle<A> {
         }
     }
 
+    /// Sends `message` to an actor whose Rust type the caller does not know
+    /// (the serve proxy): in-process and unencoded when the actor runs here
+    /// (as a boxed value, checked against the type the actor registered
+    /// under `M::NAME`), else one RPC. Only shared actors answer it locally.
+    /// Same waiting and retries as [`call`](Self::call).
+    pub async fn call_dyn<M: Message>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, ActorError> {
+        let deadline = Instant::now() + timeout;
+        let mut message = Some(message);
+        let mut encoded: Option<Vec<u8>> = None;
+        let mut retries_used = 0u32;
+        let mut min_incarnation = 0u64;
+        loop {
+            let location = self.locate(min_incarnation, deadline).await?;
+            let outcome = if self.is_local(&location) {
+                let hosting = self.cluster.inner.local.as_ref().expect("local");
+                let m = match message.take() {
+                    Some(m) => m,
+                    None => self.decode_again::<M>(encoded.as_deref())?,
+                };
+                let call = crate::actor::AnyCall {
+                    message: M::NAME,
+                    payload: Box::new(m),
+                };
+                match hosting.send_any(self.id, location.incarnation, call) {
+                    Ok(sent) => match sent.await {
+                        Ok(Ok(reply)) => {
+                            return reply.downcast::<M::Reply>().map(|r| *r).map_err(|_| {
+                                ActorError::Codec {
+                                    what: format!("the reply to {:?}", M::NAME),
+                                    detail: "the actor answered with another type".into(),
+                                }
+                            })
+                        }
+                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
+                        Ok(Err(e)) => Failure::Fatal(e),
+                        Err(_) => Failure::Lost(self.unavailable("its instance stopped")),
+                    },
+                    Err(unsent) => {
+                        message = unsent.payload.downcast::<M>().ok().map(|m| *m);
+                        self.wait_for_local(deadline).await;
+                        Failure::NotHere
+                    }
+                }
+            } else {
+                let payload = match (&encoded, message.take()) {
+                    (Some(bytes), _) => bytes.clone(),
+                    (None, Some(m)) => {
+                        let bytes = codec::encode(&m);
+                        encoded = Some(bytes.clone());
+                        bytes
+                    }
+                    (None, None) => return Err(self.unavailable("the message was consumed")),
+                };
+                match self.remote::<M>(&location, payload, deadline).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(failure) => failure,
+                }
+            };
+            match outcome {
+                Failure::Fatal(e) => return Err(e),
+                Failure::NotHere => self.wait_for_change(deadline).await,
+                Failure::Lost(e) => {
+                    if !location.retries.allows_another(retries_used) {
+                        return Err(e);
+                    }
+                    retries_used += 1;
+                    min_incarnation = location.incarnation + 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.unavailable("the call's deadline passed while retrying"));
+            }
+        }
+    }
+
     /// Sends an already encoded message named `message` and returns the
     /// encoded reply: for callers that know the actor only by id (the serve
     /// proxy). In-process when the actor runs here (no RPC, but the bytes

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use troupe_core::id::ActorId;
 
 use crate::actor::registry::{dispatch, dispatch_shared, panic_message, HandlerTable};
-use crate::actor::{Actor, ActorContext, ActorError, Handler, Message, RawCall, SharedHandler};
+use crate::actor::{
+    Actor, ActorContext, ActorError, AnyCall, AnyPayload, Handler, Message, RawCall, SharedHandler,
+};
 
 /// Calls that may queue for one instance before callers wait.
 const MAILBOX_CAPACITY: usize = 65_536;
@@ -46,6 +48,7 @@ pub(crate) struct LocalAddr {
     /// An `Addr<Host<A>>`.
     typed: Arc<dyn Any + Send + Sync>,
     pub raw: Recipient<RawCall>,
+    pub any: Recipient<AnyCall>,
     stop: Recipient<Stop>,
 }
 
@@ -156,6 +159,7 @@ impl<A: Actor> Host<A> {
         LocalAddr {
             typed: Arc::new(addr.clone()),
             raw: addr.clone().recipient(),
+            any: addr.clone().recipient(),
             stop: addr.recipient(),
         }
     }
@@ -304,6 +308,23 @@ impl<A: Actor> actix::Handler<RawCall> for Host<A> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl<A: Actor> actix::Handler<AnyCall> for Host<A> {
+    type Result = Reply<Self, Result<AnyPayload, ActorError>>;
+
+    fn handle(&mut self, call: AnyCall, _: &mut Context<Self>) -> Self::Result {
+        let Instance::Shared(instance) = &self.instance else {
+            return self.refuse(self.wrong_kind(call.message));
+        };
+        let Some(handler) = self.handlers.shared_any.get(call.message) else {
+            return self.refuse(self.wrong_kind(call.message));
+        };
+        match handler(instance.clone(), self.cx.clone(), call.payload) {
+            Ok(work) => self.run_shared(work),
+            Err(error) => self.refuse(error),
         }
     }
 }

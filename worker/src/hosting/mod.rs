@@ -150,6 +150,21 @@ impl Hosting {
         }
     }
 
+    /// Sends an in-process untyped call (see [`AnyCall`]); `Err` gives it
+    /// back when there is no such instance.
+    pub(crate) fn send_any(
+        &self,
+        actor: ActorId,
+        incarnation: u64,
+        call: crate::actor::AnyCall,
+    ) -> Result<actix::dev::RecipientRequest<crate::actor::AnyCall>, crate::actor::AnyCall> {
+        let table = self.table();
+        match table.get(&actor) {
+            Some(local) if local.incarnation >= incarnation => Ok(local.addr.any.send(call)),
+            _ => Err(call),
+        }
+    }
+
     /// The typed address of `actor`'s instance if it is an `A` of at least
     /// `incarnation`.
     pub(crate) fn typed<A: crate::actor::Actor>(
