@@ -7,7 +7,9 @@
 //! an older version are stopped once the current version has
 //! `num_replicas` running, so an update never drops below the target
 //! (zero downtime). Three constructor failures of the current version
-//! make the deployment DEPLOY_FAILED with the constructor's message.
+//! make the deployment DEPLOY_FAILED with the constructor's message. An
+//! application that was RUNNING at its version and lost replicas is
+//! UNHEALTHY until they are replaced.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,7 +101,7 @@ pub fn reconcile(
     let mut actions = Vec::new();
     for spec in specs.values() {
         let seen = by_app.remove(spec.name.as_str()).unwrap_or_default();
-        let status = app_round(spec, &seen, new_id, &mut actions);
+        let status = app_round(spec, statuses.get(&spec.name), &seen, new_id, &mut actions);
         if statuses.get(&spec.name) != Some(&status) {
             actions.push(Action::WriteStatus(status));
         }
@@ -140,6 +142,7 @@ pub fn reconcile(
 
 fn app_round(
     spec: &AppSpec,
+    last: Option<&AppStatus>,
     seen: &[Seen<'_>],
     new_id: &mut dyn FnMut() -> ReplicaId,
     actions: &mut Vec<Action>,
@@ -246,6 +249,16 @@ fn app_round(
         .all(|d| d.state == DeploymentState::Healthy)
     {
         (AppState::Running, String::new())
+    } else if last.is_some_and(|l| {
+        l.version == spec.version && matches!(l.state, AppState::Running | AppState::Unhealthy)
+    }) {
+        // It ran at this version and lost replicas: being repaired.
+        let lacking: Vec<String> = deployments
+            .iter()
+            .filter(|(_, d)| d.state != DeploymentState::Healthy)
+            .map(|(name, d)| format!("{name}: {}", d.message))
+            .collect();
+        (AppState::Unhealthy, lacking.join("; "))
     } else {
         (AppState::Deploying, "replicas are starting".into())
     };

@@ -195,3 +195,30 @@ fn a_deleted_application_stops_its_replicas_then_forgets_its_status() {
     let actions = run(&[], &[running], &gone);
     assert_eq!(actions, [Action::DeleteStatus { app: "app".into() }]);
 }
+
+#[test]
+fn a_running_application_that_loses_a_replica_is_unhealthy_until_replaced() {
+    let alive = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Alive),
+    ];
+    let running = status(&run(&[spec(2, 1)], &[], &alive)).clone();
+    assert_eq!(running.state, AppState::Running);
+    let killed = troupe_worker::lifecycle::DeathReason::KilledByUser;
+    let lost = [
+        replica(1, 1, ActorState::Alive),
+        replica(2, 1, ActorState::Dead { reason: killed }),
+    ];
+    let actions = run(&[spec(2, 1)], std::slice::from_ref(&running), &lost);
+    assert_eq!(starts(&actions), 1);
+    let unhealthy = status(&actions);
+    assert_eq!(unhealthy.state, AppState::Unhealthy);
+    assert!(
+        unhealthy.message.contains("1 of 2"),
+        "{}",
+        unhealthy.message
+    );
+    // A new version deploying is DEPLOYING, not UNHEALTHY.
+    let actions = run(&[spec(2, 2)], std::slice::from_ref(&running), &alive);
+    assert_eq!(status(&actions).state, AppState::Deploying);
+}
