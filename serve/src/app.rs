@@ -155,6 +155,7 @@ impl Application {
                 name: name.to_owned(),
                 route_prefix: Some("/".into()),
                 ingress: String::new(),
+                streaming: false,
                 deployments: Vec::new(),
                 version: 0,
             },
@@ -207,6 +208,15 @@ impl Application {
         self.spec.ingress = bind.spec.name.clone();
         self.add(bind);
         self
+    }
+
+    /// Adds the deployment that answers HTTP with streamed bodies.
+    pub fn streaming_ingress<D: crate::deployment::StreamingIngress>(
+        mut self,
+        bind: Bind<D>,
+    ) -> Self {
+        self.spec.streaming = true;
+        self.ingress(bind)
     }
 
     pub fn name(&self) -> &str {

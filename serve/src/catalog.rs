@@ -34,6 +34,15 @@ impl<D: Deployment> DeploymentType<D> {
         self
     }
 
+    /// `D` answers HTTP with streamed bodies.
+    pub fn http_streaming(mut self) -> Self
+    where
+        D: crate::deployment::StreamingIngress,
+    {
+        self.actor = self.actor.streams::<crate::replica::HttpStream>();
+        self
+    }
+
     /// `D` answers `M` from handles.
     pub fn serves<M: Message>(mut self) -> Self
     where

@@ -16,7 +16,7 @@ use serde::Serialize;
 use troupe_core::id::ReplicaId;
 use troupe_worker::{Cluster, Message};
 
-use crate::http::{ServeError, ServeRequest, ServeResponse};
+use crate::http::{ServeError, ServeRequest, ServeResponse, ServeStream};
 
 /// What a replica knows about itself.
 #[derive(Clone)]
@@ -66,4 +66,14 @@ pub trait HttpIngress: Deployment {
         &self,
         request: ServeRequest,
     ) -> impl Future<Output = Result<ServeResponse, ServeError>>;
+}
+
+/// How an ingress deployment answers HTTP with a streamed body (tokens of a
+/// generated text, rows of a long result): the proxy sends each chunk as it
+/// comes. A client that disconnects stops the stream.
+pub trait StreamingIngress: Deployment {
+    fn http_stream(
+        &self,
+        request: ServeRequest,
+    ) -> impl Future<Output = Result<ServeStream, ServeError>>;
 }

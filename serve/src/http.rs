@@ -98,6 +98,38 @@ impl ServeResponse {
     }
 }
 
+/// A streaming response: status and headers first, then the body in
+/// chunks as the deployment produces them (sent chunked to the client).
+pub struct ServeStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: futures::stream::LocalBoxStream<'static, Vec<u8>>,
+}
+
+impl ServeStream {
+    /// 200 with `content_type` and `body`.
+    pub fn new(content_type: &str, body: impl futures::Stream<Item = Vec<u8>> + 'static) -> Self {
+        use futures::StreamExt;
+        ServeStream {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.boxed_local(),
+        }
+    }
+}
+
+/// One item of a streaming response on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StreamPart {
+    Head {
+        status: u16,
+        headers: Vec<(String, String)>,
+    },
+    Chunk(ByteBuf),
+    /// The deployment refused the request (before any head).
+    Error(ServeError),
+}
+
 /// Why a request was not answered by the application. The proxy maps each
 /// to one HTTP status (see `proxy::error`); messages are safe to show.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]

@@ -36,8 +36,8 @@ pub mod spec;
 
 pub use app::{delete, deploy, Application, Bind, DeploymentHandle};
 pub use catalog::{Catalog, DeploymentType};
-pub use deployment::{Deployment, HttpIngress, ReplicaContext, Serves};
-pub use http::{ServeError, ServeRequest, ServeResponse};
+pub use deployment::{Deployment, HttpIngress, ReplicaContext, Serves, StreamingIngress};
+pub use http::{ServeError, ServeRequest, ServeResponse, ServeStream, StreamPart};
 pub use proxy::{Proxy, ProxyConfig};
 pub use roles::{start, ServeRoles};
 pub use spec::{AppState, AppStatus};

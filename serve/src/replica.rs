@@ -12,22 +12,23 @@ use crate::http::{ServeError, ServeRequest, ServeResponse};
 /// One replica of `D`, hosted as a shared actor (its handlers run
 /// concurrently).
 pub struct Replica<D: Deployment> {
-    inner: D,
-    /// Requests running now (handlers of one replica share its thread).
-    in_flight: std::cell::Cell<usize>,
+    inner: std::rc::Rc<D>,
+    /// Requests (and open streams) running now; a drain waits for zero.
+    /// Handlers of one replica share its thread.
+    in_flight: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
-/// Counts a request while it runs.
-struct Running<'a>(&'a std::cell::Cell<usize>);
+/// Counts a request or a stream while it runs.
+struct Running(std::rc::Rc<std::cell::Cell<usize>>);
 
-impl<'a> Running<'a> {
-    fn new(counter: &'a std::cell::Cell<usize>) -> Self {
+impl Running {
+    fn new(counter: &std::rc::Rc<std::cell::Cell<usize>>) -> Self {
         counter.set(counter.get() + 1);
-        Running(counter)
+        Running(counter.clone())
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
@@ -69,8 +70,8 @@ impl<D: Deployment> Actor for Replica<D> {
             inner.reconfigure(&value).await?;
         }
         Ok(Replica {
-            inner,
-            in_flight: std::cell::Cell::new(0),
+            inner: std::rc::Rc::new(inner),
+            in_flight: Default::default(),
         })
     }
 }
@@ -157,5 +158,48 @@ impl<D: Deployment> SharedHandler<Drain> for Replica<D> {
                 std::time::Duration::ZERO
             };
         }
+    }
+}
+
+/// An HTTP request for a streaming ingress replica; the reply items are
+/// the head, then the chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpStream(pub ServeRequest);
+
+impl Message for HttpStream {
+    type Reply = crate::http::StreamPart;
+    const NAME: &'static str = "serve.http_stream";
+}
+
+impl<D: crate::deployment::StreamingIngress> troupe_worker::StreamHandler<HttpStream>
+    for Replica<D>
+{
+    fn stream(
+        &self,
+        HttpStream(request): HttpStream,
+        _: &ActorContext,
+    ) -> impl futures::Stream<Item = crate::http::StreamPart> + 'static {
+        use crate::http::StreamPart;
+        use futures::StreamExt;
+        let inner = self.inner.clone();
+        let running = Running::new(&self.in_flight);
+        let head = async move { inner.http_stream(request).await };
+        futures::stream::once(head).flat_map(move |answer| {
+            let _open = &running;
+            match answer {
+                Ok(stream) => futures::stream::once(futures::future::ready(StreamPart::Head {
+                    status: stream.status,
+                    headers: stream.headers,
+                }))
+                .chain(
+                    stream
+                        .body
+                        .map(|chunk| StreamPart::Chunk(ByteBuf::from(chunk))),
+                )
+                .boxed_local(),
+                Err(e) => futures::stream::once(futures::future::ready(StreamPart::Error(e)))
+                    .boxed_local(),
+            }
+        })
     }
 }

@@ -20,7 +20,7 @@ use troupe_worker::lifecycle::ActorState;
 use troupe_worker::{schema, ActorError, Cluster, ClusterState, Message, SharedHandler};
 
 use crate::deployment::Deployment;
-use crate::http::{ServeError, ServeRequest, ServeResponse};
+use crate::http::{ServeError, ServeRequest, ServeResponse, StreamPart};
 use crate::replica::{HttpCall, Replica};
 use crate::spec::{
     decode_status, parse_replica_name, AppSpec, ReplicaState, APPS_PREFIX, STATUS_PREFIX,
@@ -152,6 +152,27 @@ struct Slot<'a> {
 }
 
 impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.router.lock();
+        if let Some(n) = state.in_flight.get_mut(&self.actor) {
+            *n = n.saturating_sub(1);
+        }
+        drop(state);
+        self.router.freed.notify_one();
+    }
+}
+
+/// A streamed body's items.
+pub(crate) type StreamBody =
+    futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
+/// A request slot that outlives the call that took it (a streamed body).
+struct OwnedSlot {
+    router: Arc<Router>,
+    actor: ActorId,
+}
+
+impl Drop for OwnedSlot {
     fn drop(&mut self) {
         let mut state = self.router.lock();
         if let Some(n) = state.in_flight.get_mut(&self.actor) {
@@ -352,6 +373,68 @@ impl Router {
                 Err(e) => return Err(ServeError::Unavailable(e.to_string())),
             }
         }
+    }
+
+    /// A streaming HTTP request: the head, then the body as a stream that
+    /// holds the replica's slot until it ends.
+    pub(crate) async fn send_stream(
+        self: &Arc<Self>,
+        request: ServeRequest,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<(String, String)>, StreamBody), ServeError> {
+        use futures::StreamExt;
+        let deadline = Instant::now() + timeout;
+        let slot = self.acquire(&[], deadline).await?;
+        let actor = slot.actor;
+        // The slot lives as long as the body stream.
+        std::mem::forget(slot);
+        let guard = OwnedSlot {
+            router: self.clone(),
+            actor,
+        };
+        tracing::Span::current().record("replica", tracing::field::display(actor));
+        let handle = self
+            .cluster
+            .handle::<Replica<crate::controller::Probe>>(actor);
+        let payload = troupe_worker::codec::encode(&crate::replica::HttpStream(request));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut items = handle
+            .stream_raw(crate::replica::HttpStream::NAME, payload, remaining)
+            .await
+            .map_err(|e| ServeError::Unavailable(e.to_string()))?
+            .map(|item| {
+                item.map_err(|e| e.to_string()).and_then(|bytes| {
+                    troupe_worker::codec::decode::<StreamPart>(&bytes)
+                        .map_err(|e| format!("a stream item did not decode: {e}"))
+                })
+            });
+        let head = items
+            .next()
+            .await
+            .ok_or_else(|| {
+                ServeError::Unavailable("the replica's stream ended before its head".into())
+            })?
+            .map_err(ServeError::Unavailable)?;
+        let (status, headers) = match head {
+            StreamPart::Head { status, headers } => (status, headers),
+            StreamPart::Error(e) => return Err(e),
+            StreamPart::Chunk(_) => {
+                return Err(ServeError::Unavailable(
+                    "the replica's stream began without a head".into(),
+                ))
+            }
+        };
+        let body = items
+            .map(move |item| {
+                let _held = &guard;
+                match item {
+                    Ok(StreamPart::Chunk(chunk)) => Ok(bytes::Bytes::from(chunk.into_vec())),
+                    Ok(_) => Err(std::io::Error::other("unexpected item in a streamed body")),
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            })
+            .boxed();
+        Ok((status, headers, body))
     }
 
     /// A typed request through a handle.

@@ -73,6 +73,8 @@ pub struct AppSpec {
     pub route_prefix: Option<String>,
     /// The deployment that answers HTTP.
     pub ingress: String,
+    /// Whether the ingress streams its responses (`StreamingIngress`).
+    pub streaming: bool,
     pub deployments: Vec<DeploymentSpec>,
     /// Bumped by every deploy that changes a deployment's replicas.
     pub version: u64,

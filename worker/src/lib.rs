@@ -41,6 +41,7 @@ pub mod view;
 
 pub use actor::{
     Actor, ActorContext, ActorError, ActorType, Handler, Message, Registry, SharedHandler,
+    StreamHandler,
 };
 pub use cluster::{ActorHandle, Cluster, Spawn};
 pub use error::{Result, WorkerError};

@@ -27,7 +27,9 @@ use crate::error::WorkerError;
 use crate::hosting::Hosting;
 use crate::protocol::{NodeInfo, NodeInfoReply};
 use crate::schema::{self, Key, NodeRecord};
-use crate::services::{ActorCallService, ControlService, NodeAdminService, NodeInfoService};
+use crate::services::{
+    ActorCallService, ActorStreamService, ControlService, NodeAdminService, NodeInfoService,
+};
 use crate::view::ClusterView;
 
 /// How a node takes part in a cluster.
@@ -184,7 +186,15 @@ impl Node {
         };
         let data_addrs = hosting
             .serve_on_arbiters(addr.ip(), || {
+                let calls = Arc::new(ActorCallService {
+                    me: id,
+                    hosting: hosting.clone(),
+                    view: view.clone(),
+                });
                 RpcServer::new(rpc_config.clone())
+                    .with_service(ActorStreamService {
+                        inner: calls.clone(),
+                    })
                     .with_service(ActorCallService {
                         me: id,
                         hosting: hosting.clone(),

@@ -28,6 +28,15 @@ pub(crate) struct CallRequest {
     pub payload: ByteBuf,
 }
 
+/// A streaming call to an actor hosted by the node: the items, encoded.
+pub(crate) struct ActorStream;
+
+impl Protocol for ActorStream {
+    const NAME: &'static str = "worker.actor_stream";
+    type Request = CallRequest;
+    type Response = ByteBuf;
+}
+
 /// Why a node did not answer a call with a reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum CallRefusal {

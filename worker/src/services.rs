@@ -158,3 +158,58 @@ impl Service for NodeAdminService {
         Ok(())
     }
 }
+
+/// Streaming calls (`worker.actor_stream`).
+pub(crate) struct ActorStreamService {
+    pub inner: Arc<ActorCallService>,
+}
+
+impl Service for ActorStreamService {
+    type Protocol = crate::protocol::ActorStream;
+
+    async fn call(&self, _: CallRequest, _: CallContext) -> Result<ByteBuf, Status> {
+        Err(Status::unimplemented(
+            "worker.actor_stream only opens streams",
+        ))
+    }
+
+    async fn stream(
+        &self,
+        request: CallRequest,
+        _: CallContext,
+    ) -> Result<troupe_core::rpc::ResponseStream<ByteBuf>, Status> {
+        let (actor, incarnation) = (request.actor, request.incarnation);
+        let mut call = crate::actor::RawStream {
+            message: request.message.into_owned(),
+            payload: bytes::Bytes::from(request.payload.into_vec()),
+        };
+        let give_up = Instant::now() + WAIT_FOR_INSTANCE;
+        let mut changes = self.inner.hosting.subscribe();
+        loop {
+            match self.inner.hosting.send_stream(actor, incarnation, call) {
+                Ok(sent) => {
+                    let rx = match sent.await {
+                        Ok(Ok(rx)) => rx,
+                        Ok(Err(e)) => return Err(Status::rejected(e.to_string())),
+                        Err(_) => return Err(Status::unavailable(NOT_HERE)),
+                    };
+                    let items = futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|item| (Ok(ByteBuf::from(item)), rx))
+                    });
+                    return Ok(Box::pin(items));
+                }
+                Err(unsent) => call = unsent,
+            }
+            if !self.inner.may_come(actor, incarnation) {
+                return Err(Status::unavailable(NOT_HERE));
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(give_up) => return Err(Status::unavailable(NOT_HERE)),
+            }
+        }
+    }
+}
+
+/// The status message of a stream whose actor is not on this node.
+pub(crate) const NOT_HERE: &str = "the actor is not hosted on this node";

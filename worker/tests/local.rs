@@ -229,3 +229,66 @@ async fn untyped_calls_stay_in_process_when_local() {
     assert_eq!(PROBES_SERIALISED.load(Ordering::SeqCst), 1);
     node.shutdown().await;
 }
+
+/// Counts down from its argument, one item at a time.
+#[derive(Debug, Serialize, Deserialize)]
+struct Countdown(u32);
+
+impl Message for Countdown {
+    type Reply = u32;
+    const NAME: &'static str = "Gate.Countdown";
+}
+
+impl troupe_worker::StreamHandler<Countdown> for Gate {
+    fn stream(
+        &self,
+        Countdown(n): Countdown,
+        _: &ActorContext,
+    ) -> impl futures::Stream<Item = u32> + 'static {
+        futures::stream::iter((0..n).rev())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_deliver_every_item_in_order_locally_and_remotely() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = ClusterToken::new("stream-test").unwrap();
+    let mut config = NodeConfig::new(Role::Head, token.clone(), dir.path());
+    config.actor_threads = 1;
+    let registry = Registry::new().register(
+        ActorType::<Gate>::shared()
+            .handles_shared::<Arrive>()
+            .streams::<Countdown>(),
+    );
+    let node = Node::start(config, registry).await.unwrap();
+    let gate = node.cluster().spawn::<Gate>(1).await.unwrap();
+    let timeout = std::time::Duration::from_secs(20);
+    let local: Vec<u32> = gate
+        .stream(Countdown(1000), timeout)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(local, (0..1000).rev().collect::<Vec<_>>());
+
+    let driver = Cluster::connect(&node.addr().to_string(), token)
+        .await
+        .unwrap();
+    let remote = driver.handle::<Gate>(gate.id());
+    let items: Vec<u32> = remote
+        .stream(Countdown(1000), timeout)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(items, (0..1000).rev().collect::<Vec<_>>());
+    // A reader that stops early does not stall the actor.
+    let mut partial = remote.stream(Countdown(100_000), timeout).await.unwrap();
+    assert_eq!(partial.next().await.unwrap().unwrap(), 99_999);
+    drop(partial);
+    gate.ask(Arrive(false)).await.unwrap();
+    node.shutdown().await;
+}

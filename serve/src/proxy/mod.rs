@@ -54,6 +54,7 @@ pub struct Route {
     pub prefix: String,
     pub app: String,
     pub ingress: String,
+    pub streaming: bool,
 }
 
 /// The routes of every application with a prefix, longest prefix first.
@@ -65,6 +66,7 @@ pub fn routes(specs: impl IntoIterator<Item = AppSpec>) -> Vec<Route> {
                 prefix: s.route_prefix?,
                 app: s.name,
                 ingress: s.ingress,
+                streaming: s.streaming,
             })
         })
         .collect();
@@ -256,6 +258,40 @@ async fn proxy(
     };
     let router = state.runtime.router(&route.app, &route.ingress);
     let timeout = state.timeout;
+    if route.streaming {
+        let opened = match tokio::time::timeout(timeout, router.send_stream(serve_request, timeout))
+            .instrument(span)
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ServeError::Timeout {
+                seconds: timeout.as_secs_f64(),
+            }),
+        };
+        return match opened {
+            Ok((status, headers, body)) => {
+                access_log(&request, status, started, request_id, &route.app);
+                let status = actix_web::http::StatusCode::from_u16(status)
+                    .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+                let mut builder = HttpResponse::build(status);
+                for (name, value) in &headers {
+                    builder.insert_header((name.as_str(), value.as_str()));
+                }
+                builder.insert_header(("x-request-id", request_id.to_string()));
+                Ok(builder.streaming(body))
+            }
+            Err(error) => {
+                access_log(
+                    &request,
+                    error::status_of(&error).as_u16(),
+                    started,
+                    request_id,
+                    &route.app,
+                );
+                Err(ApiError { error, request_id })
+            }
+        };
+    }
     let outcome = async {
         match tokio::time::timeout(timeout, router.send_http(serve_request, timeout)).await {
             Ok(result) => result,
@@ -314,6 +350,7 @@ mod tests {
             name: name.into(),
             route_prefix: prefix.map(Into::into),
             ingress: "in".into(),
+            streaming: false,
             deployments: vec![],
             version: 1,
         }

@@ -226,8 +226,43 @@ impl HttpIngress for Ensemble {
     }
 }
 
+/// Streams `n` lines, one every 20 ms.
+pub struct Ticker {
+    n: u32,
+}
+
+impl Deployment for Ticker {
+    const NAME: &'static str = "test.Ticker";
+    type Args = u32;
+
+    async fn new(n: u32, _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Ticker { n })
+    }
+}
+
+impl troupe_serve::StreamingIngress for Ticker {
+    async fn http_stream(
+        &self,
+        request: ServeRequest,
+    ) -> Result<troupe_serve::ServeStream, ServeError> {
+        if request.path == "/refuse" {
+            return Err(ServeError::BadRequest("refused before streaming".into()));
+        }
+        let n = self.n;
+        let lines = futures::stream::unfold(0, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((format!("tick {i}\n").into_bytes(), i + 1))
+        });
+        Ok(troupe_serve::ServeStream::new("text/plain", lines))
+    }
+}
+
 pub fn catalog() -> Catalog {
     Catalog::new()
+        .deployment(DeploymentType::<Ticker>::new().http_streaming())
         .deployment(DeploymentType::<Hello>::new().http())
         .deployment(DeploymentType::<Upper>::new().serves::<Shout>())
         .deployment(DeploymentType::<Scale>::new().serves::<Apply>())

@@ -121,3 +121,20 @@ fn scaling_down_drains_replicas_without_failing_requests() {
         })
     });
 }
+
+#[test]
+fn a_streaming_ingress_sends_its_body_in_chunks() {
+    use crate::apps::Ticker;
+    use crate::support::dechunk;
+    deploy(
+        Application::new("ticker")
+            .route_prefix(Some("/ticker"))
+            .streaming_ingress(Bind::<Ticker>::new("ticker", 5)),
+    );
+    let r = get("/ticker");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(dechunk(&r.body), "tick 0\ntick 1\ntick 2\ntick 3\ntick 4\n");
+    let refused = get("/ticker/refuse");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+}

@@ -152,3 +152,18 @@ pub fn get(path: &str) -> Response {
 pub fn post(path: &str, body: &str) -> Response {
     request("POST", path, body.as_bytes())
 }
+
+/// The body of a `transfer-encoding: chunked` response, de-chunked.
+pub fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}

@@ -23,7 +23,7 @@ pub(crate) mod registry;
 
 pub use error::ActorError;
 pub use registry::{ActorType, Registry};
-pub(crate) use registry::{AnyCall, AnyPayload, DynActorType, RawCall};
+pub(crate) use registry::{AnyCall, AnyPayload, DynActorType, RawCall, RawStream};
 
 use crate::cluster::Cluster;
 
@@ -66,6 +66,17 @@ pub trait Handler<M: Message>: Actor {
 /// ([`ActorError::HandlerPanicked`]) and leaves the instance running.
 pub trait SharedHandler<M: Message>: Actor {
     fn handle(&self, message: M, cx: &ActorContext) -> impl Future<Output = M::Reply>;
+}
+
+/// How a *shared* actor answers `M` with a stream of replies (each item an
+/// `M::Reply`), e.g. the chunks of a streaming HTTP response. Items flow as
+/// they are produced; a caller that drops the stream stops it.
+pub trait StreamHandler<M: Message>: Actor {
+    fn stream(
+        &self,
+        message: M,
+        cx: &ActorContext,
+    ) -> impl futures::Stream<Item = M::Reply> + 'static;
 }
 
 /// What an instance knows about itself and how it reaches the cluster.

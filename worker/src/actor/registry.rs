@@ -52,11 +52,30 @@ impl actix::Message for AnyCall {
     type Result = Result<AnyPayload, ActorError>;
 }
 
+/// A shared stream handler: decodes the message, returns the encoded items.
+pub(crate) type StreamRawHandler<A> =
+    fn(
+        Rc<A>,
+        ActorContext,
+        &[u8],
+    ) -> Result<futures::stream::LocalBoxStream<'static, Vec<u8>>, ActorError>;
+
+/// A streaming call: the reply is a channel of encoded items.
+pub(crate) struct RawStream {
+    pub message: String,
+    pub payload: bytes::Bytes,
+}
+
+impl actix::Message for RawStream {
+    type Result = Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ActorError>;
+}
+
 /// One actor type's registration: the type and the messages it answers.
 pub struct ActorType<A: Actor> {
     handlers: HashMap<&'static str, RawHandler<A>>,
     shared_handlers: HashMap<&'static str, SharedRawHandler<A>>,
     shared_any: HashMap<&'static str, SharedAnyHandler<A>>,
+    streams: HashMap<&'static str, StreamRawHandler<A>>,
     shared: bool,
     _type: PhantomData<fn() -> A>,
 }
@@ -69,6 +88,7 @@ impl<A: Actor> ActorType<A> {
             handlers: HashMap::new(),
             shared_handlers: HashMap::new(),
             shared_any: HashMap::new(),
+            streams: HashMap::new(),
             shared: false,
             _type: PhantomData,
         }
@@ -81,6 +101,30 @@ impl<A: Actor> ActorType<A> {
             shared: true,
             ..Self::new()
         }
+    }
+
+    /// Declares that the shared type `A` answers `M` with a stream.
+    ///
+    /// # Panics
+    /// If `A` was not made with [`ActorType::shared`], or `M::NAME` is
+    /// taken.
+    pub fn streams<M: Message>(mut self) -> Self
+    where
+        A: super::StreamHandler<M>,
+    {
+        assert!(
+            self.shared,
+            "actor type {} streams; make it with ActorType::shared()",
+            A::TYPE_NAME
+        );
+        let previous = self.streams.insert(M::NAME, stream_raw_handler::<A, M>);
+        assert!(
+            previous.is_none(),
+            "actor type {} registers stream {:?} twice",
+            A::TYPE_NAME,
+            M::NAME
+        );
+        self
     }
 
     /// Declares that the shared type `A` answers `M`.
@@ -178,6 +222,23 @@ fn shared_raw_handler<A: SharedHandler<M>, M: Message>(
     .boxed_local())
 }
 
+/// Decodes `M`, then opens the stream on `actor`, encoding each item.
+fn stream_raw_handler<A: super::StreamHandler<M>, M: Message>(
+    actor: Rc<A>,
+    cx: ActorContext,
+    payload: &[u8],
+) -> Result<futures::stream::LocalBoxStream<'static, Vec<u8>>, ActorError> {
+    use futures::StreamExt;
+    let message: M = codec::decode(payload).map_err(|detail| ActorError::Codec {
+        what: format!("message {:?} for actor type {:?}", M::NAME, A::TYPE_NAME),
+        detail,
+    })?;
+    Ok(actor
+        .stream(message, &cx)
+        .map(|item| codec::encode(&item))
+        .boxed_local())
+}
+
 /// Takes `M` out of the box, then runs the shared handler on `actor`.
 fn shared_any_handler<A: SharedHandler<M>, M: Message>(
     actor: Rc<A>,
@@ -253,6 +314,7 @@ pub(crate) struct HandlerTables<A: Actor> {
     pub exclusive: HashMap<&'static str, RawHandler<A>>,
     pub shared: HashMap<&'static str, SharedRawHandler<A>>,
     pub shared_any: HashMap<&'static str, SharedAnyHandler<A>>,
+    pub streams: HashMap<&'static str, StreamRawHandler<A>>,
     /// Whether instances are shared (`&self` handlers, concurrent).
     pub is_shared: bool,
 }
@@ -317,6 +379,7 @@ impl Registry {
                 exclusive: actor_type.handlers,
                 shared: actor_type.shared_handlers,
                 shared_any: actor_type.shared_any,
+                streams: actor_type.streams,
                 is_shared: actor_type.shared,
             }),
         };

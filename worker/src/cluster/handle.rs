@@ -390,6 +390,99 @@ impl<A: Actor> ActorHandle<A> {
         }
     }
 
+    /// Opens a stream on a shared actor ([`StreamHandler`]): its items as
+    /// they come. Dropping the stream stops the actor's side.
+    ///
+    /// [`StreamHandler`]: crate::actor::StreamHandler
+    pub async fn stream<M: Message>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<futures::stream::BoxStream<'static, Result<M::Reply, ActorError>>, ActorError>
+    where
+        A: crate::actor::StreamHandler<M>,
+    {
+        use futures::StreamExt;
+        let items = self
+            .stream_raw(M::NAME, codec::encode(&message), timeout)
+            .await?;
+        Ok(items
+            .map(|item| {
+                item.and_then(|bytes| {
+                    codec::decode(&bytes).map_err(|detail| ActorError::Codec {
+                        what: format!("an item of {:?}", M::NAME),
+                        detail,
+                    })
+                })
+            })
+            .boxed())
+    }
+
+    /// [`stream`](Self::stream) with an encoded message and encoded items,
+    /// for callers that know the actor only by id.
+    pub async fn stream_raw(
+        &self,
+        message: &'static str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Vec<u8>, ActorError>>, ActorError> {
+        use futures::StreamExt;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let location = self.locate(0, deadline).await?;
+            if self.is_local(&location) {
+                let hosting = self.cluster.inner.local.as_ref().expect("local");
+                let call = crate::actor::RawStream {
+                    message: message.to_owned(),
+                    payload: bytes::Bytes::from(payload.clone()),
+                };
+                match hosting.send_stream(self.id, location.incarnation, call) {
+                    Ok(sent) => match sent.await {
+                        Ok(Ok(rx)) => {
+                            let items = futures::stream::unfold(rx, |mut rx| async move {
+                                rx.recv().await.map(|item| (Ok(item), rx))
+                            });
+                            return Ok(items.boxed());
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => self.wait_for_change(deadline).await,
+                    },
+                    Err(_) => self.wait_for_local(deadline).await,
+                }
+            } else {
+                let request = CallRequest {
+                    actor: self.id,
+                    incarnation: location.incarnation,
+                    message: std::borrow::Cow::Borrowed(message),
+                    payload: ByteBuf::from(payload.clone()),
+                };
+                let channel = self.cluster.inner.rpc.channel(&location.addr);
+                match channel
+                    .stream::<crate::protocol::ActorStream>(&request)
+                    .await
+                {
+                    Ok(items) => {
+                        let actor = self.id.to_string();
+                        return Ok(items
+                            .map(move |item| {
+                                item.map(ByteBuf::into_vec)
+                                    .map_err(|e| ActorError::Unavailable {
+                                        actor: actor.clone(),
+                                        detail: format!("its stream broke: {e}"),
+                                    })
+                            })
+                            .boxed());
+                    }
+                    Err(e) if e.is_retryable() => self.wait_for_change(deadline).await,
+                    Err(e) => return Err(ActorError::Cluster(e.to_string())),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.unavailable("no stream opened before the deadline"));
+            }
+        }
+    }
+
     /// Sends an already encoded message named `message` and returns the
     /// encoded reply: for callers that know the actor only by id (the serve
     /// proxy). In-process when the actor runs here (no RPC, but the bytes

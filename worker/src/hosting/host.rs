@@ -21,7 +21,8 @@ use troupe_core::id::ActorId;
 
 use crate::actor::registry::{dispatch, dispatch_shared, panic_message, HandlerTable};
 use crate::actor::{
-    Actor, ActorContext, ActorError, AnyCall, AnyPayload, Handler, Message, RawCall, SharedHandler,
+    Actor, ActorContext, ActorError, AnyCall, AnyPayload, Handler, Message, RawCall, RawStream,
+    SharedHandler,
 };
 
 /// Calls that may queue for one instance before callers wait.
@@ -49,6 +50,7 @@ pub(crate) struct LocalAddr {
     typed: Arc<dyn Any + Send + Sync>,
     pub raw: Recipient<RawCall>,
     pub any: Recipient<AnyCall>,
+    pub stream: Recipient<RawStream>,
     stop: Recipient<Stop>,
 }
 
@@ -160,6 +162,7 @@ impl<A: Actor> Host<A> {
             typed: Arc::new(addr.clone()),
             raw: addr.clone().recipient(),
             any: addr.clone().recipient(),
+            stream: addr.clone().recipient(),
             stop: addr.recipient(),
         }
     }
@@ -326,6 +329,52 @@ impl<A: Actor> actix::Handler<AnyCall> for Host<A> {
             Ok(work) => self.run_shared(work),
             Err(error) => self.refuse(error),
         }
+    }
+}
+
+/// Items a stream runs ahead of its reader.
+const STREAM_BUFFER: usize = 16;
+
+impl<A: Actor> actix::Handler<RawStream> for Host<A> {
+    type Result = Reply<Self, Result<tokio::sync::mpsc::Receiver<Vec<u8>>, ActorError>>;
+
+    fn handle(&mut self, call: RawStream, ctx: &mut Context<Self>) -> Self::Result {
+        let Instance::Shared(instance) = &self.instance else {
+            return self.refuse(self.wrong_kind(&call.message));
+        };
+        let Some(handler) = self.handlers.streams.get(call.message.as_str()) else {
+            return self.refuse(self.wrong_kind(&call.message));
+        };
+        let items = match handler(instance.clone(), self.cx.clone(), &call.payload) {
+            Ok(items) => items,
+            Err(error) => return self.refuse(error),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let actor = self.cx.id;
+        // Runs with the actor; ends when the items end, the reader goes away
+        // (send fails) or an item panics (the stream just ends).
+        let pump = async move {
+            let mut items = items;
+            loop {
+                let next = AssertUnwindSafe(futures::StreamExt::next(&mut items))
+                    .catch_unwind()
+                    .await;
+                match next {
+                    Ok(Some(item)) => {
+                        if tx.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(panic) => {
+                        tracing::warn!(%actor, message = %panic_message(&*panic), "a stream panicked");
+                        break;
+                    }
+                }
+            }
+        };
+        ctx.spawn(actix::fut::wrap_future(pump));
+        Reply::Concurrent(std::future::ready(Ok(rx)).boxed_local())
     }
 }
 

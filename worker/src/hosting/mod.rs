@@ -165,6 +165,22 @@ impl Hosting {
         }
     }
 
+    /// Opens a stream on `actor`'s instance; `Err` gives the call back when
+    /// there is no such instance.
+    pub(crate) fn send_stream(
+        &self,
+        actor: ActorId,
+        incarnation: u64,
+        call: crate::actor::RawStream,
+    ) -> Result<actix::dev::RecipientRequest<crate::actor::RawStream>, crate::actor::RawStream>
+    {
+        let table = self.table();
+        match table.get(&actor) {
+            Some(local) if local.incarnation >= incarnation => Ok(local.addr.stream.send(call)),
+            _ => Err(call),
+        }
+    }
+
     /// The typed address of `actor`'s instance if it is an `A` of at least
     /// `incarnation`.
     pub(crate) fn typed<A: crate::actor::Actor>(

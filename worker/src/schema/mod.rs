@@ -33,7 +33,7 @@ pub use keys::Key;
 pub use node::NodeRecord;
 
 /// The version of the record layouts this binary writes and reads.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// The largest record [`decode`] accepts, so a corrupt length prefix
 /// cannot make it allocate without bound.

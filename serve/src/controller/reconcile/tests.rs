@@ -11,6 +11,7 @@ fn spec(replicas: u32, version: u64) -> AppSpec {
         name: "app".into(),
         route_prefix: Some("/".into()),
         ingress: "front".into(),
+        streaming: false,
         version,
         deployments: vec![DeploymentSpec {
             name: "front".into(),
