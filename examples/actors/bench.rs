@@ -66,7 +66,14 @@ impl WorkerProcess {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .args(["--num-cpus", "1", "--actor-threads", "1", "--no-http"])
+            .args([
+                "--num-cpus",
+                "1",
+                "--actor-threads",
+                "1",
+                "--no-http",
+                "--no-dashboard",
+            ])
             .args(["--resources", &format!("{{\"{resource}\": 100000}}")])
             .arg("--data-dir")
             .arg(dir)

@@ -19,9 +19,12 @@
 //! - [`proxy`] — the actix-web ingress; errors become HTTP in
 //!   `proxy::error` only.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
+//! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the
+//!   read side of the REST API.
 //! - [`roles`] — [`start`]: serve's roles on a node.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod catalog;
 pub mod controller;
@@ -34,6 +37,7 @@ pub mod router;
 pub mod runtime;
 pub mod spec;
 
+pub use admin::{AdminConfig, AdminServer};
 pub use app::{delete, deploy, Application, Bind, DeploymentHandle};
 pub use catalog::{Catalog, DeploymentType};
 pub use deployment::{Deployment, HttpIngress, ReplicaContext, Serves, StreamingIngress};

@@ -16,21 +16,45 @@ pub struct Replica<D: Deployment> {
     /// Requests (and open streams) running now; a drain waits for zero.
     /// Handlers of one replica share its thread.
     in_flight: std::rc::Rc<std::cell::Cell<usize>>,
+    /// Its metric labels: application, deployment, replica.
+    labels: std::rc::Rc<[String; 3]>,
 }
 
-/// Counts a request or a stream while it runs.
-struct Running(std::rc::Rc<std::cell::Cell<usize>>);
+/// Counts a request or a stream while it runs (and in the metrics).
+struct Running {
+    counter: std::rc::Rc<std::cell::Cell<usize>>,
+    labels: std::rc::Rc<[String; 3]>,
+    started: std::time::Instant,
+}
 
 impl Running {
-    fn new(counter: &std::rc::Rc<std::cell::Cell<usize>>) -> Self {
+    fn new<D: Deployment>(replica: &Replica<D>) -> Self {
+        let counter = replica.in_flight.clone();
         counter.set(counter.get() + 1);
-        Running(counter.clone())
+        let labels = replica.labels.clone();
+        let [a, d, r] = &*labels;
+        crate::admin::metrics::metrics()
+            .replica_processing
+            .with_label_values(&[a.as_str(), d.as_str(), r.as_str()])
+            .inc();
+        Running {
+            counter,
+            labels,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.counter.set(self.counter.get() - 1);
+        let [a, d, r] = &*self.labels;
+        let m = crate::admin::metrics::metrics();
+        let labels = [a.as_str(), d.as_str(), r.as_str()];
+        m.replica_processing.with_label_values(&labels).dec();
+        m.deployment_latency_ms
+            .with_label_values(&labels)
+            .observe(self.started.elapsed().as_secs_f64() * 1e3);
     }
 }
 
@@ -64,6 +88,11 @@ impl<D: Deployment> Actor for Replica<D> {
             cluster: cx.cluster.clone(),
         };
         let inner = D::new(deployment_args, &rcx).await?;
+        let labels = std::rc::Rc::new([
+            rcx.app.clone(),
+            rcx.deployment.clone(),
+            rcx.replica.to_string(),
+        ]);
         if let Some(config) = &args.user_config {
             let value: serde_json::Value = serde_json::from_str(config)
                 .map_err(|e| format!("user_config is not JSON: {e}"))?;
@@ -72,6 +101,7 @@ impl<D: Deployment> Actor for Replica<D> {
         Ok(Replica {
             inner: std::rc::Rc::new(inner),
             in_flight: Default::default(),
+            labels,
         })
     }
 }
@@ -88,7 +118,7 @@ impl<M: Message> Message for Request<M> {
 
 impl<D: Serves<M>, M: Message> SharedHandler<Request<M>> for Replica<D> {
     async fn handle(&self, Request(request): Request<M>, _: &ActorContext) -> M::Reply {
-        let _running = Running::new(&self.in_flight);
+        let _running = Running::new(self);
         self.inner.call(request).await
     }
 }
@@ -108,7 +138,7 @@ impl<D: HttpIngress> SharedHandler<HttpCall> for Replica<D> {
         HttpCall(request): HttpCall,
         _: &ActorContext,
     ) -> Result<ServeResponse, ServeError> {
-        let _running = Running::new(&self.in_flight);
+        let _running = Running::new(self);
         self.inner.http(request).await
     }
 }
@@ -182,7 +212,7 @@ impl<D: crate::deployment::StreamingIngress> troupe_worker::StreamHandler<HttpSt
         use crate::http::StreamPart;
         use futures::StreamExt;
         let inner = self.inner.clone();
-        let running = Running::new(&self.in_flight);
+        let running = Running::new(self);
         let head = async move { inner.http_stream(request).await };
         futures::stream::once(head).flat_map(move |answer| {
             let _open = &running;

@@ -12,12 +12,18 @@ use crate::runtime;
 /// Serve's roles on one node; stop them before the node.
 pub struct ServeRoles {
     proxy: Option<Proxy>,
+    admin: Option<crate::admin::AdminServer>,
     controller: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts serve on `node`: the proxy (unless `proxy` is `None`) and, if the
-/// node runs a GCS member, the serve controller.
-pub fn start(node: &Node, proxy: Option<ProxyConfig>) -> io::Result<ServeRoles> {
+/// node runs a GCS member, the serve controller and the admin server
+/// (unless `admin` is `None`).
+pub fn start(
+    node: &Node,
+    proxy: Option<ProxyConfig>,
+    admin: Option<crate::admin::AdminConfig>,
+) -> io::Result<ServeRoles> {
     let runtime = runtime::install(node.cluster());
     let controller = node.gcs_member().map(|member| {
         tokio::spawn(crate::controller::run(
@@ -29,7 +35,19 @@ pub fn start(node: &Node, proxy: Option<ProxyConfig>) -> io::Result<ServeRoles> 
     let proxy = proxy
         .map(|config| Proxy::start(config, runtime))
         .transpose()?;
-    Ok(ServeRoles { proxy, controller })
+    let admin = match (admin, node.gcs_member()) {
+        (Some(config), Some(member)) => Some(crate::admin::AdminServer::start(
+            config,
+            node.cluster(),
+            Some(member.clone()),
+        )?),
+        _ => None,
+    };
+    Ok(ServeRoles {
+        proxy,
+        admin,
+        controller,
+    })
 }
 
 impl ServeRoles {
@@ -38,9 +56,17 @@ impl ServeRoles {
         self.proxy.as_ref().map(Proxy::addr)
     }
 
+    /// The admin server's address, if it runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(crate::admin::AdminServer::addr)
+    }
+
     /// Drains the proxy (requests in flight finish) and stops the
     /// controller.
     pub async fn stop(mut self) {
+        if let Some(admin) = self.admin.take() {
+            admin.stop().await;
+        }
         if let Some(proxy) = self.proxy.take() {
             proxy.stop().await;
         }

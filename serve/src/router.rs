@@ -190,6 +190,7 @@ impl Drop for Queued<'_> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.queued = state.queued.saturating_sub(1);
+        self.0.report_queue(state.queued);
     }
 }
 
@@ -206,6 +207,13 @@ impl Router {
 
     fn lock(&self) -> MutexGuard<'_, RouterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn report_queue(&self, queued: usize) {
+        crate::admin::metrics::metrics()
+            .deployment_queued
+            .with_label_values(&[self.app.as_str(), self.deployment.as_str()])
+            .set(queued as i64);
     }
 
     fn label(&self) -> String {
@@ -276,6 +284,7 @@ impl Router {
                         }
                     }
                     state.queued += 1;
+                    self.report_queue(state.queued);
                     drop(state);
                     queued = Some(Queued(self));
                 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use troupe_core::resources::Resources;
 use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
-use troupe_serve::{Catalog, ProxyConfig};
+use troupe_serve::{AdminConfig, Catalog, ProxyConfig};
 use troupe_worker::{Cluster, GcsTiming, Node, NodeConfig, Role};
 
 #[derive(Debug, Args)]
@@ -58,6 +58,17 @@ pub struct StartArgs {
     /// Run no HTTP proxy on this node.
     #[arg(long)]
     no_http: bool,
+    /// Where the admin API and /metrics listen on GCS nodes (Ray's dashboard
+    /// port is 8265; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8265")]
+    dashboard_listen: String,
+    /// Run no admin API on this node.
+    #[arg(long)]
+    no_dashboard: bool,
+    /// Require `Authorization: Bearer TOKEN` on the admin API (or set
+    /// TROUPE_ADMIN_TOKEN).
+    #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Control-store leader heartbeat, milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
@@ -173,21 +184,25 @@ pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
         listen: args.http_listen.clone(),
         ..ProxyConfig::default()
     });
-    let roles = troupe_serve::start(&node, proxy)?;
+    let admin = (!args.no_dashboard).then(|| AdminConfig {
+        listen: args.dashboard_listen.clone(),
+        token: args.admin_token.clone(),
+    });
+    let roles = troupe_serve::start(&node, proxy, admin)?;
     if let Some(token) = made_up_token {
         println!(
             "cluster token: {token}  (pass it to other nodes as --token or TROUPE_CLUSTER_TOKEN)"
         );
     }
     // One parseable line for scripts and tests; logs go to stderr.
-    match roles.proxy_addr() {
-        Some(http) => println!(
-            "node {} listening on {} http {http}",
-            node.id(),
-            node.addr()
-        ),
-        None => println!("node {} listening on {}", node.id(), node.addr()),
+    let mut line = format!("node {} listening on {}", node.id(), node.addr());
+    if let Some(http) = roles.proxy_addr() {
+        line.push_str(&format!(" http {http}"));
     }
+    if let Some(admin) = roles.admin_addr() {
+        line.push_str(&format!(" admin {admin}"));
+    }
+    println!("{line}");
     tokio::select! {
         r = super::wait_for_shutdown_signal() => r?,
         () = node.shutdown_requested() => {}

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Where the HTTP proxy listens.
     #[arg(long, default_value = "127.0.0.1:8000")]
     http_listen: String,
+    /// Where the admin API and /metrics listen.
+    #[arg(long, default_value = "127.0.0.1:8265")]
+    dashboard_listen: String,
     /// The node's directory (default: a fresh temp dir, removed on exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -84,7 +87,11 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         listen: args.http_listen.clone(),
         ..ProxyConfig::default()
     };
-    let roles = troupe_serve::start(&node, Some(proxy))?;
+    let admin = troupe_serve::AdminConfig {
+        listen: args.dashboard_listen.clone(),
+        token: None,
+    };
+    let roles = troupe_serve::start(&node, Some(proxy), Some(admin))?;
     let http = roles.proxy_addr().expect("the proxy was asked for");
     let name = app.name().to_owned();
     let cluster = node.cluster();

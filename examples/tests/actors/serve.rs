@@ -41,6 +41,28 @@ fn post(http: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// `GET path` on a fresh connection: status and body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 async fn status_of(cluster: &Cluster, app: &str) -> Option<AppStatus> {
     let key = format!("{STATUS_PREFIX}{app}").into_bytes();
     let state = cluster.state().await.ok()?;
@@ -218,6 +240,12 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
         failures.len(),
         sent.load(Ordering::Relaxed)
     );
+    // The surviving GCS nodes' admin API reports the app and the new term.
+    let (code, apps) = get(&cluster.nodes[1].admin, "/api/serve/applications/").unwrap();
+    assert_eq!(code, 200, "{apps}");
+    assert!(apps.contains(r#""status":"RUNNING""#), "{apps}");
+    let (_, page) = get(&cluster.nodes[2].admin, "/metrics").unwrap();
+    assert!(page.contains("troupe_gcs_term"), "{page}");
     assert!(
         replicas(&before).is_subset(&replicas(&after)),
         "the new controller adopted the running replicas: {:?} then {:?}",

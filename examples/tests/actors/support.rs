@@ -33,6 +33,8 @@ pub struct NodeProcess {
     pub addr: String,
     /// Its HTTP proxy.
     pub http: String,
+    /// Its admin API (GCS nodes).
+    pub admin: String,
     child: Option<Child>,
 }
 
@@ -57,6 +59,7 @@ impl NodeProcess {
                 "1",
             ])
             .args(["--actor-threads", "1", "--http-listen", "127.0.0.1:0"])
+            .args(["--dashboard-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
@@ -74,14 +77,19 @@ impl NodeProcess {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("the node did not start: {line:?}"))
             .to_string();
-        let http = line
-            .split(" http ")
-            .nth(1)
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
+        let word_after = |key: &str| {
+            line.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let http = word_after(" http ");
+        let admin = word_after(" admin ");
         NodeProcess {
             addr,
             http,
+            admin,
             child: Some(child),
         }
     }

@@ -229,10 +229,11 @@ async fn proxy(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = RequestId::random();
     let started = Instant::now();
+    let _ongoing = Ongoing::start();
     let routes = state.routes();
     let path = request.path().to_owned();
     let Some((route, inner_path)) = find_route(&routes, &path) else {
-        access_log(&request, 404, started, request_id, "-");
+        access_log(&request, 404, started, request_id, ("", ""));
         return Err(ApiError {
             error: ServeError::NoRoute(path),
             request_id,
@@ -270,7 +271,13 @@ async fn proxy(
         };
         return match opened {
             Ok((status, headers, body)) => {
-                access_log(&request, status, started, request_id, &route.app);
+                access_log(
+                    &request,
+                    status,
+                    started,
+                    request_id,
+                    (&route.app, &route.prefix),
+                );
                 let status = actix_web::http::StatusCode::from_u16(status)
                     .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
                 let mut builder = HttpResponse::build(status);
@@ -286,7 +293,7 @@ async fn proxy(
                     error::status_of(&error).as_u16(),
                     started,
                     request_id,
-                    &route.app,
+                    (&route.app, &route.prefix),
                 );
                 Err(ApiError { error, request_id })
             }
@@ -304,7 +311,13 @@ async fn proxy(
     .await;
     match outcome {
         Ok(response) => {
-            access_log(&request, response.status, started, request_id, &route.app);
+            access_log(
+                &request,
+                response.status,
+                started,
+                request_id,
+                (&route.app, &route.prefix),
+            );
             let status = actix_web::http::StatusCode::from_u16(response.status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
             let mut builder = HttpResponse::build(status);
@@ -316,29 +329,66 @@ async fn proxy(
         }
         Err(error) => {
             let status = error::status_of(&error).as_u16();
-            access_log(&request, status, started, request_id, &route.app);
+            access_log(
+                &request,
+                status,
+                started,
+                request_id,
+                (&route.app, &route.prefix),
+            );
             Err(ApiError { error, request_id })
         }
     }
 }
 
+/// The access-log line and the request metrics of one answered request.
 fn access_log(
     request: &HttpRequest,
     status: u16,
     started: Instant,
     request_id: RequestId,
-    app: &str,
+    (app, route): (&str, &str),
 ) {
+    let ms = started.elapsed().as_secs_f64() * 1e3;
     tracing::info!(
         target: "troupe::access",
         method = %request.method(),
         path = %request.path(),
         status,
-        ms = started.elapsed().as_secs_f64() * 1e3,
+        ms,
         %request_id,
         app,
         "request"
     );
+    let m = crate::admin::metrics::metrics();
+    let status_text = status.to_string();
+    m.http_requests
+        .with_label_values(&[route, request.method().as_str(), app, &status_text])
+        .inc();
+    m.http_latency_ms
+        .with_label_values(&[route, app, &status_text])
+        .observe(ms);
+    if status >= 400 {
+        m.http_errors
+            .with_label_values(&[route, &status_text, request.method().as_str(), app])
+            .inc();
+    }
+}
+
+/// Counts a request the proxy is handling.
+struct Ongoing;
+
+impl Ongoing {
+    fn start() -> Self {
+        crate::admin::metrics::metrics().ongoing_http.inc();
+        Ongoing
+    }
+}
+
+impl Drop for Ongoing {
+    fn drop(&mut self) {
+        crate::admin::metrics::metrics().ongoing_http.dec();
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,14 @@ use troupe_core::rpc::ClusterToken;
 use troupe_serve::{AppState, AppStatus, Application, ProxyConfig, ServeRoles};
 use troupe_worker::{Cluster, Node, NodeConfig, Role};
 
+/// The admin API's bearer token in these tests.
+pub const ADMIN_TOKEN: &str = "admin-secret";
+
 pub struct TestServe {
     pub runtime: tokio::runtime::Runtime,
     pub cluster: Cluster,
     pub http: String,
+    pub admin: String,
     _node: Node,
     _roles: ServeRoles,
     _dir: tempfile::TempDir,
@@ -48,12 +52,17 @@ pub fn serve() -> &'static TestServe {
                 request_timeout: Duration::from_secs(5),
                 ..ProxyConfig::default()
             };
-            let roles = troupe_serve::start(&node, Some(proxy)).unwrap();
+            let admin = troupe_serve::AdminConfig {
+                listen: "127.0.0.1:0".into(),
+                token: Some(ADMIN_TOKEN.into()),
+            };
+            let roles = troupe_serve::start(&node, Some(proxy), Some(admin)).unwrap();
             (node, roles)
         });
         TestServe {
             cluster: node.cluster(),
             http: roles.proxy_addr().unwrap().to_string(),
+            admin: roles.admin_addr().unwrap().to_string(),
             runtime,
             _node: node,
             _roles: roles,
@@ -113,12 +122,18 @@ impl Response {
 
 /// One request on a fresh connection (`Connection: close`).
 pub fn request(method: &str, path: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(&serve().http).unwrap();
+    request_to(&serve().http, method, path, body, &[])
+}
+
+/// A request to `addr` with extra header lines.
+pub fn request_to(addr: &str, method: &str, path: &str, body: &[u8], headers: &[&str]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

@@ -1,0 +1,151 @@
+//! The process's metrics, with Ray Serve's names where Ray has the metric,
+//! exposed at `/metrics` in the Prometheus text format (the `prometheus`
+//! crate's encoder).
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use troupe_gcs::member::GcsMember;
+
+/// Every metric this process exports.
+pub struct ServeMetrics {
+    registry: Registry,
+    /// Requests the proxy answered, by route, method, application, status.
+    pub http_requests: IntCounterVec,
+    /// Their latency, milliseconds.
+    pub http_latency_ms: HistogramVec,
+    /// Requests answered with an error status.
+    pub http_errors: IntCounterVec,
+    /// Requests the proxy is handling now.
+    pub ongoing_http: IntGauge,
+    /// Requests a router holds in its queue, by deployment.
+    pub deployment_queued: IntGaugeVec,
+    /// Requests a replica is running now.
+    pub replica_processing: IntGaugeVec,
+    /// Time a replica spent on a request, milliseconds.
+    pub deployment_latency_ms: HistogramVec,
+    gcs_is_leader: IntGauge,
+    gcs_term: IntGauge,
+    gcs_last_log_index: IntGauge,
+    gcs_last_applied_index: IntGauge,
+    gcs_apply_lag: IntGauge,
+}
+
+const LATENCY_BUCKETS_MS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+    10000.0,
+];
+
+impl ServeMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS_MS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let gauges =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        Ok(ServeMetrics {
+            http_requests: counter(
+                "serve_num_http_requests",
+                "HTTP requests the proxy answered.",
+                &["route", "method", "application", "status_code"],
+            )?,
+            http_latency_ms: histogram(
+                "serve_http_request_latency_ms",
+                "End-to-end latency of HTTP requests at the proxy, in milliseconds.",
+                &["route", "application", "status_code"],
+            )?,
+            http_errors: counter(
+                "serve_num_http_error_requests",
+                "HTTP requests answered with an error status.",
+                &["route", "error_code", "method", "application"],
+            )?,
+            ongoing_http: gauge(
+                "serve_num_ongoing_http_requests",
+                "HTTP requests the proxy is handling now.",
+            )?,
+            deployment_queued: gauges(
+                "serve_deployment_queued_queries",
+                "Requests waiting in this process's router for a replica.",
+                &["application", "deployment"],
+            )?,
+            replica_processing: gauges(
+                "serve_replica_processing_queries",
+                "Requests a replica is running now.",
+                &["application", "deployment", "replica"],
+            )?,
+            deployment_latency_ms: histogram(
+                "serve_deployment_processing_latency_ms",
+                "Time replicas spent on a request, in milliseconds.",
+                &["application", "deployment", "replica"],
+            )?,
+            gcs_is_leader: gauge("troupe_gcs_is_leader", "1 if this node's GCS member leads.")?,
+            gcs_term: gauge(
+                "troupe_gcs_term",
+                "The Raft term this node's GCS member is in.",
+            )?,
+            gcs_last_log_index: gauge(
+                "troupe_gcs_last_log_index",
+                "The last Raft log index this node's GCS member holds.",
+            )?,
+            gcs_last_applied_index: gauge(
+                "troupe_gcs_last_applied_index",
+                "The last Raft log index this node's GCS member applied.",
+            )?,
+            gcs_apply_lag: gauge(
+                "troupe_gcs_apply_lag",
+                "Log entries this node's GCS member holds but has not applied.",
+            )?,
+            registry,
+        })
+    }
+
+    /// The page `/metrics` serves, with the GCS member's gauges read now.
+    pub fn render(&self, member: Option<&GcsMember>) -> String {
+        if let Some(member) = member {
+            let status = member.status();
+            let last = status.last_log_index.unwrap_or(0);
+            let applied = status.last_applied_index.unwrap_or(0);
+            self.gcs_is_leader.set(i64::from(member.is_leader()));
+            self.gcs_term.set(status.term as i64);
+            self.gcs_last_log_index.set(last as i64);
+            self.gcs_last_applied_index.set(applied as i64);
+            self.gcs_apply_lag.set(last.saturating_sub(applied) as i64);
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "could not encode the metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The process's metrics (created on first use).
+pub fn metrics() -> &'static ServeMetrics {
+    static METRICS: OnceLock<ServeMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| ServeMetrics::new().expect("the metric definitions are valid"))
+}

@@ -1,0 +1,342 @@
+//! The admin HTTP server on the dashboard port (default 8265): Prometheus
+//! metrics at `/metrics` and the read side of the admin REST API. With a
+//! bearer token set, `/api/` requests without it get 401 and change
+//! nothing. Errors have one shape: `{"error": {"code", "message", "path"}}`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+use troupe_gcs::member::GcsMember;
+use troupe_worker::lifecycle::ActorState;
+use troupe_worker::{schema, Cluster};
+
+pub mod metrics;
+
+use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
+
+/// The admin server's settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// Required as `Authorization: Bearer <token>` on `/api/` when set.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:8265".into(),
+            token: None,
+        }
+    }
+}
+
+struct AdminState {
+    cluster: Cluster,
+    member: Option<GcsMember>,
+    token: Option<String>,
+}
+
+/// A running admin server.
+pub struct AdminServer {
+    addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Starts the server on its own thread.
+    pub fn start(
+        config: AdminConfig,
+        cluster: Cluster,
+        member: Option<GcsMember>,
+    ) -> io::Result<AdminServer> {
+        let listener = std::net::TcpListener::bind(&config.listen).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the admin API cannot listen on {}: {e}", config.listen),
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(AdminState {
+            cluster,
+            member,
+            token: config.token,
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("troupe-admin".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let started = system.block_on(async move {
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(state.clone())
+                            .route("/metrics", web::get().to(metrics_page))
+                            .route("/api/version", web::get().to(version))
+                            .route("/api/cluster/nodes", web::get().to(nodes))
+                            .route("/api/cluster/actors", web::get().to(actors))
+                            .route("/api/gcs/members", web::get().to(members))
+                            .route("/api/serve/applications/", web::get().to(applications))
+                            .route("/api/serve/applications/", web::delete().to(delete_all))
+                            .default_service(web::to(not_found))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .listen(listener)?
+                    .run();
+                    Ok::<_, io::Error>(server)
+                });
+                match started {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.handle()));
+                        let _ = system.block_on(server);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        let server = rx
+            .recv()
+            .map_err(|_| io::Error::other("the admin thread stopped"))??;
+        Ok(AdminServer {
+            addr,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// The one error shape of the API.
+fn api_error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    path: &str,
+) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "error": { "code": code, "message": message.into(), "path": path }
+    }))
+}
+
+/// `None` if the request may go on; the 401 otherwise.
+fn authorize(request: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
+    let token = state.token.as_ref()?;
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        return None;
+    }
+    Some(api_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this API needs `Authorization: Bearer <token>` with the cluster's admin token",
+        request.path(),
+    ))
+}
+
+async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics::metrics().render(state.member.as_ref()))
+}
+
+async fn version(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(denied) = authorize(&request, &state) {
+        return denied;
+    }
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "rpc_protocol": troupe_core::rpc::PROTOCOL_VERSION,
+    }))
+}
+
+async fn read_state(
+    request: &HttpRequest,
+    state: &AdminState,
+) -> Result<troupe_worker::ClusterState, HttpResponse> {
+    if let Some(denied) = authorize(request, state) {
+        return Err(denied);
+    }
+    state.cluster.state().await.map_err(|e| {
+        api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{e}; retry, or check that a majority of GCS members runs"),
+            request.path(),
+        )
+    })
+}
+
+async fn nodes(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    let cluster = match read_state(&request, &state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let used = troupe_worker::status::used_resources(&cluster);
+    let nodes: Vec<_> = cluster
+        .nodes
+        .values()
+        .map(|n| {
+            let used = used.get(&n.id).cloned().unwrap_or_default();
+            json!({
+                "id": n.id.to_string(),
+                "address": n.addr,
+                "gcs_member": n.gcs_member,
+                "resources": { "CPU": n.resources.cpus().to_f64(), "GPU": n.resources.gpus().to_f64() },
+                "used": { "CPU": used.cpus().to_f64(), "GPU": used.gpus().to_f64() },
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "nodes": nodes }))
+}
+
+async fn actors(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    let cluster = match read_state(&request, &state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let actors: Vec<_> = cluster
+        .actors
+        .values()
+        .map(|a| {
+            json!({
+                "id": a.id.to_string(),
+                "type": a.type_name,
+                "name": a.name.as_ref().map(ToString::to_string),
+                "state": a.state.name(),
+                "node": a.node.map(|n| n.to_string()),
+                "restarts": a.restarts,
+                "message": match &a.state {
+                    ActorState::Dead { reason } => Some(reason.to_string()),
+                    _ => a.pending_reason.clone(),
+                },
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "actors": actors }))
+}
+
+async fn members(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(denied) = authorize(&request, &state) {
+        return denied;
+    }
+    match state.cluster.gcs().status().await {
+        Ok(s) => HttpResponse::Ok().json(json!({
+            "leader": s.leader,
+            "term": s.term,
+            "revision": s.revision,
+            "voters": s.membership.voters,
+            "learners": s.membership.learners,
+        })),
+        Err(e) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+            request.path(),
+        ),
+    }
+}
+
+async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    let cluster = match read_state(&request, &state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut apps = BTreeMap::new();
+    for (key, value) in &cluster.extra {
+        let Some(name) = key.strip_prefix(APPS_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let (Ok(name), Ok(spec)) = (std::str::from_utf8(name), schema::decode::<AppSpec>(value))
+        else {
+            continue;
+        };
+        let status = cluster
+            .extra
+            .get(format!("{STATUS_PREFIX}{name}").as_bytes())
+            .and_then(|v| schema::decode::<AppStatus>(v).ok());
+        let deployments: BTreeMap<_, _> = status
+            .as_ref()
+            .map(|s| {
+                s.deployments
+                    .iter()
+                    .map(|(d, ds)| {
+                        (
+                            d.clone(),
+                            json!({
+                                "status": ds.state.name(),
+                                "message": ds.message,
+                                "target_replicas": ds.target_replicas,
+                                "replicas": ds.replicas.iter().map(|r| json!({
+                                    "replica_id": r.id.to_string(),
+                                    "actor_id": r.actor.to_string(),
+                                    "state": format!("{:?}", r.state).to_uppercase(),
+                                    "node_id": r.node.map(|n| n.to_string()),
+                                })).collect::<Vec<_>>(),
+                            }),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        apps.insert(
+            name.to_owned(),
+            json!({
+                "name": name,
+                "route_prefix": spec.route_prefix,
+                "status": status.as_ref().map_or("NOT_STARTED", |s| s.state.name()),
+                "message": status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+                "deployments": deployments,
+            }),
+        );
+    }
+    HttpResponse::Ok().json(json!({ "applications": apps }))
+}
+
+async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(denied) = authorize(&request, &state) {
+        return denied;
+    }
+    let gcs = state.cluster.gcs();
+    match gcs
+        .write(troupe_gcs::Operation::delete_prefix(APPS_PREFIX))
+        .await
+    {
+        Ok(_) => HttpResponse::Ok().json(json!({})),
+        Err(e) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+            request.path(),
+        ),
+    }
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /api/version, /api/cluster/nodes, /api/cluster/actors, /api/gcs/members, /api/serve/applications/, /metrics",
+        request.path(),
+    )
+}
