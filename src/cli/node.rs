@@ -213,8 +213,17 @@ pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl AddressArgs {
+    /// A driver connected through `--address`.
+    pub async fn connect(&self) -> anyhow::Result<Cluster> {
+        Cluster::connect(&self.address, ClusterToken::new(&self.token)?)
+            .await
+            .with_context(|| format!("connecting to the cluster through {}", self.address))
+    }
+}
+
 pub async fn status(args: AddressArgs) -> anyhow::Result<()> {
-    let cluster = Cluster::connect(&args.address, ClusterToken::new(&args.token)?).await?;
+    let cluster = args.connect().await?;
     let state = cluster.state().await?;
     print!("{}", troupe_worker::status::render(&state));
     Ok(())

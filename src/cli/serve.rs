@@ -19,6 +19,21 @@ pub enum ServeCommand {
     Run(RunArgs),
     /// List the applications this binary can run.
     List,
+    /// Show the applications of a running cluster: their deployments and
+    /// replicas with states and messages.
+    Status {
+        #[command(flatten)]
+        cluster: super::node::AddressArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete every application of a running cluster (replicas drain, then
+    /// stop).
+    Shutdown {
+        #[command(flatten)]
+        cluster: super::node::AddressArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +66,123 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
             Ok(())
         }
         ServeCommand::Run(args) => serve_run(args, catalog).await,
+        ServeCommand::Status { cluster, json } => {
+            let cluster = cluster.connect().await?;
+            let statuses = statuses(&cluster).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status_json(&statuses))?);
+            } else {
+                print!("{}", status_table(&statuses));
+            }
+            Ok(())
+        }
+        ServeCommand::Shutdown { cluster } => {
+            let cluster = cluster.connect().await?;
+            let names: Vec<String> = statuses(&cluster).await?.keys().cloned().collect();
+            for name in &names {
+                troupe_serve::delete(&cluster, name).await?;
+            }
+            println!(
+                "deleted {} application(s): {}",
+                names.len(),
+                names.join(", ")
+            );
+            Ok(())
+        }
     }
+}
+
+/// Every deployed application and its last status (if the controller wrote
+/// one yet), read linearizably.
+async fn statuses(
+    cluster: &troupe_worker::Cluster,
+) -> anyhow::Result<std::collections::BTreeMap<String, Option<AppStatus>>> {
+    let state = cluster.state().await?;
+    let mut out = std::collections::BTreeMap::new();
+    for (key, _) in state
+        .extra
+        .range(troupe_serve::spec::APPS_PREFIX.as_bytes().to_vec()..)
+    {
+        let Some(name) = key.strip_prefix(troupe_serve::spec::APPS_PREFIX.as_bytes()) else {
+            break;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        let status = state
+            .extra
+            .get(format!("{STATUS_PREFIX}{name}").as_bytes())
+            .and_then(|v| schema::decode::<AppStatus>(v).ok());
+        out.insert(name, status);
+    }
+    Ok(out)
+}
+
+fn status_json(
+    statuses: &std::collections::BTreeMap<String, Option<AppStatus>>,
+) -> serde_json::Value {
+    let apps: serde_json::Map<String, serde_json::Value> = statuses
+        .iter()
+        .map(|(name, status)| {
+            let value = match status {
+                None => serde_json::json!({ "status": "NOT_STARTED", "message": "", "deployments": {} }),
+                Some(s) => serde_json::json!({
+                    "status": s.state.name(),
+                    "message": s.message,
+                    "deployments": s.deployments.iter().map(|(d, ds)| (d.clone(), serde_json::json!({
+                        "status": ds.state.name(),
+                        "message": ds.message,
+                        "target_replicas": ds.target_replicas,
+                        "replicas": ds.replicas.iter().map(|r| serde_json::json!({
+                            "replica_id": r.id.to_string(),
+                            "actor_id": r.actor.to_string(),
+                            "state": format!("{:?}", r.state).to_uppercase(),
+                            "node_id": r.node.map(|n| n.to_string()),
+                        })).collect::<Vec<_>>(),
+                    }))).collect::<serde_json::Map<_, _>>(),
+                }),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::json!({ "applications": apps })
+}
+
+fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if statuses.is_empty() {
+        out.push_str("no applications\n");
+    }
+    for (name, status) in statuses {
+        let Some(s) = status else {
+            let _ = writeln!(out, "{name}  NOT_STARTED");
+            continue;
+        };
+        let message = if s.message.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", s.message)
+        };
+        let _ = writeln!(out, "{name}  {}{message}", s.state.name());
+        for (d, ds) in &s.deployments {
+            let running = ds
+                .replicas
+                .iter()
+                .filter(|r| r.state == troupe_serve::spec::ReplicaState::Running)
+                .count();
+            let message = if ds.message.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", ds.message)
+            };
+            let _ = writeln!(
+                out,
+                "  {d}  {}  {running}/{} replicas running{message}",
+                ds.state.name(),
+                ds.target_replicas
+            );
+        }
+    }
+    out
 }
 
 async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use troupe_examples::patterns::{
     WordCount,
 };
 
-use crate::support::{wait_until, TestCluster, SERVE_BIN};
+use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
 /// `POST path` with `body` on a fresh connection: status and body.
 fn post(http: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
@@ -171,6 +171,51 @@ async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
             (200, r#"{"model":"thorough","score":0.0}"#)
         );
     }
+
+    // The operator's view, then a shutdown, through the CLI.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(SERVE_BIN)
+            .args(args)
+            .args(["--address", &cluster.nodes[2].addr, "--token", TOKEN])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&["serve", "status", "--json"])).unwrap();
+    for app in ["chain3", "vote3", "select3"] {
+        assert_eq!(json["applications"][app]["status"], "RUNNING", "{json}");
+    }
+    assert_eq!(
+        json["applications"]["chain3"]["deployments"]["pipeline"]["replicas"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let table = cli(&["serve", "status"]);
+    assert!(table.contains("chain3  RUNNING"), "{table}");
+    assert!(table.contains("3/3 replicas running"), "{table}");
+    assert!(cli(&["serve", "shutdown"]).contains("deleted 3 application(s)"));
+    wait_until("every replica stopped", Duration::from_secs(30), || {
+        let driver = driver.clone();
+        async move {
+            driver.state().await.is_ok_and(|s| {
+                s.actors.values().all(|a| a.state.name() == "DEAD")
+                    && !s
+                        .extra
+                        .keys()
+                        .any(|k| k.starts_with(b"/troupe/serve/status/"))
+            })
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
