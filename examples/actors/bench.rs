@@ -160,6 +160,42 @@ where
     })
 }
 
+/// Bare RPC echoes of `payload` on `channel`.
+async fn echo(
+    channel: &troupe::core::rpc::Channel,
+    payload: &[u8],
+    in_flight: usize,
+    seconds: f64,
+) -> anyhow::Result<Measured> {
+    let (ch, body) = (channel.clone(), ByteBuf::from(payload.to_vec()));
+    measure(in_flight, seconds, move || {
+        let (ch, body) = (ch.clone(), body.clone());
+        async move {
+            ch.call::<RpcEcho>(&body).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Actor calls echoing `payload`.
+async fn ping(
+    actor: &ActorHandle<Echo>,
+    payload: &[u8],
+    in_flight: usize,
+    seconds: f64,
+) -> anyhow::Result<Measured> {
+    let (h, body) = (actor.clone(), payload.to_vec());
+    measure(in_flight, seconds, move || {
+        let (h, body) = (h.clone(), body.clone());
+        async move {
+            h.call(Ping(body)).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// The round whose throughput is the median.
 fn median(mut rounds: Vec<Measured>) -> Measured {
     rounds.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
@@ -201,15 +237,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let raw_same_thread = rpc.channel(&data_addr);
 
     if args.only_remote {
-        let (h, body) = (remote.clone(), payload.clone());
-        let m = measure(64, args.seconds, move || {
-            let (h, body) = (h.clone(), body.clone());
-            async move {
-                h.call(Ping(body)).await?;
-                Ok(())
-            }
-        })
-        .await?;
+        let m = ping(&remote, &payload, 64, args.seconds).await?;
         println!(
             "remote, 64 in flight: {:.0} calls/s (worker pid {})",
             m.per_second,
@@ -231,50 +259,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (mut raws, mut remotes, mut locals) = (Vec::new(), Vec::new(), Vec::new());
         let mut raws_same_thread = Vec::new();
         for _ in 0..args.rounds {
-            let (ch, body) = (raw_same_thread.clone(), ByteBuf::from(payload.clone()));
-            raws_same_thread.push(
-                measure(in_flight, args.seconds, move || {
-                    let (ch, body) = (ch.clone(), body.clone());
-                    async move {
-                        ch.call::<RpcEcho>(&body).await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-            let (ch, body) = (raw.clone(), ByteBuf::from(payload.clone()));
-            raws.push(
-                measure(in_flight, args.seconds, move || {
-                    let (ch, body) = (ch.clone(), body.clone());
-                    async move {
-                        ch.call::<RpcEcho>(&body).await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-            let (h, body) = (remote.clone(), payload.clone());
-            remotes.push(
-                measure(in_flight, args.seconds, move || {
-                    let (h, body) = (h.clone(), body.clone());
-                    async move {
-                        h.call(Ping(body)).await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
-            let (h, body) = (local.clone(), payload.clone());
-            locals.push(
-                measure(in_flight, args.seconds, move || {
-                    let (h, body) = (h.clone(), body.clone());
-                    async move {
-                        h.call(Ping(body)).await?;
-                        Ok(())
-                    }
-                })
-                .await?,
-            );
+            raws_same_thread.push(echo(&raw_same_thread, &payload, in_flight, args.seconds).await?);
+            raws.push(echo(&raw, &payload, in_flight, args.seconds).await?);
+            remotes.push(ping(&remote, &payload, in_flight, args.seconds).await?);
+            locals.push(ping(&local, &payload, in_flight, args.seconds).await?);
         }
         let (raw_m, remote_m, local_m) = (median(raws), median(remotes), median(locals));
         let same_m = median(raws_same_thread);

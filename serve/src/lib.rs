@@ -30,6 +30,7 @@ pub mod catalog;
 pub mod controller;
 pub mod deployment;
 pub mod http;
+mod http_thread;
 pub mod proxy;
 pub mod replica;
 pub mod roles;

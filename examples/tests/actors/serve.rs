@@ -18,13 +18,13 @@ use troupe_examples::patterns::{
 
 use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
-/// `POST path` with `body` on a fresh connection: status and body.
-fn post(http: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(http)?;
+/// `METHOD path` with `body` on a fresh connection: status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = String::new();
@@ -41,26 +41,12 @@ fn post(http: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// `GET path` on a fresh connection: status and body.
+fn post(addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http(addr, "POST", path, body)
+}
+
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    http(addr, "GET", path, "")
 }
 
 async fn status_of(cluster: &Cluster, app: &str) -> Option<AppStatus> {

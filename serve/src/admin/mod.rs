@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use troupe_gcs::member::GcsMember;
 use troupe_worker::lifecycle::ActorState;
@@ -16,6 +16,7 @@ use troupe_worker::{schema, Cluster};
 
 pub mod metrics;
 
+use crate::http_thread::HttpThread;
 use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
 /// The admin server's settings.
@@ -43,9 +44,7 @@ struct AdminState {
 
 /// A running admin server.
 pub struct AdminServer {
-    addr: SocketAddr,
-    server: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    http: HttpThread,
 }
 
 impl AdminServer {
@@ -55,71 +54,31 @@ impl AdminServer {
         cluster: Cluster,
         member: Option<GcsMember>,
     ) -> io::Result<AdminServer> {
-        let listener = std::net::TcpListener::bind(&config.listen).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("the admin API cannot listen on {}: {e}", config.listen),
-            )
-        })?;
-        let addr = listener.local_addr()?;
         let state = web::Data::new(AdminState {
             cluster,
             member,
             token: config.token,
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("troupe-admin".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let started = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(state.clone())
-                            .route("/metrics", web::get().to(metrics_page))
-                            .route("/api/version", web::get().to(version))
-                            .route("/api/cluster/nodes", web::get().to(nodes))
-                            .route("/api/cluster/actors", web::get().to(actors))
-                            .route("/api/gcs/members", web::get().to(members))
-                            .route("/api/serve/applications/", web::get().to(applications))
-                            .route("/api/serve/applications/", web::delete().to(delete_all))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .listen(listener)?
-                    .run();
-                    Ok::<_, io::Error>(server)
-                });
-                match started {
-                    Ok(server) => {
-                        let _ = tx.send(Ok(server.handle()));
-                        let _ = system.block_on(server);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })?;
-        let server = rx
-            .recv()
-            .map_err(|_| io::Error::other("the admin thread stopped"))??;
-        Ok(AdminServer {
-            addr,
-            server,
-            thread: Some(thread),
-        })
+        let http = HttpThread::start("admin API", &config.listen, 1, move |app| {
+            app.app_data(state.clone())
+                .route("/metrics", web::get().to(metrics_page))
+                .route("/api/version", web::get().to(version))
+                .route("/api/cluster/nodes", web::get().to(nodes))
+                .route("/api/cluster/actors", web::get().to(actors))
+                .route("/api/gcs/members", web::get().to(members))
+                .route("/api/serve/applications/", web::get().to(applications))
+                .route("/api/serve/applications/", web::delete().to(delete_all))
+                .default_service(web::to(not_found));
+        })?;
+        Ok(AdminServer { http })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
-    pub async fn stop(mut self) {
-        self.server.stop(true).await;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+    pub async fn stop(self) {
+        self.http.stop().await;
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::Instrument;
 use troupe_core::id::RequestId;
 use troupe_worker::schema;
@@ -19,6 +19,7 @@ use troupe_worker::schema;
 pub mod error;
 
 use crate::http::{ServeError, ServeRequest};
+use crate::http_thread::HttpThread;
 use crate::runtime::ServeRuntime;
 use crate::spec::{AppSpec, APPS_PREFIX};
 use error::ApiError;
@@ -127,21 +128,12 @@ impl ProxyState {
 
 /// A running proxy.
 pub struct Proxy {
-    addr: SocketAddr,
-    server: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    http: HttpThread,
 }
 
 impl Proxy {
     /// Starts the proxy on its own threads.
     pub fn start(config: ProxyConfig, runtime: Arc<ServeRuntime>) -> io::Result<Proxy> {
-        let listener = std::net::TcpListener::bind(&config.listen).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("the HTTP proxy cannot listen on {}: {e}", config.listen),
-            )
-        })?;
-        let addr = listener.local_addr()?;
         let state = web::Data::new(ProxyState {
             runtime,
             cache: Mutex::new(RouteCache {
@@ -150,60 +142,26 @@ impl Proxy {
             }),
             timeout: config.request_timeout,
         });
-        let (tx, rx) = std::sync::mpsc::channel();
         let body_limit = config.max_body_bytes;
-        let workers = config.workers.max(1);
-        let thread = std::thread::Builder::new()
-            .name("troupe-proxy".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                let started = system.block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(state.clone())
-                            .app_data(web::PayloadConfig::new(body_limit))
-                            .route("/-/healthz", web::get().to(healthz))
-                            .route("/-/routes", web::get().to(list_routes))
-                            .default_service(web::to(proxy))
-                    })
-                    .workers(workers)
-                    .disable_signals()
-                    .listen(listener)?
-                    .run();
-                    Ok::<_, io::Error>(server)
-                });
-                match started {
-                    Ok(server) => {
-                        let _ = tx.send(Ok(server.handle()));
-                        let _ = system.block_on(server);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            })?;
-        let server = rx
-            .recv()
-            .map_err(|_| io::Error::other("the proxy thread stopped"))??;
-        tracing::info!(%addr, "HTTP proxy listening");
-        Ok(Proxy {
-            addr,
-            server,
-            thread: Some(thread),
-        })
+        let http = HttpThread::start("HTTP proxy", &config.listen, config.workers, move |app| {
+            app.app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body_limit))
+                .route("/-/healthz", web::get().to(healthz))
+                .route("/-/routes", web::get().to(list_routes))
+                .default_service(web::to(proxy));
+        })?;
+        tracing::info!(addr = %http.addr(), "HTTP proxy listening");
+        Ok(Proxy { http })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Stops accepting, lets requests in flight finish (graceful), and
     /// stops the proxy's threads.
-    pub async fn stop(mut self) {
-        self.server.stop(true).await;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+    pub async fn stop(self) {
+        self.http.stop().await;
     }
 }
 
