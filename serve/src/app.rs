@@ -198,7 +198,8 @@ impl Application {
             self.errors
                 .push(format!("deployment {:?} is added twice", bind.spec.name));
         }
-        let handle = DeploymentHandle::new(&self.spec.name, &bind.spec.name);
+        let mut handle = DeploymentHandle::new(&self.spec.name, &bind.spec.name);
+        handle.relative = true;
         self.spec.deployments.push(bind.spec);
         handle
     }
@@ -223,6 +224,24 @@ impl Application {
         &self.spec.name
     }
 
+    /// The same application under another name (handles between its
+    /// deployments follow).
+    pub fn renamed(mut self, name: &str) -> Self {
+        self.errors.extend(check_name("application", name).err());
+        self.spec.name = name.to_owned();
+        self
+    }
+
+    /// The spec as built so far, problems aside (for `serve build`).
+    pub fn spec(&self) -> &AppSpec {
+        &self.spec
+    }
+
+    /// The deployment named `name`, to override its options.
+    pub(crate) fn deployment_mut(&mut self, name: &str) -> Option<&mut DeploymentSpec> {
+        self.spec.deployments.iter_mut().find(|d| d.name == name)
+    }
+
     /// The spec to deploy, or every problem with it.
     pub fn into_spec(self) -> Result<AppSpec, String> {
         let mut errors = self.errors;
@@ -240,12 +259,37 @@ impl Application {
     }
 }
 
-/// Writes `app` as desired state. A deployment whose code, arguments,
-/// resources or user_config changed gets a new version (its replicas are
-/// replaced without downtime); a change of replica count only rescales.
-/// Returns the application's version.
+/// `new` as the successor of `old` (the spec stored under its name, if
+/// any): a deployment whose code, arguments, resources or user_config
+/// changed gets the application's next version (its replicas are
+/// replaced), one that only changed its replica count or options keeps its
+/// version; the application's version moves on when any deployment's did.
+pub fn successor(old: Option<&AppSpec>, mut new: AppSpec) -> AppSpec {
+    let next = old.map_or(1, |o| o.version + 1);
+    for d in &mut new.deployments {
+        let kept = old
+            .and_then(|o| o.deployments.iter().find(|p| p.name == d.name))
+            .filter(|p| p.same_replicas(d));
+        d.version = kept.map_or(next, |p| p.version);
+    }
+    let changed = old.is_none_or(|o| {
+        o.deployments.len() != new.deployments.len()
+            || o.deployments
+                .iter()
+                .zip(&new.deployments)
+                .any(|(a, b)| a.version != b.version)
+    });
+    new.version = match old {
+        Some(o) if !changed => o.version,
+        _ => next,
+    };
+    new
+}
+
+/// Writes `app` as desired state (see [`successor`] for what a change
+/// replaces). Returns the application's version.
 pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeError> {
-    let mut spec = app.into_spec().map_err(ServeError::BadRequest)?;
+    let spec = app.into_spec().map_err(ServeError::BadRequest)?;
     let key = format!("{APPS_PREFIX}{}", spec.name).into_bytes();
     let gcs = cluster.gcs();
     let unavailable =
@@ -266,25 +310,7 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
             ),
             None => (Compare::absent(key.clone()), None),
         };
-        let next = old.as_ref().map_or(1, |o| o.version + 1);
-        for d in &mut spec.deployments {
-            let kept = old
-                .as_ref()
-                .and_then(|o| o.deployments.iter().find(|p| p.name == d.name))
-                .filter(|p| p.same_replicas(d));
-            d.version = kept.map_or(next, |p| p.version);
-        }
-        let changed = old.as_ref().is_none_or(|o| {
-            o.deployments.len() != spec.deployments.len()
-                || o.deployments
-                    .iter()
-                    .zip(&spec.deployments)
-                    .any(|(a, b)| a.version != b.version)
-        });
-        spec.version = match &old {
-            Some(o) if !changed => o.version,
-            _ => next,
-        };
+        let spec = successor(old.as_ref(), spec.clone());
         if old.as_ref() == Some(&spec) {
             return Ok(spec.version);
         }
@@ -318,12 +344,66 @@ pub async fn delete(cluster: &Cluster, app: &str) -> Result<(), ServeError> {
 /// How a deployment calls another: by application and deployment name,
 /// through the caller's router (power of two choices over the replicas'
 /// in-flight counts). Serializable, so it can be a constructor argument.
-#[derive(Serialize, Deserialize)]
+///
+/// A handle made by [`Application::add`] names its deployment *within the
+/// same application*: when a replica decodes its arguments, such a handle
+/// takes the name the application was deployed under (a config can deploy
+/// one builder under several names).
 pub struct DeploymentHandle<D> {
     app: String,
     deployment: String,
-    #[serde(skip)]
+    relative: bool,
     _type: PhantomData<fn() -> D>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HandleWire {
+    app: String,
+    deployment: String,
+    relative: bool,
+}
+
+impl<D> Serialize for DeploymentHandle<D> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        HandleWire {
+            app: self.app.clone(),
+            deployment: self.deployment.clone(),
+            relative: self.relative,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, D> Deserialize<'de> for DeploymentHandle<D> {
+    fn deserialize<De: serde::Deserializer<'de>>(deserializer: De) -> Result<Self, De::Error> {
+        let wire = HandleWire::deserialize(deserializer)?;
+        let app = match wire.relative {
+            true => DECODING_APP
+                .with(|app| app.borrow().clone())
+                .unwrap_or(wire.app),
+            false => wire.app,
+        };
+        Ok(DeploymentHandle {
+            app,
+            deployment: wire.deployment,
+            relative: false,
+            _type: PhantomData,
+        })
+    }
+}
+
+thread_local! {
+    /// The application whose replica is decoding its arguments.
+    static DECODING_APP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` (a replica decoding its constructor arguments) with
+/// same-application handles resolving to `app`.
+pub(crate) fn decode_in_app<T>(app: &str, decode: impl FnOnce() -> T) -> T {
+    let previous = DECODING_APP.with(|a| a.replace(Some(app.to_owned())));
+    let out = decode();
+    DECODING_APP.with(|a| *a.borrow_mut() = previous);
+    out
 }
 
 impl<D> Clone for DeploymentHandle<D> {
@@ -331,6 +411,7 @@ impl<D> Clone for DeploymentHandle<D> {
         DeploymentHandle {
             app: self.app.clone(),
             deployment: self.deployment.clone(),
+            relative: self.relative,
             _type: PhantomData,
         }
     }
@@ -348,6 +429,7 @@ impl<D: Deployment> DeploymentHandle<D> {
         DeploymentHandle {
             app: app.to_owned(),
             deployment: deployment.to_owned(),
+            relative: false,
             _type: PhantomData,
         }
     }

@@ -11,7 +11,11 @@
 //! - [`http`] — [`ServeRequest`], [`ServeResponse`], [`ServeError`].
 //! - [`app`] — [`Application`], [`Bind`] (options with Ray Serve's names),
 //!   [`DeploymentHandle`], [`deploy`], [`delete`].
+//! - [`batch`] — [`batch::Batcher`]: dynamic batching (Ray's `@serve.batch`).
 //! - [`catalog`] — [`Catalog`]: deployment types and applications by name.
+//! - [`config`] — the YAML config file: schema, validation with paths,
+//!   building specs from it, and `serve build`'s description.
+//! - [`declarative`] — deploying a whole config as the desired state.
 //! - [`replica`] — the shared actor hosting a replica.
 //! - [`spec`] — the GCS records (desired applications, statuses) and names.
 //! - [`router`] — the pure replica choice and the per-deployment router.
@@ -26,8 +30,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod batch;
 pub mod catalog;
+pub mod config;
 pub mod controller;
+pub mod declarative;
 pub mod deployment;
 pub mod http;
 mod http_thread;
@@ -41,6 +48,7 @@ pub mod spec;
 pub use admin::{AdminConfig, AdminServer};
 pub use app::{delete, deploy, Application, Bind, DeploymentHandle};
 pub use catalog::{Catalog, DeploymentType};
+pub use config::ServeConfig;
 pub use deployment::{Deployment, HttpIngress, ReplicaContext, Serves, StreamingIngress};
 pub use http::{ServeError, ServeRequest, ServeResponse, ServeStream, StreamPart};
 pub use proxy::{Proxy, ProxyConfig};

@@ -75,12 +75,13 @@ impl<D: Deployment> Actor for Replica<D> {
     type Args = ReplicaArgs;
 
     async fn start(args: ReplicaArgs, cx: &ActorContext) -> Result<Self, String> {
-        let deployment_args: D::Args = codec::decode(&args.args).map_err(|e| {
-            format!(
-                "the arguments of deployment {:?} do not decode: {e}",
-                args.deployment
-            )
-        })?;
+        let deployment_args: D::Args =
+            crate::app::decode_in_app(&args.app, || codec::decode(&args.args)).map_err(|e| {
+                format!(
+                    "the arguments of deployment {:?} do not decode: {e}",
+                    args.deployment
+                )
+            })?;
         let rcx = ReplicaContext {
             app: args.app,
             deployment: args.deployment,

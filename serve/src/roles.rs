@@ -16,9 +16,9 @@ pub struct ServeRoles {
     controller: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts serve on `node`: the proxy (unless `proxy` is `None`) and, if the
-/// node runs a GCS member, the serve controller and the admin server
-/// (unless `admin` is `None`).
+/// Starts serve on `node`: the proxy (unless `proxy` is `None`), the admin
+/// server with `/metrics` (unless `admin` is `None`), and, if the node
+/// runs a GCS member, the serve controller.
 pub fn start(
     node: &Node,
     proxy: Option<ProxyConfig>,
@@ -35,14 +35,11 @@ pub fn start(
     let proxy = proxy
         .map(|config| Proxy::start(config, runtime))
         .transpose()?;
-    let admin = match (admin, node.gcs_member()) {
-        (Some(config), Some(member)) => Some(crate::admin::AdminServer::start(
-            config,
-            node.cluster(),
-            Some(member.clone()),
-        )?),
-        _ => None,
-    };
+    let admin = admin
+        .map(|config| {
+            crate::admin::AdminServer::start(config, node.cluster(), node.gcs_member().cloned())
+        })
+        .transpose()?;
     Ok(ServeRoles {
         proxy,
         admin,

@@ -55,6 +55,25 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
+    /// A spec with Ray's defaults, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, type_name: &str, version: u64, replicas: u32) -> Self {
+        DeploymentSpec {
+            name: name.into(),
+            version,
+            type_name: type_name.into(),
+            args: vec![],
+            num_replicas: replicas,
+            max_ongoing_requests: 5,
+            max_queued_requests: None,
+            resources: Default::default(),
+            user_config: None,
+            health_check_period_ms: 10_000,
+            health_check_timeout_ms: 30_000,
+            graceful_shutdown_timeout_ms: 20_000,
+        }
+    }
+
     /// Whether replicas of `self` and `other` are interchangeable (same
     /// code, arguments and resources): if not, a new version replaces them.
     pub fn same_replicas(&self, other: &DeploymentSpec) -> bool {

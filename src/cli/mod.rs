@@ -67,6 +67,7 @@ pub fn run(catalog: impl Into<Catalog>) -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = LogConfig::from_env(&ProcessEnv)
         .map_err(anyhow::Error::from)
+        .map(|c| with_config_logging(c, &cli))
         .and_then(|c| telemetry::init(&c).map_err(anyhow::Error::from))
     {
         eprintln!("troupe: cannot set up logging: {e}");
@@ -79,6 +80,26 @@ pub fn run(catalog: impl Into<Catalog>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `serve run CONFIG` logs as the config's `logging_config` says, unless
+/// RUST_LOG or TROUPE_LOG_FORMAT say otherwise.
+fn with_config_logging(mut log: LogConfig, cli: &Cli) -> LogConfig {
+    let Command::Serve(serve::ServeCommand::Run(args)) = &cli.command else {
+        return log;
+    };
+    // A bad config is reported once logging is up.
+    let Some(Ok(config)) = args.config_path().map(|p| serve::read_config(&p)) else {
+        return log;
+    };
+    let logging = &config.logging_config;
+    if std::env::var_os(telemetry::ENV_LOG_FILTER).is_none() {
+        log.filter = logging.log_level.to_lowercase();
+    }
+    if std::env::var_os(telemetry::ENV_LOG_FORMAT).is_none() && logging.encoding == "JSON" {
+        log.format = telemetry::LogFormat::Json;
+    }
+    log
 }
 
 fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {

@@ -58,10 +58,11 @@ pub struct StartArgs {
     /// Run no HTTP proxy on this node.
     #[arg(long)]
     no_http: bool,
-    /// Where the admin API and /metrics listen on GCS nodes (Ray's dashboard
-    /// port is 8265; port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8265")]
-    dashboard_listen: String,
+    /// Where this node's admin API and /metrics listen. Default:
+    /// 127.0.0.1:8265 (Ray's dashboard port) on the head, a free port on
+    /// joining nodes (printed at start).
+    #[arg(long)]
+    dashboard_listen: Option<String>,
     /// Run no admin API on this node.
     #[arg(long)]
     no_dashboard: bool,
@@ -185,8 +186,16 @@ pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
         ..ProxyConfig::default()
     });
     let admin = (!args.no_dashboard).then(|| AdminConfig {
-        listen: args.dashboard_listen.clone(),
+        listen: args.dashboard_listen.clone().unwrap_or_else(|| {
+            match args.join {
+                None => "127.0.0.1:8265",
+                // Several nodes may share a machine: joiners pick a free port.
+                Some(_) => "127.0.0.1:0",
+            }
+            .into()
+        }),
         token: args.admin_token.clone(),
+        catalog: catalog.clone(),
     });
     let roles = troupe_serve::start(&node, proxy, admin)?;
     if let Some(token) = made_up_token {

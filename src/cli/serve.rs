@@ -1,22 +1,56 @@
-//! `troupe serve run APP`: an application on a single node embedded in this
-//! process (GCS, worker, controllers, proxy), until Ctrl-C.
+//! `troupe serve ...`: run, deploy, build and inspect applications.
+//! `serve run` embeds a single node (GCS, worker, controllers, proxy) in
+//! this process unless given a cluster's --address.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
+use troupe_serve::config::{self, ProxyLocation, ServeConfig};
 use troupe_serve::spec::STATUS_PREFIX;
-use troupe_serve::{AppState, AppStatus, Catalog, ProxyConfig};
+use troupe_serve::{declarative, AppState, AppStatus, Catalog, ProxyConfig};
 use troupe_worker::{schema, Node, NodeConfig, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
-    /// Run one of this binary's applications on a single embedded node
-    /// until Ctrl-C (in-flight requests are drained on the way out).
+    /// Run a config file (or one of this binary's applications by name) on
+    /// a single node embedded in this process, or on the cluster at
+    /// --address, until Ctrl-C (then the applications are deleted and
+    /// requests in flight drained).
     Run(RunArgs),
+    /// Deploy a config file to a running cluster as its whole desired
+    /// state: applications missing from it are deleted. Waits until every
+    /// application is RUNNING, showing replicas as they become ready.
+    Deploy {
+        /// The YAML config (see `serve build`).
+        config: PathBuf,
+        #[command(flatten)]
+        cluster: super::node::AddressArgs,
+        /// Give up waiting after this many seconds (exit status 1).
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+        /// Return once the config is written, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print the config last deployed to a running cluster.
+    Config {
+        #[command(flatten)]
+        cluster: super::node::AddressArgs,
+    },
+    /// Write a config with every application this binary can run and all
+    /// of its deployments' options at their defaults.
+    Build {
+        /// Write it here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// JSON (the admin API's PUT body) instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the applications this binary can run.
     List,
     /// Show the applications of a running cluster: their deployments and
@@ -38,23 +72,67 @@ pub enum ServeCommand {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The application's registered name (see `serve list`).
-    app: String,
-    /// Where the HTTP proxy listens.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    http_listen: String,
-    /// Where the admin API and /metrics listen.
+    /// A config file (.yaml, .yml or .json), or the registered name of an
+    /// application (see `serve list`).
+    target: String,
+    /// Deploy to the cluster at this node address instead of an embedded
+    /// node.
+    #[arg(long)]
+    address: Option<String>,
+    /// The cluster token, with --address (or TROUPE_CLUSTER_TOKEN).
+    #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the embedded HTTP proxy listens (default: the config's
+    /// http_options, else 127.0.0.1:8000).
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Where the embedded admin API and /metrics listen.
     #[arg(long, default_value = "127.0.0.1:8265")]
     dashboard_listen: String,
-    /// The node's directory (default: a fresh temp dir, removed on exit).
+    /// The embedded node's directory (default: a fresh temp dir, removed on
+    /// exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// CPUs offered to replicas (default: the machine's cores).
+    /// CPUs the embedded node offers to replicas (default: the machine's
+    /// cores).
     #[arg(long)]
     num_cpus: Option<f64>,
-    /// GPUs offered to replicas.
+    /// GPUs the embedded node offers to replicas.
     #[arg(long, default_value_t = 0.0)]
     num_gpus: f64,
+    /// Give up waiting for RUNNING after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+}
+
+impl RunArgs {
+    /// The config file, if the target is one.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        let path = PathBuf::from(&self.target);
+        let is_file_name = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| self.target.ends_with(ext));
+        (is_file_name || path.is_file()).then_some(path)
+    }
+}
+
+/// Reads and checks a config file; the error lists every problem.
+pub fn read_config(path: &Path) -> anyhow::Result<ServeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config {}", path.display()))?;
+    config::parse_yaml(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid config; nothing was deployed. Fix these and retry:\n{e}",
+            path.display()
+        )
+    })
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} must be a positive number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> {
@@ -65,7 +143,58 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
             }
             Ok(())
         }
+        ServeCommand::Build { output, json } => {
+            let config = config::describe(&catalog)
+                .map_err(|e| anyhow::anyhow!("cannot describe this binary's applications:\n{e}"))?;
+            let text = match json {
+                true => serde_json::to_string_pretty(&config)? + "\n",
+                false => config::to_yaml(&config),
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} application(s) to {}; edit it, then `troupe serve deploy {}`",
+                        config.applications.len(),
+                        path.display(),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
         ServeCommand::Run(args) => serve_run(args, catalog).await,
+        ServeCommand::Deploy {
+            config,
+            cluster,
+            timeout,
+            no_wait,
+        } => {
+            let timeout = seconds(timeout, "--timeout")?;
+            let config = read_config(&config)?;
+            let cluster = cluster.connect().await?;
+            let done = declarative::apply(&cluster, &catalog, &config).await?;
+            report_deployed(&done);
+            if no_wait {
+                return Ok(());
+            }
+            wait_for_apps(&cluster, &done.versions, timeout).await?;
+            Ok(())
+        }
+        ServeCommand::Config { cluster } => {
+            let cluster = cluster.connect().await?;
+            match declarative::deployed_config(&cluster).await? {
+                Some(config) => {
+                    print!("{}", config::to_yaml(&config));
+                    Ok(())
+                }
+                None => bail!(
+                    "no config has been deployed to this cluster; deploy one with `troupe serve deploy CONFIG`"
+                ),
+            }
+        }
         ServeCommand::Status { cluster, json } => {
             let cluster = cluster.connect().await?;
             let statuses = statuses(&cluster).await?;
@@ -79,9 +208,7 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
         ServeCommand::Shutdown { cluster } => {
             let cluster = cluster.connect().await?;
             let names: Vec<String> = statuses(&cluster).await?.keys().cloned().collect();
-            for name in &names {
-                troupe_serve::delete(&cluster, name).await?;
-            }
+            declarative::delete_all(&cluster).await?;
             println!(
                 "deleted {} application(s): {}",
                 names.len(),
@@ -89,6 +216,20 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
             );
             Ok(())
         }
+    }
+}
+
+fn report_deployed(done: &declarative::Deployed) {
+    for (name, version) in &done.versions {
+        let what = if done.changed.contains(name) {
+            "updated"
+        } else {
+            "unchanged"
+        };
+        println!("application {name}: {what} (version {version})");
+    }
+    for name in &done.deleted {
+        println!("application {name}: deleted (not in the config)");
     }
 }
 
@@ -164,22 +305,7 @@ fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>
         };
         let _ = writeln!(out, "{name}  {}{message}", s.state.name());
         for (d, ds) in &s.deployments {
-            let running = ds
-                .replicas
-                .iter()
-                .filter(|r| r.state == troupe_serve::spec::ReplicaState::Running)
-                .count();
-            let message = if ds.message.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", ds.message)
-            };
-            let _ = writeln!(
-                out,
-                "  {d}  {}  {running}/{} replicas running{message}",
-                ds.state.name(),
-                ds.target_replicas
-            );
+            let _ = writeln!(out, "  {d}  {}  {}", ds.state.name(), replica_summary(ds));
         }
     }
     out
@@ -187,18 +313,51 @@ fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>
 
 async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let started = Instant::now();
-    let Some(app) = catalog.build_app(&args.app) else {
-        let known: Vec<&str> = catalog.app_names().collect();
-        bail!(
-            "no application named {:?} in this binary; it has: {}",
-            args.app,
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
+    let timeout = seconds(args.timeout, "--timeout")?;
+    let config = match args.config_path() {
+        Some(path) => read_config(&path)?,
+        None => {
+            let Some(app) = catalog.build_app(&args.target) else {
+                let known: Vec<&str> = catalog.app_names().collect();
+                bail!(
+                    "{:?} is neither a config file nor an application of this binary; it has: {}",
+                    args.target,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            };
+            let spec = app.into_spec().map_err(anyhow::Error::msg)?;
+            ServeConfig {
+                applications: vec![config::AppConfig {
+                    name: args.target.clone(),
+                    route_prefix: spec.route_prefix.clone(),
+                    app: args.target.clone(),
+                    args: serde_json::Value::Null,
+                    deployments: Vec::new(),
+                }],
+                ..ServeConfig::default()
             }
-        );
+        }
     };
+    if let Some(address) = &args.address {
+        let Some(token) = &args.token else {
+            bail!("--address needs the cluster token: pass --token or set TROUPE_CLUSTER_TOKEN");
+        };
+        let cluster = troupe_worker::Cluster::connect(address, ClusterToken::new(token)?)
+            .await
+            .with_context(|| format!("connecting to the cluster through {address}"))?;
+        let done = declarative::apply(&cluster, &catalog, &config).await?;
+        report_deployed(&done);
+        wait_for_apps(&cluster, &done.versions, timeout).await?;
+        println!("Ctrl-C to delete the applications");
+        super::wait_for_shutdown_signal().await?;
+        declarative::delete_all(&cluster).await?;
+        println!("deleted the applications");
+        return Ok(());
+    }
     let (dir, temporary) = match &args.data_dir {
         Some(dir) => (dir.clone(), false),
         None => (
@@ -206,42 +365,57 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
             true,
         ),
     };
-    let mut config = NodeConfig::new(Role::Head, ClusterToken::random(), &dir);
+    let mut node_config = NodeConfig::new(Role::Head, ClusterToken::random(), &dir);
     let mut resources = match args.num_cpus {
         Some(cpus) => Resources::new().with_cpus(cpus).context("--num-cpus")?,
-        None => config.resources.clone(),
+        None => node_config.resources.clone(),
     };
     resources = resources.with_gpus(args.num_gpus).context("--num-gpus")?;
-    config.resources = resources;
-    let node = Node::start(config, catalog.registry()).await?;
-    let proxy = ProxyConfig {
-        listen: args.http_listen.clone(),
+    node_config.resources = resources;
+    let node = Node::start(node_config, catalog.registry()).await?;
+    let http = &config.http_options;
+    let proxy = (config.proxy_location != ProxyLocation::Disabled).then(|| ProxyConfig {
+        listen: args
+            .http_listen
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", http.host, http.port)),
+        max_body_bytes: http.max_body_bytes as usize,
+        request_timeout: Duration::from_secs_f64(http.request_timeout_s),
+        access_log: config.logging_config.enable_access_log,
         ..ProxyConfig::default()
-    };
+    });
     let admin = troupe_serve::AdminConfig {
         listen: args.dashboard_listen.clone(),
         token: None,
+        catalog: catalog.clone(),
     };
-    let roles = troupe_serve::start(&node, Some(proxy), Some(admin))?;
-    let http = roles.proxy_addr().expect("the proxy was asked for");
-    let name = app.name().to_owned();
+    let roles = troupe_serve::start(&node, proxy, Some(admin))?;
     let cluster = node.cluster();
-    let spec = app.clone().into_spec().map_err(anyhow::Error::msg)?;
-    troupe_serve::deploy(&cluster, app).await?;
-    let status = wait_for_app(&cluster, &name).await?;
-    let prefix = spec.route_prefix.clone().unwrap_or_default();
-    match status.state {
-        AppState::Running => println!(
-            "application {name} is RUNNING at http://{http}{} (ready {:.0} ms after start); Ctrl-C to stop",
-            if prefix == "/" { "" } else { &prefix },
-            started.elapsed().as_secs_f64() * 1e3
-        ),
-        _ => {
-            roles.stop().await;
-            node.shutdown().await;
-            bail!("application {name} is {}: {}", status.state.name(), status.message);
+    let outcome = async {
+        let done = declarative::apply(&cluster, &catalog, &config).await?;
+        wait_for_apps(&cluster, &done.versions, timeout).await
+    }
+    .await;
+    if let Err(e) = outcome {
+        roles.stop().await;
+        node.shutdown().await;
+        return Err(e);
+    }
+    for app in &config.applications {
+        match (roles.proxy_addr(), &app.route_prefix) {
+            (Some(addr), Some(prefix)) => println!(
+                "application {} is RUNNING at http://{addr}{}",
+                app.name,
+                if prefix == "/" { "" } else { prefix }
+            ),
+            _ => println!("application {} is RUNNING (no HTTP route)", app.name),
         }
     }
+    println!(
+        "ready {:.0} ms after start; admin API at http://{}; Ctrl-C to stop",
+        started.elapsed().as_secs_f64() * 1e3,
+        roles.admin_addr().map_or("-".into(), |a| a.to_string())
+    );
     super::wait_for_shutdown_signal().await?;
     println!("draining requests in flight and stopping");
     roles.stop().await;
@@ -252,27 +426,94 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `app` is RUNNING or DEPLOY_FAILED (or 60 s pass).
-async fn wait_for_app(cluster: &troupe_worker::Cluster, app: &str) -> anyhow::Result<AppStatus> {
-    let key = format!("{STATUS_PREFIX}{app}").into_bytes();
+/// What one application's wait has seen: a line per change.
+fn progress_lines(app: &str, status: &AppStatus) -> Vec<String> {
+    let mut lines = vec![format!("{app}: {}", status.state.name())];
+    for (d, ds) in &status.deployments {
+        lines.push(format!("  {app}/{d}: {}", replica_summary(ds)));
+    }
+    lines
+}
+
+/// `2/3 replicas running`, with the deployment's message if it has one.
+fn replica_summary(ds: &troupe_serve::spec::DeploymentStatus) -> String {
+    let running = ds
+        .replicas
+        .iter()
+        .filter(|r| r.state == troupe_serve::spec::ReplicaState::Running)
+        .count();
+    let message = if ds.message.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", ds.message)
+    };
+    format!("{running}/{} replicas running{message}", ds.target_replicas)
+}
+
+/// Waits until every application in `versions` is RUNNING at (at least)
+/// its version, printing replicas as they become ready; an error when one
+/// is DEPLOY_FAILED or `timeout` passes.
+async fn wait_for_apps(
+    cluster: &troupe_worker::Cluster,
+    versions: &std::collections::BTreeMap<String, u64>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let mut changes = cluster.state_changes();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     loop {
-        let status = cluster.read_state(|s| {
-            s.extra
-                .get(&key)
-                .and_then(|v| schema::decode::<AppStatus>(v).ok())
+        let current: Vec<(String, Option<AppStatus>)> = cluster.read_state(|s| {
+            versions
+                .iter()
+                .map(|(app, version)| {
+                    let status = s
+                        .extra
+                        .get(format!("{STATUS_PREFIX}{app}").as_bytes())
+                        .and_then(|v| schema::decode::<AppStatus>(v).ok())
+                        .filter(|st| st.version >= *version);
+                    (app.clone(), status)
+                })
+                .collect()
         });
-        if let Some(status) = status {
-            if matches!(status.state, AppState::Running | AppState::DeployFailed) {
-                return Ok(status);
+        let mut all_running = true;
+        for (app, status) in &current {
+            let Some(status) = status else {
+                all_running = false;
+                continue;
+            };
+            let lines = progress_lines(app, status);
+            if shown.get(app) != Some(&lines) {
+                for line in &lines {
+                    println!("{line}");
+                }
+                shown.insert(app.clone(), lines);
             }
+            match status.state {
+                AppState::Running => {}
+                AppState::DeployFailed => bail!(
+                    "application {app} is DEPLOY_FAILED: {}; fix the config or the code and deploy again",
+                    status.message
+                ),
+                _ => all_running = false,
+            }
+        }
+        if all_running {
+            return Ok(());
         }
         if tokio::time::timeout_at(deadline, changes.changed())
             .await
             .is_err()
         {
-            bail!("application {app} did not become RUNNING within 60 s; see the node's log");
+            let waiting: Vec<&str> = current
+                .iter()
+                .filter(|(_, s)| s.as_ref().is_none_or(|s| s.state != AppState::Running))
+                .map(|(a, _)| a.as_str())
+                .collect();
+            bail!(
+                "not RUNNING within {:.0} s: {}; see `troupe serve status` and the nodes' logs",
+                timeout.as_secs_f64(),
+                waiting.join(", ")
+            );
         }
     }
 }

@@ -5,5 +5,6 @@ mod calls;
 mod cli;
 mod errors;
 mod failures;
+mod operator;
 mod serve;
 mod support;

@@ -19,7 +19,12 @@ use troupe_examples::patterns::{
 use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
 /// `METHOD path` with `body` on a fresh connection: status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
@@ -41,11 +46,11 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u1
     Ok((status, body))
 }
 
-fn post(addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn post(addr: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     http(addr, "POST", path, body)
 }
 
-fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     http(addr, "GET", path, "")
 }
 
@@ -78,9 +83,7 @@ async fn wait_running(cluster: &Cluster, app: &str, replicas: usize) -> AppStatu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
-    let mut cluster = TestCluster::head_of(SERVE_BIN, &["--num-cpus", "1"]);
-    cluster.join(&["--num-cpus", "1"]);
-    cluster.join(&["--num-cpus", "1"]);
+    let cluster = TestCluster::serve_nodes(3);
     let driver = cluster.driver().await;
     // 3 deployments x 3 replicas x 0.25 CPU, spread over 3 nodes of 1 CPU.
     let mut app = Application::new("chain3");

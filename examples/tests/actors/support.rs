@@ -150,6 +150,15 @@ impl TestCluster {
         }
     }
 
+    /// `n` nodes of the serve examples' binary with 1 CPU each.
+    pub fn serve_nodes(n: usize) -> TestCluster {
+        let mut cluster = Self::head_of(SERVE_BIN, &["--num-cpus", "1"]);
+        for _ in 1..n {
+            cluster.join(&["--num-cpus", "1"]);
+        }
+        cluster
+    }
+
     /// Starts a node that joins through the head; returns its index.
     pub fn join(&mut self, args: &[&str]) -> usize {
         let dir = self.tmp.path().join(format!("n{}", self.nodes.len()));

@@ -105,6 +105,23 @@ pub struct GcsMember {
     raft: Raft,
     reader: GcsReader,
     leases: Arc<LeaseKeeper>,
+    write_latency: prometheus::Histogram,
+}
+
+/// Buckets of [`GcsMember::write_latency`], milliseconds.
+const WRITE_BUCKETS_MS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
+
+/// The highest log index held by a majority of the voters, from each
+/// voter's last matched index (`None`: nothing matched yet). Pure.
+pub fn quorum_index(matched: &[Option<u64>]) -> Option<u64> {
+    if matched.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Option<u64>> = matched.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted[matched.len() / 2]
 }
 
 impl GcsMember {
@@ -122,11 +139,20 @@ impl GcsMember {
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
         let leases = LeaseKeeper::start(config.id, raft.clone(), reader.clone());
+        let write_latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "troupe_gcs_write_latency_ms",
+                "Time writes this GCS member led took to commit and apply, in milliseconds.",
+            )
+            .buckets(WRITE_BUCKETS_MS.to_vec()),
+        )
+        .map_err(|e| GcsMemberError::Config(e.to_string()))?;
         Ok(GcsMember {
             id: config.id,
             raft,
             reader,
             leases,
+            write_latency,
         })
     }
 
@@ -176,6 +202,33 @@ impl GcsMember {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
+    /// The time writes this member led took to commit and apply (its
+    /// `client_write`), as a Prometheus histogram for the metrics page.
+    pub fn write_latency(&self) -> &prometheus::Histogram {
+        &self.write_latency
+    }
+
+    /// On the leader, the highest log index a majority of the voters holds
+    /// (the commit index); elsewhere the last applied index, a lower bound
+    /// of it.
+    pub fn commit_index(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map(|l| l.index);
+        let Some(replication) = &m.replication else {
+            return applied;
+        };
+        let matched: Vec<Option<u64>> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| match id == self.id {
+                true => m.last_log_index,
+                false => replication.get(&id).copied().flatten().map(|l| l.index),
+            })
+            .collect();
+        quorum_index(&matched).or(applied)
+    }
+
     /// This member's view of the cluster.
     pub fn status(&self) -> MemberStatus {
         let m = self.raft.metrics().borrow().clone();
@@ -210,5 +263,23 @@ impl GcsMember {
             .shutdown()
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod quorum_tests {
+    use super::quorum_index;
+
+    #[test]
+    fn the_commit_index_is_what_a_majority_holds() {
+        assert_eq!(quorum_index(&[Some(7)]), Some(7));
+        assert_eq!(quorum_index(&[Some(9), Some(5), Some(7)]), Some(7));
+        assert_eq!(quorum_index(&[Some(9), None, None]), None);
+        assert_eq!(
+            quorum_index(&[Some(9), Some(9), None, None, Some(3)]),
+            Some(3)
+        );
+        assert_eq!(quorum_index(&[Some(4), Some(6), Some(6), Some(8)]), Some(6));
+        assert_eq!(quorum_index(&[]), None);
     }
 }

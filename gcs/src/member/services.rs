@@ -147,11 +147,15 @@ struct KvService(GcsMember);
 impl KvService {
     async fn write(&self, command: Command) -> Result<KvReply, GcsError> {
         let member = &self.0;
+        let started = std::time::Instant::now();
         let reply = member
             .raft
             .client_write(command)
             .await
             .map_err(|e| write_error(member, e))?;
+        member
+            .write_latency
+            .observe(started.elapsed().as_secs_f64() * 1e3);
         let response = reply.data;
         // Keep the leader's lease deadlines in step with what it committed.
         match &response.outcome {

@@ -32,6 +32,9 @@ pub struct ServeMetrics {
     gcs_last_log_index: IntGauge,
     gcs_last_applied_index: IntGauge,
     gcs_apply_lag: IntGauge,
+    gcs_commit_index: IntGauge,
+    /// Items per batch of each `Batcher`, by batcher name.
+    pub batch_size: HistogramVec,
 }
 
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -120,6 +123,19 @@ impl ServeMetrics {
                 "troupe_gcs_apply_lag",
                 "Log entries this node's GCS member holds but has not applied.",
             )?,
+            gcs_commit_index: gauge(
+                "troupe_gcs_commit_index",
+                "On the GCS leader, the highest log index a majority holds; elsewhere the last applied index.",
+            )?,
+            batch_size: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new("serve_batch_size", "Items per batch of a replica's batcher.")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                    &["batcher"],
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                h
+            },
             registry,
         })
     }
@@ -135,9 +151,15 @@ impl ServeMetrics {
             self.gcs_last_log_index.set(last as i64);
             self.gcs_last_applied_index.set(applied as i64);
             self.gcs_apply_lag.set(last.saturating_sub(applied) as i64);
+            self.gcs_commit_index
+                .set(member.commit_index().unwrap_or(0) as i64);
+        }
+        let mut families = self.registry.gather();
+        if let Some(member) = member {
+            families.extend(prometheus::core::Collector::collect(member.write_latency()));
         }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(error = %e, "could not encode the metrics");
         }
         String::from_utf8(out).unwrap_or_default()

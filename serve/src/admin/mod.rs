@@ -16,6 +16,9 @@ use troupe_worker::{schema, Cluster};
 
 pub mod metrics;
 
+use crate::catalog::Catalog;
+use crate::config::{self, ServeConfig};
+use crate::declarative::{self, DeployError, CONFIG_KEY};
 use crate::http_thread::HttpThread;
 use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
@@ -25,6 +28,9 @@ pub struct AdminConfig {
     pub listen: String,
     /// Required as `Authorization: Bearer <token>` on `/api/` when set.
     pub token: Option<String>,
+    /// The application builders a `PUT /api/serve/applications/` config
+    /// can name (the binary's own).
+    pub catalog: Catalog,
 }
 
 impl Default for AdminConfig {
@@ -32,6 +38,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:8265".into(),
             token: None,
+            catalog: Catalog::new(),
         }
     }
 }
@@ -40,7 +47,41 @@ struct AdminState {
     cluster: Cluster,
     member: Option<GcsMember>,
     token: Option<String>,
+    catalog: Catalog,
 }
+
+/// Every endpoint, as (method, path): what the server registers, and what
+/// the OpenAPI document must describe (a test holds them together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/version"),
+    ("GET", "/api/cluster/nodes"),
+    ("GET", "/api/cluster/actors"),
+    ("GET", "/api/gcs/members"),
+    ("GET", "/api/serve/applications/"),
+    ("PUT", "/api/serve/applications/"),
+    ("DELETE", "/api/serve/applications/"),
+];
+
+/// The handler of one of [`ROUTES`].
+fn route(method: &str, path: &str) -> actix_web::Route {
+    match (method, path) {
+        ("GET", "/metrics") => web::get().to(metrics_page),
+        ("GET", "/api/openapi.json") => web::get().to(openapi),
+        ("GET", "/api/version") => web::get().to(version),
+        ("GET", "/api/cluster/nodes") => web::get().to(nodes),
+        ("GET", "/api/cluster/actors") => web::get().to(actors),
+        ("GET", "/api/gcs/members") => web::get().to(members),
+        ("GET", "/api/serve/applications/") => web::get().to(applications),
+        ("PUT", "/api/serve/applications/") => web::put().to(put_applications),
+        ("DELETE", "/api/serve/applications/") => web::delete().to(delete_all),
+        _ => unreachable!("{method} {path} is in ROUTES without a handler"),
+    }
+}
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// A running admin server.
 pub struct AdminServer {
@@ -58,17 +99,14 @@ impl AdminServer {
             cluster,
             member,
             token: config.token,
+            catalog: config.catalog,
         });
         let http = HttpThread::start("admin API", &config.listen, 1, move |app| {
-            app.app_data(state.clone())
-                .route("/metrics", web::get().to(metrics_page))
-                .route("/api/version", web::get().to(version))
-                .route("/api/cluster/nodes", web::get().to(nodes))
-                .route("/api/cluster/actors", web::get().to(actors))
-                .route("/api/gcs/members", web::get().to(members))
-                .route("/api/serve/applications/", web::get().to(applications))
-                .route("/api/serve/applications/", web::delete().to(delete_all))
-                .default_service(web::to(not_found));
+            app.app_data(state.clone());
+            for &(method, path) in ROUTES {
+                app.route(path, route(method, path));
+            }
+            app.default_service(web::to(not_found));
         })?;
         Ok(AdminServer { http })
     }
@@ -221,6 +259,11 @@ async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Htt
         Ok(s) => s,
         Err(r) => return r,
     };
+    let deployed: Option<ServeConfig> = cluster
+        .extra
+        .get(CONFIG_KEY.as_bytes())
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .and_then(|v: serde_json::Value| config::parse_value(&v).ok());
     let mut apps = BTreeMap::new();
     for (key, value) in &cluster.extra {
         let Some(name) = key.strip_prefix(APPS_PREFIX.as_bytes()) else {
@@ -265,37 +308,101 @@ async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Htt
                 "route_prefix": spec.route_prefix,
                 "status": status.as_ref().map_or("NOT_STARTED", |s| s.state.name()),
                 "message": status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+                "version": spec.version,
+                "deployed_app_config": deployed.as_ref().and_then(|c| c.applications.iter().find(|a| a.name == name)),
                 "deployments": deployments,
             }),
         );
     }
-    HttpResponse::Ok().json(json!({ "applications": apps }))
+    HttpResponse::Ok().json(json!({
+        "proxy_location": deployed.as_ref().map(|c| c.proxy_location),
+        "http_options": deployed.as_ref().map(|c| &c.http_options),
+        "applications": apps,
+    }))
 }
 
 async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
     if let Some(denied) = authorize(&request, &state) {
         return denied;
     }
-    let gcs = state.cluster.gcs();
-    match gcs
-        .write(troupe_gcs::Operation::delete_prefix(APPS_PREFIX))
-        .await
-    {
-        Ok(_) => HttpResponse::Ok().json(json!({})),
-        Err(e) => api_error(
+    match declarative::delete_all(&state.cluster).await {
+        Ok(()) => HttpResponse::Ok().json(json!({})),
+        Err(e) => deploy_error(&e, request.path()),
+    }
+}
+
+/// Ray Serve's `PUT /api/serve/applications/`: the body (JSON) is the
+/// whole config; applications it does not name are deleted.
+async fn put_applications(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = authorize(&request, &state) {
+        return denied;
+    }
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body is not JSON ({e}); send the config as JSON, e.g. the output of `troupe serve build --json`"),
+                request.path(),
+            )
+        }
+    };
+    let config = match config::parse_value(&value) {
+        Ok(c) => c,
+        Err(e) => return deploy_error(&DeployError::Invalid(e), request.path()),
+    };
+    match declarative::apply(&state.cluster, &state.catalog, &config).await {
+        Ok(done) => HttpResponse::Ok().json(json!({
+            "applications": done.versions,
+            "changed": done.changed,
+            "deleted": done.deleted,
+        })),
+        Err(e) => deploy_error(&e, request.path()),
+    }
+}
+
+fn deploy_error(error: &DeployError, path: &str) -> HttpResponse {
+    match error {
+        DeployError::Invalid(e) => {
+            let issues: Vec<_> = e
+                .issues()
+                .iter()
+                .map(|i| json!({ "path": i.path, "message": i.message }))
+                .collect();
+            HttpResponse::BadRequest().json(json!({
+                "error": {
+                    "code": "invalid_config",
+                    "message": e.to_string(),
+                    "path": e.issues().first().map(|i| i.path.clone()).unwrap_or_default(),
+                    "issues": issues,
+                }
+            }))
+        }
+        DeployError::Unavailable(_) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            e.to_string(),
-            request.path(),
+            error.to_string(),
+            path,
         ),
     }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {
     api_error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; see /api/version, /api/cluster/nodes, /api/cluster/actors, /api/gcs/members, /api/serve/applications/, /metrics",
+        "no such endpoint; see /api/openapi.json for the API",
         request.path(),
     )
 }

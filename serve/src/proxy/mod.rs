@@ -35,6 +35,8 @@ pub struct ProxyConfig {
     pub max_body_bytes: usize,
     /// Longer requests get 408.
     pub request_timeout: Duration,
+    /// One log line per request (target `troupe::access`).
+    pub access_log: bool,
 }
 
 impl Default for ProxyConfig {
@@ -45,6 +47,7 @@ impl Default for ProxyConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            access_log: true,
         }
     }
 }
@@ -104,6 +107,7 @@ struct ProxyState {
     runtime: Arc<ServeRuntime>,
     cache: Mutex<RouteCache>,
     timeout: Duration,
+    access_log: bool,
 }
 
 impl ProxyState {
@@ -141,6 +145,7 @@ impl Proxy {
                 routes: Arc::new(Vec::new()),
             }),
             timeout: config.request_timeout,
+            access_log: config.access_log,
         });
         let body_limit = config.max_body_bytes;
         let http = HttpThread::start("HTTP proxy", &config.listen, config.workers, move |app| {
@@ -191,7 +196,15 @@ async fn proxy(
     let routes = state.routes();
     let path = request.path().to_owned();
     let Some((route, inner_path)) = find_route(&routes, &path) else {
-        access_log(&request, 404, started, request_id, ("", ""));
+        access_log(
+            &state,
+            &tracing::Span::none(),
+            &request,
+            404,
+            started,
+            request_id,
+            ("", ""),
+        );
         return Err(ApiError {
             error: ServeError::NoRoute(path),
             request_id,
@@ -219,7 +232,7 @@ async fn proxy(
     let timeout = state.timeout;
     if route.streaming {
         let opened = match tokio::time::timeout(timeout, router.send_stream(serve_request, timeout))
-            .instrument(span)
+            .instrument(span.clone())
             .await
         {
             Ok(result) => result,
@@ -230,6 +243,8 @@ async fn proxy(
         return match opened {
             Ok((status, headers, body)) => {
                 access_log(
+                    &state,
+                    &span,
                     &request,
                     status,
                     started,
@@ -247,6 +262,8 @@ async fn proxy(
             }
             Err(error) => {
                 access_log(
+                    &state,
+                    &span,
                     &request,
                     error::status_of(&error).as_u16(),
                     started,
@@ -265,11 +282,13 @@ async fn proxy(
             }),
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     match outcome {
         Ok(response) => {
             access_log(
+                &state,
+                &span,
                 &request,
                 response.status,
                 started,
@@ -288,6 +307,8 @@ async fn proxy(
         Err(error) => {
             let status = error::status_of(&error).as_u16();
             access_log(
+                &state,
+                &span,
                 &request,
                 status,
                 started,
@@ -300,7 +321,11 @@ async fn proxy(
 }
 
 /// The access-log line and the request metrics of one answered request.
+/// The line is logged inside the request's span, which carries the
+/// application, ingress deployment, replica and request id.
 fn access_log(
+    state: &ProxyState,
+    span: &tracing::Span,
     request: &HttpRequest,
     status: u16,
     started: Instant,
@@ -308,16 +333,20 @@ fn access_log(
     (app, route): (&str, &str),
 ) {
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    tracing::info!(
-        target: "troupe::access",
-        method = %request.method(),
-        path = %request.path(),
-        status,
-        ms,
-        %request_id,
-        app,
-        "request"
-    );
+    if state.access_log {
+        span.in_scope(|| {
+            tracing::info!(
+                target: "troupe::access",
+                method = %request.method(),
+                path = %request.path(),
+                status,
+                ms,
+                %request_id,
+                app,
+                "request"
+            )
+        });
+    }
     let m = crate::admin::metrics::metrics();
     let status_text = status.to_string();
     m.http_requests

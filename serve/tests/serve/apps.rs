@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use troupe_serve::{
-    Catalog, Deployment, DeploymentHandle, DeploymentType, HttpIngress, ReplicaContext, ServeError,
-    ServeRequest, ServeResponse, Serves,
+    Application, Bind, Catalog, Deployment, DeploymentHandle, DeploymentType, HttpIngress,
+    ReplicaContext, ServeError, ServeRequest, ServeResponse, Serves,
 };
 use troupe_worker::Message;
 
@@ -260,6 +260,34 @@ impl troupe_serve::StreamingIngress for Ticker {
     }
 }
 
+/// The arguments of the `scaled` application builder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaledArgs {
+    pub double: i64,
+    pub triple: i64,
+}
+
+impl Default for ScaledArgs {
+    fn default() -> Self {
+        ScaledArgs {
+            double: 2,
+            triple: 3,
+        }
+    }
+}
+
+/// `Ensemble` over two `Scale`s whose factors are the builder's arguments.
+pub fn scaled_app(args: ScaledArgs) -> Application {
+    let mut app = Application::new("scaled");
+    let double = app.add(Bind::<Scale>::new("double", args.double));
+    let triple = app.add(Bind::<Scale>::new("triple", args.triple).num_replicas(2));
+    app.ingress(Bind::<Ensemble>::new(
+        "ensemble",
+        EnsembleArgs { double, triple },
+    ))
+}
+
 pub fn catalog() -> Catalog {
     Catalog::new()
         .deployment(DeploymentType::<Ticker>::new().http_streaming())
@@ -268,4 +296,13 @@ pub fn catalog() -> Catalog {
         .deployment(DeploymentType::<Scale>::new().serves::<Apply>())
         .deployment(DeploymentType::<Chain>::new().http())
         .deployment(DeploymentType::<Ensemble>::new().http())
+        .app("hello", || {
+            Application::new("hello").ingress(Bind::<Hello>::new("hello", ()))
+        })
+        .app("chain", || {
+            let mut app = Application::new("chain");
+            let upper = app.add(Bind::<Upper>::new("upper", ()));
+            app.ingress(Bind::<Chain>::new("chain", ChainArgs { upper }))
+        })
+        .app_with_args("scaled", scaled_app)
 }

@@ -55,6 +55,7 @@ pub fn serve() -> &'static TestServe {
             let admin = troupe_serve::AdminConfig {
                 listen: "127.0.0.1:0".into(),
                 token: Some(ADMIN_TOKEN.into()),
+                catalog: crate::apps::catalog(),
             };
             let roles = troupe_serve::start(&node, Some(proxy), Some(admin)).unwrap();
             (node, roles)

@@ -13,20 +13,9 @@ fn spec(replicas: u32, version: u64) -> AppSpec {
         ingress: "front".into(),
         streaming: false,
         version,
-        deployments: vec![DeploymentSpec {
-            name: "front".into(),
-            version,
-            type_name: "Front".into(),
-            args: vec![],
-            num_replicas: replicas,
-            max_ongoing_requests: 5,
-            max_queued_requests: None,
-            resources: Default::default(),
-            user_config: None,
-            health_check_period_ms: 10_000,
-            health_check_timeout_ms: 30_000,
-            graceful_shutdown_timeout_ms: 20_000,
-        }],
+        deployments: vec![DeploymentSpec::for_tests(
+            "front", "Front", version, replicas,
+        )],
     }
 }
 

@@ -1,0 +1,903 @@
+//! The serve config file: YAML close to Ray Serve's schema.
+//!
+//! ```yaml
+//! proxy_location: EveryNode          # EveryNode | HeadOnly | Disabled
+//! http_options:
+//!   host: 127.0.0.1
+//!   port: 8000
+//!   request_timeout_s: 60
+//!   max_body_bytes: 10485760
+//! logging_config:                    # `logging` is accepted too
+//!   log_level: INFO                  # ERROR | WARN | INFO | DEBUG | TRACE
+//!   encoding: TEXT                   # TEXT | JSON
+//!   enable_access_log: true
+//! applications:
+//!   - name: chain
+//!     route_prefix: /chain           # null: reachable only by handle
+//!     app: chain                     # a builder registered in the binary (Ray's import_path)
+//!     args: {}                       # handed to the builder
+//!     deployments:                   # overrides of the builder's options
+//!       - name: count
+//!         num_replicas: 2
+//!         max_ongoing_requests: 5
+//!         max_queued_requests: -1
+//!         actor_options: { num_cpus: 0.5, num_gpus: 0, resources: {} }   # `ray_actor_options` is accepted too
+//!         user_config: { threshold: 0.5 }
+//!         health_check_period_s: 10
+//!         health_check_timeout_s: 30
+//!         graceful_shutdown_timeout_s: 20
+//! ```
+//!
+//! [`parse_yaml`] / [`parse_value`] check a whole file and report every
+//! problem with its path (`applications[1].deployments[0].num_replicas:
+//! must be >= 0, got -2`); unknown fields are errors with a "did you mean".
+//! [`build_specs`] turns a valid config into the application specs to
+//! deploy, with the binary's [`Catalog`]; [`describe`] goes the other way
+//! for `troupe serve build`. Both are pure: deploying is
+//! [`crate::declarative`]'s job.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use troupe_core::config::{suggest, ConfigError, Validator};
+use troupe_core::resources::Resources;
+
+use crate::catalog::Catalog;
+use crate::spec::{check_name, AppSpec, DeploymentSpec};
+
+/// A whole serve config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServeConfig {
+    pub proxy_location: ProxyLocation,
+    pub http_options: HttpOptions,
+    pub logging_config: LoggingConfig,
+    pub applications: Vec<AppConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            proxy_location: ProxyLocation::EveryNode,
+            http_options: HttpOptions::default(),
+            logging_config: LoggingConfig::default(),
+            applications: Vec::new(),
+        }
+    }
+}
+
+/// Which nodes run an HTTP proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyLocation {
+    EveryNode,
+    HeadOnly,
+    Disabled,
+}
+
+impl ProxyLocation {
+    const NAMES: [&'static str; 3] = ["EveryNode", "HeadOnly", "Disabled"];
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "EveryNode" => Some(ProxyLocation::EveryNode),
+            "HeadOnly" => Some(ProxyLocation::HeadOnly),
+            "Disabled" => Some(ProxyLocation::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP proxies' settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpOptions {
+    pub host: String,
+    pub port: u16,
+    /// Longer requests get 408.
+    pub request_timeout_s: f64,
+    /// Larger bodies get 413.
+    pub max_body_bytes: u64,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            request_timeout_s: 60.0,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggingConfig {
+    pub log_level: String,
+    /// `TEXT` or `JSON`.
+    pub encoding: String,
+    /// One line per HTTP request: request id, app, deployment, replica,
+    /// status, latency.
+    pub enable_access_log: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            log_level: "INFO".into(),
+            encoding: "TEXT".into(),
+            enable_access_log: true,
+        }
+    }
+}
+
+/// One application: a registered builder, its arguments, and overrides of
+/// its deployments' options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppConfig {
+    pub name: String,
+    /// `None`: reachable only by handle.
+    pub route_prefix: Option<String>,
+    /// The registered application builder.
+    pub app: String,
+    /// Handed to the builder; fields left out keep the builder's defaults.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// Overrides of one deployment's options; what is left out keeps the value
+/// the application's code gave it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_replicas: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ongoing_requests: Option<u32>,
+    /// `-1`: without limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_requests: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_options: Option<ActorOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_period_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_shutdown_timeout_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_config: Option<AutoscalingConfig>,
+}
+
+/// What one replica needs (Ray's `ray_actor_options`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActorOptions {
+    pub num_cpus: f64,
+    pub num_gpus: f64,
+    pub resources: BTreeMap<String, f64>,
+}
+
+/// Ray Serve's autoscaling options, checked but not acted on yet: a
+/// deployment that sets them is refused at deploy time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoscalingConfig {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub initial_replicas: Option<u32>,
+    pub target_ongoing_requests: f64,
+    pub upscale_delay_s: f64,
+    pub downscale_delay_s: f64,
+}
+
+const TOP_FIELDS: &[&str] = &[
+    "proxy_location",
+    "http_options",
+    "logging_config",
+    "applications",
+];
+const HTTP_FIELDS: &[&str] = &["host", "port", "request_timeout_s", "max_body_bytes"];
+const LOGGING_FIELDS: &[&str] = &["log_level", "encoding", "enable_access_log"];
+const LOG_LEVELS: &[&str] = &["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+const ENCODINGS: &[&str] = &["TEXT", "JSON"];
+const APP_FIELDS: &[&str] = &["name", "route_prefix", "app", "args", "deployments"];
+const DEPLOYMENT_FIELDS: &[&str] = &[
+    "name",
+    "num_replicas",
+    "max_ongoing_requests",
+    "max_queued_requests",
+    "actor_options",
+    "user_config",
+    "health_check_period_s",
+    "health_check_timeout_s",
+    "graceful_shutdown_timeout_s",
+    "autoscaling_config",
+];
+const ACTOR_FIELDS: &[&str] = &["num_cpus", "num_gpus", "resources"];
+const AUTOSCALING_FIELDS: &[&str] = &[
+    "min_replicas",
+    "max_replicas",
+    "initial_replicas",
+    "target_ongoing_requests",
+    "upscale_delay_s",
+    "downscale_delay_s",
+];
+
+/// Fields accepted under a second name (Ray Serve's spelling).
+const ALIASES: &[(&str, &str)] = &[
+    ("logging", "logging_config"),
+    ("ray_actor_options", "actor_options"),
+];
+
+/// Parses and checks a YAML config.
+pub fn parse_yaml(text: &str) -> Result<ServeConfig, ConfigError> {
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        ConfigError::single(
+            "",
+            format!("not valid YAML: {e}; check the indentation and quoting near that line"),
+        )
+    })?;
+    parse_value(&value)
+}
+
+/// Checks a config given as a JSON value (the admin API's PUT body, or a
+/// parsed YAML file).
+pub fn parse_value(value: &Value) -> Result<ServeConfig, ConfigError> {
+    let mut v = Validator::new();
+    let config = read_config(&mut v, value);
+    v.finish()?;
+    Ok(config)
+}
+
+/// The config as YAML (what `serve build` and `serve config` print).
+pub fn to_yaml(config: &ServeConfig) -> String {
+    serde_yaml_ng::to_string(config).expect("a config always serializes")
+}
+
+/// The object at the validator's path, with unknown fields reported.
+/// Aliased fields are renamed to their main spelling.
+fn object(v: &mut Validator, value: &Value, known: &[&str]) -> Option<Map<String, Value>> {
+    let Value::Object(map) = value else {
+        if !value.is_null() {
+            v.error(format!("must be a mapping, got {}", kind(value)));
+        }
+        return if value.is_null() {
+            Some(Map::new())
+        } else {
+            None
+        };
+    };
+    let mut out = Map::new();
+    for (key, item) in map {
+        let main = ALIASES
+            .iter()
+            .find(|(alias, main)| alias == key && known.contains(main))
+            .map_or(key.as_str(), |(_, main)| main);
+        if !known.contains(&main) {
+            if key == "import_path" && known.contains(&"app") {
+                v.field(key, |v| {
+                    v.error("use `app`: the name of an application registered in the binary (`troupe serve build` writes them all)")
+                });
+            } else {
+                v.unknown_field(key, known);
+            }
+            continue;
+        }
+        if out.insert(main.to_owned(), item.clone()).is_some() {
+            v.field(key, |v| v.error(format!("given twice (as {main:?} too)")));
+        }
+    }
+    Some(out)
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn string(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<String> {
+    let value = map.get(field)?;
+    match value {
+        Value::String(s) => Some(s.clone()),
+        other => {
+            v.field(field, |v| {
+                v.error(format!("must be a string, got {}", kind(other)))
+            });
+            None
+        }
+    }
+}
+
+fn number(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<f64> {
+    let value = map.get(field)?;
+    match value.as_f64() {
+        Some(n) => Some(n),
+        None => {
+            v.field(field, |v| {
+                v.error(format!("must be a number, got {}", kind(value)))
+            });
+            None
+        }
+    }
+}
+
+/// An integer field within `min..=max`.
+fn integer(
+    v: &mut Validator,
+    map: &Map<String, Value>,
+    field: &str,
+    min: i64,
+    max: i64,
+) -> Option<i64> {
+    let value = map.get(field)?;
+    let Some(n) = value.as_i64() else {
+        let got = match value.as_f64() {
+            Some(f) => format!("{f}"),
+            None => kind(value).to_owned(),
+        };
+        v.field(field, |v| v.error(format!("must be an integer, got {got}")));
+        return None;
+    };
+    if n < min {
+        v.field(field, |v| v.error(format!("must be >= {min}, got {n}")));
+        return None;
+    }
+    if n > max {
+        v.field(field, |v| v.error(format!("must be <= {max}, got {n}")));
+        return None;
+    }
+    Some(n)
+}
+
+/// A number of seconds > 0.
+fn seconds(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<f64> {
+    let n = number(v, map, field)?;
+    if !(n.is_finite() && n > 0.0) {
+        v.field(field, |v| {
+            v.error(format!("must be a positive number of seconds, got {n}"))
+        });
+        return None;
+    }
+    Some(n)
+}
+
+fn one_of(
+    v: &mut Validator,
+    map: &Map<String, Value>,
+    field: &str,
+    allowed: &[&str],
+    default: &str,
+) -> String {
+    let Some(given) = string(v, map, field) else {
+        return default.to_owned();
+    };
+    if let Some(found) = allowed.iter().find(|a| a.eq_ignore_ascii_case(&given)) {
+        return (*found).to_owned();
+    }
+    let hint = match suggest(&given, allowed) {
+        Some(close) => format!("; did you mean {close:?}?"),
+        None => String::new(),
+    };
+    v.field(field, |v| {
+        v.error(format!(
+            "must be one of {}, got {given:?}{hint}",
+            allowed.join(", ")
+        ))
+    });
+    default.to_owned()
+}
+
+fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
+    let mut config = ServeConfig::default();
+    if value.is_null() {
+        v.error("the config is empty; it needs at least `applications: []`");
+        return config;
+    }
+    let Some(top) = object(v, value, TOP_FIELDS) else {
+        return config;
+    };
+    if let Some(name) = string(v, &top, "proxy_location") {
+        match ProxyLocation::parse(&name) {
+            Some(p) => config.proxy_location = p,
+            None => {
+                let hint = suggest(&name, &ProxyLocation::NAMES)
+                    .map_or(String::new(), |c| format!("; did you mean {c:?}?"));
+                v.field("proxy_location", |v| {
+                    v.error(format!(
+                        "must be one of {}, got {name:?}{hint}",
+                        ProxyLocation::NAMES.join(", ")
+                    ))
+                });
+            }
+        }
+    }
+    if let Some(http) = top.get("http_options") {
+        v.field("http_options", |v| {
+            if let Some(map) = object(v, http, HTTP_FIELDS) {
+                let h = &mut config.http_options;
+                if let Some(host) = string(v, &map, "host") {
+                    match host.is_empty() {
+                        true => v.field("host", |v| v.error("must not be empty")),
+                        false => h.host = host,
+                    }
+                }
+                if let Some(port) = integer(v, &map, "port", 0, 65535) {
+                    h.port = port as u16;
+                }
+                if let Some(s) = seconds(v, &map, "request_timeout_s") {
+                    h.request_timeout_s = s;
+                }
+                if let Some(n) = integer(v, &map, "max_body_bytes", 1, i64::MAX) {
+                    h.max_body_bytes = n as u64;
+                }
+            }
+        });
+    }
+    if let Some(logging) = top.get("logging_config") {
+        v.field("logging_config", |v| {
+            if let Some(map) = object(v, logging, LOGGING_FIELDS) {
+                let l = &mut config.logging_config;
+                l.log_level = one_of(v, &map, "log_level", LOG_LEVELS, &l.log_level);
+                l.encoding = one_of(v, &map, "encoding", ENCODINGS, &l.encoding);
+                if let Some(b) = map.get("enable_access_log") {
+                    match b.as_bool() {
+                        Some(b) => l.enable_access_log = b,
+                        None => v.field("enable_access_log", |v| {
+                            v.error(format!("must be true or false, got {}", kind(b)))
+                        }),
+                    }
+                }
+            }
+        });
+    }
+    match top.get("applications") {
+        None => v.error("missing field \"applications\" (a list; `[]` for none)"),
+        Some(Value::Array(apps)) => v.field("applications", |v| {
+            for (i, app) in apps.iter().enumerate() {
+                v.index(i, |v| {
+                    if let Some(app) = read_app(v, app) {
+                        config.applications.push(app);
+                    }
+                });
+            }
+            check_unique_apps(v, &config.applications);
+        }),
+        Some(other) => v.field("applications", |v| {
+            v.error(format!("must be a list, got {}", kind(other)))
+        }),
+    }
+    config
+}
+
+fn check_unique_apps(v: &mut Validator, apps: &[AppConfig]) {
+    let mut names = BTreeSet::new();
+    let mut prefixes = BTreeMap::new();
+    for (i, app) in apps.iter().enumerate() {
+        v.index(i, |v| {
+            if !names.insert(app.name.as_str()) {
+                v.field("name", |v| {
+                    v.error(format!(
+                        "application name {:?} is used twice; names must be unique",
+                        app.name
+                    ))
+                });
+            }
+            if let Some(prefix) = &app.route_prefix {
+                if let Some(other) = prefixes.insert(prefix.as_str(), app.name.as_str()) {
+                    v.field("route_prefix", |v| {
+                        v.error(format!(
+                            "route_prefix {prefix:?} is also application {other:?}'s; prefixes must be unique"
+                        ))
+                    });
+                }
+            }
+        });
+    }
+}
+
+fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
+    let map = object(v, value, APP_FIELDS)?;
+    let name = match string(v, &map, "name") {
+        Some(name) => {
+            if let Err(e) = check_name("application name", &name) {
+                v.field("name", |v| v.error(e));
+            }
+            name
+        }
+        None => {
+            if !map.contains_key("name") {
+                v.error("missing field \"name\"");
+            }
+            String::new()
+        }
+    };
+    let app = match string(v, &map, "app") {
+        Some(app) => app,
+        None => {
+            if !map.contains_key("app") {
+                v.error("missing field \"app\" (the registered application builder; `troupe serve build` lists them)");
+            }
+            String::new()
+        }
+    };
+    let route_prefix = match map.get("route_prefix") {
+        None => Some("/".to_owned()),
+        Some(Value::Null) => None,
+        Some(Value::String(p)) => {
+            if !p.starts_with('/') {
+                v.field("route_prefix", |v| {
+                    v.error(format!("must start with '/', got {p:?}"))
+                });
+            }
+            let trimmed = p.trim_end_matches('/');
+            Some(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
+        }
+        Some(other) => {
+            v.field("route_prefix", |v| {
+                v.error(format!(
+                    "must be a path such as \"/app\" or null, got {}",
+                    kind(other)
+                ))
+            });
+            None
+        }
+    };
+    let args = map.get("args").cloned().unwrap_or(Value::Null);
+    let mut deployments = Vec::new();
+    match map.get("deployments") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => v.field("deployments", |v| {
+            let mut seen = BTreeSet::new();
+            for (j, d) in list.iter().enumerate() {
+                v.index(j, |v| {
+                    if let Some(d) = read_deployment(v, d) {
+                        if !seen.insert(d.name.clone()) {
+                            v.field("name", |v| {
+                                v.error(format!("deployment {:?} is listed twice", d.name))
+                            });
+                        }
+                        deployments.push(d);
+                    }
+                });
+            }
+        }),
+        Some(other) => v.field("deployments", |v| {
+            v.error(format!("must be a list, got {}", kind(other)))
+        }),
+    }
+    Some(AppConfig {
+        name,
+        route_prefix,
+        app,
+        args,
+        deployments,
+    })
+}
+
+fn read_deployment(v: &mut Validator, value: &Value) -> Option<DeploymentConfig> {
+    let map = object(v, value, DEPLOYMENT_FIELDS)?;
+    let mut d = DeploymentConfig::default();
+    match string(v, &map, "name") {
+        Some(name) => d.name = name,
+        None if !map.contains_key("name") => v.error("missing field \"name\""),
+        None => {}
+    }
+    d.num_replicas = integer(v, &map, "num_replicas", 0, u32::MAX as i64).map(|n| n as u32);
+    d.max_ongoing_requests =
+        integer(v, &map, "max_ongoing_requests", 1, u32::MAX as i64).map(|n| n as u32);
+    d.max_queued_requests = integer(v, &map, "max_queued_requests", -1, u32::MAX as i64);
+    d.health_check_period_s = seconds(v, &map, "health_check_period_s");
+    d.health_check_timeout_s = seconds(v, &map, "health_check_timeout_s");
+    d.graceful_shutdown_timeout_s = seconds(v, &map, "graceful_shutdown_timeout_s");
+    d.user_config = map.get("user_config").filter(|u| !u.is_null()).cloned();
+    if let Some(options) = map.get("actor_options") {
+        v.field("actor_options", |v| {
+            d.actor_options = read_actor_options(v, options)
+        });
+    }
+    if let Some(auto) = map.get("autoscaling_config").filter(|a| !a.is_null()) {
+        v.field("autoscaling_config", |v| {
+            d.autoscaling_config = read_autoscaling(v, auto)
+        });
+        if d.num_replicas.is_some() {
+            v.field("num_replicas", |v| {
+                v.error("set num_replicas or autoscaling_config, not both")
+            });
+        }
+    }
+    Some(d)
+}
+
+fn read_actor_options(v: &mut Validator, value: &Value) -> Option<ActorOptions> {
+    let map = object(v, value, ACTOR_FIELDS)?;
+    let mut options = ActorOptions::default();
+    for (field, slot) in [
+        ("num_cpus", &mut options.num_cpus),
+        ("num_gpus", &mut options.num_gpus),
+    ] {
+        if let Some(n) = number(v, &map, field) {
+            match n.is_finite() && n >= 0.0 {
+                true => *slot = n,
+                false => v.field(field, |v| v.error(format!("must be >= 0, got {n}"))),
+            }
+        }
+    }
+    match map.get("resources") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(resources)) => v.field("resources", |v| {
+            for (name, amount) in resources {
+                match amount.as_f64() {
+                    Some(n) if n.is_finite() && n >= 0.0 => {
+                        options.resources.insert(name.clone(), n);
+                    }
+                    _ => v.field(name, |v| {
+                        v.error(format!("must be a number >= 0, got {amount}"))
+                    }),
+                }
+            }
+        }),
+        Some(other) => v.field("resources", |v| {
+            v.error(format!(
+                "must be a mapping of resource name to amount, got {}",
+                kind(other)
+            ))
+        }),
+    }
+    let check = Resources::new()
+        .with_cpus(options.num_cpus)
+        .and_then(|r| r.with_gpus(options.num_gpus));
+    let check = options.resources.iter().fold(check, |r, (name, amount)| {
+        r.and_then(|r| r.with_custom(name, *amount))
+    });
+    if let Err(e) = check {
+        v.error(e.to_string());
+    }
+    Some(options)
+}
+
+fn read_autoscaling(v: &mut Validator, value: &Value) -> Option<AutoscalingConfig> {
+    let map = object(v, value, AUTOSCALING_FIELDS)?;
+    let min = integer(v, &map, "min_replicas", 0, u32::MAX as i64).unwrap_or(1) as u32;
+    let max = integer(v, &map, "max_replicas", 1, u32::MAX as i64).unwrap_or(1) as u32;
+    if min > max {
+        v.field("min_replicas", |v| {
+            v.error(format!("must be <= max_replicas ({max}), got {min}"))
+        });
+    }
+    let initial = integer(v, &map, "initial_replicas", 0, u32::MAX as i64).map(|n| n as u32);
+    if let Some(n) = initial.filter(|&n| n < min || n > max) {
+        v.field("initial_replicas", |v| {
+            v.error(format!(
+                "must be between min_replicas ({min}) and max_replicas ({max}), got {n}"
+            ))
+        });
+    }
+    let target = number(v, &map, "target_ongoing_requests").unwrap_or(2.0);
+    if !(target.is_finite() && target > 0.0) {
+        v.field("target_ongoing_requests", |v| {
+            v.error(format!("must be > 0, got {target}"))
+        });
+    }
+    Some(AutoscalingConfig {
+        min_replicas: min,
+        max_replicas: max,
+        initial_replicas: initial,
+        target_ongoing_requests: target,
+        upscale_delay_s: seconds(v, &map, "upscale_delay_s").unwrap_or(30.0),
+        downscale_delay_s: seconds(v, &map, "downscale_delay_s").unwrap_or(600.0),
+    })
+}
+
+/// The application specs `config` asks for, built with `catalog`'s
+/// builders and the config's overrides, or every problem (with the
+/// config's paths). Nothing is deployed here.
+pub fn build_specs(config: &ServeConfig, catalog: &Catalog) -> Result<Vec<AppSpec>, ConfigError> {
+    let mut v = Validator::new();
+    let mut specs = Vec::new();
+    v.field("applications", |v| {
+        for (i, app) in config.applications.iter().enumerate() {
+            v.index(i, |v| {
+                if let Some(spec) = build_app(v, app, catalog) {
+                    specs.push(spec);
+                }
+            });
+        }
+    });
+    v.finish()?;
+    Ok(specs)
+}
+
+fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option<AppSpec> {
+    let built = match catalog.build_app_with(&config.app, &config.args) {
+        Ok(app) => app,
+        Err(BuildError::Unknown) => {
+            let known: Vec<&str> = catalog.app_names().collect();
+            let hint = match suggest(&config.app, &known) {
+                Some(close) => format!("did you mean {close:?}? "),
+                None => String::new(),
+            };
+            v.field("app", |v| {
+                v.error(format!(
+                    "no application builder named {:?} in this binary; {hint}it has: {}",
+                    config.app,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            });
+            return None;
+        }
+        Err(BuildError::Args(e)) => {
+            v.field("args", |v| {
+                v.error(format!(
+                    "do not fit application builder {:?}: {e}",
+                    config.app
+                ))
+            });
+            return None;
+        }
+    };
+    let mut app = built
+        .renamed(&config.name)
+        .route_prefix(config.route_prefix.as_deref());
+    let names: Vec<String> = app
+        .spec()
+        .deployments
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    v.field("deployments", |v| {
+        for (j, d) in config.deployments.iter().enumerate() {
+            v.index(j, |v| match app.deployment_mut(&d.name) {
+                Some(spec) => apply_overrides(v, spec, d),
+                None => {
+                    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let hint = suggest(&d.name, &known)
+                        .map_or(String::new(), |c| format!("did you mean {c:?}? "));
+                    v.field("name", |v| {
+                        v.error(format!(
+                            "application {:?} has no deployment named {:?}; {hint}it has: {}",
+                            config.app,
+                            d.name,
+                            known.join(", ")
+                        ))
+                    });
+                }
+            });
+        }
+    });
+    match app.into_spec() {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            v.error(e);
+            None
+        }
+    }
+}
+
+fn apply_overrides(v: &mut Validator, spec: &mut DeploymentSpec, d: &DeploymentConfig) {
+    if let Some(n) = d.num_replicas {
+        spec.num_replicas = n;
+    }
+    if let Some(n) = d.max_ongoing_requests {
+        spec.max_ongoing_requests = n;
+    }
+    if let Some(n) = d.max_queued_requests {
+        spec.max_queued_requests = u32::try_from(n).ok();
+    }
+    if let Some(options) = &d.actor_options {
+        let resources = Resources::new()
+            .with_cpus(options.num_cpus)
+            .and_then(|r| r.with_gpus(options.num_gpus));
+        let resources = options
+            .resources
+            .iter()
+            .fold(resources, |r, (name, amount)| {
+                r.and_then(|r| r.with_custom(name, *amount))
+            });
+        match resources {
+            Ok(r) => spec.resources = r,
+            Err(e) => v.field("actor_options", |v| v.error(e.to_string())),
+        }
+    }
+    if let Some(user_config) = &d.user_config {
+        spec.user_config = Some(user_config.to_string());
+    }
+    let ms = |s: f64| (s * 1000.0).round().max(1.0) as u64;
+    if let Some(s) = d.health_check_period_s {
+        spec.health_check_period_ms = ms(s);
+    }
+    if let Some(s) = d.health_check_timeout_s {
+        spec.health_check_timeout_ms = ms(s);
+    }
+    if let Some(s) = d.graceful_shutdown_timeout_s {
+        spec.graceful_shutdown_timeout_ms = ms(s);
+    }
+    if d.autoscaling_config.is_some() {
+        v.field("autoscaling_config", |v| {
+            v.error(
+                "autoscaling is not available in this version of Troupe; set num_replicas instead",
+            )
+        });
+    }
+}
+
+/// Why an application builder could not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no application builder by that name")]
+    Unknown,
+    #[error("its arguments do not fit: {0}")]
+    Args(String),
+}
+
+/// A config with every registered application under its own name with
+/// default arguments, and every deployment's options spelled out (what
+/// `troupe serve build` writes). Route prefixes are `/<name>`, so the
+/// applications do not collide.
+pub fn describe(catalog: &Catalog) -> Result<ServeConfig, ConfigError> {
+    let mut config = ServeConfig::default();
+    let mut v = Validator::new();
+    for name in catalog.app_names() {
+        let args = catalog.default_args(name).unwrap_or(Value::Null);
+        let app = match catalog.build_app_with(name, &args) {
+            Ok(app) => app,
+            Err(e) => {
+                v.field(name, |v| {
+                    v.error(format!("the builder fails with its default arguments: {e}"))
+                });
+                continue;
+            }
+        };
+        config.applications.push(AppConfig {
+            name: name.to_owned(),
+            route_prefix: Some(format!("/{name}")),
+            app: name.to_owned(),
+            args,
+            deployments: app
+                .spec()
+                .deployments
+                .iter()
+                .map(deployment_config)
+                .collect(),
+        });
+    }
+    v.finish()?;
+    Ok(config)
+}
+
+/// Every option of `spec`, as config.
+pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
+    let resources = &spec.resources;
+    DeploymentConfig {
+        name: spec.name.clone(),
+        num_replicas: Some(spec.num_replicas),
+        max_ongoing_requests: Some(spec.max_ongoing_requests),
+        max_queued_requests: Some(spec.max_queued_requests.map_or(-1, i64::from)),
+        actor_options: Some(ActorOptions {
+            num_cpus: resources.cpus().to_f64(),
+            num_gpus: resources.gpus().to_f64(),
+            resources: resources
+                .custom_resources()
+                .map(|(name, amount)| (name.to_owned(), amount.to_f64()))
+                .collect(),
+        }),
+        user_config: spec
+            .user_config
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok()),
+        health_check_period_s: Some(spec.health_check_period_ms as f64 / 1000.0),
+        health_check_timeout_s: Some(spec.health_check_timeout_ms as f64 / 1000.0),
+        graceful_shutdown_timeout_s: Some(spec.graceful_shutdown_timeout_ms as f64 / 1000.0),
+        autoscaling_config: None,
+    }
+}

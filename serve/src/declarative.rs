@@ -1,0 +1,234 @@
+//! Deploying a whole [`ServeConfig`] declaratively: the config is the
+//! desired state of every application, so applications missing from it are
+//! deleted. One GCS transaction writes it all, fenced on what it read, so
+//! concurrent deploys (two `PUT /api/serve/applications/`, two `serve
+//! deploy`s) never interleave: the last one wins whole.
+//!
+//! The config as deployed is kept at [`CONFIG_KEY`] (JSON) for `troupe
+//! serve config` and the REST API's GET.
+
+use std::collections::BTreeMap;
+
+use troupe_core::config::ConfigError;
+use troupe_gcs::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, KeySelector, Operation, PutRequest,
+    RangeRequest, TxnOp, TxnRequest,
+};
+use troupe_worker::{schema, Cluster};
+
+use crate::app::successor;
+use crate::catalog::Catalog;
+use crate::config::{build_specs, parse_value, ServeConfig};
+use crate::spec::{AppSpec, APPS_PREFIX};
+
+/// Where the last deployed config is kept.
+pub const CONFIG_KEY: &str = "/troupe/serve/config";
+
+/// Why a deploy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The config is invalid for this binary: nothing was changed.
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    /// The control store could not be reached: retry.
+    #[error("the control store is unavailable: {0}; retry, or check that a majority of GCS members runs")]
+    Unavailable(String),
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deployed {
+    /// Every application of the config, with its version.
+    pub versions: BTreeMap<String, u64>,
+    /// Applications whose spec changed.
+    pub changed: Vec<String>,
+    /// Applications deleted because the config no longer has them.
+    pub deleted: Vec<String>,
+}
+
+/// The changes that take `current` (stored specs by name) to `desired`:
+/// the new specs (versioned as successors of the stored ones), which
+/// changed, and which to delete. Pure.
+pub fn plan(
+    current: &BTreeMap<String, AppSpec>,
+    desired: Vec<AppSpec>,
+) -> (Vec<AppSpec>, Deployed) {
+    let mut outcome = Deployed::default();
+    let mut specs = Vec::new();
+    for spec in desired {
+        let old = current.get(&spec.name);
+        let spec = successor(old, spec);
+        outcome.versions.insert(spec.name.clone(), spec.version);
+        if old != Some(&spec) {
+            outcome.changed.push(spec.name.clone());
+        }
+        specs.push(spec);
+    }
+    outcome.deleted = current
+        .keys()
+        .filter(|name| !outcome.versions.contains_key(*name))
+        .cloned()
+        .collect();
+    (specs, outcome)
+}
+
+/// Deploys `config` as the whole desired state: every application it
+/// names is built with `catalog` (all problems reported, nothing applied
+/// when there is one), and applications it does not name are deleted.
+pub async fn apply(
+    cluster: &Cluster,
+    catalog: &Catalog,
+    config: &ServeConfig,
+) -> Result<Deployed, DeployError> {
+    let desired = build_specs(config, catalog)?;
+    let gcs = cluster.gcs();
+    let unavailable =
+        |e: troupe_gcs::client::GcsClientError| DeployError::Unavailable(e.to_string());
+    let config_json = serde_json::to_vec(config).expect("a config always serializes");
+    loop {
+        let read = gcs
+            .range(RangeRequest::prefix(APPS_PREFIX, None), true)
+            .await
+            .map_err(unavailable)?;
+        let stored_config = gcs.get(CONFIG_KEY).await.map_err(unavailable)?;
+        let mut compares = Vec::new();
+        let mut current = BTreeMap::new();
+        for kv in &read.kvs {
+            compares.push(Compare {
+                key: kv.key.clone(),
+                op: CompareOp::Equal,
+                target: CompareTarget::ModRevision(kv.mod_revision),
+            });
+            let name = String::from_utf8_lossy(&kv.key[APPS_PREFIX.len()..]).into_owned();
+            if let Ok(spec) = schema::decode::<AppSpec>(&kv.value) {
+                current.insert(name, spec);
+            }
+        }
+        compares.push(match &stored_config {
+            Some(kv) => Compare {
+                key: kv.key.clone(),
+                op: CompareOp::Equal,
+                target: CompareTarget::ModRevision(kv.mod_revision),
+            },
+            None => Compare::absent(CONFIG_KEY),
+        });
+        let (specs, outcome) = plan(&current, desired.clone());
+        let mut success = Vec::new();
+        for spec in &specs {
+            let key = format!("{APPS_PREFIX}{}", spec.name);
+            if current.get(&spec.name) != Some(spec) {
+                success.push(TxnOp::Put(PutRequest::new(
+                    key.clone(),
+                    schema::encode(spec),
+                )));
+            }
+            if !current.contains_key(&spec.name) {
+                compares.push(Compare::absent(key));
+            }
+        }
+        for name in &outcome.deleted {
+            success.push(TxnOp::Delete(DeleteRequest {
+                selector: KeySelector::Key(format!("{APPS_PREFIX}{name}").into_bytes()),
+                prev_kv: false,
+            }));
+        }
+        success.push(TxnOp::Put(PutRequest::new(CONFIG_KEY, config_json.clone())));
+        let txn = TxnRequest {
+            compares,
+            success,
+            failure: vec![],
+        };
+        let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;
+        if let Ok(troupe_gcs::Outcome::Txn(t)) = response.outcome {
+            if t.succeeded {
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+/// Deletes every application and the stored config.
+pub async fn delete_all(cluster: &Cluster) -> Result<(), DeployError> {
+    let unavailable =
+        |e: troupe_gcs::client::GcsClientError| DeployError::Unavailable(e.to_string());
+    let txn = TxnRequest {
+        compares: vec![],
+        success: vec![
+            TxnOp::Delete(DeleteRequest {
+                selector: KeySelector::Prefix(APPS_PREFIX.as_bytes().to_vec()),
+                prev_kv: false,
+            }),
+            TxnOp::Delete(DeleteRequest {
+                selector: KeySelector::Key(CONFIG_KEY.as_bytes().to_vec()),
+                prev_kv: false,
+            }),
+        ],
+        failure: vec![],
+    };
+    cluster
+        .gcs()
+        .write(Operation::Txn(txn))
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The config last deployed, if any (linearizable read).
+pub async fn deployed_config(cluster: &Cluster) -> Result<Option<ServeConfig>, DeployError> {
+    let stored = cluster
+        .gcs()
+        .get(CONFIG_KEY)
+        .await
+        .map_err(|e| DeployError::Unavailable(e.to_string()))?;
+    let Some(kv) = stored else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| DeployError::Unavailable(format!("the stored config is not JSON: {e}")))?;
+    Ok(Some(parse_value(&value)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, deployments: &[(&str, &str, u32)]) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            route_prefix: Some(format!("/{name}")),
+            ingress: deployments[0].0.into(),
+            streaming: false,
+            deployments: deployments
+                .iter()
+                .map(|(d, ty, n)| crate::spec::DeploymentSpec::for_tests(d, ty, 0, *n))
+                .collect(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_plan_touches_only_what_changed_and_deletes_what_is_gone() {
+        let (first, _) = plan(
+            &BTreeMap::new(),
+            vec![spec("a", &[("x", "T", 1)]), spec("b", &[("y", "T", 1)])],
+        );
+        let current: BTreeMap<_, _> = first.into_iter().map(|s| (s.name.clone(), s)).collect();
+        // a rescales (same version), b is unchanged, c is new, nothing else.
+        let (next, outcome) = plan(
+            &current,
+            vec![
+                spec("a", &[("x", "T", 3)]),
+                spec("b", &[("y", "T", 1)]),
+                spec("c", &[("z", "T", 1)]),
+            ],
+        );
+        assert_eq!(outcome.changed, vec!["a".to_string(), "c".to_string()]);
+        assert!(outcome.deleted.is_empty());
+        assert_eq!(next[0].version, current["a"].version);
+        assert_eq!(next[0].deployments[0].num_replicas, 3);
+        // Dropping b deletes it; a new type for a's deployment bumps it.
+        let (next, outcome) = plan(&current, vec![spec("a", &[("x", "U", 1)])]);
+        assert_eq!(outcome.deleted, vec!["b".to_string()]);
+        assert_eq!(next[0].version, current["a"].version + 1);
+    }
+}

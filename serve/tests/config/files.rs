@@ -1,0 +1,211 @@
+//! Config files, without a cluster: golden files round-trip, invalid ones
+//! give exactly the expected messages, `serve build`'s output is valid.
+
+use std::path::PathBuf;
+
+use troupe_serve::config::{self, ServeConfig};
+
+use crate::apps::catalog;
+
+fn golden() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/config/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "the golden configs are missing");
+    files
+}
+
+#[test]
+fn golden_configs_round_trip_and_build() {
+    for (name, text) in golden() {
+        let parsed = config::parse_yaml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = config::parse_yaml(&config::to_yaml(&parsed))
+            .unwrap_or_else(|e| panic!("{name} printed does not parse: {e}"));
+        assert_eq!(parsed, again, "{name} does not round-trip");
+        // As JSON (the admin API's PUT body) too.
+        let json = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(
+            config::parse_value(&json).unwrap(),
+            parsed,
+            "{name} as JSON"
+        );
+        let specs = config::build_specs(&parsed, &catalog())
+            .unwrap_or_else(|e| panic!("{name} does not build: {e}"));
+        assert_eq!(specs.len(), parsed.applications.len());
+    }
+}
+
+#[test]
+fn a_full_config_reaches_the_specs() {
+    let text = golden()
+        .into_iter()
+        .find(|(n, _)| n == "full.yaml")
+        .unwrap()
+        .1;
+    let parsed = config::parse_yaml(&text).unwrap();
+    assert_eq!(parsed.proxy_location, config::ProxyLocation::HeadOnly);
+    assert_eq!(parsed.http_options.port, 8100);
+    assert_eq!(parsed.logging_config.encoding, "JSON");
+    assert!(!parsed.logging_config.enable_access_log);
+    let specs = config::build_specs(&parsed, &catalog()).unwrap();
+    let greet = &specs[0];
+    assert_eq!(greet.name, "greet");
+    assert_eq!(greet.route_prefix.as_deref(), Some("/greet"));
+    let hello = &greet.deployments[0];
+    assert_eq!(hello.num_replicas, 2);
+    assert_eq!(hello.max_ongoing_requests, 8);
+    assert_eq!(hello.max_queued_requests, Some(100));
+    assert_eq!(hello.resources.cpus().to_f64(), 0.25);
+    assert_eq!(hello.resources.custom("accel").to_f64(), 0.5);
+    assert_eq!(hello.user_config.as_deref(), Some(r#"{"greeting":"hi"}"#));
+    assert_eq!(
+        (
+            hello.health_check_period_ms,
+            hello.health_check_timeout_ms,
+            hello.graceful_shutdown_timeout_ms
+        ),
+        (5000, 10_000, 2000)
+    );
+    // The builder's own options stay where the config says nothing.
+    let math = &specs[1];
+    let by_name = |n: &str| math.deployments.iter().find(|d| d.name == n).unwrap();
+    assert_eq!(by_name("triple").num_replicas, 1);
+    assert_eq!(by_name("double").num_replicas, 1);
+    assert_eq!(specs[2].route_prefix, None);
+}
+
+#[test]
+fn ray_spellings_are_accepted_and_printed_in_ours() {
+    let text = golden()
+        .into_iter()
+        .find(|(n, _)| n == "ray_style.yaml")
+        .unwrap()
+        .1;
+    let parsed = config::parse_yaml(&text).unwrap();
+    assert_eq!(parsed.logging_config.log_level, "INFO");
+    let printed = config::to_yaml(&parsed);
+    assert!(printed.contains("logging_config:"), "{printed}");
+    assert!(printed.contains("actor_options:"), "{printed}");
+    assert!(!printed.contains("ray_actor_options"), "{printed}");
+}
+
+#[test]
+fn serve_build_describes_every_application_validly() {
+    let described = config::describe(&catalog()).unwrap();
+    let names: Vec<&str> = described
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["chain", "hello", "scaled"]);
+    let scaled = &described.applications[2];
+    assert_eq!(scaled.args, serde_json::json!({ "double": 2, "triple": 3 }));
+    let triple = scaled
+        .deployments
+        .iter()
+        .find(|d| d.name == "triple")
+        .unwrap();
+    assert_eq!(triple.num_replicas, Some(2));
+    assert_eq!(triple.max_ongoing_requests, Some(5));
+    assert_eq!(triple.max_queued_requests, Some(-1));
+    // What `serve build` writes parses back to the same and builds.
+    let text = config::to_yaml(&described);
+    let parsed = config::parse_yaml(&text).unwrap();
+    assert_eq!(parsed, described);
+    config::build_specs(&parsed, &catalog()).unwrap();
+}
+
+/// Every problem, one `path: message` per line.
+fn problems(text: &str) -> String {
+    match config::parse_yaml(text).and_then(|c| config::build_specs(&c, &catalog()).map(|_| c)) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn invalid_configs_name_every_problem_with_its_path() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "applications:\n  - {name: a, app: hello}\n  - name: b\n    app: hello\n    route_prefix: /b\n    deployments: [{name: hello, num_replicas: -2}]\n",
+            "applications[1].deployments[0].num_replicas: must be >= 0, got -2",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    deployments: [{name: hello, num_replica: 2}]\n",
+            "applications[0].deployments[0].num_replica: unknown field; did you mean \"num_replicas\"?",
+        ),
+        (
+            "proxy_location: EveryNodes\napplications: []\n",
+            "proxy_location: must be one of EveryNode, HeadOnly, Disabled, got \"EveryNodes\"; did you mean \"EveryNode\"?",
+        ),
+        (
+            "applications:\n  - name: a\n    import_path: hello\n",
+            "applications[0].import_path: use `app`: the name of an application registered in the binary (`troupe serve build` writes them all)\napplications[0]: missing field \"app\" (the registered application builder; `troupe serve build` lists them)",
+        ),
+        (
+            "http_options: {port: 70000, request_timeout_s: 0, hostt: x}\nlogging_config: {encoding: XML}\napplications:\n  - {name: 'a b', app: hello, route_prefix: api}\n",
+            "http_options.hostt: unknown field; did you mean \"host\"?\nhttp_options.port: must be <= 65535, got 70000\nhttp_options.request_timeout_s: must be a positive number of seconds, got 0\nlogging_config.encoding: must be one of TEXT, JSON, got \"XML\"\napplications[0].name: application name \"a b\" contains ' '; use letters, digits, '-', '_' and '.'\napplications[0].route_prefix: must start with '/', got \"api\"",
+        ),
+        (
+            "applications:\n  - {name: a, app: hello}\n  - {name: a, app: hello}\n",
+            "applications[1].name: application name \"a\" is used twice; names must be unique\napplications[1].route_prefix: route_prefix \"/\" is also application \"a\"'s; prefixes must be unique",
+        ),
+        (
+            "applications:\n  - {name: a, app: helo}\n",
+            "applications[0].app: no application builder named \"helo\" in this binary; did you mean \"hello\"? it has: chain, hello, scaled",
+        ),
+        (
+            "applications:\n  - name: a\n    app: scaled\n    args: {double: 2, quadruple: 4}\n    deployments: [{name: tripple, num_replicas: 1}]\n",
+            "applications[0].args: do not fit application builder \"scaled\": unknown field `quadruple`, expected `double` or `triple`",
+        ),
+        (
+            "applications:\n  - name: a\n    app: scaled\n    deployments: [{name: tripple, num_replicas: 1}]\n",
+            "applications[0].deployments[0].name: application \"scaled\" has no deployment named \"tripple\"; did you mean \"triple\"? it has: double, triple, ensemble",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    args: {x: 1}\n",
+            "applications[0].args: do not fit application builder \"hello\": this application takes no arguments, got {\"x\":1}",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        actor_options: {num_cpus: -1, resources: {accel: x}}\n",
+            "applications[0].deployments[0].actor_options.num_cpus: must be >= 0, got -1\napplications[0].deployments[0].actor_options.resources.accel: must be a number >= 0, got \"x\"",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 3, max_replicas: 2}\n",
+            "applications[0].deployments[0].autoscaling_config.min_replicas: must be <= max_replicas (2), got 3",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}\n",
+            "applications[0].deployments[0].autoscaling_config: autoscaling is not available in this version of Troupe; set num_replicas instead",
+        ),
+        ("apps: []\n", "apps: unknown field; expected one of \"proxy_location\", \"http_options\", \"logging_config\", \"applications\"\nmissing field \"applications\" (a list; `[]` for none)"),
+        ("", "the config is empty; it needs at least `applications: []`"),
+        ("applications: 3\n", "applications: must be a list, got a number"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(&problems(text), expected, "for config:\n{text}");
+    }
+}
+
+#[test]
+fn text_that_is_not_yaml_says_so() {
+    let message = problems("applications: [\n");
+    assert!(message.starts_with("not valid YAML: "), "{message}");
+}
+
+#[test]
+fn default_config_values_follow_ray() {
+    let c: ServeConfig = config::parse_yaml("applications: []").unwrap();
+    assert_eq!(c.proxy_location, config::ProxyLocation::EveryNode);
+    assert_eq!(c.http_options.port, 8000);
+    assert_eq!(c.logging_config.log_level, "INFO");
+    assert!(c.logging_config.enable_access_log);
+}
