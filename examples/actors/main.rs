@@ -42,31 +42,11 @@ fn main() -> ExitCode {
     let first = args.nth(1);
     if first.as_deref() == Some("bench") {
         let bench = bench::BenchArgs::parse_from(std::env::args().skip(1));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        return match runtime.block_on(bench::run(bench)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("troupe-actors bench: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return troupe_examples::run_subcommand("troupe-actors bench", bench::run(bench));
     }
     if first.as_deref() == Some("demo") {
         let demo = DemoArgs::parse_from(std::env::args().skip(1));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        return match runtime.block_on(run_demo(demo)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("troupe-actors demo: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return troupe_examples::run_subcommand("troupe-actors demo", run_demo(demo));
     }
     troupe::cli::run(registry())
 }

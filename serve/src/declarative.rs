@@ -19,7 +19,7 @@ use troupe_worker::{schema, Cluster};
 use crate::app::successor;
 use crate::catalog::Catalog;
 use crate::config::{build_specs, parse_value, ServeConfig};
-use crate::spec::{AppSpec, APPS_PREFIX};
+use crate::spec::{AppSpec, AppState, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
 /// Where the last deployed config is kept.
 pub const CONFIG_KEY: &str = "/troupe/serve/config";
@@ -186,6 +186,95 @@ pub async fn deployed_config(cluster: &Cluster) -> Result<Option<ServeConfig>, D
     let value: serde_json::Value = serde_json::from_slice(&kv.value)
         .map_err(|e| DeployError::Unavailable(format!("the stored config is not JSON: {e}")))?;
     Ok(Some(parse_value(&value)?))
+}
+
+/// Why [`wait_running`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("application {app} is DEPLOY_FAILED: {message}; fix the config or the code and deploy again")]
+    Failed { app: String, message: String },
+    #[error(
+        "not RUNNING within {seconds:.0} s: {apps}; see `troupe serve status` and the nodes' logs"
+    )]
+    Timeout { seconds: f64, apps: String },
+}
+
+/// The lines describing `status` (the application, then each deployment's
+/// replicas).
+pub fn progress_lines(app: &str, status: &AppStatus) -> Vec<String> {
+    let mut lines = vec![format!("{app}: {}", status.state.name())];
+    for (d, ds) in &status.deployments {
+        lines.push(format!("  {app}/{d}: {}", ds.summary()));
+    }
+    lines
+}
+
+/// Waits until every application in `versions` is RUNNING at (at least)
+/// its version, giving `progress` each line of [`progress_lines`] that
+/// changed; an error when one is DEPLOY_FAILED or `timeout` passes.
+pub async fn wait_running(
+    cluster: &Cluster,
+    versions: &BTreeMap<String, u64>,
+    timeout: std::time::Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<(), WaitError> {
+    let mut changes = cluster.state_changes();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shown: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        let current: Vec<(String, Option<AppStatus>)> = cluster.read_state(|s| {
+            versions
+                .iter()
+                .map(|(app, version)| {
+                    let status = s
+                        .extra
+                        .get(format!("{STATUS_PREFIX}{app}").as_bytes())
+                        .and_then(|v| schema::decode::<AppStatus>(v).ok())
+                        .filter(|st| st.version >= *version);
+                    (app.clone(), status)
+                })
+                .collect()
+        });
+        let mut all_running = true;
+        for (app, status) in &current {
+            let Some(status) = status else {
+                all_running = false;
+                continue;
+            };
+            let lines = progress_lines(app, status);
+            if shown.get(app) != Some(&lines) {
+                lines.iter().for_each(|l| progress(l));
+                shown.insert(app.clone(), lines);
+            }
+            match status.state {
+                AppState::Running => {}
+                AppState::DeployFailed => {
+                    return Err(WaitError::Failed {
+                        app: app.clone(),
+                        message: status.message.clone(),
+                    })
+                }
+                _ => all_running = false,
+            }
+        }
+        if all_running {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            let waiting: Vec<&str> = current
+                .iter()
+                .filter(|(_, s)| s.as_ref().is_none_or(|s| s.state != AppState::Running))
+                .map(|(a, _)| a.as_str())
+                .collect();
+            return Err(WaitError::Timeout {
+                seconds: timeout.as_secs_f64(),
+                apps: waiting.join(", "),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

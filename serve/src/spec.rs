@@ -173,6 +173,27 @@ pub struct DeploymentStatus {
     pub replicas: Vec<ReplicaStatus>,
 }
 
+impl DeploymentStatus {
+    /// `2/3 replicas running`, with the deployment's message if it has one.
+    pub fn summary(&self) -> String {
+        let running = self
+            .replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Running)
+            .count();
+        // The controller's own "n of m replicas running" says nothing more.
+        let message = if self.message.is_empty() || self.message.ends_with("replicas running") {
+            String::new()
+        } else {
+            format!("  ({})", self.message)
+        };
+        format!(
+            "{running}/{} replicas running{message}",
+            self.target_replicas
+        )
+    }
+}
+
 /// An application as the controller last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppStatus {

@@ -11,7 +11,7 @@ use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
 use troupe_serve::config::{self, ProxyLocation, ServeConfig};
 use troupe_serve::spec::STATUS_PREFIX;
-use troupe_serve::{declarative, AppState, AppStatus, Catalog, ProxyConfig};
+use troupe_serve::{declarative, AppStatus, Catalog, ProxyConfig};
 use troupe_worker::{schema, Node, NodeConfig, Role};
 
 #[derive(Debug, Subcommand)]
@@ -305,7 +305,7 @@ fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>
         };
         let _ = writeln!(out, "{name}  {}{message}", s.state.name());
         for (d, ds) in &s.deployments {
-            let _ = writeln!(out, "  {d}  {}  {}", ds.state.name(), replica_summary(ds));
+            let _ = writeln!(out, "  {d}  {}  {}", ds.state.name(), ds.summary());
         }
     }
     out
@@ -426,94 +426,13 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one application's wait has seen: a line per change.
-fn progress_lines(app: &str, status: &AppStatus) -> Vec<String> {
-    let mut lines = vec![format!("{app}: {}", status.state.name())];
-    for (d, ds) in &status.deployments {
-        lines.push(format!("  {app}/{d}: {}", replica_summary(ds)));
-    }
-    lines
-}
-
-/// `2/3 replicas running`, with the deployment's message if it has one.
-fn replica_summary(ds: &troupe_serve::spec::DeploymentStatus) -> String {
-    let running = ds
-        .replicas
-        .iter()
-        .filter(|r| r.state == troupe_serve::spec::ReplicaState::Running)
-        .count();
-    let message = if ds.message.is_empty() {
-        String::new()
-    } else {
-        format!("  ({})", ds.message)
-    };
-    format!("{running}/{} replicas running{message}", ds.target_replicas)
-}
-
-/// Waits until every application in `versions` is RUNNING at (at least)
-/// its version, printing replicas as they become ready; an error when one
-/// is DEPLOY_FAILED or `timeout` passes.
+/// Waits until every application in `versions` is RUNNING, printing
+/// replicas as they become ready.
 async fn wait_for_apps(
     cluster: &troupe_worker::Cluster,
     versions: &std::collections::BTreeMap<String, u64>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let mut changes = cluster.state_changes();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut shown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    loop {
-        let current: Vec<(String, Option<AppStatus>)> = cluster.read_state(|s| {
-            versions
-                .iter()
-                .map(|(app, version)| {
-                    let status = s
-                        .extra
-                        .get(format!("{STATUS_PREFIX}{app}").as_bytes())
-                        .and_then(|v| schema::decode::<AppStatus>(v).ok())
-                        .filter(|st| st.version >= *version);
-                    (app.clone(), status)
-                })
-                .collect()
-        });
-        let mut all_running = true;
-        for (app, status) in &current {
-            let Some(status) = status else {
-                all_running = false;
-                continue;
-            };
-            let lines = progress_lines(app, status);
-            if shown.get(app) != Some(&lines) {
-                for line in &lines {
-                    println!("{line}");
-                }
-                shown.insert(app.clone(), lines);
-            }
-            match status.state {
-                AppState::Running => {}
-                AppState::DeployFailed => bail!(
-                    "application {app} is DEPLOY_FAILED: {}; fix the config or the code and deploy again",
-                    status.message
-                ),
-                _ => all_running = false,
-            }
-        }
-        if all_running {
-            return Ok(());
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            let waiting: Vec<&str> = current
-                .iter()
-                .filter(|(_, s)| s.as_ref().is_none_or(|s| s.state != AppState::Running))
-                .map(|(a, _)| a.as_str())
-                .collect();
-            bail!(
-                "not RUNNING within {:.0} s: {}; see `troupe serve status` and the nodes' logs",
-                timeout.as_secs_f64(),
-                waiting.join(", ")
-            );
-        }
-    }
+    declarative::wait_running(cluster, versions, timeout, |line| println!("{line}")).await?;
+    Ok(())
 }

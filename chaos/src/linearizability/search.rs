@@ -196,7 +196,7 @@ impl<M: Model> Dfs<'_, M> {
         while self.remaining > 0 {
             steps += 1;
             if steps > budget.max_steps
-                || (steps % CLOCK_EVERY == 0
+                || (steps.is_multiple_of(CLOCK_EVERY)
                     && budget.deadline.is_some_and(|d| Instant::now() >= d))
             {
                 return Outcome::Exhausted { steps };

@@ -343,7 +343,7 @@ mod tests {
 
     /// Mixes direct and batched sends.
     fn i_direct(f: &Bytes) -> bool {
-        f.len() % 2 == 0
+        f.len().is_multiple_of(2)
     }
 
     #[test]

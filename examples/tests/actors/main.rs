@@ -3,8 +3,15 @@
 
 mod calls;
 mod cli;
+mod content;
 mod errors;
 mod failures;
+#[allow(dead_code)]
+#[path = "../../../serve/tests/serve/http.rs"]
+mod http_client;
 mod operator;
 mod serve;
 mod support;
+#[allow(dead_code)]
+#[path = "../vision/support.rs"]
+mod vision_support;

@@ -40,6 +40,8 @@ pub struct NodeProcess {
 
 /// The actor example's binary.
 pub const ACTORS_BIN: &str = env!("CARGO_BIN_EXE_troupe-actors");
+/// The content-understanding example's binary.
+pub const CONTENT_BIN: &str = env!("CARGO_BIN_EXE_troupe-content");
 /// A binary with the serve examples' deployments.
 pub const SERVE_BIN: &str = env!("CARGO_BIN_EXE_troupe-chain");
 
@@ -152,7 +154,12 @@ impl TestCluster {
 
     /// `n` nodes of the serve examples' binary with 1 CPU each.
     pub fn serve_nodes(n: usize) -> TestCluster {
-        let mut cluster = Self::head_of(SERVE_BIN, &["--num-cpus", "1"]);
+        Self::nodes_of(SERVE_BIN, n)
+    }
+
+    /// `n` nodes of `bin` with 1 CPU each.
+    pub fn nodes_of(bin: &'static str, n: usize) -> TestCluster {
+        let mut cluster = Self::head_of(bin, &["--num-cpus", "1"]);
         for _ in 1..n {
             cluster.join(&["--num-cpus", "1"]);
         }

@@ -44,7 +44,7 @@ async fn watcher_gets_every_matching_revision_once_in_order_while_applying() {
     // Revision r puts key w/<r> when r is even, x/<r> when odd.
     let command = |r: u64| {
         put(
-            if r % 2 == 0 {
+            if r.is_multiple_of(2) {
                 format!("w/{r}")
             } else {
                 format!("x/{r}")

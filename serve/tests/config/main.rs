@@ -8,6 +8,9 @@
 #[path = "../serve/apps.rs"]
 mod apps;
 #[allow(dead_code)]
+#[path = "../serve/http.rs"]
+mod http;
+#[allow(dead_code)]
 #[path = "../serve/support.rs"]
 mod support;
 

@@ -5,4 +5,5 @@ mod admin;
 mod apps;
 mod compose;
 mod errors;
+mod http;
 mod support;

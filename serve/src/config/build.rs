@@ -1,0 +1,217 @@
+//! From a checked config to application specs ([`build_specs`]) and from
+//! the binary's catalog to a config ([`describe`]). Pure.
+
+use serde_json::Value;
+use troupe_core::config::{suggest, ConfigError, Validator};
+use troupe_core::resources::Resources;
+
+use super::{ActorOptions, AppConfig, DeploymentConfig, ServeConfig};
+use crate::catalog::Catalog;
+use crate::spec::{AppSpec, DeploymentSpec};
+
+/// The application specs `config` asks for, built with `catalog`'s
+/// builders and the config's overrides, or every problem (with the
+/// config's paths). Nothing is deployed here.
+pub fn build_specs(config: &ServeConfig, catalog: &Catalog) -> Result<Vec<AppSpec>, ConfigError> {
+    let mut v = Validator::new();
+    let mut specs = Vec::new();
+    v.field("applications", |v| {
+        for (i, app) in config.applications.iter().enumerate() {
+            v.index(i, |v| {
+                if let Some(spec) = build_app(v, app, catalog) {
+                    specs.push(spec);
+                }
+            });
+        }
+    });
+    v.finish()?;
+    Ok(specs)
+}
+
+fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option<AppSpec> {
+    let built = match catalog.build_app_with(&config.app, &config.args) {
+        Ok(app) => app,
+        Err(BuildError::Unknown) => {
+            let known: Vec<&str> = catalog.app_names().collect();
+            let hint = match suggest(&config.app, &known) {
+                Some(close) => format!("did you mean {close:?}? "),
+                None => String::new(),
+            };
+            v.field("app", |v| {
+                v.error(format!(
+                    "no application builder named {:?} in this binary; {hint}it has: {}",
+                    config.app,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            });
+            return None;
+        }
+        Err(BuildError::Args(e)) => {
+            v.field("args", |v| {
+                v.error(format!(
+                    "do not fit application builder {:?}: {e}",
+                    config.app
+                ))
+            });
+            return None;
+        }
+    };
+    let mut app = built
+        .renamed(&config.name)
+        .route_prefix(config.route_prefix.as_deref());
+    let names: Vec<String> = app
+        .spec()
+        .deployments
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    v.field("deployments", |v| {
+        for (j, d) in config.deployments.iter().enumerate() {
+            v.index(j, |v| match app.deployment_mut(&d.name) {
+                Some(spec) => apply_overrides(v, spec, d),
+                None => {
+                    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let hint = suggest(&d.name, &known)
+                        .map_or(String::new(), |c| format!("did you mean {c:?}? "));
+                    v.field("name", |v| {
+                        v.error(format!(
+                            "application {:?} has no deployment named {:?}; {hint}it has: {}",
+                            config.app,
+                            d.name,
+                            known.join(", ")
+                        ))
+                    });
+                }
+            });
+        }
+    });
+    match app.into_spec() {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            v.error(e);
+            None
+        }
+    }
+}
+
+fn apply_overrides(v: &mut Validator, spec: &mut DeploymentSpec, d: &DeploymentConfig) {
+    if let Some(n) = d.num_replicas {
+        spec.num_replicas = n;
+    }
+    if let Some(n) = d.max_ongoing_requests {
+        spec.max_ongoing_requests = n;
+    }
+    if let Some(n) = d.max_queued_requests {
+        spec.max_queued_requests = u32::try_from(n).ok();
+    }
+    if let Some(options) = &d.actor_options {
+        let resources = Resources::new()
+            .with_cpus(options.num_cpus)
+            .and_then(|r| r.with_gpus(options.num_gpus));
+        let resources = options
+            .resources
+            .iter()
+            .fold(resources, |r, (name, amount)| {
+                r.and_then(|r| r.with_custom(name, *amount))
+            });
+        match resources {
+            Ok(r) => spec.resources = r,
+            Err(e) => v.field("actor_options", |v| v.error(e.to_string())),
+        }
+    }
+    if let Some(user_config) = &d.user_config {
+        spec.user_config = Some(user_config.to_string());
+    }
+    let ms = |s: f64| (s * 1000.0).round().max(1.0) as u64;
+    if let Some(s) = d.health_check_period_s {
+        spec.health_check_period_ms = ms(s);
+    }
+    if let Some(s) = d.health_check_timeout_s {
+        spec.health_check_timeout_ms = ms(s);
+    }
+    if let Some(s) = d.graceful_shutdown_timeout_s {
+        spec.graceful_shutdown_timeout_ms = ms(s);
+    }
+    if d.autoscaling_config.is_some() {
+        v.field("autoscaling_config", |v| {
+            v.error(
+                "autoscaling is not available in this version of Troupe; set num_replicas instead",
+            )
+        });
+    }
+}
+
+/// Why an application builder could not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no application builder by that name")]
+    Unknown,
+    #[error("its arguments do not fit: {0}")]
+    Args(String),
+}
+
+/// A config with every registered application under its own name with
+/// default arguments, and every deployment's options spelled out (what
+/// `troupe serve build` writes). Route prefixes are `/<name>`, so the
+/// applications do not collide.
+pub fn describe(catalog: &Catalog) -> Result<ServeConfig, ConfigError> {
+    let mut config = ServeConfig::default();
+    let mut v = Validator::new();
+    for name in catalog.app_names() {
+        let args = catalog.default_args(name).unwrap_or(Value::Null);
+        let app = match catalog.build_app_with(name, &args) {
+            Ok(app) => app,
+            Err(e) => {
+                v.field(name, |v| {
+                    v.error(format!("the builder fails with its default arguments: {e}"))
+                });
+                continue;
+            }
+        };
+        config.applications.push(AppConfig {
+            name: name.to_owned(),
+            route_prefix: Some(format!("/{name}")),
+            app: name.to_owned(),
+            args,
+            deployments: app
+                .spec()
+                .deployments
+                .iter()
+                .map(deployment_config)
+                .collect(),
+        });
+    }
+    v.finish()?;
+    Ok(config)
+}
+
+/// Every option of `spec`, as config.
+pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
+    let resources = &spec.resources;
+    DeploymentConfig {
+        name: spec.name.clone(),
+        num_replicas: Some(spec.num_replicas),
+        max_ongoing_requests: Some(spec.max_ongoing_requests),
+        max_queued_requests: Some(spec.max_queued_requests.map_or(-1, i64::from)),
+        actor_options: Some(ActorOptions {
+            num_cpus: resources.cpus().to_f64(),
+            num_gpus: resources.gpus().to_f64(),
+            resources: resources
+                .custom_resources()
+                .map(|(name, amount)| (name.to_owned(), amount.to_f64()))
+                .collect(),
+        }),
+        user_config: spec
+            .user_config
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok()),
+        health_check_period_s: Some(spec.health_check_period_ms as f64 / 1000.0),
+        health_check_timeout_s: Some(spec.health_check_timeout_ms as f64 / 1000.0),
+        graceful_shutdown_timeout_s: Some(spec.graceful_shutdown_timeout_ms as f64 / 1000.0),
+        autoscaling_config: None,
+    }
+}
