@@ -48,6 +48,8 @@ struct AdminState {
     member: Option<GcsMember>,
     token: Option<String>,
     catalog: Catalog,
+    /// [`OPENAPI`] with `app` limited to this binary's builders.
+    openapi: String,
 }
 
 /// Every endpoint, as (method, path): what the server registers, and what
@@ -99,12 +101,20 @@ impl AdminServer {
             cluster,
             member,
             token: config.token,
+            openapi: openapi_for(&config.catalog),
             catalog: config.catalog,
         });
         let http = HttpThread::start("admin API", &config.listen, 1, move |app| {
             app.app_data(state.clone());
-            for &(method, path) in ROUTES {
-                app.route(path, route(method, path));
+            // One resource per path: its methods, and 405 for the others.
+            let mut paths: Vec<&str> = ROUTES.iter().map(|&(_, p)| p).collect();
+            paths.dedup();
+            for path in paths {
+                let mut resource = web::resource(path);
+                for &(method, _) in ROUTES.iter().filter(|&&(_, p)| p == path) {
+                    resource = resource.route(route(method, path));
+                }
+                app.service(resource.default_service(web::to(method_not_allowed)));
             }
             app.default_service(web::to(not_found));
         })?;
@@ -392,10 +402,47 @@ fn deploy_error(error: &DeployError, path: &str) -> HttpResponse {
     }
 }
 
-async fn openapi() -> HttpResponse {
+/// [`OPENAPI`], with a config's `app` limited to `catalog`'s builders.
+fn openapi_for(catalog: &Catalog) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
+    let names: Vec<&str> = catalog.app_names().collect();
+    if let Some(app) = doc.pointer_mut("/components/schemas/AppConfig/properties/app") {
+        app["enum"] = json!(names);
+    }
+    doc.to_string()
+}
+
+async fn openapi(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(OPENAPI)
+        .body(state.openapi.clone())
+}
+
+/// A known path asked with a method it does not serve.
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let path = request.path();
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|&&(_, p)| p == path)
+        .map(|&(m, _)| m)
+        .collect();
+    let mut response = api_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not served at {path}; use {}",
+            request.method(),
+            allowed.join(", ")
+        ),
+        path,
+    );
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

@@ -124,6 +124,21 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Ve
     }
 }
 
+/// Checks `response`'s body is the API's one error shape.
+fn is_an_error(doc: &Value, response: &Response) {
+    let mut problems = Vec::new();
+    let body = serde_json::from_str(&response.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", response.body));
+    check(
+        doc,
+        &json!({ "$ref": "#/components/schemas/Error" }),
+        &body,
+        "",
+        &mut problems,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
 /// Checks `response` against the operation's documented responses.
 fn conforms(doc: &Value, method: &str, path: &str, response: &Response) {
     let operation = &doc["paths"][path][method.to_lowercase()];
@@ -156,6 +171,18 @@ fn conforms(doc: &Value, method: &str, path: &str, response: &Response) {
             problems.join("\n")
         );
     }
+}
+
+/// `DELETE /api/serve/applications/` with the token; must answer 200.
+fn delete_all() -> Response {
+    let r = call(
+        "DELETE",
+        "/api/serve/applications/",
+        &Value::Null,
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
 }
 
 fn call(method: &str, path: &str, body: &Value, token: Option<&str>) -> Response {
@@ -233,14 +260,26 @@ fn every_answer_matches_the_document() {
     conforms(&doc, "PUT", "/api/serve/applications/", &r);
     let r = call("PUT", "/api/serve/applications/", &Value::Null, None);
     conforms(&doc, "PUT", "/api/serve/applications/", &r);
+    let r = delete_all();
+    conforms(&doc, "DELETE", "/api/serve/applications/", &r);
+    // A documented path with another method: 405, saying which.
+    let r = call("POST", "/api/version", &Value::Null, Some(ADMIN_TOKEN));
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.header("allow"), Some("GET"));
     let r = call(
-        "DELETE",
+        "PATCH",
         "/api/serve/applications/",
         &Value::Null,
         Some(ADMIN_TOKEN),
     );
-    assert_eq!(r.status, 200);
-    conforms(&doc, "DELETE", "/api/serve/applications/", &r);
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+    is_an_error(&doc, &r);
+    // The document names this binary's application builders.
+    assert_eq!(
+        doc["components"]["schemas"]["AppConfig"]["properties"]["app"]["enum"],
+        json!(["chain", "hello", "scaled"])
+    );
     // What is not documented is not served.
     let r = call(
         "GET",
@@ -249,13 +288,60 @@ fn every_answer_matches_the_document() {
         Some(ADMIN_TOKEN),
     );
     assert_eq!(r.status, 404);
-    let mut problems = Vec::new();
-    check(
-        &doc,
-        &json!({ "$ref": "#/components/schemas/Error" }),
-        &serde_json::from_str(&r.body).unwrap(),
-        "",
-        &mut problems,
+    is_an_error(&doc, &r);
+}
+
+/// The venv with schemathesis (pinned, from PyPI), made once per target
+/// dir; concurrent test binaries take turns through a lock file.
+fn schemathesis() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-4.32.5");
+    let st = dir.join("bin/st");
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    if !st.exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let made = std::process::Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("{python} is needed to run schemathesis: {e}"));
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = std::process::Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "schemathesis==4.32.5"])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install schemathesis failed");
+    }
+    st
+}
+
+/// Schemathesis generates requests from the document (valid ones and
+/// broken ones, with and without the token) and checks every answer
+/// against it: statuses, content types, bodies, 405 for undeclared
+/// methods, 4xx for schema-violating bodies. One check is off: that every
+/// schema-valid config is accepted, which cannot hold (a builder's `args`,
+/// unique names and prefixes are checked on PUT and answered 400).
+#[test]
+fn schemathesis_finds_no_difference_between_the_document_and_the_server() {
+    let st = schemathesis();
+    let _one = exclusive();
+    let admin = &serve().admin;
+    let out = std::process::Command::new(st)
+        .arg("run")
+        .arg(format!("http://{admin}/api/openapi.json"))
+        .args(["--url", &format!("http://{admin}")])
+        .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["--max-examples", "40", "--seed", "7"])
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .args(["--request-timeout", "30"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(problems.is_empty(), "{problems:?}");
+    // It may have deployed generated configs: leave nothing behind.
+    delete_all();
 }
