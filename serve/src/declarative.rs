@@ -93,6 +93,7 @@ pub async fn apply(
         let stored_config = gcs.get(CONFIG_KEY).await.map_err(unavailable)?;
         let mut compares = Vec::new();
         let mut current = BTreeMap::new();
+        let mut present = std::collections::BTreeSet::new();
         for kv in &read.kvs {
             compares.push(Compare {
                 key: kv.key.clone(),
@@ -100,9 +101,11 @@ pub async fn apply(
                 target: CompareTarget::ModRevision(kv.mod_revision),
             });
             let name = String::from_utf8_lossy(&kv.key[APPS_PREFIX.len()..]).into_owned();
+            // A record that no longer decodes is replaced (or deleted).
             if let Ok(spec) = schema::decode::<AppSpec>(&kv.value) {
-                current.insert(name, spec);
+                current.insert(name.clone(), spec);
             }
+            present.insert(name);
         }
         compares.push(match &stored_config {
             Some(kv) => Compare {
@@ -122,11 +125,14 @@ pub async fn apply(
                     schema::encode(spec),
                 )));
             }
-            if !current.contains_key(&spec.name) {
+            if !present.contains(&spec.name) {
                 compares.push(Compare::absent(key));
             }
         }
-        for name in &outcome.deleted {
+        let undecodable = present
+            .iter()
+            .filter(|n| !current.contains_key(*n) && !outcome.versions.contains_key(*n));
+        for name in outcome.deleted.iter().chain(undecodable) {
             success.push(TxnOp::Delete(DeleteRequest {
                 selector: KeySelector::Key(format!("{APPS_PREFIX}{name}").into_bytes()),
                 prev_kv: false,

@@ -119,8 +119,8 @@ impl Rgb {
         }
     }
 
-    fn image(&self) -> Result<RgbImage, StageError> {
-        RgbImage::from_raw(self.width, self.height, self.pixels.clone())
+    fn into_image(self) -> Result<RgbImage, StageError> {
+        RgbImage::from_raw(self.width, self.height, self.pixels)
             .ok_or_else(|| StageError::internal("an RGB buffer of the wrong size"))
     }
 }
@@ -243,7 +243,7 @@ impl Deployment for Detector {
 
 impl Serves<Detect> for Detector {
     async fn call(&self, Detect(rgb): Detect) -> Result<(Vec<FaceBox>, f64), StageError> {
-        let image = rgb.image()?;
+        let image = rgb.into_image()?;
         self.model
             .run(move |model| {
                 let started = Instant::now();
@@ -420,7 +420,7 @@ impl Deployment for Classifier {
 
 impl Serves<Classify> for Classifier {
     async fn call(&self, Classify(rgb): Classify) -> Result<Classified, StageError> {
-        let crop = rgb.image()?;
+        let crop = rgb.into_image()?;
         self.batcher
             .call(crop)
             .await
@@ -513,11 +513,7 @@ impl Ingress {
             .await??;
         let preprocess_ms = ms(t);
         let t = Instant::now();
-        let (faces, mtcnn_ms) = self
-            .args
-            .detector
-            .call(Detect(prepared.detect.clone()))
-            .await??;
+        let (faces, mtcnn_ms) = self.args.detector.call(Detect(prepared.detect)).await??;
         let detect_ms = ms(t);
         if !faces.is_empty() {
             // The face branch.
