@@ -230,94 +230,69 @@ async fn proxy(
     };
     let router = state.runtime.router(&route.app, &route.ingress);
     let timeout = state.timeout;
+    let log = |status: u16| {
+        access_log(
+            &state,
+            &span,
+            &request,
+            status,
+            started,
+            request_id,
+            (&route.app, &route.prefix),
+        )
+    };
+    let timed_out = || ServeError::Timeout {
+        seconds: timeout.as_secs_f64(),
+    };
     if route.streaming {
-        let opened = match tokio::time::timeout(timeout, router.send_stream(serve_request, timeout))
+        let opened = tokio::time::timeout(timeout, router.send_stream(serve_request, timeout))
             .instrument(span.clone())
             .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ServeError::Timeout {
-                seconds: timeout.as_secs_f64(),
-            }),
-        };
+            .unwrap_or_else(|_| Err(timed_out()));
         return match opened {
             Ok((status, headers, body)) => {
-                access_log(
-                    &state,
-                    &span,
-                    &request,
-                    status,
-                    started,
-                    request_id,
-                    (&route.app, &route.prefix),
-                );
-                let status = actix_web::http::StatusCode::from_u16(status)
-                    .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-                let mut builder = HttpResponse::build(status);
-                for (name, value) in &headers {
-                    builder.insert_header((name.as_str(), value.as_str()));
-                }
-                builder.insert_header(("x-request-id", request_id.to_string()));
-                Ok(builder.streaming(body))
+                log(status);
+                Ok(response_head(status, &headers, request_id).streaming(body))
             }
             Err(error) => {
-                access_log(
-                    &state,
-                    &span,
-                    &request,
-                    error::status_of(&error).as_u16(),
-                    started,
-                    request_id,
-                    (&route.app, &route.prefix),
-                );
+                log(error::status_of(&error).as_u16());
                 Err(ApiError { error, request_id })
             }
         };
     }
-    let outcome = async {
-        match tokio::time::timeout(timeout, router.send_http(serve_request, timeout)).await {
-            Ok(result) => result,
-            Err(_) => Err(ServeError::Timeout {
-                seconds: timeout.as_secs_f64(),
-            }),
-        }
-    }
-    .instrument(span.clone())
-    .await;
+    let outcome = tokio::time::timeout(timeout, router.send_http(serve_request, timeout))
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
     match outcome {
         Ok(response) => {
-            access_log(
-                &state,
-                &span,
-                &request,
-                response.status,
-                started,
-                request_id,
-                (&route.app, &route.prefix),
-            );
-            let status = actix_web::http::StatusCode::from_u16(response.status)
-                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-            let mut builder = HttpResponse::build(status);
-            for (name, value) in &response.headers {
-                builder.insert_header((name.as_str(), value.as_str()));
-            }
-            builder.insert_header(("x-request-id", request_id.to_string()));
-            Ok(builder.body(response.body.into_vec()))
+            log(response.status);
+            Ok(
+                response_head(response.status, &response.headers, request_id)
+                    .body(response.body.into_vec()),
+            )
         }
         Err(error) => {
-            let status = error::status_of(&error).as_u16();
-            access_log(
-                &state,
-                &span,
-                &request,
-                status,
-                started,
-                request_id,
-                (&route.app, &route.prefix),
-            );
+            log(error::status_of(&error).as_u16());
             Err(ApiError { error, request_id })
         }
     }
+}
+
+/// A response's status line and headers, plus `x-request-id`.
+fn response_head(
+    status: u16,
+    headers: &[(String, String)],
+    request_id: RequestId,
+) -> actix_web::HttpResponseBuilder {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in headers {
+        builder.insert_header((name.as_str(), value.as_str()));
+    }
+    builder.insert_header(("x-request-id", request_id.to_string()));
+    builder
 }
 
 /// The access-log line and the request metrics of one answered request.
