@@ -30,6 +30,24 @@ impl Command {
     }
 }
 
+/// One Raft log entry's application payload: the writes the leader batched
+/// into it (see `member::proposer`). They are applied in order, each exactly
+/// as if it had its own entry: its own revision, its own session check, its
+/// own [`Response`](crate::Response). Batching costs the log one entry and one
+/// sync for many concurrent writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+impl From<Command> for Proposal {
+    fn from(command: Command) -> Self {
+        Proposal {
+            commands: vec![command],
+        }
+    }
+}
+
 /// A client's identity and the sequence number of this write.
 ///
 /// A client numbers its writes 1, 2, 3, ... and retries a write with the same

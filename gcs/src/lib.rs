@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`types`] — the openraft type config ([`TypeConfig`]) and aliases.
-//! - [`command`] — the replicated [`Command`] and its request types.
+//! - [`command`] — the replicated [`Command`], the [`Proposal`] (the commands
+//!   the leader batched into one log entry) and the request types.
 //! - [`response`] — [`Response`], [`Outcome`] and the in-band [`CommandError`].
 //! - [`model`] — stored data: [`KeyValue`], [`Lease`], [`Event`], sessions.
 //! - [`kv`] — the pure engine: `apply(view, command) -> (response, mutations,
@@ -55,13 +56,14 @@ pub mod watch;
 
 pub use command::{
     ClientSession, Command, Compare, CompareOp, CompareTarget, DeleteRequest, KeySelector,
-    Operation, PutRequest, RangeRequest, TxnOp, TxnRequest,
+    Operation, Proposal, PutRequest, RangeRequest, TxnOp, TxnRequest,
 };
 pub use error::{GcsStoreError, Result};
 pub use lease_tracker::{LeaseTracker, LeaseTrackerError};
 pub use model::{Event, EventKind, KeyValue, Lease, LeaseId, RevisionEvents, SessionRecord};
 pub use response::{
-    CommandError, DeleteOutcome, OpOutcome, Outcome, PutOutcome, RangeOutcome, Response, TxnOutcome,
+    CommandError, DeleteOutcome, OpOutcome, Outcome, ProposalResponse, PutOutcome, RangeOutcome,
+    Response, TxnOutcome,
 };
 pub use store::{
     open, GcsReader, HistoryRead, LogStore, RangeRead, StateMachineStore, StoreConfig,

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -67,6 +68,21 @@ impl PeerNetwork {
         P: Protocol<Response = Result<T, E>>,
         E: std::error::Error,
     {
+        self.call_with::<P, T, E>(request, option, transport_error)
+            .await
+    }
+
+    /// [`Self::call`], mapping transport errors with `on_error`.
+    async fn call_with<P, T, E>(
+        &self,
+        request: &P::Request,
+        option: &RPCOption,
+        on_error: impl FnOnce(RpcError) -> Rpc<E>,
+    ) -> Result<T, Rpc<E>>
+    where
+        P: Protocol<Response = Result<T, E>>,
+        E: std::error::Error,
+    {
         let options = CallOptions {
             timeout: Some(option.hard_ttl()),
             fail_fast: true,
@@ -74,7 +90,7 @@ impl PeerNetwork {
         match self.channel.call_with::<P>(request, options).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(e) => Err(transport_error(e)),
+            Err(e) => Err(on_error(e)),
         }
     }
 }
@@ -94,7 +110,16 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, Rpc<RaftError<NodeId>>> {
-        self.call::<RaftAppend, _, _>(&rpc, &option).await
+        let entries = rpc.entries.len() as u64;
+        self.call_with::<RaftAppend, _, _>(&rpc, &option, |e| match e {
+            // Too many (batched) entries for one message: openraft retries
+            // at once with fewer.
+            RpcError::MessageTooLarge { .. } if entries > 1 => {
+                RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries / 2))
+            }
+            e => transport_error(e),
+        })
+        .await
     }
 
     async fn install_snapshot(

@@ -14,6 +14,14 @@ pub struct Response {
     pub outcome: Result<Outcome, CommandError>,
 }
 
+/// What applying one log entry returns: one [`Response`] per command of its
+/// [`Proposal`](crate::Proposal), in order (none for Raft's own blank and
+/// membership entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalResponse {
+    pub responses: Vec<Response>,
+}
+
 /// What a successful command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -21,16 +29,8 @@ pub enum Outcome {
     Delete(DeleteOutcome),
     Txn(TxnOutcome),
     Range(RangeOutcome),
-    LeaseGranted {
-        id: LeaseId,
-        ttl_ms: u64,
-    },
-    LeaseRevoked {
-        id: LeaseId,
-        deleted: u64,
-    },
-    /// A Raft-internal entry (blank or membership change): nothing to report.
-    NoOp,
+    LeaseGranted { id: LeaseId, ttl_ms: u64 },
+    LeaseRevoked { id: LeaseId, deleted: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use std::io::Cursor;
 
-use crate::command::Command;
-use crate::response::Response;
+use crate::command::Proposal;
+use crate::response::ProposalResponse;
 
 /// A member's id. Never reused after the member is removed.
 pub type NodeId = u64;
@@ -13,11 +13,12 @@ pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
 
 openraft::declare_raft_types!(
-    /// The GCS's openraft type config: [`Command`] in, [`Response`] out,
+    /// The GCS's openraft type config: a [`Proposal`] (a batch of commands)
+    /// in, a [`ProposalResponse`] (one response per command) out,
     /// snapshots as in-memory byte buffers (bincode of the whole state).
     pub TypeConfig:
-        D = Command,
-        R = Response,
+        D = Proposal,
+        R = ProposalResponse,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Take a snapshot (and purge the log behind it) every this many entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Also take one once the log since the last snapshot holds this many
+    /// MiB (entries are batches of writes; 0 turns this off).
+    #[arg(long, default_value_t = 64)]
+    snapshot_log_mib: u64,
     /// How often the leader heartbeats followers, in milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
@@ -69,6 +73,10 @@ pub struct ServeArgs {
     /// (milliseconds) starts an election. Raise them on slow networks.
     #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [150, 300])]
     election_timeout_ms: Vec<u64>,
+    /// Entries of batched writes the leader keeps in flight (proposed, not
+    /// yet committed); writes arriving meanwhile join the next entry.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    max_proposals_in_flight: u64,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +170,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rpc_config = RpcConfig::new(ClusterToken::new(&args.token)?);
     let mut config = GcsConfig::new(args.id, &args.data_dir);
     config.snapshot_every = args.snapshot_every;
+    config.snapshot_log_bytes = args.snapshot_log_mib.saturating_mul(1 << 20);
+    config.batch.max_in_flight = args.max_proposals_in_flight as usize;
     let [min, max] = args.election_timeout_ms[..] else {
         bail!("--election-timeout-ms takes two numbers: MIN MAX");
     };

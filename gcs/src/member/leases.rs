@@ -173,7 +173,7 @@ async fn run(id: NodeId, raft: Raft, reader: GcsReader, keeper: Arc<LeaseKeeper>
 
 async fn revoke(raft: &Raft, keeper: &LeaseKeeper, lease: LeaseId) {
     match raft
-        .client_write(Command::new(Operation::LeaseRevoke { id: lease }))
+        .client_write(Command::new(Operation::LeaseRevoke { id: lease }).into())
         .await
     {
         Ok(_) => {

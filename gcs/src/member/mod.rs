@@ -8,6 +8,7 @@
 //! ```
 
 mod leases;
+mod proposer;
 mod services;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,11 +20,14 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use troupe_core::rpc::{RpcClient, RpcServer};
 
 use crate::api::{MemberStatus, Membership};
+use crate::command::Command;
 use crate::network::Network;
+use crate::response::Response;
 use crate::store::{self, GcsReader, StoreConfig};
 use crate::types::{NodeId, Raft};
 
 pub use leases::LeaseKeeper;
+pub use proposer::{payload_bytes, BatchLimits, Proposer, WriteError};
 
 /// How to run one member.
 #[derive(Debug, Clone)]
@@ -39,11 +43,17 @@ pub struct GcsConfig {
     pub election_timeout: (Duration, Duration),
     /// Snapshot (and purge the log behind it) after this many entries.
     pub snapshot_every: u64,
+    /// Also snapshot once the log since the last snapshot holds this many
+    /// bytes: an entry is a batch of writes, so a count of entries alone
+    /// does not bound the log's size on disk.
+    pub snapshot_log_bytes: u64,
     /// Log entries kept behind a snapshot for lagging followers.
     pub keep_logs_after_snapshot: u64,
     /// The log is purged in steps of at least this many entries.
     pub purge_batch: u64,
     pub store: StoreConfig,
+    /// How the leader batches concurrent writes into one log entry.
+    pub batch: BatchLimits,
     /// Test hook: dial these addresses instead of the members' own (a
     /// fault-injecting proxy per link).
     pub dial_overrides: HashMap<NodeId, String>,
@@ -62,9 +72,11 @@ impl GcsConfig {
             heartbeat: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
             snapshot_every: 10_000,
+            snapshot_log_bytes: 64 << 20,
             keep_logs_after_snapshot: 1_000,
             purge_batch: 256,
             store: StoreConfig::default(),
+            batch: BatchLimits::default(),
             dial_overrides: HashMap::new(),
         }
     }
@@ -79,6 +91,10 @@ impl GcsConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
             purge_batch_size: self.purge_batch,
+            // Entries are batches of writes (up to `batch.max_bytes`); an
+            // AppendEntries too large for one RPC message is split (see
+            // `network`).
+            max_payload_entries: 64,
             ..Default::default()
         };
         config
@@ -105,6 +121,8 @@ pub struct GcsMember {
     raft: Raft,
     reader: GcsReader,
     leases: Arc<LeaseKeeper>,
+    proposer: Proposer,
+    snapshots: tokio::task::AbortHandle,
     write_latency: prometheus::Histogram,
 }
 
@@ -134,11 +152,19 @@ impl GcsMember {
         })?;
         let (log, sm) = store::open(&config.data_dir, config.store.clone())?;
         let reader = sm.reader();
+        let log_size = log.clone();
         let network = Network::new(rpc, config.dial_overrides.clone());
         let raft = Raft::new(config.id, Arc::new(config.raft_config()?), network, log, sm)
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
         let leases = LeaseKeeper::start(config.id, raft.clone(), reader.clone());
+        let proposer = Proposer::start(raft.clone(), config.batch);
+        let snapshots = tokio::spawn(snapshot_by_size(
+            raft.clone(),
+            log_size,
+            config.snapshot_log_bytes,
+        ))
+        .abort_handle();
         let write_latency = prometheus::Histogram::with_opts(
             prometheus::HistogramOpts::new(
                 "troupe_gcs_write_latency_ms",
@@ -152,6 +178,8 @@ impl GcsMember {
             raft,
             reader,
             leases,
+            proposer,
+            snapshots,
             write_latency,
         })
     }
@@ -192,6 +220,12 @@ impl GcsMember {
         &self.raft
     }
 
+    /// Commits `command` through Raft, batched with concurrent writes into
+    /// one log entry, and returns its response once applied here.
+    pub async fn write(&self, command: Command) -> Result<Response, WriteError> {
+        self.proposer.write(command).await
+    }
+
     /// Local (serializable) reads of this member's state machine.
     pub fn reader(&self) -> &GcsReader {
         &self.reader
@@ -202,8 +236,9 @@ impl GcsMember {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// The time writes this member led took to commit and apply (its
-    /// `client_write`), as a Prometheus histogram for the metrics page.
+    /// The time writes this member led took to commit and apply (from a
+    /// write's arrival to its answer, batching included), as a Prometheus
+    /// histogram for the metrics page.
     pub fn write_latency(&self) -> &prometheus::Histogram {
         &self.write_latency
     }
@@ -259,10 +294,44 @@ impl GcsMember {
     /// disk already; this only stops taking part.
     pub async fn shutdown(&self) -> Result<(), GcsMemberError> {
         self.leases.stop();
+        self.snapshots.abort();
         self.raft
             .shutdown()
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))
+    }
+}
+
+/// How often a member compares its log's size with `snapshot_log_bytes`.
+const SNAPSHOT_SIZE_CHECK: Duration = Duration::from_millis(250);
+
+/// Whether the log behind the last snapshot has grown enough for another.
+/// Pure.
+pub fn snapshot_due(log_bytes_since_snapshot: u64, limit: u64) -> bool {
+    limit > 0 && log_bytes_since_snapshot >= limit
+}
+
+/// Triggers a snapshot whenever the log since the last one reaches `limit`
+/// bytes (openraft's own policy counts entries). Aborted by
+/// [`GcsMember::shutdown`]; ends by itself if Raft stops.
+async fn snapshot_by_size(raft: Raft, log: store::LogStore, limit: u64) {
+    let mut every = tokio::time::interval(SNAPSHOT_SIZE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let (snapshot, applied) = {
+            let m = raft.metrics().borrow().clone();
+            (m.snapshot.map(|s| s.index), m.last_applied.map(|l| l.index))
+        };
+        if applied.is_none() || applied == snapshot {
+            continue;
+        }
+        if snapshot_due(log.bytes_after(snapshot), limit) {
+            tracing::info!(?snapshot, limit, "log reached its size limit: snapshotting");
+            if raft.trigger().snapshot().await.is_err() {
+                return; // Raft stopped.
+            }
+        }
     }
 }
 
@@ -281,5 +350,14 @@ mod quorum_tests {
         );
         assert_eq!(quorum_index(&[Some(4), Some(6), Some(6), Some(8)]), Some(6));
         assert_eq!(quorum_index(&[]), None);
+    }
+
+    #[test]
+    fn a_snapshot_is_due_at_the_size_limit_unless_disabled() {
+        use super::snapshot_due;
+        assert!(!snapshot_due(99, 100));
+        assert!(snapshot_due(100, 100));
+        assert!(snapshot_due(1 << 40, 100));
+        assert!(!snapshot_due(1 << 40, 0), "0 turns the size policy off");
     }
 }

@@ -148,15 +148,13 @@ impl KvService {
     async fn write(&self, command: Command) -> Result<KvReply, GcsError> {
         let member = &self.0;
         let started = std::time::Instant::now();
-        let reply = member
-            .raft
-            .client_write(command)
+        let response = member
+            .write(command)
             .await
             .map_err(|e| write_error(member, e))?;
         member
             .write_latency
             .observe(started.elapsed().as_secs_f64() * 1e3);
-        let response = reply.data;
         // Keep the leader's lease deadlines in step with what it committed.
         match &response.outcome {
             Ok(Outcome::LeaseGranted { id, ttl_ms }) => member.leases.granted(*id, *ttl_ms),
@@ -357,8 +355,7 @@ impl AdminService {
     async fn write_marker(&self, id: NodeId) -> Result<(), GcsError> {
         let member = &self.0;
         member
-            .raft
-            .client_write(Command::new(Operation::put(
+            .write(Command::new(Operation::put(
                 removed_marker(id),
                 b"removed".to_vec(),
             )))

@@ -4,7 +4,9 @@
 //! - `k ++ key`              → [`KeyValue`](crate::KeyValue)
 //! - `l ++ lease id (BE)`    → [`Lease`](crate::Lease)
 //! - `s ++ client id (BE)`   → [`SessionRecord`](crate::SessionRecord)
-//! - `h ++ revision (BE)`    → [`RevisionEvents`](crate::RevisionEvents)
+//! - `h ++ revision (BE)`    → `Vec<`[`RevisionEvents`](crate::RevisionEvents)`>`:
+//!   the revisions one apply made, from this one on (a record ends where
+//!   the next begins)
 //! - `m ++ name`             → revision, compaction point, last applied log
 //!   id, last membership.
 

@@ -34,6 +34,12 @@ impl LogStore {
         })
     }
 
+    /// Bytes the log holds after entry `index` (all of it for `None`): what
+    /// a snapshot at the current state would let go.
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        self.wal.bytes_after(index)
+    }
+
     fn log_state(&self) -> LogState<TypeConfig> {
         LogState {
             last_purged_log_id: self.wal.purged(),

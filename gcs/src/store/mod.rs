@@ -87,10 +87,110 @@ impl StoreConfig {
 /// every [`GcsReader`] (openraft drops the stores some time after
 /// `Raft::shutdown`), and retry while the error says the lock is held: sled's
 /// IO threads may keep the database open for a moment after the last handle.
+/// The on-disk layout this build reads and writes: 2 since log entries are
+/// batches of commands and history records hold one apply's revisions.
+pub const STORE_FORMAT: u32 = 2;
+const FORMAT_FILE: &str = "FORMAT";
+const FORMAT_PREFIX: &str = "troupe-gcs store format ";
+
+/// What to do about a data directory's format, from its `FORMAT` file's
+/// text (if any) and whether it holds data: `Ok(true)` to write the file
+/// (a new directory), `Ok(false)` to go on, or the error to report. Pure.
+fn format_verdict(
+    dir: &Path,
+    file: Option<&str>,
+    has_data: bool,
+) -> std::result::Result<bool, String> {
+    let found = match file {
+        None if !has_data => return Ok(true),
+        // Directories from before the format file are format 1.
+        None => 1,
+        Some(text) => text
+            .trim()
+            .strip_prefix(FORMAT_PREFIX)
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a Troupe GCS format file (found {:?})",
+                    dir.join(FORMAT_FILE).display(),
+                    text.trim()
+                )
+            })?,
+    };
+    if found == STORE_FORMAT {
+        return Ok(false);
+    }
+    Err(format!(
+        "{} holds GCS data in store format {found}; this build reads format {STORE_FORMAT}. \
+         Start this member on an empty data directory (it catches up from the other members) \
+         or run a build that reads format {found}",
+        dir.display()
+    ))
+}
+
+fn check_format(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(FORMAT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let has_data = dir.join("db").exists() || dir.join("log").exists();
+    if format_verdict(dir, text.as_deref(), has_data).map_err(GcsStoreError::Config)? {
+        let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(
+            &mut file,
+            format!("{FORMAT_PREFIX}{STORE_FORMAT}\n").as_bytes(),
+        )?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(LogStore, StateMachineStore)> {
     config.validate()?;
+    check_format(dir.as_ref())?;
     let db = durable::DurableDb::open(dir.as_ref())?;
     let log = LogStore::open(&dir.as_ref().join("log"), config.wal_segment_bytes)?;
     let sm = StateMachineStore::open(&db, config)?;
     Ok((log, sm))
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn new_directories_get_the_format_and_old_ones_a_clear_error() {
+        let dir = Path::new("/data");
+        assert_eq!(format_verdict(dir, None, false), Ok(true));
+        let current = format!("{FORMAT_PREFIX}{STORE_FORMAT}\n");
+        assert_eq!(format_verdict(dir, Some(&current), true), Ok(false));
+        let old = format_verdict(dir, None, true).unwrap_err();
+        assert!(old.contains("store format 1"), "{old}");
+        assert!(old.contains("empty data directory"), "{old}");
+        let newer = format_verdict(dir, Some("troupe-gcs store format 9"), true).unwrap_err();
+        assert!(
+            newer.contains("format 9") && newer.contains("reads format 2"),
+            "{newer}"
+        );
+        let junk = format_verdict(dir, Some("hello"), true).unwrap_err();
+        assert!(junk.contains("not a Troupe GCS format file"), "{junk}");
+    }
+
+    #[test]
+    fn a_store_reopens_and_refuses_an_older_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("gcs");
+        drop(open(&dir, StoreConfig::default()).unwrap());
+        let text = std::fs::read_to_string(dir.join(FORMAT_FILE)).unwrap();
+        assert_eq!(text, format!("{FORMAT_PREFIX}{STORE_FORMAT}\n"));
+        std::fs::remove_file(dir.join(FORMAT_FILE)).unwrap();
+        let err = open(&dir, StoreConfig::default()).err().expect("refused");
+        assert!(err.to_string().contains("store format 1"), "{err}");
+    }
 }

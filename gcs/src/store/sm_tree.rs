@@ -82,6 +82,12 @@ impl SmTree {
     /// restricted to `selector` (revisions without a matching event are left
     /// out). Fails with `Compacted` when `from` is at or below the compaction
     /// point.
+    /// Every revision's events still kept, oldest first.
+    pub fn all_history(&self) -> Result<Vec<RevisionEvents>> {
+        let records: Vec<Vec<RevisionEvents>> = self.decode_table(codec::HISTORY)?;
+        Ok(records.into_iter().flatten().collect())
+    }
+
     pub fn history(
         &self,
         selector: &KeySelector,
@@ -97,18 +103,30 @@ impl SmTree {
             });
         }
         let revision = self.revision()?;
-        let start = u64_key(codec::HISTORY, from);
+        // The record holding `from` starts at or before it.
+        let holding = self
+            .tree
+            .range(u64_key(codec::HISTORY, 0)..=u64_key(codec::HISTORY, from))
+            .next_back()
+            .transpose()?;
+        let start = holding.map_or_else(|| u64_key(codec::HISTORY, from), |(k, _)| k.to_vec());
         let end = vec![codec::HISTORY + 1];
         let mut events = Vec::new();
         let mut next = revision.max(from - 1) + 1;
-        for (scanned, item) in self.tree.range(start..end).enumerate() {
-            let (key, value) = item?;
-            if scanned == max_revisions {
-                next = codec::u64_of_key(&key)?;
-                break;
+        let mut scanned = 0;
+        'records: for item in self.tree.range(start..end) {
+            let record: Vec<RevisionEvents> = decode(&item?.1)?;
+            for revision_events in record {
+                if revision_events.revision < from {
+                    continue;
+                }
+                if scanned == max_revisions {
+                    next = revision_events.revision;
+                    break 'records;
+                }
+                scanned += 1;
+                events.extend(revision_events.filtered(selector));
             }
-            let revision_events: RevisionEvents = decode(&value)?;
-            events.extend(revision_events.filtered(selector));
         }
         Ok(HistoryRead {
             events,
@@ -151,15 +169,26 @@ impl SmTree {
             let compacted = self.compacted()?;
             let keep_after = revision.saturating_sub(retention);
             if keep_after > compacted {
-                let start = u64_key(codec::HISTORY, compacted + 1);
-                let end = u64_key(codec::HISTORY, keep_after);
-                for item in self.tree.range(start..=end) {
-                    batch.remove(item?.0);
+                // A record ends where the next one starts: every record
+                // followed by one starting at or before `keep_after + 1`
+                // holds only compacted revisions. The last one seen may
+                // still hold later ones and stays (reads skip what is
+                // below their start).
+                let end = u64_key(codec::HISTORY, keep_after.saturating_add(1));
+                let mut previous: Option<sled::IVec> = None;
+                for item in self.tree.range(u64_key(codec::HISTORY, 0)..=end) {
+                    let (key, _) = item?;
+                    if let Some(done) = previous.replace(key) {
+                        batch.remove(done);
+                    }
                 }
                 batch.insert(codec::META_COMPACTED, &keep_after.to_be_bytes());
             }
-            for events in history.iter().filter(|e| e.revision > keep_after) {
-                batch.insert(u64_key(codec::HISTORY, events.revision), encode(events)?);
+            // One record for the revisions of this apply.
+            let kept: Vec<&RevisionEvents> =
+                history.iter().filter(|e| e.revision > keep_after).collect();
+            if let Some(first) = kept.first() {
+                batch.insert(u64_key(codec::HISTORY, first.revision), encode(&kept)?);
             }
         }
         if applied.is_some() {

@@ -47,7 +47,7 @@ impl SnapshotPayload {
             kvs: sm.decode_table(codec::KV)?,
             leases: sm.leases()?,
             sessions: sm.sessions()?,
-            history: sm.decode_table(codec::HISTORY)?,
+            history: sm.all_history()?,
         })
     }
 
@@ -77,7 +77,7 @@ impl SnapshotPayload {
         for events in &self.history {
             batch.insert(
                 codec::u64_key(codec::HISTORY, events.revision),
-                encode(events)?,
+                encode(&vec![events])?,
             );
         }
         batch.insert(codec::META_REVISION, self.revision.to_be_bytes().to_vec());

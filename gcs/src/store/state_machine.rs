@@ -15,8 +15,8 @@ use openraft::{EntryPayload, StorageIOError};
 use tokio::sync::broadcast;
 
 use crate::error::{any, read_err, Result};
-use crate::kv::{self, KvView, Overlay};
-use crate::response::{Outcome, Response};
+use crate::kv::{self, Overlay};
+use crate::response::ProposalResponse;
 use crate::store::codec::{self, decode, encode};
 use crate::store::durable::DurableDb;
 use crate::store::reader::GcsReader;
@@ -135,7 +135,10 @@ impl StateMachineStore {
 
     /// Apply a batch of entries as one atomic sled batch, then publish its
     /// events.
-    fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Response>> {
+    fn apply_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<ProposalResponse>> {
         let tree = self.tree();
         let mut overlay = Overlay::new(&tree);
         let mut responses = Vec::new();
@@ -145,18 +148,22 @@ impl StateMachineStore {
         for entry in entries {
             applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => responses.push(no_op(overlay.revision()?)),
+                EntryPayload::Blank => responses.push(ProposalResponse::default()),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    responses.push(no_op(overlay.revision()?));
+                    responses.push(ProposalResponse::default());
                 }
-                EntryPayload::Normal(command) => {
-                    let result = kv::apply(&overlay, &command)?;
-                    for mutation in result.mutations {
-                        overlay.record(mutation);
+                EntryPayload::Normal(proposal) => {
+                    let mut answers = Vec::with_capacity(proposal.commands.len());
+                    for command in &proposal.commands {
+                        let result = kv::apply(&overlay, command)?;
+                        for mutation in result.mutations {
+                            overlay.record(mutation);
+                        }
+                        history.extend(result.events);
+                        answers.push(result.response);
                     }
-                    history.extend(result.events);
-                    responses.push(result.response);
+                    responses.push(ProposalResponse { responses: answers });
                 }
             }
         }
@@ -237,13 +244,6 @@ impl StateMachineStore {
     }
 }
 
-fn no_op(revision: u64) -> Response {
-    Response {
-        revision,
-        outcome: Ok(Outcome::NoOp),
-    }
-}
-
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -254,7 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResponse>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

@@ -3,6 +3,7 @@
 //! (Process-level kill tests live in the facade crate's `tests/`.)
 
 mod basics;
+mod batching;
 mod leases;
 mod support;
 mod watch;

@@ -42,6 +42,7 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub rpc: RpcClient,
     tweak: fn(&mut GcsConfig),
+    rpc_config: RpcConfig,
     dial_overrides: HashMap<u64, HashMap<u64, String>>,
     _tmp: TempDir,
 }
@@ -56,11 +57,18 @@ impl Cluster {
     /// Starts `n` members (ids 1..=n): the first bootstraps, the others join
     /// as learners and are promoted to voters.
     pub async fn start_with(n: usize, tweak: fn(&mut GcsConfig)) -> Cluster {
+        Cluster::start_with_rpc(n, tweak, rpc_config()).await
+    }
+
+    /// [`Cluster::start_with`], members and clients using `rpc` (message
+    /// limits and the like).
+    pub async fn start_with_rpc(n: usize, tweak: fn(&mut GcsConfig), rpc: RpcConfig) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut cluster = Cluster {
             nodes: Vec::new(),
-            rpc: RpcClient::new(rpc_config()),
+            rpc: RpcClient::new(rpc.clone()),
             tweak,
+            rpc_config: rpc,
             dial_overrides: HashMap::new(),
             _tmp: tmp,
         };
@@ -127,7 +135,7 @@ impl Cluster {
                 Err(e) => panic!("member {} did not reopen: {e}", self.nodes[i].id),
             }
         };
-        let server = member.register(RpcServer::new(rpc_config()));
+        let server = member.register(RpcServer::new(self.rpc_config.clone()));
         let addr = self.nodes[i].addr.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let server = loop {

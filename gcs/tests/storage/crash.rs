@@ -185,7 +185,7 @@ fn crash_recovers_an_applied_prefix() {
                 let retry = entry(applied + 1, workload(applied, &mut model.clone()));
                 let responses = sm.apply([retry]).await.expect("apply");
                 assert_eq!(
-                    responses[0].revision, model.revision,
+                    responses[0].responses[0].revision, model.revision,
                     "a retry of the last write is not re-applied"
                 );
             }

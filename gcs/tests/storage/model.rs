@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 
 use openraft::storage::RaftStateMachine;
-use openraft::RaftSnapshotBuilder;
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use proptest::prelude::*;
 use tempfile::TempDir;
 use troupe_gcs::*;
 
 use crate::reference::{EventSummary, Expected, Model};
-use crate::support::{entry, open_with};
+use crate::support::{log_id, open_with};
 use crate::workload::{apply_model, command_of, step, Step, KEYS};
+use troupe_gcs::types::Entry;
 
 const RETENTION: u64 = 4;
 /// What a queued command must return.
@@ -156,13 +157,30 @@ impl Harness {
             return Ok(());
         }
         let queued = std::mem::take(&mut self.queued);
+        // Entries of 1 to 3 commands, as the leader batches them: every
+        // command must be answered as if it had its own entry.
+        let per_entry = (self.next_index % 3 + 1) as usize;
         let entries: Vec<_> = queued
-            .iter()
+            .chunks(per_entry)
             .enumerate()
-            .map(|(i, (c, _))| entry(self.next_index + i as u64, c.clone()))
+            .map(|(i, chunk)| {
+                let commands = chunk.iter().map(|(c, _)| c.clone()).collect();
+                Entry {
+                    log_id: log_id(self.next_index + i as u64),
+                    payload: EntryPayload::Normal(Proposal { commands }),
+                }
+            })
             .collect();
         self.next_index += entries.len() as u64;
-        let responses = self.primary.sm().apply(entries).await.expect("apply");
+        let responses: Vec<Response> = self
+            .primary
+            .sm()
+            .apply(entries)
+            .await
+            .expect("apply")
+            .into_iter()
+            .flat_map(|r| r.responses)
+            .collect();
         prop_assert_eq!(responses.len(), queued.len());
         for (i, ((command, expect), response)) in queued.iter().zip(&responses).enumerate() {
             match expect {
@@ -256,6 +274,20 @@ impl Harness {
             .history(&KeySelector::Prefix(Vec::new()), compacted + 1, usize::MAX)
             .expect("history");
         prop_assert_eq!(read.next, self.model.revision + 1);
+        // The same history two revisions at a time, following `next`
+        // (records hold all the revisions of one apply: chunks end inside
+        // them).
+        let mut chunked = Vec::new();
+        let mut from = compacted + 1;
+        while from <= self.model.revision {
+            let chunk = reader
+                .history(&KeySelector::Prefix(Vec::new()), from, 2)
+                .expect("history chunk");
+            prop_assert!(chunk.next > from, "no progress from {}", from);
+            chunked.extend(chunk.events);
+            from = chunk.next;
+        }
+        prop_assert_eq!(&chunked, &read.events);
         let history = read.events;
         let got: Vec<(u64, Vec<EventSummary>)> = history
             .into_iter()

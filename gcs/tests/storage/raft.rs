@@ -123,7 +123,14 @@ fn put(seq: u64) -> Command {
 }
 
 async fn write(raft: &Raft, command: Command) -> Response {
-    raft.client_write(command).await.expect("client write").data
+    let mut answer = raft
+        .client_write(command.into())
+        .await
+        .expect("client write")
+        .data
+        .responses;
+    assert_eq!(answer.len(), 1, "one response per command");
+    answer.remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ pub fn log_id(index: u64) -> LogId<u64> {
 pub fn entry(index: u64, command: Command) -> Entry {
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(command),
+        payload: EntryPayload::Normal(command.into()),
     }
 }
 
@@ -57,5 +57,10 @@ pub async fn apply_all(
         .enumerate()
         .map(|(i, c)| entry(first + i as u64, c.clone()))
         .collect();
-    sm.apply(entries).await.expect("apply")
+    sm.apply(entries)
+        .await
+        .expect("apply")
+        .into_iter()
+        .flat_map(|r| r.responses)
+        .collect()
 }

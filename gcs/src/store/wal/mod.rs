@@ -220,6 +220,14 @@ impl Wal {
         self.lock().vote
     }
 
+    /// Bytes of the live entries after `index` (all of them for `None`).
+    pub(crate) fn bytes_after(&self, index: Option<u64>) -> u64 {
+        let inner = self.lock();
+        let skip = index.map_or(0, |i| (i + 1).saturating_sub(inner.first_index));
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        inner.locs.iter().skip(skip).map(|l| u64::from(l.len)).sum()
+    }
+
     /// Entries with indexes in `range` (those present).
     pub(crate) fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>> {
         let inner = self.lock();

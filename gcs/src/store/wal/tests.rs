@@ -188,3 +188,22 @@ async fn appends_are_acknowledged_after_sync() {
         vec![5, 6, 7]
     );
 }
+
+#[test]
+fn bytes_after_counts_the_records_behind_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = filled(dir.path(), 10);
+    let all = wal.bytes_after(None);
+    let one = wal.bytes_after(Some(9));
+    assert!(one > 0);
+    assert_eq!(all, one * 10, "blank records are the same size");
+    assert_eq!(wal.bytes_after(Some(10)), 0);
+    assert_eq!(wal.bytes_after(Some(4)), one * 6);
+    wal.purge(log_id(4)).unwrap();
+    assert_eq!(
+        wal.bytes_after(None),
+        one * 6,
+        "purged entries do not count"
+    );
+    assert_eq!(wal.bytes_after(Some(2)), one * 6);
+}
