@@ -120,7 +120,7 @@ async fn run(args: Args) -> Result<()> {
         .unwrap_or_default();
     println!("# Troupe GCS vs etcd ({etcd_version})\n");
     println!(
-        "3 members each on 127.0.0.1, durable (Troupe: sled flush before ack; etcd: default fsync). \
+        "3 members each on 127.0.0.1, durable (Troupe: WAL fdatasync before ack; etcd: default fsync). \
          {} cores. Ratio = Troupe / etcd.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
