@@ -326,7 +326,12 @@ fn schemathesis_finds_no_difference_between_the_document_and_the_server() {
     let st = schemathesis();
     let _one = exclusive();
     let admin = &serve().admin;
+    // Its cache (`.schemathesis/`) goes under the target dir, not the
+    // source tree.
+    let work = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-run");
+    std::fs::create_dir_all(&work).unwrap();
     let out = std::process::Command::new(st)
+        .current_dir(&work)
         .arg("run")
         .arg(format!("http://{admin}/api/openapi.json"))
         .args(["--url", &format!("http://{admin}")])
