@@ -68,26 +68,10 @@ impl SmTree {
             .collect()
     }
 
-    pub fn sessions(&self) -> Result<Vec<(u64, SessionRecord)>> {
-        self.tree
-            .range(codec::table_bounds(codec::SESSION))
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((codec::u64_of_key(&k)?, decode(&v)?))
-            })
-            .collect()
-    }
-
     /// The history of at most `max_revisions` revisions from `from` on,
     /// restricted to `selector` (revisions without a matching event are left
     /// out). Fails with `Compacted` when `from` is at or below the compaction
     /// point.
-    /// Every revision's events still kept, oldest first.
-    pub fn all_history(&self) -> Result<Vec<RevisionEvents>> {
-        let records: Vec<Vec<RevisionEvents>> = self.decode_table(codec::HISTORY)?;
-        Ok(records.into_iter().flatten().collect())
-    }
-
     pub fn history(
         &self,
         selector: &KeySelector,

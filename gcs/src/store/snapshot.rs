@@ -34,23 +34,74 @@ pub struct SnapshotPayload {
     pub history: Vec<RevisionEvents>,
 }
 
-impl SnapshotPayload {
+/// The state as read while applying is paused: the records as stored
+/// (reference-counted sled buffers, no decoding), decoded into a
+/// [`SnapshotPayload`] later, off the apply path.
+pub(crate) struct RawCapture {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    revision: u64,
+    compacted: u64,
+    kvs: Vec<sled::IVec>,
+    leases: Vec<sled::IVec>,
+    sessions: Vec<(sled::IVec, sled::IVec)>,
+    history: Vec<sled::IVec>,
+}
+
+impl RawCapture {
     /// Read the whole state of one tree. The caller makes sure no apply runs
     /// concurrently, so this is a consistent cut.
-    pub fn capture(sm: &SmTree) -> Result<Self> {
-        Ok(SnapshotPayload {
-            format: SNAPSHOT_FORMAT,
+    pub(crate) fn take(sm: &SmTree) -> Result<Self> {
+        let values = |table: u8| -> Result<Vec<sled::IVec>> {
+            sm.tree
+                .range(codec::table_bounds(table))
+                .map(|item| Ok(item?.1))
+                .collect()
+        };
+        Ok(RawCapture {
             last_applied: sm.last_applied()?,
             membership: sm.membership()?,
             revision: sm.revision()?,
             compacted: sm.compacted()?,
-            kvs: sm.decode_table(codec::KV)?,
-            leases: sm.leases()?,
-            sessions: sm.sessions()?,
-            history: sm.all_history()?,
+            kvs: values(codec::KV)?,
+            leases: values(codec::LEASE)?,
+            sessions: sm
+                .tree
+                .range(codec::table_bounds(codec::SESSION))
+                .collect::<std::result::Result<_, _>>()?,
+            history: values(codec::HISTORY)?,
         })
     }
 
+    pub(crate) fn decode(self) -> Result<SnapshotPayload> {
+        let records: Vec<Vec<RevisionEvents>> = self
+            .history
+            .iter()
+            .map(|v| decode(v))
+            .collect::<Result<_>>()?;
+        Ok(SnapshotPayload {
+            format: SNAPSHOT_FORMAT,
+            last_applied: self.last_applied,
+            membership: self.membership,
+            revision: self.revision,
+            compacted: self.compacted,
+            kvs: self.kvs.iter().map(|v| decode(v)).collect::<Result<_>>()?,
+            leases: self
+                .leases
+                .iter()
+                .map(|v| decode(v))
+                .collect::<Result<_>>()?,
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(k, v)| Ok((codec::u64_of_key(k)?, decode(v)?)))
+                .collect::<Result<_>>()?,
+            history: records.into_iter().flatten().collect(),
+        })
+    }
+}
+
+impl SnapshotPayload {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let payload: SnapshotPayload = decode(bytes)?;
         if payload.format != SNAPSHOT_FORMAT {
@@ -110,7 +161,7 @@ impl StoredSnapshot {
 /// builder (so applies may continue meanwhile).
 pub struct SnapshotBuilder {
     pub(crate) shared: Arc<SmShared>,
-    pub(crate) captured: Result<SnapshotPayload>,
+    pub(crate) captured: Result<RawCapture>,
 }
 
 impl SnapshotBuilder {
@@ -118,7 +169,8 @@ impl SnapshotBuilder {
         let payload = std::mem::replace(
             &mut self.captured,
             Err(GcsStoreError::Corrupt("snapshot already built".into())),
-        )?;
+        )?
+        .decode()?;
         // Everything applied up to the snapshot must be durable before
         // openraft purges the log behind it.
         self.shared.db.flush_async().await?;

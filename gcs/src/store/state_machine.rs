@@ -21,7 +21,7 @@ use crate::store::codec::{self, decode, encode};
 use crate::store::durable::DurableDb;
 use crate::store::reader::GcsReader;
 use crate::store::sm_tree::SmTree;
-use crate::store::snapshot::{SnapshotBuilder, SnapshotPayload, StoredSnapshot};
+use crate::store::snapshot::{RawCapture, SnapshotBuilder, SnapshotPayload, StoredSnapshot};
 use crate::store::StoreConfig;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -266,7 +266,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             shared: self.shared.clone(),
-            captured: SnapshotPayload::capture(&self.tree()),
+            captured: RawCapture::take(&self.tree()),
         }
     }
 
