@@ -320,7 +320,9 @@ async fn snapshot_by_size(raft: Raft, log: store::LogStore, limit: u64) {
     loop {
         every.tick().await;
         let (snapshot, applied) = {
-            let m = raft.metrics().borrow().clone();
+            // Read two fields in place; the guard ends with this block.
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
             (m.snapshot.map(|s| s.index), m.last_applied.map(|l| l.index))
         };
         if applied.is_none() || applied == snapshot {
