@@ -13,6 +13,8 @@
 //! - [`core`]: re-export of `troupe-core` (ids, resources, RPC transport).
 //! - [`serve`]: re-export of `troupe-serve` (deployments, applications,
 //!   handles, the proxy).
+//! - [`chaos`]: re-export of `troupe-chaos` (the chaos harness behind
+//!   `troupe chaos run`).
 //! - the actor API from `troupe-worker`: [`Actor`], [`Handler`], [`Message`],
 //!   [`Registry`], [`Cluster`], [`ActorHandle`], and [`Node`] for embedding a
 //!   node in a program.
@@ -31,6 +33,7 @@ pub fn status_text(state: &troupe_worker::ClusterState) -> String {
     troupe_worker::status::render(state)
 }
 
+pub use troupe_chaos as chaos;
 pub use troupe_serve as serve;
 
 /// The names most programs need, for `use troupe::prelude::*`.

@@ -1,12 +1,28 @@
 //! `troupe-chaos`: the chaos harness and its tools.
 //!
-//! The harness (to come) starts a real multi-process cluster on this
-//! machine, drives open-loop HTTP load, injects faults from a seeded
-//! schedule, checks invariants and reports availability. Its tools are
-//! usable on their own, and the GCS tests use them today:
+//! `troupe chaos run SCENARIO.yaml` starts a real cluster of node
+//! processes (each in its own network namespace when it can), deploys a
+//! serve config, drives open-loop load, injects faults from a seeded
+//! schedule, checks invariants and writes a report (see CHAOS.md).
 //!
 //! # Layout
 //!
+//! - [`scenario`]: the scenario file (parsed with path-precise errors) and
+//!   the seeded fault timeline it yields.
+//! - [`record`]: what a run records (requests, faults, probes, instance
+//!   lifecycles).
+//! - [`cluster`]: the cluster under test: network namespaces and their
+//!   bridge, node processes, and the guard that removes everything.
+//! - [`workload`]: open-loop HTTP clients (fixed or health-checking) and the
+//!   GCS operation recorder.
+//! - [`fault`]: each fault kind's inject and heal, targets chosen by role.
+//! - [`probe`]: reading leader, term and replica counts off the nodes'
+//!   `/metrics` and admin API.
+//! - [`analysis`]: statistics (confidence bounds, gaps, windows) and the
+//!   safety checks, pure.
+//! - [`report`]: `report.json`, the HTML page with SVG charts, the summary
+//!   table.
+//! - `run.rs`: [`run`] / [`RunOptions`], the orchestrator.
 //! - [`linearizability`]: a Porcupine-style checker of recorded histories
 //!   (with a key-value model), for "the control store is linearizable".
 //! - [`fault_proxy`]: a TCP proxy that passes, delays, refuses or
@@ -14,5 +30,16 @@
 //!   proxy per directed link between cluster members (partitions).
 #![forbid(unsafe_code)]
 
+pub mod analysis;
+pub mod cluster;
+pub mod fault;
 pub mod fault_proxy;
 pub mod linearizability;
+pub mod probe;
+pub mod record;
+pub mod report;
+mod run;
+pub mod scenario;
+pub mod workload;
+
+pub use run::{run, RunOptions};

@@ -1,6 +1,7 @@
 //! The `troupe` command line. Binaries stay thin: parse arguments, set up
 //! tracing, call into the library.
 
+mod chaos;
 mod gcs;
 mod node;
 mod serve;
@@ -56,6 +57,10 @@ enum Command {
     /// The global control store: run a member, list or change members.
     #[command(subcommand)]
     Gcs(gcs::GcsCommand),
+    /// The chaos harness: run a scenario (a real cluster of node processes,
+    /// open-loop load, seeded faults) and report availability and safety.
+    #[command(subcommand)]
+    Chaos(chaos::ChaosCommand),
 }
 
 /// Parses the process's arguments and runs the command. `catalog` holds
@@ -109,6 +114,7 @@ fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {
         Command::Status(args) => multi_thread()?.block_on(node::status(args)),
         Command::Stop(args) => multi_thread()?.block_on(node::stop(args)),
         Command::Gcs(command) => gcs::run(command),
+        Command::Chaos(command) => multi_thread()?.block_on(chaos::run(command)),
         Command::Version => {
             println!(
                 "troupe {} (RPC protocol {})",

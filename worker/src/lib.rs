@@ -45,6 +45,7 @@ pub use actor::{
 };
 pub use cluster::{ActorHandle, Cluster, Spawn};
 pub use error::{Result, WorkerError};
+pub use hosting::INSTANCE_LOG;
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
 pub use node::{GcsTiming, Node, NodeConfig, Role};
 pub use placement::{

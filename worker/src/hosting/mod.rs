@@ -22,6 +22,11 @@ pub(crate) use host::{Host, HostEvent, HostEvents, LocalAddr, SharedTyped, Typed
 
 use crate::actor::{ActorContext, DynActorType};
 
+/// The tracing target of "instance started" / "instance stopped" lines
+/// (info level, with `actor` and `incarnation`): the chaos harness reads
+/// them to check that no actor runs on two nodes at once.
+pub const INSTANCE_LOG: &str = "troupe_worker::instance";
+
 /// The arbiter (of `arbiters`) that runs `actor` on any node: callers use
 /// it to pick the data-plane listener on the actor's own thread.
 pub(crate) fn arbiter_index(actor: ActorId, arbiters: usize) -> usize {
@@ -111,7 +116,9 @@ impl Hosting {
         );
         if let Some(old) = replaced {
             old.addr.stop();
+            tracing::info!(target: INSTANCE_LOG, actor = %id, incarnation = old.incarnation, "instance stopped");
         }
+        tracing::info!(target: INSTANCE_LOG, actor = %id, incarnation, "instance started");
         self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -130,6 +137,7 @@ impl Hosting {
         };
         if let Some(local) = removed {
             local.addr.stop();
+            tracing::info!(target: INSTANCE_LOG, %actor, incarnation = local.incarnation, "instance stopped");
             self.changes.send_modify(|n| *n += 1);
         }
     }

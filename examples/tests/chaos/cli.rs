@@ -1,0 +1,82 @@
+//! `troupe-chain chaos run` as a user meets it: a bad scenario is refused
+//! with every problem at its path, and a run that misses its SLO says so
+//! and exits 1, with its report written.
+
+use std::process::Command;
+
+use crate::{scenario, SERVE_BIN};
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(
+        dir.path(),
+        "bad",
+        "name: bad\nduration_s: -1\nworkloads:\n  - {name: w, kind: http, path: chain, rate: 10, clinet: fixed}\n\
+         faults:\n  timeline:\n    - {at_s: 1, kind: kill, target: 'node:9'}\n",
+    );
+    let out = Command::new(SERVE_BIN)
+        .args(["chaos", "run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "duration_s",
+        "workloads[0].path",
+        "workloads[0].clinet",
+        "faults.timeline[0].target",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("client"),
+        "no suggestion for the misspelt field:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_run_that_misses_its_slo_exits_1_with_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // No request comes 1 ms after another at 20 req/s: the gap SLO cannot
+    // hold, whatever the machine does.
+    let path = scenario(
+        dir.path(),
+        "strict",
+        "name: strict\nduration_s: 4\ncluster: {nodes: 1, network: loopback}\n\
+         serve_config:\n  applications:\n    - {name: chain, route_prefix: /chain, app: chain}\n\
+         workloads:\n  - {name: chain, kind: http, path: /chain, body: ' a B ', rate: 20, client: fixed}\n\
+         checks: {max_gap_s: 0.001, min_success: 0.5}\n",
+    );
+    let out_dir = dir.path().join("out");
+    let out = Command::new(SERVE_BIN)
+        .args(["chaos", "run"])
+        .arg(&path)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("FAIL slo:overall"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    let requests = report["overall"]["requests"].as_u64().unwrap();
+    assert!(
+        requests >= 60,
+        "only {requests} requests in 4 s at 20 req/s"
+    );
+    assert_eq!(
+        report["overall"]["success_rate"].as_f64(),
+        Some(1.0),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg"));
+}
