@@ -11,6 +11,18 @@ pub enum ChaosCommand {
     /// load, inject its faults, then check and report. Exits 1 when an SLO
     /// or a safety check fails. See CHAOS.md.
     Run(RunArgs),
+    /// Check a scenario and print its fault timeline for a seed, without
+    /// running anything (the same seed always gives the same timeline).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The scenario file.
+    scenario: PathBuf,
+    /// The seed (default: the scenario's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -27,7 +39,10 @@ pub struct RunArgs {
 }
 
 pub async fn run(command: ChaosCommand) -> anyhow::Result<()> {
-    let ChaosCommand::Run(args) = command;
+    let args = match command {
+        ChaosCommand::Run(args) => args,
+        ChaosCommand::Plan(args) => return plan(args),
+    };
     let options = troupe_chaos::RunOptions {
         scenario: args.scenario,
         seed: args.seed,
@@ -45,6 +60,32 @@ pub async fn run(command: ChaosCommand) -> anyhow::Result<()> {
     );
     if !report.passed() {
         anyhow::bail!("the run failed its checks (see FAIL lines above)");
+    }
+    Ok(())
+}
+
+fn plan(args: PlanArgs) -> anyhow::Result<()> {
+    let (scenario, _) = troupe_chaos::scenario::load(&args.scenario).map_err(|e| {
+        anyhow::anyhow!("{} is not a valid scenario:\n{e}", args.scenario.display())
+    })?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    println!(
+        "scenario {}: {} s of load, seed {seed}",
+        scenario.name, scenario.duration_s
+    );
+    for fault in troupe_chaos::scenario::timeline(&scenario, seed) {
+        let heal = fault
+            .spec
+            .heal_after_s
+            .map_or("never healed".to_owned(), |s| format!("healed after {s} s"));
+        println!(
+            "{:>9.3} s  {:<32} target {:?} x{} (pick {}), {heal}",
+            fault.at_ms as f64 / 1000.0,
+            fault.spec.class,
+            fault.spec.target.role,
+            fault.offsets_ms.len().max(1),
+            fault.pick
+        );
     }
     Ok(())
 }

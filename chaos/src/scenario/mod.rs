@@ -356,3 +356,48 @@ impl Default for Checks {
 /// Where a scenario's relative paths are resolved (the scenario file's
 /// folder).
 pub type BaseDir = PathBuf;
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// Every scenario in `chaos/scenarios/` parses, plans faults, and (but
+    /// the smoke run) sends enough requests for a 99.99% bound: with no
+    /// failure in n requests the 95% bound is 3/n, so n >= 30,000.
+    #[test]
+    fn the_shipped_scenarios_parse_and_are_large_enough() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let (scenario, _) = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+            assert!(
+                !timeline(&scenario, scenario.seed).is_empty(),
+                "{} plans no fault",
+                path.display()
+            );
+            if scenario.name == "smoke" {
+                assert!(scenario.duration_s <= 90.0, "the smoke run must fit CI");
+                continue;
+            }
+            let requests: f64 = scenario
+                .workloads
+                .iter()
+                .filter_map(|w| match w {
+                    Workload::Http(h) => Some(h.rate * scenario.duration_s),
+                    Workload::Gcs(_) => None,
+                })
+                .sum();
+            assert!(
+                requests >= 30_000.0,
+                "{} sends only {requests} requests",
+                path.display()
+            );
+        }
+        assert!(seen >= 14, "only {seen} scenarios in {}", dir.display());
+    }
+}

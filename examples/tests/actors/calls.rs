@@ -175,8 +175,24 @@ async fn an_actor_hogging_its_thread_does_not_stall_the_node() {
         let hog = hog.clone();
         async move { hog.call(Hog(3000)).await }
     });
-    // Wait until the hog's handler runs (its arbiter is then blocked).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the hog's handler runs (its arbiter is then blocked): a
+    // call sent after it gets no answer in time (unavailable: timed out),
+    // as it waits behind it. Before the hog's message arrives, such a call
+    // answers at once.
+    wait_until(
+        "the hog's handler blocks its actor",
+        Duration::from_secs(10),
+        || {
+            let hog = hog.clone();
+            async move {
+                matches!(
+                    hog.call_timeout(Get, Duration::from_millis(250)).await,
+                    Err(ActorError::Unavailable { .. })
+                )
+            }
+        },
+    )
+    .await;
     let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(TOKEN).unwrap()));
     let ping = ByteBuf::from(b"still there?".to_vec());
     let channel = rpc.channel(&cluster.nodes[0].addr);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use troupe::prelude::*;
 use troupe_examples::actors::{Add, Counter, Crash, Get, WhereAreYou};
 
-use crate::support::{wait_until, TestCluster};
+use crate::support::{away_from_others, wait_until, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_restarts_the_actor_and_leaves_the_node_serving() {
@@ -93,14 +93,29 @@ async fn a_killed_node_s_actors_restart_elsewhere_within_their_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_gcs_leader_s_node_does_not_fail_calls_and_spawns_resume() {
-    // Three GCS members; the head leads and hosts nothing.
-    let mut cluster = TestCluster::head(&["--num-cpus", "0"]);
-    cluster.join(&["--gcs", "--num-cpus", "2"]);
-    cluster.join(&["--gcs", "--num-cpus", "2"]);
-    let driver = cluster.driver_via(1, 3).await;
+    // Three GCS members; the node whose member leads hosts nothing. Which
+    // node leads is read from the nodes, not assumed: the actors then ask
+    // for a resource that every node but the leader's has.
+    let mut cluster =
+        TestCluster::head(&["--num-cpus", "2", "--resources", &away_from_others(0, 3)]);
+    for i in 1..3 {
+        let resources = away_from_others(i, 3);
+        cluster.join(&["--gcs", "--num-cpus", "2", "--resources", &resources]);
+    }
+    let (leader, term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+    let via = (0..3).find(|&i| i != leader).unwrap();
+    let driver = cluster.driver_via(via, 3).await;
+    let away = format!("away_from_{leader}");
     let mut counters = Vec::new();
     for i in 0..4 {
-        counters.push(driver.spawn::<Counter>(i).num_cpus(0.5).await.unwrap());
+        counters.push(
+            driver
+                .spawn::<Counter>(i)
+                .num_cpus(0.5)
+                .resource(&away, 1.0)
+                .await
+                .unwrap(),
+        );
     }
     for c in &counters {
         c.call(Get).await.unwrap();
@@ -120,12 +135,37 @@ async fn losing_the_gcs_leader_s_node_does_not_fail_calls_and_spawns_resume() {
             Ok::<_, ActorError>(())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.nodes[0].kill();
+    wait_until("the callers are under way", Duration::from_secs(10), || {
+        let calls = calls.clone();
+        async move { calls.load(Ordering::Relaxed) >= 100 }
+    })
+    .await;
+    // The node killed is the one that leads at that moment.
+    let (leader_now, term_now) = cluster.gcs_leader(Duration::from_secs(10)).await;
+    assert_eq!(
+        leader_now, leader,
+        "leadership moved from node {leader} (term {term}) to node {leader_now} (term \
+         {term_now}) before the kill; the actors were placed away from node {leader}"
+    );
+    cluster.nodes[leader].kill();
     let before = calls.load(Ordering::Relaxed);
     // A new controller takes over: a spawn works again.
-    let fresh = driver.spawn::<Counter>(1000).num_cpus(0.5).await.unwrap();
+    let fresh = driver
+        .spawn::<Counter>(1000)
+        .num_cpus(0.5)
+        .resource(&away, 1.0)
+        .await
+        .unwrap();
     assert_eq!(fresh.call(Get).await.unwrap(), 1000);
+    // The survivors lead in a later term.
+    let (new_leader, new_term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+    assert!(
+        new_leader != leader && new_term > term_now,
+        "node {new_leader} leads in term {new_term} after node {leader} (term {term_now}) was killed"
+    );
+    eprintln!(
+        "killed node {leader}, the leader in term {term_now}; node {new_leader} leads in term {new_term}"
+    );
     wait_until(
         "calls went on after the kill",
         Duration::from_secs(10),
@@ -142,9 +182,13 @@ async fn losing_the_gcs_leader_s_node_does_not_fail_calls_and_spawns_resume() {
             .unwrap()
             .expect("no call failed during the failover");
     }
-    wait_until("the head's lease expired", Duration::from_secs(15), || {
-        let driver = driver.clone();
-        async move { driver.state().await.is_ok_and(|s| s.nodes.len() == 2) }
-    })
+    wait_until(
+        "the killed leader's lease expired",
+        Duration::from_secs(15),
+        || {
+            let driver = driver.clone();
+            async move { driver.state().await.is_ok_and(|s| s.nodes.len() == 2) }
+        },
+    )
     .await;
 }

@@ -16,7 +16,7 @@ use troupe_examples::patterns::{
     WordCount,
 };
 
-use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
+use crate::support::{away_from_others, wait_until, TestCluster, SERVE_BIN, TOKEN};
 
 /// `METHOD path` with `body` on a fresh connection: status and body.
 pub(crate) fn http(
@@ -209,17 +209,33 @@ async fn a_chain_spread_over_three_nodes_answers_through_any_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_gcs_leader_and_controller_fails_no_request() {
-    // Three GCS members; the head leads, runs both controllers and hosts no
-    // replica; the load goes through the proxy of another node.
-    let mut cluster = TestCluster::head_of(SERVE_BIN, &["--num-cpus", "0"]);
-    cluster.join(&["--gcs", "--num-cpus", "2"]);
-    cluster.join(&["--gcs", "--num-cpus", "2"]);
-    let driver = cluster.driver_via(1, 3).await;
-    // Replicas need CPU, so none runs on the head.
+    // Three GCS members. The node whose member leads runs both controllers
+    // (they follow the leader) and hosts no replica; the driver and the
+    // load go through another node. Which node leads is read from the
+    // nodes, not assumed: the replicas then ask for a resource that every
+    // node but the leader's has.
+    let mut cluster = TestCluster::head_of(
+        SERVE_BIN,
+        &["--num-cpus", "2", "--resources", &away_from_others(0, 3)],
+    );
+    for i in 1..3 {
+        let resources = away_from_others(i, 3);
+        cluster.join(&["--gcs", "--num-cpus", "2", "--resources", &resources]);
+    }
+    let (leader, term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let (via, proxy) = (others[0], others[1]);
+    let driver = cluster.driver_via(via, 3).await;
+    let away = format!("away_from_{leader}");
     let noop = |n| {
         Application::new("noop")
             .route_prefix(Some("/noop"))
-            .ingress(Bind::<Noop>::new("noop", ()).num_replicas(n).num_cpus(0.5))
+            .ingress(
+                Bind::<Noop>::new("noop", ())
+                    .num_replicas(n)
+                    .num_cpus(0.5)
+                    .resource(&away, 1.0),
+            )
     };
     troupe::serve::deploy(&driver, noop(2)).await.unwrap();
     let before = wait_running(&driver, "noop", 2).await;
@@ -229,8 +245,23 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
             .flat_map(|d| d.replicas.iter().map(|r| r.actor))
             .collect()
     };
+    let state = driver.state().await.unwrap();
+    let leader_id = state
+        .nodes
+        .values()
+        .find(|n| n.addr == cluster.nodes[leader].addr)
+        .map(|n| n.id)
+        .expect("the leader's node is registered");
+    assert!(
+        before
+            .deployments
+            .values()
+            .flat_map(|d| &d.replicas)
+            .all(|r| r.node != Some(leader_id)),
+        "no replica on the leader's node: {before:?}"
+    );
 
-    let http = cluster.nodes[1].http.clone();
+    let http = cluster.nodes[proxy].http.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -251,7 +282,23 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
         async move { sent.load(Ordering::Relaxed) > 20 }
     })
     .await;
-    cluster.nodes[0].kill();
+    // The node killed is the one that leads at that moment.
+    let (leader_now, term_now) = cluster.gcs_leader(Duration::from_secs(10)).await;
+    assert_eq!(
+        leader_now, leader,
+        "leadership moved from node {leader} (term {term}) to node {leader_now} (term \
+         {term_now}) before the kill; the replicas were placed away from node {leader}"
+    );
+    cluster.nodes[leader].kill();
+    // The survivors elect a new leader in a later term.
+    let (new_leader, new_term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+    assert!(
+        new_leader != leader && new_term > term_now,
+        "node {new_leader} leads in term {new_term} after node {leader} (term {term_now}) was killed"
+    );
+    eprintln!(
+        "killed node {leader}, the leader in term {term_now}; node {new_leader} leads in term {new_term}"
+    );
     // The new controllers take over; a scale change takes effect.
     troupe::serve::deploy(&driver, noop(3)).await.unwrap();
     let after = wait_running(&driver, "noop", 3).await;
@@ -275,10 +322,10 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
         sent.load(Ordering::Relaxed)
     );
     // The surviving GCS nodes' admin API reports the app and the new term.
-    let (code, apps) = get(&cluster.nodes[1].admin, "/api/serve/applications/").unwrap();
+    let (code, apps) = get(&cluster.nodes[via].admin, "/api/serve/applications/").unwrap();
     assert_eq!(code, 200, "{apps}");
     assert!(apps.contains(r#""status":"RUNNING""#), "{apps}");
-    let (_, page) = get(&cluster.nodes[2].admin, "/metrics").unwrap();
+    let (_, page) = get(&cluster.nodes[proxy].admin, "/metrics").unwrap();
     assert!(page.contains("troupe_gcs_term"), "{page}");
     assert!(
         replicas(&before).is_subset(&replicas(&after)),

@@ -28,6 +28,17 @@ where
     }
 }
 
+/// `--resources` for node `i` of `n`: a resource named after each *other*
+/// node (`away_from_<j>`), so that work asking for `away_from_<j>` runs
+/// anywhere but on node `j`.
+pub fn away_from_others(i: usize, n: usize) -> String {
+    let names: Vec<String> = (0..n)
+        .filter(|&j| j != i)
+        .map(|j| format!("\"away_from_{j}\": 100"))
+        .collect();
+    format!("{{{}}}", names.join(", "))
+}
+
 /// One node process (`troupe-actors start` or `troupe-chain start`).
 pub struct NodeProcess {
     pub addr: String,
@@ -112,6 +123,29 @@ impl NodeProcess {
         true
     }
 
+    /// False once the process was killed or exited.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// This node's GCS member as its admin `/metrics` reports it: whether
+    /// it leads, and its term. `None` if the page does not answer or has
+    /// no GCS gauges (not a GCS node).
+    pub fn gcs_role(&self) -> Option<(bool, u64)> {
+        let (code, page) = crate::serve::get(&self.admin, "/metrics").ok()?;
+        if code != 200 {
+            return None;
+        }
+        let sample = |name: &str| -> Option<f64> {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let leads = sample("troupe_gcs_is_leader")? == 1.0;
+        let term = sample("troupe_gcs_term")? as u64;
+        Some((leads, term))
+    }
+
     /// SIGKILL: no goodbye, the lease has to expire.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -192,6 +226,44 @@ impl TestCluster {
         })
         .await;
         cluster
+    }
+
+    /// The index of the node whose GCS member leads, and its term, once the
+    /// running nodes agree: every one answers, exactly one leads, and all
+    /// are in the same term (no election under way, no deposed leader
+    /// that still believes it leads). Every running node must be a GCS
+    /// node (the others report no leader and term 0).
+    pub async fn gcs_leader(&self, within: Duration) -> (usize, u64) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let roles: Vec<(usize, Option<(bool, u64)>)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.is_running())
+                .map(|(i, n)| (i, n.gcs_role()))
+                .collect();
+            let leaders: Vec<(usize, u64)> = roles
+                .iter()
+                .filter_map(|&(i, role)| match role {
+                    Some((true, term)) => Some((i, term)),
+                    _ => None,
+                })
+                .collect();
+            if let [(leader, term)] = leaders[..] {
+                if roles
+                    .iter()
+                    .all(|(_, role)| role.is_some_and(|(_, t)| t == term))
+                {
+                    return (leader, term);
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the running nodes do not agree on a GCS leader; (node, (leads, term)): {roles:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A driver connected through the head.

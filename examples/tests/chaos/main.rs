@@ -48,11 +48,7 @@ pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim().chars().next() != Some('Z'))
-        })
+        .and_then(|s| s.rsplit(')').next().map(|r| !r.trim().starts_with('Z')))
         .unwrap_or(false)
 }
 

@@ -1,11 +1,13 @@
 //! Each composition pattern over HTTP, and replicas replaced under load.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use troupe_serve::{Application, Bind};
 
 use crate::apps::{Chain, ChainArgs, Ensemble, EnsembleArgs, Hello, Scale, Upper};
-use crate::support::{app_status, deploy, get, post, serve, wait_until};
+use crate::support::{app_status, deploy, get, post, request_to, serve, wait_until};
 
 #[test]
 fn hello_over_http_with_health_and_routes() {
@@ -66,15 +68,33 @@ fn killed_replicas_are_replaced_and_requests_go_on() {
         .replicas
         .clone();
     let victim = before[0].actor;
-    let load = std::thread::spawn(|| {
-        let mut statuses = Vec::new();
-        for _ in 0..200 {
-            statuses.push(get("/steady/x").status);
+    // The load runs until it has made REQUESTS_AFTER_KILL requests after the
+    // kill (bounded, in case the test fails before it is stopped).
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = std::thread::spawn({
+        let (done, stop) = (done.clone(), stop.clone());
+        move || {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) && statuses.len() < 10_000 {
+                statuses.push(get("/steady/x").status);
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            statuses
         }
-        statuses
     });
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until("the load is flowing", Duration::from_secs(20), || {
+        done.load(Ordering::SeqCst) >= 20
+    });
     s.runtime.block_on(s.cluster.kill(victim)).unwrap();
+    let at_kill = done.load(Ordering::SeqCst);
+    const REQUESTS_AFTER_KILL: usize = 200;
+    wait_until(
+        "requests complete after the kill",
+        Duration::from_secs(20),
+        || done.load(Ordering::SeqCst) >= at_kill + REQUESTS_AFTER_KILL,
+    );
+    stop.store(true, Ordering::SeqCst);
     let statuses = load.join().unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     wait_until(
@@ -91,6 +111,20 @@ fn killed_replicas_are_replaced_and_requests_go_on() {
     );
 }
 
+/// Requests the replicas of the `shrink` application have started (those
+/// running now plus those done), from the admin API's `/metrics`.
+fn shrink_requests_started() -> f64 {
+    let page = request_to(&serve().admin, "GET", "/metrics", b"", &[]).body;
+    let sum = |metric: &str| -> f64 {
+        page.lines()
+            .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
+            .filter(|l| l.contains(r#"application="shrink""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    sum("serve_replica_processing_queries") + sum("serve_deployment_processing_latency_ms_count")
+}
+
 #[test]
 fn scaling_down_drains_replicas_without_failing_requests() {
     let app = |n| {
@@ -103,7 +137,11 @@ fn scaling_down_drains_replicas_without_failing_requests() {
     let slow: Vec<_> = (0..6)
         .map(|_| std::thread::spawn(|| get("/shrink/slow").status))
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until(
+        "the six slow requests reached replicas",
+        Duration::from_secs(20),
+        || shrink_requests_started() >= 6.0,
+    );
     let s = serve();
     s.runtime
         .block_on(troupe_serve::deploy(&s.cluster, app(1)))
