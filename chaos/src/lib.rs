@@ -22,7 +22,8 @@
 //!   safety checks, pure.
 //! - [`report`]: `report.json`, the HTML page with SVG charts, the summary
 //!   table.
-//! - `run.rs`: [`run`] / [`RunOptions`], the orchestrator.
+//! - `run.rs`: [`run`] / [`RunOptions`], the orchestrator; `verdict.rs`:
+//!   judging what it collected (statistics, checks, the report).
 //! - [`linearizability`]: a Porcupine-style checker of recorded histories
 //!   (with a key-value model), for "the control store is linearizable".
 //! - [`fault_proxy`]: a TCP proxy that passes, delays, refuses or
@@ -40,6 +41,7 @@ pub mod record;
 pub mod report;
 mod run;
 pub mod scenario;
+mod verdict;
 pub mod workload;
 
 pub use run::{run, RunOptions};

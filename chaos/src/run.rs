@@ -1,7 +1,7 @@
 //! One chaos run, start to end: cluster up, config deployed, load and
 //! faults on the seeded timeline, heal and convergence, checks, report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,14 +11,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use troupe_core::rpc::{ClusterToken, RpcClient, RpcConfig};
 
-use crate::analysis;
 use crate::cluster::{Cluster, StartRole};
 use crate::fault::Injector;
-use crate::linearizability::{check, CheckResult, KvInput, KvModel, KvOutput, Recorder};
+use crate::linearizability::{KvInput, KvOutput, Recorder};
 use crate::probe;
 use crate::record::{FaultRecord, HttpRecord, ProbeSample};
-use crate::report::{self, CheckOutcome, GcsSummary, MachineInfo, Report, Series};
+use crate::report::{self, Report};
 use crate::scenario::{self, Scenario, Workload};
+use crate::verdict::{judge, rfc3339, Driven, Judging};
 use crate::workload;
 
 /// How often the prober looks at the cluster.
@@ -112,26 +112,6 @@ pub async fn run(
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     report::write_html(&report, &out.join("report.html"))?;
     Ok((report, out))
-}
-
-/// What the driving phase collected.
-struct Driven {
-    requests: Vec<HttpRecord>,
-    faults: Vec<FaultRecord>,
-    probes: Vec<ProbeSample>,
-    history: Option<Recorder<KvInput, KvOutput>>,
-    load_ms: (u64, u64),
-    converged: Option<u64>,
-    last_heal_ms: u64,
-    setup_notes: Vec<String>,
-}
-
-struct Judging {
-    network: &'static str,
-    origin_unix_ms: u64,
-    started_at: String,
-    load_start: Option<f64>,
-    unavailable: Vec<String>,
 }
 
 async fn start_cluster(scenario: &Scenario, cluster: &Cluster) -> anyhow::Result<()> {
@@ -231,9 +211,12 @@ async fn drive(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     // The prober.
-    let prober = {
+    // Every task of the run lives in a JoinSet owned here: if the run is
+    // interrupted (this future dropped), they are aborted with it.
+    let mut prober = tokio::task::JoinSet::new();
+    {
         let (cluster, probes, mut stop) = (cluster.clone(), probes.clone(), stop_rx.clone());
-        tokio::spawn(async move {
+        prober.spawn(async move {
             loop {
                 let (_, sample) =
                     probe::observe(&cluster, origin.elapsed().as_millis() as u64).await;
@@ -246,8 +229,8 @@ async fn drive(
                     _ = stop.changed() => return,
                 }
             }
-        })
-    };
+        });
+    }
     // The workloads.
     let load_start = Instant::now();
     let load_start_ms = origin.elapsed().as_millis() as u64;
@@ -348,7 +331,7 @@ async fn drive(
     let _ = stop_tx.send(true);
     while loads.join_next().await.is_some() {}
     let load_end_ms = origin.elapsed().as_millis() as u64;
-    let _ = prober.await;
+    while prober.join_next().await.is_some() {}
     let faults = faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let last_heal_ms = faults
         .iter()
@@ -397,329 +380,4 @@ async fn drive(
         last_heal_ms,
         setup_notes,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn judge(
-    scenario: &Scenario,
-    text: &str,
-    seed: u64,
-    options: &RunOptions,
-    out: &Path,
-    cluster: &Cluster,
-    driven: Driven,
-    j: Judging,
-) -> anyhow::Result<Report> {
-    let checks_spec = &scenario.checks;
-    let tail_ms = (checks_spec.window_tail_s * 1000.0) as u64;
-    let run_end = driven.load_ms.1;
-    // A balanced client is judged as its load balancer's clients see it:
-    // one gap over all its proxies (a dead proxy it routes around is no
-    // gap); a fixed client per proxy.
-    let balanced: Vec<&str> = scenario
-        .workloads
-        .iter()
-        .filter_map(|w| match w {
-            Workload::Http(h) if h.client == scenario::ClientMode::Balanced => {
-                Some(h.name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    let mut requests = driven.requests;
-    for r in &mut requests {
-        if balanced.contains(&r.workload.as_str()) && r.proxy.is_some() {
-            r.proxy = Some(report::BALANCED_PROXY);
-        }
-    }
-    let requests = &requests;
-    let overall = analysis::window_stats("overall", requests, 0, run_end + 1);
-    let classes = analysis::class_stats(requests, &driven.faults, tail_ms, run_end);
-    let mut windows = Vec::new();
-    for (index, start, end) in analysis::fault_windows(&driven.faults, tail_ms, run_end) {
-        let f = &driven.faults[index];
-        let mut w = analysis::window_stats(&f.description, requests, start, end);
-        w.recovery_ms = analysis::recovery_ms(&driven.probes, f.heal_ms.unwrap_or(f.start_ms));
-        windows.push(w);
-    }
-    // A class recovers when its slowest window does.
-    let mut classes = classes;
-    for c in &mut classes {
-        let spans: Vec<Option<u64>> = analysis::fault_windows(&driven.faults, tail_ms, run_end)
-            .iter()
-            .zip(&windows)
-            .filter(|((i, _, _), _)| driven.faults[*i].class == c.label)
-            .map(|(_, w)| w.recovery_ms)
-            .collect();
-        if !spans.is_empty() {
-            c.recovery_ms = spans
-                .iter()
-                .copied()
-                .collect::<Option<Vec<u64>>>()
-                .and_then(|v| v.into_iter().max());
-        }
-    }
-    let mut checks = Vec::new();
-    let slo = |w: &report::WindowStats| {
-        let mut passed = w.success_rate >= checks_spec.min_success;
-        let mut detail = format!(
-            "{:.4}% of {} requests succeeded (SLO {:.4}%)",
-            w.success_rate * 100.0,
-            w.requests,
-            checks_spec.min_success * 100.0
-        );
-        if let Some(gap) = checks_spec.max_gap_s {
-            let ok = w.longest_gap_ms as f64 <= gap * 1000.0;
-            passed &= ok;
-            detail.push_str(&format!(
-                "; longest gap {:.2} s (limit {gap:.2} s)",
-                w.longest_gap_ms as f64 / 1000.0
-            ));
-        }
-        (passed, detail)
-    };
-    let (passed, detail) = slo(&overall);
-    checks.push(CheckOutcome {
-        name: "slo:overall".into(),
-        passed: passed && overall.requests > 0,
-        detail: if overall.requests == 0 {
-            "no request was sent".into()
-        } else {
-            detail
-        },
-    });
-    for c in classes.iter().filter(|c| c.label != "baseline") {
-        let (passed, detail) = slo(c);
-        checks.push(CheckOutcome {
-            name: format!("slo:{}", c.label),
-            passed,
-            detail,
-        });
-    }
-    let skipped: Vec<String> = driven
-        .faults
-        .iter()
-        .filter_map(|f| f.skipped.as_ref().map(|s| format!("{}: {s}", f.class)))
-        .collect();
-    if !skipped.is_empty() {
-        checks.push(CheckOutcome {
-            name: "faults_injected".into(),
-            passed: false,
-            detail: format!(
-                "{} fault(s) could not be injected: {}",
-                skipped.len(),
-                skipped.join("; ")
-            ),
-        });
-    }
-    let executed = driven.faults.iter().filter(|f| f.skipped.is_none()).count();
-    // Recovery from the last heal, read off the probes taken during and
-    // after the load (the prober keeps looking until it converges or the
-    // limit passes).
-    let limit_ms = (checks_spec.converge_within_s * 1000.0) as u64;
-    let recovered = analysis::recovery_ms(&driven.probes, driven.last_heal_ms);
-    checks.push(CheckOutcome {
-        name: "converged".into(),
-        passed: recovered.is_some_and(|r| r <= limit_ms) && driven.converged.is_some(),
-        detail: match recovered {
-            Some(r) => format!(
-                "every deployment ran its target count {:.1} s after the last heal (limit {:.0} s; {executed} fault(s) executed)",
-                r as f64 / 1000.0,
-                checks_spec.converge_within_s
-            ),
-            None => format!(
-                "deployments were not back at their target counts within {:.0} s of the last heal",
-                checks_spec.converge_within_s
-            ),
-        },
-    });
-    for note in &driven.setup_notes {
-        checks.push(CheckOutcome {
-            name: "gcs_final_reads".into(),
-            passed: false,
-            detail: note.clone(),
-        });
-    }
-    let mut gcs = None;
-    if let Some(history) = driven.history {
-        let history = history.into_history();
-        let known = history
-            .operations()
-            .iter()
-            .filter(|o| o.output.is_some())
-            .count();
-        let acknowledged_writes = history
-            .operations()
-            .iter()
-            .filter(|o| {
-                matches!(
-                    (&o.input, &o.output),
-                    (KvInput::Put { .. }, Some(KvOutput::Ok))
-                        | (KvInput::Cas { .. }, Some(KvOutput::Swapped(true)))
-                )
-            })
-            .count();
-        gcs = Some(GcsSummary {
-            operations: history.len(),
-            known,
-            acknowledged_writes,
-        });
-        checks.push(CheckOutcome {
-            name: "gcs_known_operations".into(),
-            passed: known >= checks_spec.min_known_gcs_ops,
-            detail: format!(
-                "{known} of {} operations had a known outcome (at least {} required)",
-                history.len(),
-                checks_spec.min_known_gcs_ops
-            ),
-        });
-        if checks_spec.linearizable {
-            let (passed, detail) = match check::<KvModel>(&history) {
-                Ok(CheckResult::Ok) => (true, format!("{} operations checked", history.len())),
-                Ok(CheckResult::Illegal { explanation, .. }) => {
-                    (false, format!("not linearizable: {explanation}"))
-                }
-                Ok(CheckResult::Unknown { key, steps }) => (
-                    false,
-                    format!(
-                        "the checker gave up on key {:?} after {steps} steps",
-                        String::from_utf8_lossy(&key)
-                    ),
-                ),
-                Err(e) => (false, format!("the history cannot be checked: {e}")),
-            };
-            checks.push(CheckOutcome {
-                name: "linearizable".into(),
-                passed,
-                detail,
-            });
-        }
-        if checks_spec.no_lost_writes {
-            let lost = analysis::lost_writes(&history);
-            checks.push(CheckOutcome {
-                name: "no_lost_writes".into(),
-                passed: lost.is_empty(),
-                detail: if lost.is_empty() {
-                    format!("{acknowledged_writes} acknowledged writes, none lost")
-                } else {
-                    lost.join("; ")
-                },
-            });
-        }
-    }
-    let mut panics = Vec::new();
-    let mut events = Vec::new();
-    for i in 0..cluster.len() {
-        let text = std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default();
-        let scan = analysis::scan_log(i, &text, j.origin_unix_ms);
-        panics.extend(scan.panics.into_iter().map(|p| format!("node {i}: {p}")));
-        events.extend(scan.events);
-    }
-    if checks_spec.no_panics {
-        checks.push(CheckOutcome {
-            name: "no_panics".into(),
-            passed: panics.is_empty(),
-            detail: if panics.is_empty() {
-                "no node logged a panic".into()
-            } else {
-                panics.join("; ")
-            },
-        });
-    }
-    if checks_spec.single_placement {
-        let doubles = analysis::double_placements(&events, &cluster.lives());
-        let starts = events.iter().filter(|e| e.started).count();
-        checks.push(CheckOutcome {
-            name: "single_placement".into(),
-            passed: doubles.is_empty() && starts > 0,
-            detail: if starts == 0 {
-                "no instance start was logged: the check saw nothing".into()
-            } else if doubles.is_empty() {
-                format!("{starts} instance starts, no actor ran on two nodes at once")
-            } else {
-                doubles.join("; ")
-            },
-        });
-    }
-    let load_end = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next()?.parse().ok());
-    let mut command = format!(
-        "troupe chaos run {} --seed {seed}",
-        options.scenario.display()
-    );
-    if let Some(o) = &options.out {
-        command.push_str(&format!(" --out {}", o.display()));
-    }
-    let _ = out;
-    Ok(Report {
-        scenario: scenario.name.clone(),
-        scenario_text: text.to_owned(),
-        seed,
-        git_revision: git_revision(),
-        command,
-        started_at: j.started_at,
-        machine: MachineInfo {
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_start: j.load_start,
-            load_end,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .ok()
-                .map(|s| s.trim().to_owned()),
-        },
-        network: j.network.into(),
-        unavailable: j.unavailable,
-        duration_ms: driven.load_ms.1 - driven.load_ms.0,
-        overall,
-        classes,
-        windows,
-        checks,
-        gcs,
-        series: Series {
-            per_second: analysis::per_second(requests),
-            probes: driven.probes,
-            faults: driven.faults,
-        },
-    })
-}
-
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// Unix ms as RFC 3339 UTC (seconds precision).
-fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_796_580_000_000), "2026-12-06T18:40:00Z");
-    }
 }

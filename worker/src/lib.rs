@@ -1,13 +1,21 @@
-//! `troupe-worker`: the node layer of Troupe.
-//!
-//! This crate will own the node runtime (joining the cluster, registering
-//! resources under a lease, hosting actors on actix arbiters) and the
-//! distributed actor API (issue #4). What exists so far is its pure core:
-//! the decisions the runtime executes, and the GCS tables it reads and
-//! writes. Nothing here does IO, reads a clock or spawns a task.
+//! `troupe-worker`: the node layer of Troupe: the node runtime (joining
+//! the cluster, registering resources under a lease, hosting actors on
+//! actix arbiters), the cluster controller, and the distributed actor API.
+//! Its decisions are pure; the runtime modules only execute them.
 //!
 //! # Layout
 //!
+//! - [`actor`] — the API a user implements and calls: [`Actor`],
+//!   [`Handler`], [`SharedHandler`], [`StreamHandler`], [`Message`],
+//!   [`Registry`] (types by name).
+//! - [`cluster`] — a driver's view: [`Cluster`] (connect, spawn, lookup,
+//!   kill, list), [`Spawn`] options, location-transparent [`ActorHandle`]s.
+//! - [`node`] — [`Node::start`]: the RPC server, the GCS member, the
+//!   registration lease, the agent and the controller of one process.
+//! - `agent` / `hosting` — starting and stopping this node's assigned
+//!   instances on arbiters (each start and stop is logged at info on
+//!   [`INSTANCE_LOG`]); `controller` — the cluster controller (placement,
+//!   restarts) on the GCS leader's node.
 //! - [`placement`] — the cluster scheduler's decision: [`plan`] maps a
 //!   snapshot of [`NodeView`]s and a queue of [`PlacementRequest`]s to a
 //!   [`PlacementPlan`] of places and pendings with reasons
@@ -18,7 +26,9 @@
 //! - [`schema`] — the GCS key layout ([`Key`], prefixes in
 //!   [`schema::keys`]) and the versioned records ([`NodeRecord`],
 //!   [`ActorRecord`], [`AssignmentRecord`], ...) with [`encode`] and
-//!   [`decode`].
+//!   [`decode`]; [`view`] — [`ClusterState`], the process's cached view.
+//! - [`fencing`], [`status`], [`codec`] — term fencing for controllers,
+//!   the text of `troupe status`, message encoding.
 //! - [`error`] — [`WorkerError`] and [`Result`].
 #![forbid(unsafe_code)]
 

@@ -187,7 +187,8 @@ pub fn fault_windows(
 /// Classes come in the order of their first executed fault. A class's
 /// window is its first start to its last end; its longest gap is the
 /// largest of its windows' own. The baseline spans `[0, run_end_ms]`; its
-/// gap is the largest over the maximal stretches outside every window.
+/// gap is the largest over the maximal stretches outside every window,
+/// counted from the first request due.
 pub fn class_stats(
     records: &[HttpRecord],
     faults: &[FaultRecord],
@@ -222,8 +223,15 @@ pub fn class_stats(
         .filter(|r| !in_any(&all, r.sent_ms))
         .collect();
     let mut baseline = summarize("baseline", &outside, 0, run_end_ms);
-    (baseline.longest_gap_ms, baseline.longest_gap_proxy) =
-        max_gap(records, &complement(&all, run_end_ms));
+    // The baseline's gaps count from the first request due, not from the
+    // origin (the cluster's start-up is no gap in service).
+    let first = records.iter().map(|r| r.sent_ms).min().unwrap_or(0);
+    let outside_spans: Vec<(u64, u64)> = complement(&all, run_end_ms)
+        .into_iter()
+        .filter(|&(_, e)| e > first)
+        .map(|(s, e)| (s.max(first), e))
+        .collect();
+    (baseline.longest_gap_ms, baseline.longest_gap_proxy) = max_gap(records, &outside_spans);
     rows.push(baseline);
     rows
 }

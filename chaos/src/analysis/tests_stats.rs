@@ -342,6 +342,17 @@ fn class_stats_without_faults_is_baseline_only() {
     assert_eq!(rows[0].longest_gap_ms, 989);
 }
 
+#[test]
+fn the_baseline_gap_counts_from_the_first_request_not_the_origin() {
+    // The load starts 5 s after the origin (the cluster's start-up); then
+    // a success every 100 ms until 6 s.
+    let records: Vec<HttpRecord> = (0..10)
+        .map(|k| req(5_000 + 100 * k, 1, 0, Outcome::Ok))
+        .collect();
+    let rows = class_stats(&records, &[], 100, 6_000);
+    assert_eq!(rows[0].longest_gap_ms, 100, "{:?}", rows[0]);
+}
+
 /// A probe at `at_ms` with `(deployment, running, target)`.
 fn probe(at_ms: u64, counts: &[(&str, usize, usize)]) -> ProbeSample {
     ProbeSample {

@@ -80,3 +80,37 @@ fn a_run_that_misses_its_slo_exits_1_with_its_report() {
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(html.contains("<svg"));
 }
+
+/// The smoke scenario CI runs (`.ci/run` runs every test): leader kill and
+/// restart, follower pause, under HTTP and GCS load; it must pass.
+#[test]
+fn the_smoke_scenario_passes() {
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos/scenarios/smoke.yaml");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(SERVE_BIN)
+        .args(["chaos", "run"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the smoke run failed:\n{stdout}\n{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("report.json")).unwrap())
+            .unwrap();
+    // Both faults ran, and the load really flowed through them.
+    let faults = report["series"]["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(faults
+        .iter()
+        .all(|f| f["skipped"].is_null() && !f["heal_ms"].is_null()));
+    assert!(report["overall"]["requests"].as_u64().unwrap() >= 4000);
+    assert!(report["gcs"]["known"].as_u64().unwrap() >= 200);
+}
