@@ -62,6 +62,7 @@ pub async fn run(
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let mut unavailable = Vec::new();
+    let kinds = scenario.fault_kinds();
     let token = format!("chaos-{seed}-{}", std::process::id());
     let cluster = Arc::new(Cluster::prepare(
         &scenario.cluster,
@@ -70,6 +71,10 @@ pub async fn run(
         origin,
         &mut unavailable,
     )?);
+    // Only what this scenario would have used is worth saying.
+    if !(kinds.contains("partition") || kinds.contains("degrade")) {
+        unavailable.retain(|u| !u.starts_with("partitions and link degradation"));
+    }
     let network = if cluster.network().is_some() {
         "namespaces"
     } else {
@@ -192,7 +197,10 @@ async fn drive(
         origin,
         scenario.serve_config.clone(),
     ));
-    if cluster.network().is_some() && !injector.netem() {
+    if cluster.network().is_some()
+        && !injector.netem()
+        && scenario.fault_kinds().contains("degrade")
+    {
         unavailable.push("degrade: this kernel has no `tc netem` (sch_netem)".into());
     }
     let mut setup_notes = Vec::new();

@@ -192,7 +192,9 @@ impl Cluster {
             }
             NetworkMode::Auto => match network::unavailable_reason() {
                 Some(why) => {
-                    unavailable.push(format!("partition, degrade: {why} (running on loopback)"));
+                    unavailable.push(format!(
+                        "partitions and link degradation: {why} (this run is on loopback)"
+                    ));
                     false
                 }
                 None => true,

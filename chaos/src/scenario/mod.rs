@@ -45,6 +45,15 @@ pub struct Scenario {
     pub checks: Checks,
 }
 
+impl Scenario {
+    /// The fault kinds the scenario may inject (`kill`, `partition`, ...).
+    pub fn fault_kinds(&self) -> std::collections::BTreeSet<&'static str> {
+        let timeline = self.faults.timeline.iter().map(|t| &t.fault);
+        let random = self.faults.random.iter().flat_map(|r| r.choices.iter());
+        timeline.chain(random).map(|f| f.kind.name()).collect()
+    }
+}
+
 /// How the harness isolates nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
