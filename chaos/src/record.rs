@@ -22,6 +22,15 @@ pub enum Outcome {
     Broken,
     /// The client had no live proxy to send it to (balanced client only).
     NoProxy,
+    /// An actor call whose instance was lost (its node died) or that was
+    /// still restarting at the deadline.
+    Unavailable,
+    /// An actor call to an actor with no node yet at the deadline.
+    Pending,
+    /// An actor call to an actor that is DEAD (restarts spent).
+    Died,
+    /// An actor call that failed otherwise (the cluster did not answer ...).
+    Error,
 }
 
 impl Outcome {
@@ -40,6 +49,10 @@ impl Outcome {
             Outcome::Timeout => "timeout".into(),
             Outcome::Broken => "broken".into(),
             Outcome::NoProxy => "no_proxy".into(),
+            Outcome::Unavailable => "unavailable".into(),
+            Outcome::Pending => "pending".into(),
+            Outcome::Died => "died".into(),
+            Outcome::Error => "error".into(),
         }
     }
 }

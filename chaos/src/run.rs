@@ -84,7 +84,14 @@ pub async fn run(
         .ok()
         .and_then(|l| l.split_whitespace().next()?.parse().ok());
     let started_at = rfc3339(origin_unix_ms);
-    let work = drive(&scenario, seed, cluster.clone(), origin, &mut unavailable);
+    let work = drive(
+        &scenario,
+        seed,
+        &token,
+        cluster.clone(),
+        origin,
+        &mut unavailable,
+    );
     let outcome = tokio::select! {
         r = work => Some(r),
         () = interrupt => None,
@@ -186,6 +193,7 @@ async fn wait_converged(
 async fn drive(
     scenario: &Scenario,
     seed: u64,
+    token: &str,
     cluster: Arc<Cluster>,
     origin: Instant,
     unavailable: &mut Vec<String>,
@@ -239,12 +247,23 @@ async fn drive(
             }
         });
     }
+    // Actor workloads spawn their actors before the load starts; their
+    // drivers live as long as the run.
+    let mut actor_sets = Vec::new();
+    let entry: Vec<String> = (0..cluster.len())
+        .map(|i| cluster.addrs(i).rpc.clone())
+        .collect();
+    for w in &scenario.workloads {
+        if let Workload::Actor(a) = w {
+            actor_sets.push(workload::actor::prepare(a, &entry, token).await?);
+        }
+    }
+    let mut actor_sets = actor_sets.into_iter();
     // The workloads.
     let load_start = Instant::now();
     let load_start_ms = origin.elapsed().as_millis() as u64;
     let requests = Arc::new(Mutex::new(Vec::<HttpRecord>::new()));
-    let token = ClusterToken::new(format!("chaos-{seed}-{}", std::process::id()))?;
-    let rpc = RpcClient::new(RpcConfig::new(token));
+    let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(token)?));
     let recorder = Arc::new(Recorder::<KvInput, KvOutput>::new());
     let mut loads = tokio::task::JoinSet::new();
     let mut gcs_workload = None;
@@ -285,6 +304,15 @@ async fn drive(
                     {
                         tracing::warn!("the GCS workload stopped: {e:#}");
                     }
+                });
+            }
+            Workload::Actor(a) => {
+                let (_driver, handles) = actor_sets.next().expect("prepared above");
+                let (a, stop, requests) = (a.clone(), stop_rx.clone(), requests.clone());
+                loads.spawn(async move {
+                    // The driver lives as long as the calls.
+                    let _driver = _driver;
+                    workload::actor::run(a, handles, origin, load_start, stop, requests).await;
                 });
             }
         }
@@ -346,14 +374,17 @@ async fn drive(
         .filter_map(|f| f.heal_ms)
         .max()
         .unwrap_or(load_end_ms);
-    let converged = wait_converged(
-        &cluster,
-        origin,
-        Duration::from_secs_f64(scenario.checks.converge_within_s),
-        &probes,
-    )
-    .await
-    .map(|_| origin.elapsed().as_millis() as u64);
+    let converged = match scenario.serve_config {
+        Some(_) => wait_converged(
+            &cluster,
+            origin,
+            Duration::from_secs_f64(scenario.checks.converge_within_s),
+            &probes,
+        )
+        .await
+        .map(|_| origin.elapsed().as_millis() as u64),
+        None => Some(load_end_ms),
+    };
     let history = match &gcs_workload {
         Some(g) => {
             match workload::gcs::final_reads(

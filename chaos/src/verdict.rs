@@ -67,31 +67,74 @@ pub(crate) fn judge(
         }
     }
     let requests = &requests;
-    let overall = analysis::window_stats("overall", requests, driven.load_ms.0, run_end + 1);
-    let classes = analysis::class_stats(requests, &driven.faults, tail_ms, run_end);
-    let mut windows = Vec::new();
-    for (index, start, end) in analysis::fault_windows(&driven.faults, tail_ms, run_end) {
-        let f = &driven.faults[index];
-        let mut w = analysis::window_stats(&f.description, requests, start, end);
-        w.recovery_ms = analysis::recovery_ms(&driven.probes, f.heal_ms.unwrap_or(f.start_ms));
-        windows.push(w);
-    }
-    // A class recovers when its slowest window does.
-    let mut classes = classes;
-    for c in &mut classes {
-        let spans: Vec<Option<u64>> = analysis::fault_windows(&driven.faults, tail_ms, run_end)
-            .iter()
-            .zip(&windows)
-            .filter(|((i, _, _), _)| driven.faults[*i].class == c.label)
-            .map(|(_, w)| w.recovery_ms)
-            .collect();
-        if !spans.is_empty() {
-            c.recovery_ms = spans
-                .iter()
-                .copied()
-                .collect::<Option<Vec<u64>>>()
-                .and_then(|v| v.into_iter().max());
+    // Each workload that sends requests (HTTP, actor calls) is judged on
+    // its own; with several, their rows carry the workload's name.
+    let request_workloads: Vec<&str> = scenario
+        .workloads
+        .iter()
+        .filter(|w| !matches!(w, Workload::Gcs(_)))
+        .map(Workload::name)
+        .collect();
+    let several = request_workloads.len() > 1;
+    let label = |l: &str, w: &str| {
+        if several {
+            format!("{l} [{w}]")
+        } else {
+            l.to_owned()
         }
+    };
+    let spans = analysis::fault_windows(&driven.faults, tail_ms, run_end);
+    let mut overall = analysis::window_stats("overall", requests, driven.load_ms.0, run_end + 1);
+    let (mut classes, mut windows, mut overall_rows) = (Vec::new(), Vec::new(), Vec::new());
+    for w in &request_workloads {
+        let mine: Vec<HttpRecord> = requests
+            .iter()
+            .filter(|r| r.workload == *w)
+            .cloned()
+            .collect();
+        let mut rows = analysis::class_stats(&mine, &driven.faults, tail_ms, run_end);
+        let mut fault_rows = Vec::new();
+        for &(index, start, end) in &spans {
+            let f = &driven.faults[index];
+            let mut row = analysis::window_stats(&label(&f.description, w), &mine, start, end);
+            row.recovery_ms =
+                analysis::recovery_ms(&driven.probes, f.heal_ms.unwrap_or(f.start_ms));
+            fault_rows.push((f.class.clone(), row));
+        }
+        // A class recovers when its slowest window does.
+        for row in &mut rows {
+            let recoveries: Vec<Option<u64>> = fault_rows
+                .iter()
+                .filter(|(class, _)| *class == row.label)
+                .map(|(_, r)| r.recovery_ms)
+                .collect();
+            if !recoveries.is_empty() {
+                row.recovery_ms = recoveries
+                    .into_iter()
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max());
+            }
+            row.label = label(&row.label, w);
+        }
+        if several {
+            overall_rows.push(analysis::window_stats(
+                &label("overall", w),
+                &mine,
+                driven.load_ms.0,
+                run_end + 1,
+            ));
+        }
+        classes.extend(rows);
+        windows.extend(fault_rows.into_iter().map(|(_, r)| r));
+    }
+    if several {
+        // Gaps of different workloads do not add up: the run's longest gap
+        // is its workloads' longest.
+        if let Some(worst) = overall_rows.iter().max_by_key(|r| r.longest_gap_ms) {
+            overall.longest_gap_ms = worst.longest_gap_ms;
+            overall.longest_gap_proxy = worst.longest_gap_proxy;
+        }
+        classes.extend(overall_rows);
     }
     let mut checks = Vec::new();
     let slo = |w: &report::WindowStats| {
@@ -122,7 +165,7 @@ pub(crate) fn judge(
             detail
         },
     });
-    for c in classes.iter().filter(|c| c.label != "baseline") {
+    for c in classes.iter().filter(|c| !c.label.starts_with("baseline")) {
         let (passed, detail) = slo(c);
         checks.push(CheckOutcome {
             name: format!("slo:{}", c.label),
@@ -186,11 +229,14 @@ pub(crate) fn judge(
             ),
         ),
     };
-    checks.push(CheckOutcome {
-        name: "converged".into(),
-        passed,
-        detail,
-    });
+    // With no serve config there is nothing to converge.
+    if scenario.serve_config.is_some() {
+        checks.push(CheckOutcome {
+            name: "converged".into(),
+            passed,
+            detail,
+        });
+    }
     for note in &driven.setup_notes {
         checks.push(CheckOutcome {
             name: "gcs_final_reads".into(),
@@ -284,7 +330,13 @@ pub(crate) fn judge(
             },
         });
     }
-    if checks_spec.single_placement {
+    // Instances exist only where something was deployed or spawned.
+    let hosts_actors = scenario.serve_config.is_some()
+        || scenario
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::Actor(_)));
+    if checks_spec.single_placement && hosts_actors {
         let doubles = analysis::double_placements(&events, &cluster.lives());
         let starts = events.iter().filter(|e| e.started).count();
         checks.push(CheckOutcome {

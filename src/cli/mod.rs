@@ -68,7 +68,7 @@ enum Command {
 /// applications (a plain actor `Registry` converts into one); every node of
 /// a cluster runs the same binary.
 pub fn run(catalog: impl Into<Catalog>) -> ExitCode {
-    let catalog = catalog.into();
+    let catalog = with_chaos_actor(catalog.into());
     let cli = Cli::parse();
     if let Err(e) = LogConfig::from_env(&ProcessEnv)
         .map_err(anyhow::Error::from)
@@ -85,6 +85,18 @@ pub fn run(catalog: impl Into<Catalog>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every node hosts the chaos harness's `troupe.chaos.Tally` (a counter
+/// its actor workload calls), as every node serves the transport's
+/// diagnostic services.
+fn with_chaos_actor(catalog: Catalog) -> Catalog {
+    use troupe_chaos::workload::actor::{actor_type, Tally};
+    use troupe_worker::Actor;
+    if catalog.registry().contains(Tally::TYPE_NAME) {
+        return catalog;
+    }
+    catalog.actors(|registry| registry.register(actor_type()))
 }
 
 /// `serve run CONFIG` logs as the config's `logging_config` says, unless

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use troupe_chaos::linearizability::{check, CheckResult, KvInput, KvModel, KvOutput, Recorder};
+use troupe_chaos::workload::gcs::perform;
 use troupe_gcs::client::GcsClient;
-use troupe_gcs::{
-    Compare, CompareOp, CompareTarget, Operation, Outcome, PutRequest, TxnOp, TxnRequest,
-};
 
 use crate::support::{wait_until, Cluster};
 
@@ -28,43 +26,6 @@ const ROUNDS: usize = 3;
 /// Operations with a known outcome to complete in each phase: together
 /// the phases reach [`MIN_KNOWN`].
 const KNOWN_PER_PHASE: usize = MIN_KNOWN / (2 * ROUNDS);
-
-/// Runs one operation and returns its observed output (`None`: unknown).
-async fn perform(client: &GcsClient, input: &KvInput) -> Option<KvOutput> {
-    match input {
-        KvInput::Put { key, value } => client
-            .put(key.clone(), value.clone())
-            .await
-            .ok()
-            .filter(|r| r.outcome.is_ok())
-            .map(|_| KvOutput::Ok),
-        KvInput::Get { key } => client
-            .get(key.clone())
-            .await
-            .ok()
-            .map(|kv| KvOutput::Value(kv.map(|kv| kv.value))),
-        KvInput::Cas { key, expected, new } => {
-            let compare = match expected {
-                Some(v) => Compare {
-                    key: key.clone(),
-                    op: CompareOp::Equal,
-                    target: CompareTarget::Value(v.clone()),
-                },
-                None => Compare::absent(key.clone()),
-            };
-            let txn = TxnRequest {
-                compares: vec![compare],
-                success: vec![TxnOp::Put(PutRequest::new(key.clone(), new.clone()))],
-                failure: vec![],
-            };
-            match client.write(Operation::Txn(txn)).await.ok()?.outcome {
-                Ok(Outcome::Txn(t)) => Some(KvOutput::Swapped(t.succeeded)),
-                _ => None,
-            }
-        }
-        KvInput::Delete { .. } => unreachable!("this workload does not delete"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_stays_linearizable_while_the_leader_is_killed_repeatedly() {

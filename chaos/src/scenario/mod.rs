@@ -100,6 +100,8 @@ pub enum Workload {
     Http(HttpWorkload),
     /// Put/get/CAS on a few GCS keys, recorded for the linearizability check.
     Gcs(GcsWorkload),
+    /// Calls to named actors that restart when their node dies.
+    Actor(ActorWorkload),
 }
 
 impl Workload {
@@ -108,6 +110,7 @@ impl Workload {
         match self {
             Workload::Http(w) => &w.name,
             Workload::Gcs(w) => &w.name,
+            Workload::Actor(w) => &w.name,
         }
     }
 }
@@ -161,6 +164,27 @@ pub struct GcsWorkload {
     pub keys: usize,
     /// An operation with no answer after this long has an unknown outcome.
     pub timeout_s: f64,
+}
+
+/// Open-loop calls to named actors (`troupe.chaos.Tally`, hosted by every
+/// binary built on `troupe::cli::run`), spread round robin over them; an
+/// actor whose node dies is restarted elsewhere within `max_restarts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActorWorkload {
+    /// Its name, in the report.
+    pub name: String,
+    /// Calls per second over all actors.
+    pub rate: f64,
+    /// How many named actors (`chaos-<workload>-<k>`), spawned before the
+    /// load starts.
+    pub actors: usize,
+    /// A call with no answer after this many seconds is a `timeout`.
+    pub timeout_s: f64,
+    /// The actors' `max_restarts` (-1: no limit).
+    pub max_restarts: i64,
+    /// The actors' `max_task_retries`: retries of a call whose instance was
+    /// lost (at-least-once; 0: a lost call fails).
+    pub max_task_retries: i64,
 }
 
 /// The faults of a run: an explicit timeline, a seeded random schedule, or
@@ -398,7 +422,7 @@ mod shipped {
                 .iter()
                 .filter_map(|w| match w {
                     Workload::Http(h) => Some(h.rate * scenario.duration_s),
-                    Workload::Gcs(_) => None,
+                    Workload::Gcs(_) | Workload::Actor(_) => None,
                 })
                 .sum();
             assert!(

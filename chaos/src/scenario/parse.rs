@@ -18,8 +18,8 @@ use serde_json::Value;
 use troupe_core::config::{ConfigError, Validator};
 
 use super::{
-    Checks, ClientMode, ClusterSpec, FaultPlan, GcsWorkload, HttpWorkload, NetworkMode, Scenario,
-    Workload,
+    ActorWorkload, Checks, ClientMode, ClusterSpec, FaultPlan, GcsWorkload, HttpWorkload,
+    NetworkMode, Scenario, Workload,
 };
 
 mod fault;
@@ -43,10 +43,11 @@ const CLUSTER_FIELDS: &[&str] = &[
 #[rustfmt::skip]
 const WORKLOAD_FIELDS: &[&str] = &[
     "name", "kind", "path", "method", "body", "rate", "timeout_s", "client", "proxies",
-    "clients", "keys",
+    "clients", "keys", "actors", "max_restarts", "max_task_retries",
 ];
 const HTTP_ONLY: &[&str] = &["path", "method", "body", "client", "proxies"];
 const GCS_ONLY: &[&str] = &["clients", "keys"];
+const ACTOR_ONLY: &[&str] = &["actors", "max_restarts", "max_task_retries"];
 #[rustfmt::skip]
 const CHECK_FIELDS: &[&str] = &[
     "min_success", "max_gap_s", "converge_within_s", "window_tail_s", "linearizable",
@@ -295,23 +296,53 @@ fn read_workload(v: &mut Validator, value: &Value, nodes: Option<usize>) -> Opti
             String::new()
         }
     };
-    let workload_kind = one_of(v, &map, "kind", &["http", "gcs"]);
-    require(v, &map, "kind", " (http or gcs)");
+    let workload_kind = one_of(v, &map, "kind", &["http", "gcs", "actor"]);
+    require(v, &map, "kind", " (http, gcs or actor)");
     let rate = positive(v, &map, "rate").unwrap_or(0.0);
     require(v, &map, "rate", " (requests or operations per second)");
     let timeout_s = positive(v, &map, "timeout_s");
-    let (other_fields, other) = match workload_kind? {
-        "http" => (GCS_ONLY, "gcs"),
-        _ => (HTTP_ONLY, "http"),
-    };
-    for &field in other_fields.iter().filter(|f| map.contains_key(**f)) {
-        error_at(
-            v,
-            field,
-            format!("`{field}` applies only to {other} workloads"),
-        );
+    let this = workload_kind?;
+    for (other, fields) in [
+        ("http", HTTP_ONLY),
+        ("gcs", GCS_ONLY),
+        ("actor", ACTOR_ONLY),
+    ] {
+        if other == this {
+            continue;
+        }
+        for &field in fields.iter().filter(|f| map.contains_key(**f)) {
+            error_at(
+                v,
+                field,
+                format!("`{field}` applies only to {other} workloads"),
+            );
+        }
     }
-    if other == "http" {
+    if this == "actor" {
+        let limit = |v: &mut Validator, field: &str, default: i64| match map.get(field) {
+            None => default,
+            Some(value) => match value.as_i64() {
+                Some(n) if n >= -1 => n,
+                _ => {
+                    error_at(
+                        v,
+                        field,
+                        format!("must be an integer >= -1 (-1: no limit), got {value}"),
+                    );
+                    default
+                }
+            },
+        };
+        return Some(Workload::Actor(ActorWorkload {
+            name,
+            rate,
+            actors: unsigned(v, &map, "actors", 1).unwrap_or(3) as usize,
+            timeout_s: timeout_s.unwrap_or(5.0),
+            max_restarts: limit(v, "max_restarts", -1),
+            max_task_retries: limit(v, "max_task_retries", 0),
+        }));
+    }
+    if this == "gcs" {
         return Some(Workload::Gcs(GcsWorkload {
             name,
             rate,

@@ -67,7 +67,7 @@ fn missing_required_fields_are_named() {
             "workloads[0]: missing field \"name\"",
             "workloads[0]: missing field \"rate\" (requests or operations per second)",
             "workloads[0]: missing field \"path\" (the URL path, such as /chain)",
-            "workloads[1]: missing field \"kind\" (http or gcs)",
+            "workloads[1]: missing field \"kind\" (http, gcs or actor)",
         ]
     );
     assert_eq!(
@@ -308,7 +308,7 @@ checks: {max_gap_s: 0}
             "name: must not be empty",
             "duration_s: must be > 0, got 0",
             "cluster.netwrk: unknown field; did you mean \"network\"?",
-            "workloads[0].kind: must be one of http, gcs, got \"htp\"; did you mean \"http\"?",
+            "workloads[0].kind: must be one of http, gcs, actor, got \"htp\"; did you mean \"http\"?",
             "workloads[0].rate: must be > 0, got -1",
             "faults.timeline[0].kind: must be one of kill, pause, partition, degrade, wipe, \
              update, got \"kil\"; did you mean \"kill\"?",

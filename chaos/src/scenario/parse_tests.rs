@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::*;
 use crate::scenario::{
-    FaultKind, FaultSpec, PartitionMode, RandomFaults, TargetRole, TargetSpec, TimedFault,
+    ActorWorkload, FaultKind, FaultSpec, PartitionMode, RandomFaults, TargetRole, TargetSpec,
+    TimedFault,
 };
 
 pub(super) const SERVE_YAML: &str = "\
@@ -332,5 +333,41 @@ fn load_reads_the_file_and_resolves_paths_next_to_it() {
             "cannot read {}: No such file or directory (os error 2)",
             missing.display()
         )
+    );
+}
+
+#[test]
+fn an_actor_workload_gets_its_defaults_and_refuses_other_kinds_fields() {
+    let text = "name: t\nduration_s: 10\nworkloads:\n  - {name: a, kind: actor, rate: 20}\n  - {name: b, kind: actor, rate: 5, actors: 2, max_restarts: 1, max_task_retries: -1, timeout_s: 2}\n";
+    let s = parse(text).unwrap();
+    assert_eq!(
+        s.workloads,
+        [
+            Workload::Actor(ActorWorkload {
+                name: "a".into(),
+                rate: 20.0,
+                actors: 3,
+                timeout_s: 5.0,
+                max_restarts: -1,
+                max_task_retries: 0,
+            }),
+            Workload::Actor(ActorWorkload {
+                name: "b".into(),
+                rate: 5.0,
+                actors: 2,
+                timeout_s: 2.0,
+                max_restarts: 1,
+                max_task_retries: -1,
+            }),
+        ]
+    );
+    let bad = "name: t\nduration_s: 10\nworkloads:\n  - {name: a, kind: actor, rate: 20, path: /x, max_restarts: -2}\n  - {name: h, kind: http, path: /h, rate: 1, actors: 2}\n";
+    assert_eq!(
+        super::tests::errors(bad),
+        [
+            "workloads[0].path: `path` applies only to http workloads",
+            "workloads[0].max_restarts: must be an integer >= -1 (-1: no limit), got -2",
+            "workloads[1].actors: `actors` applies only to actor workloads",
+        ]
     );
 }

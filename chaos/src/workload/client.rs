@@ -140,21 +140,7 @@ async fn connect(addr: &str) -> std::io::Result<Sender> {
 /// One GET on a fresh connection: the status and body, or `None` on any
 /// failure or after `within`.
 pub async fn get(addr: &str, path: &str, within: Duration) -> Option<(u16, Bytes)> {
-    let deadline = Instant::now() + within;
-    let once = async {
-        let mut sender = connect(addr).await.ok()?;
-        let request = hyper::Request::builder()
-            .method("GET")
-            .uri(path)
-            .header(hyper::header::HOST, addr)
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let response = sender.send_request(request).await.ok()?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, body))
-    };
-    timeout_at(deadline, once).await.ok().flatten()
+    send_json(addr, "GET", path, Vec::new(), within).await
 }
 
 /// One request with a JSON body on a fresh connection (the admin API's

@@ -283,22 +283,9 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
     })
     .await;
     // The node killed is the one that leads at that moment.
-    let (leader_now, term_now) = cluster.gcs_leader(Duration::from_secs(10)).await;
-    assert_eq!(
-        leader_now, leader,
-        "leadership moved from node {leader} (term {term}) to node {leader_now} (term \
-         {term_now}) before the kill; the replicas were placed away from node {leader}"
-    );
-    cluster.nodes[leader].kill();
+    let term_now = cluster.kill_leader(leader, term, "the replicas").await;
     // The survivors elect a new leader in a later term.
-    let (new_leader, new_term) = cluster.gcs_leader(Duration::from_secs(30)).await;
-    assert!(
-        new_leader != leader && new_term > term_now,
-        "node {new_leader} leads in term {new_term} after node {leader} (term {term_now}) was killed"
-    );
-    eprintln!(
-        "killed node {leader}, the leader in term {term_now}; node {new_leader} leads in term {new_term}"
-    );
+    cluster.assert_new_leader(leader, term_now).await;
     // The new controllers take over; a scale change takes effect.
     troupe::serve::deploy(&driver, noop(3)).await.unwrap();
     let after = wait_running(&driver, "noop", 3).await;

@@ -266,6 +266,29 @@ impl TestCluster {
         }
     }
 
+    /// Kills node `leader`, after checking it still leads (in any term;
+    /// `what` says what was placed away from it); returns the term it led.
+    pub async fn kill_leader(&mut self, leader: usize, term: u64, what: &str) -> u64 {
+        let (leader_now, term_now) = self.gcs_leader(Duration::from_secs(10)).await;
+        assert_eq!(
+            leader_now, leader,
+            "leadership moved from node {leader} (term {term}) to node {leader_now} (term \
+             {term_now}) before the kill; {what} were placed away from node {leader}"
+        );
+        self.nodes[leader].kill();
+        term_now
+    }
+
+    /// Waits for a node other than `old` to lead in a term after `term`.
+    pub async fn assert_new_leader(&self, old: usize, term: u64) {
+        let (new_leader, new_term) = self.gcs_leader(Duration::from_secs(30)).await;
+        assert!(
+            new_leader != old && new_term > term,
+            "node {new_leader} leads in term {new_term} after node {old} (term {term}) was killed"
+        );
+        eprintln!("killed node {old}, the leader in term {term}; node {new_leader} leads in term {new_term}");
+    }
+
     /// A driver connected through the head.
     pub async fn driver(&self) -> Cluster {
         self.driver_via(0, self.nodes.len()).await

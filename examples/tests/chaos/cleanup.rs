@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use troupe::chaos::cluster::{Cluster, StartRole};
 use troupe::chaos::scenario::{ClusterSpec, NetworkMode};
 
-use crate::{alive, eventually, namespaces_or_skip, scenario, state, SERVE_BIN};
+use crate::{alive, eventually, ip_object_exists, namespaces_or_skip, scenario, state, SERVE_BIN};
 
 /// The value after `key=` in a log line.
 fn field(line: &str, key: &str) -> Option<String> {
@@ -108,18 +108,8 @@ fn an_interrupted_run_resumes_its_paused_node_and_leaves_nothing_behind() {
             state(*pid)
         );
     }
-    let spaces = String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert!(!spaces.contains(&netns), "namespace {netns} left behind");
-    let links =
-        String::from_utf8(Command::new("ip").args(["link"]).output().unwrap().stdout).unwrap();
-    assert!(!links.contains(&bridge), "bridge {bridge} left behind");
+    assert!(!ip_object_exists(&netns), "namespace {netns} left behind");
+    assert!(!ip_object_exists(&bridge), "bridge {bridge} left behind");
     assert!(
         !std::path::Path::new(&data).exists(),
         "data dir {data} left behind"

@@ -65,3 +65,22 @@ pub fn scenario(dir: &Path, name: &str, yaml: &str) -> std::path::PathBuf {
     std::fs::write(&path, yaml).unwrap();
     path
 }
+
+/// Whether the bridge or namespace named `name` still exists.
+pub fn ip_object_exists(name: &str) -> bool {
+    let listed = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    listed(&["link"]).contains(name) || listed(&["netns", "list"]).contains(name)
+}
+
+/// Whether the proxy at `addr` answers `/-/healthz` within `within`.
+pub async fn healthy(addr: &str, within: Duration) -> bool {
+    troupe::chaos::workload::client::get(addr, "/-/healthz", within)
+        .await
+        .is_some_and(|(status, _)| status == 200)
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use troupe::chaos::cluster::{Cluster, StartRole};
 use troupe::chaos::scenario::{ClusterSpec, NetworkMode};
 
-use crate::{namespaces_or_skip, SERVE_BIN};
+use crate::{healthy, ip_object_exists, namespaces_or_skip, SERVE_BIN};
 
 const TOKEN: &str = "chaos-network-test";
 
@@ -72,13 +72,7 @@ async fn a_partition_blocks_traffic_between_namespaces_and_the_heal_restores_it(
     assert!(!ping(&cluster, 1, 0), "1 still reaches 0 through the cut");
     // The harness's own side is untouched by a split between nodes.
     assert!(
-        troupe::chaos::workload::client::get(
-            &cluster.addrs(1).http,
-            "/-/healthz",
-            Duration::from_secs(2)
-        )
-        .await
-        .is_some_and(|(s, _)| s == 200),
+        healthy(&cluster.addrs(1).http, Duration::from_secs(2)).await,
         "the harness reaches node 1's proxy"
     );
 
@@ -92,41 +86,19 @@ async fn a_partition_blocks_traffic_between_namespaces_and_the_heal_restores_it(
     // Cutting the harness off a node: its proxy stops answering.
     ns.cut(troupe::chaos::cluster::network::CLIENTS, 1).unwrap();
     assert!(
-        troupe::chaos::workload::client::get(
-            &cluster.addrs(1).http,
-            "/-/healthz",
-            Duration::from_secs(1)
-        )
-        .await
-        .is_none(),
+        !healthy(&cluster.addrs(1).http, Duration::from_secs(1)).await,
         "the harness still reaches a node it was cut off from"
     );
     ns.restore(troupe::chaos::cluster::network::CLIENTS, 1)
         .unwrap();
     assert!(
-        troupe::chaos::workload::client::get(
-            &cluster.addrs(1).http,
-            "/-/healthz",
-            Duration::from_secs(2)
-        )
-        .await
-        .is_some(),
+        healthy(&cluster.addrs(1).http, Duration::from_secs(2)).await,
         "the harness reaches the node after the heal"
     );
     let bridge = ns.bridge().to_owned();
     let netns = ns.slot(0).netns.clone();
     drop(ns);
     cluster.teardown();
-    let links =
-        String::from_utf8(Command::new("ip").args(["link"]).output().unwrap().stdout).unwrap();
-    let spaces = String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    assert!(!links.contains(&bridge), "the bridge {bridge} is left");
-    assert!(!spaces.contains(&netns), "the namespace {netns} is left");
+    assert!(!ip_object_exists(&bridge), "the bridge {bridge} is left");
+    assert!(!ip_object_exists(&netns), "the namespace {netns} is left");
 }
