@@ -8,7 +8,7 @@ use crate::analysis;
 use crate::cluster::Cluster;
 use crate::linearizability::{check, CheckResult, KvInput, KvModel, KvOutput, Recorder};
 use crate::record::{FaultRecord, HttpRecord, ProbeSample};
-use crate::report::{self, CheckOutcome, GcsSummary, MachineInfo, Report, Series};
+use crate::report::{self, CheckOutcome, GcsSummary, MachineInfo, Report, Series, WindowStats};
 use crate::run::RunOptions;
 use crate::scenario::{self, Scenario, Workload};
 
@@ -46,7 +46,6 @@ pub(crate) fn judge(
 ) -> anyhow::Result<Report> {
     let checks_spec = &scenario.checks;
     let tail_ms = (checks_spec.window_tail_s * 1000.0) as u64;
-    let run_end = driven.load_ms.1;
     // A balanced client is judged as its load balancer's clients see it:
     // one gap over all its proxies (a dead proxy it routes around is no
     // gap); a fixed client per proxy.
@@ -66,76 +65,18 @@ pub(crate) fn judge(
             r.proxy = Some(report::BALANCED_PROXY);
         }
     }
-    let requests = &requests;
-    // Each workload that sends requests (HTTP, actor calls) is judged on
-    // its own; with several, their rows carry the workload's name.
-    let request_workloads: Vec<&str> = scenario
-        .workloads
-        .iter()
-        .filter(|w| !matches!(w, Workload::Gcs(_)))
-        .map(Workload::name)
-        .collect();
-    let several = request_workloads.len() > 1;
-    let label = |l: &str, w: &str| {
-        if several {
-            format!("{l} [{w}]")
-        } else {
-            l.to_owned()
-        }
-    };
-    let spans = analysis::fault_windows(&driven.faults, tail_ms, run_end);
-    let mut overall = analysis::window_stats("overall", requests, driven.load_ms.0, run_end + 1);
-    let (mut classes, mut windows, mut overall_rows) = (Vec::new(), Vec::new(), Vec::new());
-    for w in &request_workloads {
-        let mine: Vec<HttpRecord> = requests
-            .iter()
-            .filter(|r| r.workload == *w)
-            .cloned()
-            .collect();
-        let mut rows = analysis::class_stats(&mine, &driven.faults, tail_ms, run_end);
-        let mut fault_rows = Vec::new();
-        for &(index, start, end) in &spans {
-            let f = &driven.faults[index];
-            let mut row = analysis::window_stats(&label(&f.description, w), &mine, start, end);
-            row.recovery_ms =
-                analysis::recovery_ms(&driven.probes, f.heal_ms.unwrap_or(f.start_ms));
-            fault_rows.push((f.class.clone(), row));
-        }
-        // A class recovers when its slowest window does.
-        for row in &mut rows {
-            let recoveries: Vec<Option<u64>> = fault_rows
-                .iter()
-                .filter(|(class, _)| *class == row.label)
-                .map(|(_, r)| r.recovery_ms)
-                .collect();
-            if !recoveries.is_empty() {
-                row.recovery_ms = recoveries
-                    .into_iter()
-                    .collect::<Option<Vec<u64>>>()
-                    .and_then(|v| v.into_iter().max());
-            }
-            row.label = label(&row.label, w);
-        }
-        if several {
-            overall_rows.push(analysis::window_stats(
-                &label("overall", w),
-                &mine,
-                driven.load_ms.0,
-                run_end + 1,
-            ));
-        }
-        classes.extend(rows);
-        windows.extend(fault_rows.into_iter().map(|(_, r)| r));
-    }
-    if several {
-        // Gaps of different workloads do not add up: the run's longest gap
-        // is its workloads' longest.
-        if let Some(worst) = overall_rows.iter().max_by_key(|r| r.longest_gap_ms) {
-            overall.longest_gap_ms = worst.longest_gap_ms;
-            overall.longest_gap_proxy = worst.longest_gap_proxy;
-        }
-        classes.extend(overall_rows);
-    }
+    let Rows {
+        overall,
+        classes,
+        windows,
+    } = rows(
+        scenario,
+        &requests,
+        &driven.faults,
+        &driven.probes,
+        tail_ms,
+        driven.load_ms,
+    );
     let mut checks = Vec::new();
     let slo = |w: &report::WindowStats| {
         let mut passed = w.success_rate >= checks_spec.min_success;
@@ -386,7 +327,7 @@ pub(crate) fn judge(
         checks,
         gcs,
         series: Series {
-            per_second: analysis::per_second(requests),
+            per_second: analysis::per_second(&requests),
             probes: driven.probes,
             faults: driven.faults,
         },
@@ -401,6 +342,101 @@ fn git_revision() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The statistics rows of a run.
+pub(crate) struct Rows {
+    /// Every request of the run.
+    pub(crate) overall: WindowStats,
+    /// Per class (and baseline, and per workload's overall when several).
+    pub(crate) classes: Vec<WindowStats>,
+    /// Per executed fault.
+    pub(crate) windows: Vec<WindowStats>,
+}
+
+/// The rows of a run's requests: each workload that sends requests (HTTP,
+/// actor calls) is judged on its own; with several, their rows carry the
+/// workload's name. Pure.
+pub(crate) fn rows(
+    scenario: &Scenario,
+    requests: &[HttpRecord],
+    faults: &[FaultRecord],
+    probes: &[ProbeSample],
+    tail_ms: u64,
+    load_ms: (u64, u64),
+) -> Rows {
+    let run_end = load_ms.1;
+    let request_workloads: Vec<&str> = scenario
+        .workloads
+        .iter()
+        .filter(|w| !matches!(w, Workload::Gcs(_)))
+        .map(Workload::name)
+        .collect();
+    let several = request_workloads.len() > 1;
+    let label = |l: &str, w: &str| {
+        if several {
+            format!("{l} [{w}]")
+        } else {
+            l.to_owned()
+        }
+    };
+    let spans = analysis::fault_windows(faults, tail_ms, run_end);
+    let mut overall = analysis::window_stats("overall", requests, load_ms.0, run_end + 1);
+    let (mut classes, mut windows, mut overall_rows) = (Vec::new(), Vec::new(), Vec::new());
+    for w in &request_workloads {
+        let mine: Vec<HttpRecord> = requests
+            .iter()
+            .filter(|r| r.workload == *w)
+            .cloned()
+            .collect();
+        let mut rows = analysis::class_stats(&mine, faults, tail_ms, run_end);
+        let mut fault_rows = Vec::new();
+        for &(index, start, end) in &spans {
+            let f = &faults[index];
+            let mut row = analysis::window_stats(&label(&f.description, w), &mine, start, end);
+            row.recovery_ms = analysis::recovery_ms(probes, f.heal_ms.unwrap_or(f.start_ms));
+            fault_rows.push((f.class.clone(), row));
+        }
+        // A class recovers when its slowest window does.
+        for row in &mut rows {
+            let recoveries: Vec<Option<u64>> = fault_rows
+                .iter()
+                .filter(|(class, _)| *class == row.label)
+                .map(|(_, r)| r.recovery_ms)
+                .collect();
+            if !recoveries.is_empty() {
+                row.recovery_ms = recoveries
+                    .into_iter()
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().max());
+            }
+            row.label = label(&row.label, w);
+        }
+        if several {
+            overall_rows.push(analysis::window_stats(
+                &label("overall", w),
+                &mine,
+                load_ms.0,
+                run_end + 1,
+            ));
+        }
+        classes.extend(rows);
+        windows.extend(fault_rows.into_iter().map(|(_, r)| r));
+    }
+    if several {
+        // Gaps of different workloads do not add up: the run's longest gap
+        // is its workloads' longest.
+        if let Some(worst) = overall_rows.iter().max_by_key(|r| r.longest_gap_ms) {
+            overall.longest_gap_ms = worst.longest_gap_ms;
+            overall.longest_gap_proxy = worst.longest_gap_proxy;
+        }
+        classes.extend(overall_rows);
+    }
+    Rows {
+        overall,
+        classes,
+        windows,
+    }
 }
 
 /// Unix ms as RFC 3339 UTC (seconds precision).
@@ -427,6 +463,91 @@ pub(crate) fn rfc3339(unix_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::record::Outcome;
+
+    fn call(workload: &str, sent_ms: u64, outcome: Outcome) -> HttpRecord {
+        HttpRecord {
+            workload: workload.into(),
+            sent_ms,
+            latency_us: 1000,
+            proxy: Some(report::BALANCED_PROXY),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn several_workloads_are_judged_apart() {
+        let scenario = scenario::parse_yaml(
+            "name: t\nduration_s: 10\nworkloads:\n  - {name: web, kind: http, path: /w, rate: 100}\n  - {name: calls, kind: actor, rate: 10}\n",
+            Path::new("."),
+        )
+        .unwrap();
+        // web: a success every 10 ms from 0 to 10 s; calls: every 100 ms,
+        // failing from 2 s to 4 s (a 2 s gap of its own).
+        let mut requests: Vec<HttpRecord> = (0..1000)
+            .map(|k| call("web", k * 10, Outcome::Ok))
+            .collect();
+        requests.extend((0..100).map(|k| {
+            let at = k * 100;
+            let outcome = if (2000..4000).contains(&at) {
+                Outcome::Unavailable
+            } else {
+                Outcome::Ok
+            };
+            call("calls", at, outcome)
+        }));
+        let faults = vec![FaultRecord {
+            class: "kill".into(),
+            kind: "kill".into(),
+            targets: vec![0],
+            start_ms: 1000,
+            heal_ms: Some(3000),
+            description: "SIGKILL node 0".into(),
+            skipped: None,
+        }];
+        let rows = rows(&scenario, &requests, &faults, &[], 1000, (0, 10_000));
+        let labels: Vec<&str> = rows.classes.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "kill [web]",
+                "baseline [web]",
+                "kill [calls]",
+                "baseline [calls]",
+                "overall [web]",
+                "overall [calls]"
+            ]
+        );
+        let by = |l: &str| rows.classes.iter().find(|r| r.label == l).unwrap();
+        assert_eq!(
+            (by("kill [web]").failed(), by("kill [web]").longest_gap_ms),
+            (0, 10)
+        );
+        assert_eq!(by("kill [calls]").failures.get("unavailable"), Some(&20));
+        assert!(by("overall [calls]").longest_gap_ms >= 2000);
+        assert_eq!(rows.overall.requests, 1100);
+        assert_eq!(
+            rows.overall.longest_gap_ms,
+            by("overall [calls]").longest_gap_ms
+        );
+        assert_eq!(rows.windows.len(), 2, "one row per fault per workload");
+    }
+
+    #[test]
+    fn one_workload_keeps_plain_labels() {
+        let scenario = scenario::parse_yaml(
+            "name: t\nduration_s: 10\nworkloads:\n  - {name: web, kind: http, path: /w, rate: 100}\n  - {name: kv, kind: gcs, rate: 10}\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let requests: Vec<HttpRecord> =
+            (0..100).map(|k| call("web", k * 10, Outcome::Ok)).collect();
+        let rows = rows(&scenario, &requests, &[], &[], 1000, (0, 1000));
+        let labels: Vec<&str> = rows.classes.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["baseline"]);
+    }
+
     #[test]
     fn rfc3339_of_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
