@@ -551,14 +551,8 @@ mod tests {
 
     fn spec() -> ClusterSpec {
         ClusterSpec {
-            binary: None,
-            nodes: 3,
-            gcs_members: 3,
-            num_cpus: 1.0,
-            node_ttl_s: 3.0,
-            actor_threads: 1,
-            network: NetworkMode::Auto,
             extra_args: vec!["--heartbeat-ms".into(), "50".into()],
+            ..ClusterSpec::default()
         }
     }
 

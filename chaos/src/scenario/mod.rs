@@ -92,6 +92,23 @@ pub struct ClusterSpec {
     pub extra_args: Vec<String>,
 }
 
+impl Default for ClusterSpec {
+    /// Three nodes, all GCS members, 1 CPU each, a 3 s node TTL, one actor
+    /// thread, namespaces when possible, the running binary.
+    fn default() -> Self {
+        ClusterSpec {
+            binary: None,
+            nodes: 3,
+            gcs_members: 3,
+            num_cpus: 1.0,
+            node_ttl_s: 3.0,
+            actor_threads: 1,
+            network: NetworkMode::Auto,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 /// One concurrent workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -245,16 +245,7 @@ fn a_minimal_scenario_gets_every_default() {
         description: String::new(),
         duration_s: 100.0,
         seed: 1,
-        cluster: ClusterSpec {
-            binary: None,
-            nodes: 3,
-            gcs_members: 3,
-            num_cpus: 1.0,
-            node_ttl_s: 3.0,
-            actor_threads: 1,
-            network: NetworkMode::Auto,
-            extra_args: Vec::new(),
-        },
+        cluster: ClusterSpec::default(),
         serve_config: None,
         workloads: vec![Workload::Http(HttpWorkload {
             name: "w".into(),

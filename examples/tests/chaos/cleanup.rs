@@ -122,11 +122,8 @@ fn a_panic_in_the_harness_kills_its_nodes() {
         binary: Some(SERVE_BIN.into()),
         nodes: 1,
         gcs_members: 1,
-        num_cpus: 1.0,
-        node_ttl_s: 3.0,
-        actor_threads: 1,
         network: NetworkMode::Loopback,
-        extra_args: vec![],
+        ..ClusterSpec::default()
     };
     let logs = tempfile::tempdir().unwrap();
     let (pid_tx, pid_rx) = mpsc::channel();

@@ -32,11 +32,8 @@ async fn a_partition_blocks_traffic_between_namespaces_and_the_heal_restores_it(
         binary: Some(SERVE_BIN.into()),
         nodes: 2,
         gcs_members: 1,
-        num_cpus: 1.0,
-        node_ttl_s: 3.0,
-        actor_threads: 1,
         network: NetworkMode::Namespaces,
-        extra_args: vec![],
+        ..ClusterSpec::default()
     };
     let logs = tempfile::tempdir().unwrap();
     let mut unavailable = Vec::new();
