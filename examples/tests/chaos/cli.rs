@@ -114,3 +114,45 @@ fn the_smoke_scenario_passes() {
     assert!(report["overall"]["requests"].as_u64().unwrap() >= 4000);
     assert!(report["gcs"]["known"].as_u64().unwrap() >= 200);
 }
+
+/// Calls to named actors that restart: a node hosting some is killed and
+/// comes back; calls are retried on the restarted instances, and no actor
+/// runs twice (a killed process hosts nothing).
+#[test]
+fn actor_calls_survive_a_node_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(
+        dir.path(),
+        "actors",
+        "name: actors\nduration_s: 16\nseed: 3\ncluster: {nodes: 3, network: loopback}\n\
+         workloads:\n  - {name: calls, kind: actor, rate: 20, actors: 3, max_task_retries: -1, timeout_s: 10}\n\
+         faults:\n  timeline:\n    - {at_s: 4, kind: kill, target: gcs_follower, heal_after_s: 6}\n\
+         checks: {min_success: 0.95}\n",
+    );
+    let out_dir = dir.path().join("out");
+    let out = Command::new(SERVE_BIN)
+        .args(["chaos", "run"])
+        .arg(&path)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("PASS single_placement"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert!(
+        report["overall"]["requests"].as_u64().unwrap() >= 250,
+        "{stdout}"
+    );
+    let faults = report["series"]["faults"].as_array().unwrap();
+    assert!(
+        faults.len() == 1 && faults[0]["skipped"].is_null(),
+        "{faults:?}"
+    );
+}
