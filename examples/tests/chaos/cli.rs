@@ -6,6 +6,35 @@ use std::process::Command;
 
 use crate::{scenario, SERVE_BIN};
 
+/// What `troupe-chain chaos run SCENARIO --out OUT` did: its exit code,
+/// stdout, stderr, and the report it wrote (`Null` if none).
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    report: serde_json::Value,
+}
+
+fn run(scenario: &std::path::Path, out_dir: &std::path::Path) -> Run {
+    let out = Command::new(SERVE_BIN)
+        .args(["chaos", "run"])
+        .arg(scenario)
+        .arg("--out")
+        .arg(out_dir)
+        .output()
+        .unwrap();
+    let report = std::fs::read(out_dir.join("report.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        report,
+    }
+}
+
 #[test]
 fn a_bad_scenario_is_refused_with_its_paths() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,23 +79,14 @@ fn a_run_that_misses_its_slo_exits_1_with_its_report() {
          checks: {max_gap_s: 0.001, min_success: 0.5}\n",
     );
     let out_dir = dir.path().join("out");
-    let out = Command::new(SERVE_BIN)
-        .args(["chaos", "run"])
-        .arg(&path)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let Run {
+        code,
+        stdout,
+        stderr,
+        report,
+    } = run(&path, &out_dir);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("FAIL slo:overall"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     let requests = report["overall"]["requests"].as_u64().unwrap();
     assert!(
         requests >= 60,
@@ -88,23 +108,14 @@ fn the_smoke_scenario_passes() {
     let scenario =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos/scenarios/smoke.yaml");
     let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(SERVE_BIN)
-        .args(["chaos", "run"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let Run {
+        code,
+        stdout,
+        stderr,
+        report,
+    } = run(&scenario, out_dir.path());
     eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the smoke run failed:\n{stdout}\n{stderr}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.path().join("report.json")).unwrap())
-            .unwrap();
+    assert_eq!(code, Some(0), "the smoke run failed:\n{stdout}\n{stderr}");
     // Both faults ran, and the load really flowed through them.
     let faults = report["series"]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{faults:?}");
@@ -129,23 +140,14 @@ fn actor_calls_survive_a_node_kill() {
          faults:\n  timeline:\n    - {at_s: 4, kind: kill, target: gcs_follower, heal_after_s: 6}\n\
          checks: {min_success: 0.95}\n",
     );
-    let out_dir = dir.path().join("out");
-    let out = Command::new(SERVE_BIN)
-        .args(["chaos", "run"])
-        .arg(&path)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Run {
+        code,
+        stdout,
+        stderr,
+        report,
+    } = run(&path, &dir.path().join("out"));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("PASS single_placement"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     assert!(
         report["overall"]["requests"].as_u64().unwrap() >= 250,
         "{stdout}"

@@ -263,7 +263,7 @@ pub fn to_yaml(config: &ServeConfig) -> String {
 fn object(v: &mut Validator, value: &Value, known: &[&str]) -> Option<Map<String, Value>> {
     let Value::Object(map) = value else {
         if !value.is_null() {
-            v.error(format!("must be a mapping, got {}", kind(value)));
+            v.error(format!("must be a mapping, got {}", value_kind(value)));
         }
         return if value.is_null() {
             Some(Map::new())
@@ -294,7 +294,10 @@ fn object(v: &mut Validator, value: &Value, known: &[&str]) -> Option<Map<String
     Some(out)
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What a JSON/YAML value is, for error messages (`a string`, `a list`);
+/// shared with other parsers that walk a generic value (the chaos
+/// scenario's).
+pub fn value_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -311,7 +314,7 @@ fn string(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<St
         Value::String(s) => Some(s.clone()),
         other => {
             v.field(field, |v| {
-                v.error(format!("must be a string, got {}", kind(other)))
+                v.error(format!("must be a string, got {}", value_kind(other)))
             });
             None
         }
@@ -324,7 +327,7 @@ fn number(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<f6
         Some(n) => Some(n),
         None => {
             v.field(field, |v| {
-                v.error(format!("must be a number, got {}", kind(value)))
+                v.error(format!("must be a number, got {}", value_kind(value)))
             });
             None
         }
@@ -343,7 +346,7 @@ fn integer(
     let Some(n) = value.as_i64() else {
         let got = match value.as_f64() {
             Some(f) => format!("{f}"),
-            None => kind(value).to_owned(),
+            None => value_kind(value).to_owned(),
         };
         v.field(field, |v| v.error(format!("must be an integer, got {got}")));
         return None;
@@ -453,7 +456,7 @@ fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
                     match b.as_bool() {
                         Some(b) => l.enable_access_log = b,
                         None => v.field("enable_access_log", |v| {
-                            v.error(format!("must be true or false, got {}", kind(b)))
+                            v.error(format!("must be true or false, got {}", value_kind(b)))
                         }),
                     }
                 }
@@ -473,7 +476,7 @@ fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
             check_unique_apps(v, &config.applications);
         }),
         Some(other) => v.field("applications", |v| {
-            v.error(format!("must be a list, got {}", kind(other)))
+            v.error(format!("must be a list, got {}", value_kind(other)))
         }),
     }
     config
@@ -546,7 +549,7 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
             v.field("route_prefix", |v| {
                 v.error(format!(
                     "must be a path such as \"/app\" or null, got {}",
-                    kind(other)
+                    value_kind(other)
                 ))
             });
             None
@@ -572,7 +575,7 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
             }
         }),
         Some(other) => v.field("deployments", |v| {
-            v.error(format!("must be a list, got {}", kind(other)))
+            v.error(format!("must be a list, got {}", value_kind(other)))
         }),
     }
     Some(AppConfig {
@@ -649,7 +652,7 @@ fn read_actor_options(v: &mut Validator, value: &Value) -> Option<ActorOptions> 
         Some(other) => v.field("resources", |v| {
             v.error(format!(
                 "must be a mapping of resource name to amount, got {}",
-                kind(other)
+                value_kind(other)
             ))
         }),
     }

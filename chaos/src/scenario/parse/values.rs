@@ -32,17 +32,9 @@ pub(super) fn object(
     }
 }
 
-/// What a value is, for messages (`a string`, `a list`).
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
+/// What a value is, for messages (`a string`, `a list`): serve's, so both
+/// parsers word it alike.
+pub(super) use troupe_serve::config::value_kind as kind;
 
 /// Records `missing field "<field>"<hint>` at the mapping's path if absent.
 pub(super) fn require(v: &mut Validator, map: &Map<String, Value>, field: &str, hint: &str) {
