@@ -72,7 +72,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             "max_batch_size must be at least 1"
         );
         let (tx, rx) = mpsc::channel(config.max_batch_size * 4);
-        let histogram = crate::admin::metrics::metrics()
+        let histogram = crate::metrics::metrics()
             .batch_size
             .with_label_values(&[name]);
         tokio::spawn(batch_loop(rx, config, run, histogram));

@@ -24,7 +24,9 @@
 //!   `proxy::error` only.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the
-//!   read side of the REST API.
+//!   REST API.
+//! - [`metrics`] — the process's Prometheus metrics (written by the data
+//!   plane, rendered by the admin server).
 //! - [`roles`] — [`start`]: serve's roles on a node.
 #![forbid(unsafe_code)]
 
@@ -38,6 +40,7 @@ pub mod declarative;
 pub mod deployment;
 pub mod http;
 mod http_thread;
+pub mod metrics;
 pub mod proxy;
 pub mod replica;
 pub mod roles;

@@ -33,7 +33,7 @@ impl Running {
         counter.set(counter.get() + 1);
         let labels = replica.labels.clone();
         let [a, d, r] = &*labels;
-        crate::admin::metrics::metrics()
+        crate::metrics::metrics()
             .replica_processing
             .with_label_values(&[a.as_str(), d.as_str(), r.as_str()])
             .inc();
@@ -49,7 +49,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.counter.set(self.counter.get() - 1);
         let [a, d, r] = &*self.labels;
-        let m = crate::admin::metrics::metrics();
+        let m = crate::metrics::metrics();
         let labels = [a.as_str(), d.as_str(), r.as_str()];
         m.replica_processing.with_label_values(&labels).dec();
         m.deployment_latency_ms
@@ -232,5 +232,19 @@ impl<D: crate::deployment::StreamingIngress> troupe_worker::StreamHandler<HttpSt
                     .boxed_local(),
             }
         })
+    }
+}
+
+/// A stand-in deployment type for calls that do not know the replica's
+/// type (the proxy's HTTP calls, health probes): only messages every
+/// replica answers are sent through it.
+pub(crate) struct Untyped;
+
+impl Deployment for Untyped {
+    const NAME: &'static str = "serve.untyped";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Untyped)
     }
 }

@@ -210,7 +210,7 @@ impl Router {
     }
 
     fn report_queue(&self, queued: usize) {
-        crate::admin::metrics::metrics()
+        crate::metrics::metrics()
             .deployment_queued
             .with_label_values(&[self.app.as_str(), self.deployment.as_str()])
             .set(queued as i64);
@@ -355,7 +355,7 @@ impl Router {
             tracing::Span::current().record("replica", tracing::field::display(slot.actor));
             let handle = self
                 .cluster
-                .handle::<Replica<crate::controller::Probe>>(slot.actor);
+                .handle::<Replica<crate::replica::Untyped>>(slot.actor);
             let remaining = deadline.saturating_duration_since(Instant::now());
             // The body is shared (`Bytes`): a clone per attempt copies no
             // bytes; a local replica gets the request unencoded.
@@ -404,7 +404,7 @@ impl Router {
         tracing::Span::current().record("replica", tracing::field::display(actor));
         let handle = self
             .cluster
-            .handle::<Replica<crate::controller::Probe>>(actor);
+            .handle::<Replica<crate::replica::Untyped>>(actor);
         let payload = troupe_worker::codec::encode(&crate::replica::HttpStream(request));
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut items = handle

@@ -253,7 +253,7 @@ fn concurrent_calls_are_batched_and_each_gets_its_own_answer() {
         answers.iter().map(|a| a.batch_size).collect::<Vec<_>>()
     );
     // The batcher's metric saw it too.
-    let page = troupe::serve::admin::metrics::metrics().render(None);
+    let page = troupe::serve::metrics::metrics().render(None);
     let value = |series: &str| -> f64 {
         page.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())

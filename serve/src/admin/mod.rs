@@ -14,8 +14,6 @@ use troupe_gcs::member::GcsMember;
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::{schema, Cluster};
 
-pub mod metrics;
-
 use crate::catalog::Catalog;
 use crate::config::{self, ServeConfig};
 use crate::declarative::{self, DeployError, CONFIG_KEY};
@@ -164,7 +162,7 @@ fn authorize(request: &HttpRequest, state: &AdminState) -> Option<HttpResponse> 
 async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics::metrics().render(state.member.as_ref()))
+        .body(crate::metrics::metrics().render(state.member.as_ref()))
 }
 
 async fn version(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {

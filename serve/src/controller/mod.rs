@@ -222,7 +222,7 @@ async fn drain_and_kill(cluster: Cluster, actor: troupe_core::id::ActorId, timeo
         quiet_ms: 200,
         timeout_ms: timeout.as_millis() as u64,
     };
-    let handle = cluster.handle::<crate::replica::Replica<Probe>>(actor);
+    let handle = cluster.handle::<crate::replica::Replica<crate::replica::Untyped>>(actor);
     let _ = handle
         .call_raw(
             "serve.drain",
@@ -265,7 +265,8 @@ fn check_health(
                 let timeout = Duration::from_millis(d.health_check_timeout_ms);
                 let type_name: &'static str = "serve.health";
                 tokio::spawn(async move {
-                    let handle = cluster.handle::<crate::replica::Replica<Probe>>(actor);
+                    let handle =
+                        cluster.handle::<crate::replica::Replica<crate::replica::Untyped>>(actor);
                     let payload = codec::encode(&HealthCheck);
                     let healthy = match handle.call_raw(type_name, payload, timeout).await {
                         Ok(reply) => {
@@ -286,17 +287,5 @@ fn check_health(
                 });
             }
         }
-    }
-}
-
-/// A stand-in deployment type for untyped calls (health probes).
-pub(crate) struct Probe;
-
-impl crate::deployment::Deployment for Probe {
-    const NAME: &'static str = "serve.probe";
-    type Args = ();
-
-    async fn new((): (), _: &crate::deployment::ReplicaContext) -> Result<Self, String> {
-        Ok(Probe)
     }
 }

@@ -322,7 +322,7 @@ fn access_log(
             )
         });
     }
-    let m = crate::admin::metrics::metrics();
+    let m = crate::metrics::metrics();
     let status_text = status.to_string();
     m.http_requests
         .with_label_values(&[route, request.method().as_str(), app, &status_text])
@@ -342,14 +342,14 @@ struct Ongoing;
 
 impl Ongoing {
     fn start() -> Self {
-        crate::admin::metrics::metrics().ongoing_http.inc();
+        crate::metrics::metrics().ongoing_http.inc();
         Ongoing
     }
 }
 
 impl Drop for Ongoing {
     fn drop(&mut self) {
-        crate::admin::metrics::metrics().ongoing_http.dec();
+        crate::metrics::metrics().ongoing_http.dec();
     }
 }
 
