@@ -40,6 +40,7 @@ impl<D: Deployment> Bind<D> {
                 health_check_period_ms: 10_000,
                 health_check_timeout_ms: 30_000,
                 graceful_shutdown_timeout_ms: 20_000,
+                retry_lost_requests: true,
             },
             error: check_name("deployment", name).err(),
             _type: PhantomData,
@@ -120,6 +121,16 @@ impl<D: Deployment> Bind<D> {
     pub fn health_check_timeout_s(mut self, seconds: f64) -> Self {
         self.spec.health_check_timeout_ms =
             seconds_to_ms(seconds, &mut self.error, "health_check_timeout_s");
+        self
+    }
+
+    /// Whether a request lost with its replica (node died, froze, cut off)
+    /// is sent again to another replica within its deadline (default
+    /// true: model inference is idempotent, and a node loss stays
+    /// invisible to clients). Set false for requests that must not run
+    /// twice: the lost replica may have run them.
+    pub fn retry_lost_requests(mut self, retry: bool) -> Self {
+        self.spec.retry_lost_requests = retry;
         self
     }
 

@@ -35,6 +35,13 @@ pub struct ServeMetrics {
     gcs_commit_index: IntGauge,
     /// Items per batch of each `Batcher`, by batcher name.
     pub batch_size: HistogramVec,
+    /// Requests a router sent again to another replica, by deployment.
+    pub request_retries: IntCounterVec,
+    /// 1 while this process's calls have ejected the node (data-path
+    /// health), by node.
+    node_ejected: IntGaugeVec,
+    /// Ejections since this process started.
+    node_ejections: IntGauge,
 }
 
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -127,6 +134,20 @@ impl ServeMetrics {
                 "troupe_gcs_commit_index",
                 "On the GCS leader, the highest log index a majority holds; elsewhere the last applied index.",
             )?,
+            request_retries: counter(
+                "troupe_router_retries",
+                "Requests a router sent again to another replica after an attempt failed (replica gone, or lost in flight with retry_lost_requests).",
+                &["application", "deployment"],
+            )?,
+            node_ejected: gauges(
+                "troupe_node_ejected",
+                "1 while this process's calls have ejected the node from routing (refused, lost or silent connections).",
+                &["node"],
+            )?,
+            node_ejections: gauge(
+                "troupe_node_ejections",
+                "Nodes ejected from routing by this process's calls since it started.",
+            )?,
             batch_size: {
                 let h = HistogramVec::new(
                     HistogramOpts::new("serve_batch_size", "Items per batch of a replica's batcher.")
@@ -170,4 +191,18 @@ impl ServeMetrics {
 pub fn metrics() -> &'static ServeMetrics {
     static METRICS: OnceLock<ServeMetrics> = OnceLock::new();
     METRICS.get_or_init(|| ServeMetrics::new().expect("the metric definitions are valid"))
+}
+
+impl ServeMetrics {
+    /// Copies the data path's health table into the gauges (before a
+    /// render).
+    pub fn record_health(&self, health: &troupe_worker::HealthTable) {
+        self.node_ejected.reset();
+        for node in health.snapshot() {
+            self.node_ejected
+                .with_label_values(&[node.node.to_string().as_str()])
+                .set(i64::from(node.ejected));
+        }
+        self.node_ejections.set(health.total_ejections() as i64);
+    }
 }

@@ -3,11 +3,22 @@
 //!
 //! A router learns the replica set from the process's cluster view (alive
 //! replica actors of the deployment), so it never waits on the GCS and
-//! keeps the last known set while the GCS is unavailable. It counts the
-//! requests it has in flight per replica, never sends a replica more than
-//! `max_ongoing_requests`, queues up to `max_queued_requests` callers when
-//! every replica is full (then answers "overloaded"), and retries a request
-//! on another replica when its replica died before taking it.
+//! keeps the last known set while the GCS is unavailable. It leaves out
+//! replicas on nodes the process's health table has ejected (a refused,
+//! lost or silent connection: see `troupe_worker::health`), unless every
+//! replica is on one, when it tries them anyway: guesswork never removes a
+//! deployment's last replicas. It counts the requests it has in flight per
+//! replica, never sends a replica more than `max_ongoing_requests`, queues
+//! up to `max_queued_requests` callers when every replica is full (then
+//! answers "overloaded").
+//!
+//! Every request, typed, HTTP or streaming, goes through one retry driver
+//! ([`Router::drive`]) whose decisions are the pure [`after_failure`]: a
+//! request its replica never took (the node refused it, the replica was
+//! gone) is tried on another replica; one lost in flight (the node died,
+//! froze or was cut off mid-call) too when the deployment's
+//! `retry_lost_requests` allows it; a streaming response is retried only
+//! before its head, so no byte the client saw is sent twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use troupe_core::id::ActorId;
+use troupe_core::id::{ActorId, NodeId};
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::{schema, ActorError, Cluster, ClusterState, Message, SharedHandler};
 
@@ -30,6 +41,56 @@ use crate::spec::{
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Replicas a request is tried on before giving up.
 const MAX_ATTEMPTS: usize = 3;
+
+/// What a deployment allows when an attempt fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retry requests that were lost in flight (they may have run).
+    pub retry_lost: bool,
+    /// Replicas one request is tried on at most.
+    pub max_attempts: usize,
+}
+
+/// After a failed attempt: another replica, or this answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    TryAnother,
+    Fail(ServeError),
+}
+
+/// The retry policy: what to do after attempt number `attempts` (1-based)
+/// failed with `error`. `timeout` is the request's (for the error when the
+/// deadline has passed).
+pub fn after_failure(
+    error: &ActorError,
+    policy: RetryPolicy,
+    attempts: usize,
+    deadline_passed: bool,
+    timeout: Duration,
+) -> Next {
+    let timed_out = || ServeError::Timeout {
+        seconds: timeout.as_secs_f64(),
+    };
+    let may_retry = attempts < policy.max_attempts && !deadline_passed;
+    match error {
+        ActorError::HandlerPanicked { message, .. } => Next::Fail(ServeError::Application {
+            message: format!("a handler panicked: {message}"),
+        }),
+        // Never taken: the node refused it, or the replica was gone.
+        ActorError::NotDelivered { .. }
+        | ActorError::Died { .. }
+        | ActorError::NotFound { .. }
+        | ActorError::Pending { .. }
+            if may_retry =>
+        {
+            Next::TryAnother
+        }
+        // Lost in flight: it may have run.
+        ActorError::Unavailable { .. } if may_retry && policy.retry_lost => Next::TryAnother,
+        _ if deadline_passed => Next::Fail(timed_out()),
+        other => Next::Fail(ServeError::Unavailable(other.to_string())),
+    }
+}
 
 /// Power of two choices: of the replicas below `max_ongoing`, the less
 /// loaded of the two at `picks` (indices into the eligible ones, taken
@@ -60,41 +121,53 @@ pub fn choose(
 struct RouterState {
     /// The view revision `replicas` and the limits were read at.
     revision: u64,
-    replicas: Vec<ActorId>,
+    /// Replicas and the nodes they run on.
+    replicas: Vec<(ActorId, NodeId)>,
     max_ongoing: u32,
     max_queued: Option<u32>,
+    retry_lost: bool,
     /// Why there are no replicas, for the error.
     missing: String,
     in_flight: HashMap<ActorId, u32>,
     queued: usize,
 }
 
+/// A deployment as its router sees it.
+struct DeploymentView {
+    replicas: Vec<(ActorId, NodeId)>,
+    max_ongoing: u32,
+    max_queued: Option<u32>,
+    retry_lost: bool,
+    /// Why there are no replicas.
+    missing: String,
+}
+
+impl DeploymentView {
+    fn missing(why: String) -> Self {
+        DeploymentView {
+            replicas: Vec::new(),
+            max_ongoing: 1,
+            max_queued: Some(0),
+            retry_lost: false,
+            missing: why,
+        }
+    }
+}
+
 /// The replicas of `app`/`deployment` in `state` that take requests, and
 /// the deployment's limits.
-fn read_deployment(
-    state: &ClusterState,
-    app: &str,
-    deployment: &str,
-) -> (Vec<ActorId>, u32, Option<u32>, String) {
+fn read_deployment(state: &ClusterState, app: &str, deployment: &str) -> DeploymentView {
     let spec = state
         .extra
         .get(format!("{APPS_PREFIX}{app}").as_bytes())
         .and_then(|v| schema::decode::<AppSpec>(v).ok());
     let Some(spec) = spec else {
-        return (
-            Vec::new(),
-            1,
-            Some(0),
-            format!("application {app:?} is not deployed"),
-        );
+        return DeploymentView::missing(format!("application {app:?} is not deployed"));
     };
     let Some(d) = spec.deployments.iter().find(|d| d.name == deployment) else {
-        return (
-            Vec::new(),
-            1,
-            Some(0),
-            format!("application {app:?} has no deployment {deployment:?}"),
-        );
+        return DeploymentView::missing(format!(
+            "application {app:?} has no deployment {deployment:?}"
+        ));
     };
     // Replicas the controller is stopping take no new requests.
     let stopping: Vec<ActorId> = state
@@ -110,10 +183,10 @@ fn read_deployment(
                 .collect()
         })
         .unwrap_or_default();
-    let replicas: Vec<ActorId> = state
+    let replicas: Vec<(ActorId, NodeId)> = state
         .actors
         .values()
-        .filter(|a| a.state == ActorState::Alive && a.node.is_some())
+        .filter(|a| a.state == ActorState::Alive)
         .filter(|a| !stopping.contains(&a.id))
         .filter(|a| {
             a.name
@@ -121,19 +194,43 @@ fn read_deployment(
                 .and_then(parse_replica_name)
                 .is_some_and(|(ap, dep, _, _)| ap == app && dep == deployment)
         })
-        .map(|a| a.id)
+        .filter_map(|a| Some((a.id, a.node?)))
         .collect();
     let missing = if replicas.is_empty() {
         "its replicas are starting (or failed: see the application's status)".to_owned()
     } else {
         String::new()
     };
-    (
+    DeploymentView {
         replicas,
-        d.max_ongoing_requests,
-        d.max_queued_requests,
+        max_ongoing: d.max_ongoing_requests,
+        max_queued: d.max_queued_requests,
+        retry_lost: d.retry_lost_requests,
         missing,
-    )
+    }
+}
+
+/// The replicas a request may go to: those not tried yet, less the ones on
+/// ejected nodes unless that would leave none.
+fn candidates(
+    replicas: &[(ActorId, NodeId)],
+    exclude: &[ActorId],
+    ejected: impl Fn(NodeId) -> bool,
+) -> Vec<ActorId> {
+    let untried: Vec<&(ActorId, NodeId)> = replicas
+        .iter()
+        .filter(|(a, _)| !exclude.contains(a))
+        .collect();
+    let healthy: Vec<ActorId> = untried
+        .iter()
+        .filter(|(_, n)| !ejected(*n))
+        .map(|(a, _)| *a)
+        .collect();
+    if healthy.is_empty() {
+        untried.iter().map(|(a, _)| *a).collect()
+    } else {
+        healthy
+    }
 }
 
 /// Routes one deployment's requests.
@@ -226,26 +323,30 @@ impl Router {
         if revision == state.revision && revision != 0 {
             return;
         }
-        let (replicas, max_ongoing, max_queued, missing) = self
+        let view = self
             .cluster
             .read_state(|s| read_deployment(s, &self.app, &self.deployment));
         state
             .in_flight
-            .retain(|a, n| *n > 0 || replicas.contains(a));
-        state.replicas = replicas;
-        state.max_ongoing = max_ongoing.max(1);
-        state.max_queued = max_queued;
-        state.missing = missing;
+            .retain(|a, n| *n > 0 || view.replicas.iter().any(|(r, _)| r == a));
+        state.replicas = view.replicas;
+        state.max_ongoing = view.max_ongoing.max(1);
+        state.max_queued = view.max_queued;
+        state.retry_lost = view.retry_lost;
+        state.missing = view.missing;
         state.revision = revision;
     }
 
     /// Takes a request slot on a replica not in `exclude`, queueing while
-    /// every replica is full.
+    /// every replica is full; also says whether the deployment retries
+    /// lost requests.
     async fn acquire(
         &self,
         exclude: &[ActorId],
         deadline: Instant,
-    ) -> Result<Slot<'_>, ServeError> {
+        timeout: Duration,
+    ) -> Result<(Slot<'_>, bool), ServeError> {
+        let health = self.cluster.health();
         let mut queued: Option<Queued<'_>> = None;
         let mut changes = self.cluster.state_changes();
         loop {
@@ -255,24 +356,27 @@ impl Router {
             {
                 let mut state = self.lock();
                 self.refresh(&mut state);
-                let candidates: Vec<(ActorId, u32)> = state
-                    .replicas
-                    .iter()
-                    .filter(|a| !exclude.contains(a))
-                    .map(|a| (*a, state.in_flight.get(a).copied().unwrap_or(0)))
-                    .collect();
+                let candidates: Vec<(ActorId, u32)> =
+                    candidates(&state.replicas, exclude, |n| health.is_ejected(n))
+                        .into_iter()
+                        .map(|a| (a, state.in_flight.get(&a).copied().unwrap_or(0)))
+                        .collect();
                 let picks = (
                     rand::random::<u32>() as usize,
                     rand::random::<u32>() as usize,
                 );
                 if let Some(actor) = choose(&candidates, state.max_ongoing, picks) {
                     *state.in_flight.entry(actor).or_insert(0) += 1;
+                    let retry_lost = state.retry_lost;
                     drop(state);
                     drop(queued);
-                    return Ok(Slot {
-                        router: self,
-                        actor,
-                    });
+                    return Ok((
+                        Slot {
+                            router: self,
+                            actor,
+                        },
+                        retry_lost,
+                    ));
                 }
                 if queued.is_none() {
                     if let Some(max) = state.max_queued {
@@ -297,11 +401,59 @@ impl Router {
                     return Err(if state.replicas.is_empty() {
                         ServeError::NoReplicas { deployment: self.label(), reason: state.missing.clone() }
                     } else {
-                        ServeError::Timeout { seconds: REQUEST_TIMEOUT.as_secs_f64() }
+                        ServeError::Timeout { seconds: timeout.as_secs_f64() }
                     });
                 }
             }
         }
+    }
+
+    /// The one retry driver: takes a slot on a replica, runs `attempt`
+    /// there (with the time left), and after a failure asks
+    /// [`after_failure`] whether to try another replica. Returns the
+    /// answer and the slot it holds.
+    async fn drive<R, F, Fut>(
+        &self,
+        timeout: Duration,
+        mut attempt: F,
+    ) -> Result<(R, Slot<'_>), ServeError>
+    where
+        F: FnMut(ActorId, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<R, ActorError>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut tried = Vec::new();
+        loop {
+            let (slot, retry_lost) = self.acquire(&tried, deadline, timeout).await?;
+            tracing::Span::current().record("replica", tracing::field::display(slot.actor));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let error = match attempt(slot.actor, remaining).await {
+                Ok(answer) => return Ok((answer, slot)),
+                Err(error) => error,
+            };
+            let policy = RetryPolicy {
+                retry_lost,
+                max_attempts: MAX_ATTEMPTS,
+            };
+            let passed = Instant::now() >= deadline;
+            match after_failure(&error, policy, tried.len() + 1, passed, timeout) {
+                Next::TryAnother => {
+                    tracing::debug!(replica = %slot.actor, %error, "trying another replica");
+                    crate::metrics::metrics()
+                        .request_retries
+                        .with_label_values(&[self.app.as_str(), self.deployment.as_str()])
+                        .inc();
+                    tried.push(slot.actor);
+                }
+                Next::Fail(failure) => return Err(failure),
+            }
+        }
+    }
+
+    /// A replica's handle for the driver: calls that cannot be delivered
+    /// come back at once, so the driver can go elsewhere.
+    fn replica<D: Deployment>(&self, actor: ActorId) -> troupe_worker::ActorHandle<Replica<D>> {
+        self.cluster.handle::<Replica<D>>(actor).fail_fast()
     }
 
     /// Sends `message` to a replica of `D` and returns its reply.
@@ -313,31 +465,14 @@ impl Router {
     where
         Replica<D>: SharedHandler<M>,
     {
-        let deadline = Instant::now() + timeout;
-        let mut tried = Vec::new();
-        loop {
-            let slot = self.acquire(&tried, deadline).await?;
-            let handle = self.cluster.handle::<Replica<D>>(slot.actor);
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match handle.ask_timeout(message.clone(), remaining).await {
-                Ok(reply) => return Ok(reply),
-                // The replica was gone before it took the request: another.
-                Err(
-                    ActorError::Died { .. }
-                    | ActorError::NotFound { .. }
-                    | ActorError::Pending { .. },
-                ) if tried.len() + 1 < MAX_ATTEMPTS => {
-                    tracing::debug!(replica = %slot.actor, "replica gone; trying another");
-                    tried.push(slot.actor);
-                }
-                Err(ActorError::HandlerPanicked { message, .. }) => {
-                    return Err(ServeError::Application {
-                        message: format!("a handler panicked: {message}"),
-                    })
-                }
-                Err(e) => return Err(ServeError::Unavailable(e.to_string())),
-            }
-        }
+        let (reply, _slot) = self
+            .drive(timeout, |actor, remaining| {
+                let handle = self.replica::<D>(actor);
+                let message = message.clone();
+                async move { handle.ask_timeout(message, remaining).await }
+            })
+            .await?;
+        Ok(reply)
     }
 
     /// An HTTP request for an ingress replica, by message name (the proxy
@@ -348,90 +483,69 @@ impl Router {
         request: ServeRequest,
         timeout: Duration,
     ) -> Result<ServeResponse, ServeError> {
-        let deadline = Instant::now() + timeout;
-        let mut tried = Vec::new();
-        loop {
-            let slot = self.acquire(&tried, deadline).await?;
-            tracing::Span::current().record("replica", tracing::field::display(slot.actor));
-            let handle = self
-                .cluster
-                .handle::<Replica<crate::replica::Untyped>>(slot.actor);
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            // The body is shared (`Bytes`): a clone per attempt copies no
-            // bytes; a local replica gets the request unencoded.
-            match handle.call_dyn(HttpCall(request.clone()), remaining).await {
-                Ok(reply) => return reply,
-                Err(
-                    ActorError::Died { .. }
-                    | ActorError::NotFound { .. }
-                    | ActorError::Pending { .. },
-                ) if tried.len() + 1 < MAX_ATTEMPTS => {
-                    tried.push(slot.actor);
-                }
-                Err(ActorError::HandlerPanicked { message, .. }) => {
-                    return Err(ServeError::Application {
-                        message: format!("a handler panicked: {message}"),
-                    })
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    tracing::debug!(error = %e, "request timed out");
-                    return Err(ServeError::Timeout {
-                        seconds: timeout.as_secs_f64(),
-                    });
-                }
-                Err(e) => return Err(ServeError::Unavailable(e.to_string())),
-            }
-        }
+        let (reply, _slot) = self
+            .drive(timeout, |actor, remaining| {
+                let handle = self.replica::<crate::replica::Untyped>(actor);
+                // The body is shared (`Bytes`): a clone per attempt copies
+                // no bytes; a local replica gets the request unencoded.
+                let request = HttpCall(request.clone());
+                async move { handle.call_dyn(request, remaining).await }
+            })
+            .await?;
+        reply
     }
 
     /// A streaming HTTP request: the head, then the body as a stream that
-    /// holds the replica's slot until it ends.
+    /// holds the replica's slot until it ends. Retried (by the driver) only
+    /// until the head arrives: nothing has reached the client before it.
     pub(crate) async fn send_stream(
         self: &Arc<Self>,
         request: ServeRequest,
         timeout: Duration,
     ) -> Result<(u16, Vec<(String, String)>, StreamBody), ServeError> {
         use futures::StreamExt;
-        let deadline = Instant::now() + timeout;
-        let slot = self.acquire(&[], deadline).await?;
-        let actor = slot.actor;
+        let (opened, slot) = self
+            .drive(timeout, |actor, remaining| {
+                let handle = self.replica::<crate::replica::Untyped>(actor);
+                let payload =
+                    troupe_worker::codec::encode(&crate::replica::HttpStream(request.clone()));
+                async move {
+                    let lost = |detail: String| ActorError::Unavailable {
+                        actor: actor.to_string(),
+                        detail,
+                    };
+                    let mut items = handle
+                        .stream_raw(crate::replica::HttpStream::NAME, payload, remaining)
+                        .await?
+                        .map(|item| {
+                            item.map_err(|e| e.to_string()).and_then(|bytes| {
+                                troupe_worker::codec::decode::<StreamPart>(&bytes)
+                                    .map_err(|e| format!("a stream item did not decode: {e}"))
+                            })
+                        })
+                        .boxed();
+                    let head = items
+                        .next()
+                        .await
+                        .ok_or_else(|| lost("the replica's stream ended before its head".into()))?
+                        .map_err(lost)?;
+                    Ok(match head {
+                        StreamPart::Head { status, headers } => Ok((status, headers, items)),
+                        StreamPart::Error(e) => Err(e),
+                        StreamPart::Chunk(_) => Err(ServeError::Unavailable(
+                            "the replica's stream began without a head".into(),
+                        )),
+                    })
+                }
+            })
+            .await?;
+        let (status, headers, items) = opened?;
         // The slot lives as long as the body stream.
+        let actor = slot.actor;
         std::mem::forget(slot);
         let guard = OwnedSlot {
             router: self.clone(),
             actor,
-        };
-        tracing::Span::current().record("replica", tracing::field::display(actor));
-        let handle = self
-            .cluster
-            .handle::<Replica<crate::replica::Untyped>>(actor);
-        let payload = troupe_worker::codec::encode(&crate::replica::HttpStream(request));
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut items = handle
-            .stream_raw(crate::replica::HttpStream::NAME, payload, remaining)
-            .await
-            .map_err(|e| ServeError::Unavailable(e.to_string()))?
-            .map(|item| {
-                item.map_err(|e| e.to_string()).and_then(|bytes| {
-                    troupe_worker::codec::decode::<StreamPart>(&bytes)
-                        .map_err(|e| format!("a stream item did not decode: {e}"))
-                })
-            });
-        let head = items
-            .next()
-            .await
-            .ok_or_else(|| {
-                ServeError::Unavailable("the replica's stream ended before its head".into())
-            })?
-            .map_err(ServeError::Unavailable)?;
-        let (status, headers) = match head {
-            StreamPart::Head { status, headers } => (status, headers),
-            StreamPart::Error(e) => return Err(e),
-            StreamPart::Chunk(_) => {
-                return Err(ServeError::Unavailable(
-                    "the replica's stream began without a head".into(),
-                ))
-            }
         };
         let body = items
             .map(move |item| {
@@ -512,5 +626,101 @@ mod tests {
     fn ties_go_to_the_first_pick() {
         let a = ids(2);
         assert_eq!(choose(&[(a[0], 2), (a[1], 2)], 5, (1, 0)), Some(a[1]));
+    }
+
+    fn node(n: u64) -> NodeId {
+        NodeId::new(n)
+    }
+
+    #[test]
+    fn ejected_nodes_are_left_out_unless_every_replica_is_on_one() {
+        let a = ids(3);
+        let replicas = [(a[0], node(1)), (a[1], node(2)), (a[2], node(3))];
+        let ejected = |n: NodeId| n == node(1) || n == node(2);
+        assert_eq!(candidates(&replicas, &[], ejected), vec![a[2]]);
+        // The healthy one was tried: the ejected ones are all that is left,
+        // and guesswork never removes the last replicas.
+        assert_eq!(candidates(&replicas, &[a[2]], ejected), vec![a[0], a[1]]);
+        assert_eq!(candidates(&replicas, &[], |_| false), a);
+        assert!(candidates(&replicas, &a, |_| false).is_empty());
+    }
+
+    fn err(kind: &str) -> ActorError {
+        let (actor, detail) = ("a1".to_string(), "10.0.0.1:7000".to_string());
+        match kind {
+            "not delivered" => ActorError::NotDelivered { actor, detail },
+            "died" => ActorError::Died {
+                actor,
+                reason: detail,
+            },
+            "lost" => ActorError::Unavailable { actor, detail },
+            "panicked" => ActorError::HandlerPanicked {
+                actor,
+                message: "boom".into(),
+            },
+            _ => ActorError::Codec {
+                what: "x".into(),
+                detail,
+            },
+        }
+    }
+
+    #[test]
+    fn requests_never_taken_are_retried_and_lost_ones_only_when_allowed() {
+        let timeout = Duration::from_secs(7);
+        let on = RetryPolicy {
+            retry_lost: true,
+            max_attempts: 3,
+        };
+        let off = RetryPolicy {
+            retry_lost: false,
+            ..on
+        };
+        for policy in [on, off] {
+            for kind in ["not delivered", "died"] {
+                assert_eq!(
+                    after_failure(&err(kind), policy, 1, false, timeout),
+                    Next::TryAnother,
+                    "{kind}"
+                );
+            }
+        }
+        assert_eq!(
+            after_failure(&err("lost"), on, 1, false, timeout),
+            Next::TryAnother
+        );
+        assert!(matches!(
+            after_failure(&err("lost"), off, 1, false, timeout),
+            Next::Fail(ServeError::Unavailable(_))
+        ));
+        // Out of attempts.
+        assert!(matches!(
+            after_failure(&err("not delivered"), on, 3, false, timeout),
+            Next::Fail(ServeError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_passed_deadline_is_a_timeout_with_the_requests_own_length() {
+        let policy = RetryPolicy {
+            retry_lost: true,
+            max_attempts: 3,
+        };
+        for kind in ["not delivered", "lost", "codec"] {
+            assert_eq!(
+                after_failure(&err(kind), policy, 1, true, Duration::from_secs(7)),
+                Next::Fail(ServeError::Timeout { seconds: 7.0 }),
+                "{kind}"
+            );
+        }
+        // A panic is the application's failure, never retried.
+        assert!(matches!(
+            after_failure(&err("panicked"), policy, 1, false, Duration::from_secs(7)),
+            Next::Fail(ServeError::Application { .. })
+        ));
+        assert!(matches!(
+            after_failure(&err("codec"), policy, 1, false, Duration::from_secs(7)),
+            Next::Fail(ServeError::Unavailable(_))
+        ));
     }
 }

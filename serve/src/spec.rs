@@ -52,6 +52,11 @@ pub struct DeploymentSpec {
     pub health_check_period_ms: u64,
     pub health_check_timeout_ms: u64,
     pub graceful_shutdown_timeout_ms: u64,
+    /// Whether a request in flight on a replica that was lost (its node
+    /// died, froze or was cut off) is sent again to another replica within
+    /// its deadline. The lost replica may have run it, so deployments whose
+    /// requests must not run twice set this to false. Default true.
+    pub retry_lost_requests: bool,
 }
 
 impl DeploymentSpec {
@@ -71,6 +76,7 @@ impl DeploymentSpec {
             health_check_period_ms: 10_000,
             health_check_timeout_ms: 30_000,
             graceful_shutdown_timeout_ms: 20_000,
+            retry_lost_requests: true,
         }
     }
 

@@ -16,6 +16,9 @@
 //!   instances on arbiters (each start and stop is logged at info on
 //!   [`INSTANCE_LOG`]); `controller` — the cluster controller (placement,
 //!   restarts) on the GCS leader's node.
+//! - [`health`] — the data path's view of node health: [`HealthTable`]
+//!   ejects a node whose calls fail (refused, lost, silent, timed out) from
+//!   every router of the process at once; probes readmit it.
 //! - [`placement`] — the cluster scheduler's decision: [`plan`] maps a
 //!   snapshot of [`NodeView`]s and a queue of [`PlacementRequest`]s to a
 //!   [`PlacementPlan`] of places and pendings with reasons
@@ -39,6 +42,7 @@ pub mod codec;
 mod controller;
 pub mod error;
 pub mod fencing;
+pub mod health;
 mod hosting;
 pub mod lifecycle;
 pub mod node;
@@ -55,6 +59,7 @@ pub use actor::{
 };
 pub use cluster::{ActorHandle, Cluster, Spawn};
 pub use error::{Result, WorkerError};
+pub use health::{HealthPolicy, HealthTable};
 pub use hosting::INSTANCE_LOG;
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
 pub use node::{GcsTiming, Node, NodeConfig, Role};

@@ -136,6 +136,9 @@ fn apply_overrides(v: &mut Validator, spec: &mut DeploymentSpec, d: &DeploymentC
     if let Some(s) = d.graceful_shutdown_timeout_s {
         spec.graceful_shutdown_timeout_ms = ms(s);
     }
+    if let Some(retry) = d.retry_lost_requests {
+        spec.retry_lost_requests = retry;
+    }
     if d.autoscaling_config.is_some() {
         v.field("autoscaling_config", |v| {
             v.error(
@@ -212,6 +215,7 @@ pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
         health_check_period_s: Some(spec.health_check_period_ms as f64 / 1000.0),
         health_check_timeout_s: Some(spec.health_check_timeout_ms as f64 / 1000.0),
         graceful_shutdown_timeout_s: Some(spec.graceful_shutdown_timeout_ms as f64 / 1000.0),
+        retry_lost_requests: Some(spec.retry_lost_requests),
         autoscaling_config: None,
     }
 }

@@ -26,6 +26,7 @@
 //!         health_check_period_s: 10
 //!         health_check_timeout_s: 30
 //!         graceful_shutdown_timeout_s: 20
+//!         retry_lost_requests: true  # resend a request lost with its replica's node (Troupe's)
 //! ```
 //!
 //! [`parse_yaml`] / [`parse_value`] check a whole file and report every
@@ -170,6 +171,9 @@ pub struct DeploymentConfig {
     pub health_check_timeout_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_shutdown_timeout_s: Option<f64>,
+    /// Troupe's: resend a request lost with its replica (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_lost_requests: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling_config: Option<AutoscalingConfig>,
 }
@@ -215,6 +219,7 @@ const DEPLOYMENT_FIELDS: &[&str] = &[
     "health_check_period_s",
     "health_check_timeout_s",
     "graceful_shutdown_timeout_s",
+    "retry_lost_requests",
     "autoscaling_config",
 ];
 const ACTOR_FIELDS: &[&str] = &["num_cpus", "num_gpus", "resources"];
@@ -602,6 +607,14 @@ fn read_deployment(v: &mut Validator, value: &Value) -> Option<DeploymentConfig>
     d.health_check_period_s = seconds(v, &map, "health_check_period_s");
     d.health_check_timeout_s = seconds(v, &map, "health_check_timeout_s");
     d.graceful_shutdown_timeout_s = seconds(v, &map, "graceful_shutdown_timeout_s");
+    if let Some(b) = map.get("retry_lost_requests") {
+        match b.as_bool() {
+            Some(b) => d.retry_lost_requests = Some(b),
+            None => v.field("retry_lost_requests", |v| {
+                v.error(format!("must be true or false, got {}", value_kind(b)))
+            }),
+        }
+    }
     d.user_config = map.get("user_config").filter(|u| !u.is_null()).cloned();
     if let Some(options) = map.get("actor_options") {
         v.field("actor_options", |v| {

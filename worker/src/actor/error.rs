@@ -48,6 +48,11 @@ pub enum ActorError {
     /// The control store or a node could not be reached in time.
     #[error("the cluster did not answer: {0}")]
     Cluster(String),
+    /// A fail-fast call could not be delivered (its node refused or did
+    /// not answer the connection, or no longer hosts the actor); the call
+    /// did not run, so sending it elsewhere is safe.
+    #[error("actor {actor} could not be reached ({detail}); the call did not run")]
+    NotDelivered { actor: String, detail: String },
 }
 
 impl ActorError {

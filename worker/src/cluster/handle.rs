@@ -14,6 +14,7 @@ use troupe_core::rpc::{CallOptions, RpcError};
 use super::Cluster;
 use crate::actor::{Actor, ActorError, Handler, Message, SharedHandler};
 use crate::codec;
+use crate::health::Signal;
 use crate::hosting::{arbiter_index, SharedTyped, Typed};
 
 /// An in-process send to a local instance.
@@ -33,6 +34,9 @@ pub struct ActorHandle<A: Actor> {
     /// The actor exists in the GCS at this revision: lookups wait until the
     /// local view has caught up with it.
     known_at: u64,
+    /// Calls that cannot be delivered fail at once instead of waiting for
+    /// the actor to move (see [`ActorHandle::fail_fast`]).
+    fail_fast: bool,
     _type: PhantomData<fn() -> A>,
 }
 
@@ -42,6 +46,7 @@ impl<A: Actor> Clone for ActorHandle<A> {
             cluster: self.cluster.clone(),
             id: self.id,
             known_at: self.known_at,
+            fail_fast: self.fail_fast,
             _type: PhantomData,
         }
     }
@@ -66,6 +71,10 @@ struct Location {
 enum Failure {
     /// The call did not run: look the actor up again, for free.
     NotHere,
+    /// The call did not run because its node could not be reached (or the
+    /// local instance is not up yet, and the wait for it is over): look
+    /// again at once (or fail at once, for a fail-fast handle).
+    Undelivered(String),
     /// The instance was lost, maybe mid-call: retry within
     /// `max_task_retries`.
     Lost(ActorError),
@@ -79,8 +88,20 @@ impl<A: Actor> ActorHandle<A> {
             cluster,
             id,
             known_at,
+            fail_fast: false,
             _type: PhantomData,
         }
+    }
+
+    /// The same handle, but a call that cannot be delivered — its node
+    /// refuses or does not answer connections, or no longer hosts the
+    /// actor — fails at once with [`ActorError::NotDelivered`] (the call
+    /// did not run) instead of waiting, until its deadline, for the actor
+    /// to be placed elsewhere. For callers that can go elsewhere
+    /// themselves, such as a router over interchangeable replicas.
+    pub fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
     }
 
     /// The actor's id.
@@ -106,8 +127,8 @@ impl<A: Actor> ActorHandle<A> {
     where
         A: Handler<M>,
     {
-        self.invoke(message, timeout, |addr, m| Box::pin(addr.send(Typed(m))))
-            .await
+        let send: SendLocal<A, M> = |addr, m| Box::pin(addr.send(Typed(m)));
+        self.drive(TypedCall::new(message, send), timeout).await
     }
 
     /// Sends `message` to a shared actor ([`SharedHandler`]): it runs next
@@ -129,85 +150,51 @@ impl<A: Actor> ActorHandle<A> {
     where
         A: SharedHandler<M>,
     {
-        self.invoke(message, timeout, |addr, m| {
-            Box::pin(addr.send(SharedTyped(m)))
-        })
-        .await
+        let send: SendLocal<A, M> = |addr, m| Box::pin(addr.send(SharedTyped(m)));
+        self.drive(TypedCall::new(message, send), timeout).await
     }
 
-    async fn invoke<M: Message>(
+    /// The one retry driver of every unary call: locate the actor, try
+    /// the local instance or one RPC to its node, and decide what a failure
+    /// means — look again (the call did not run), retry within
+    /// `max_task_retries` on the next incarnation (the instance was lost,
+    /// maybe mid-call), or give up. `payload` is what differs between the
+    /// typed, untyped and raw calls.
+    async fn drive<P: Payload<A>>(
         &self,
-        message: M,
+        mut payload: P,
         timeout: Duration,
-        send_local: impl Fn(&actix::Addr<crate::hosting::Host<A>>, M) -> LocalSend<M::Reply>,
-    ) -> Result<M::Reply, ActorError> {
+    ) -> Result<P::Reply, ActorError> {
         let deadline = Instant::now() + timeout;
-        let mut message = Some(message);
-        // The encoded message, kept once a retry or a remote attempt needs it.
-        let mut encoded: Option<Vec<u8>> = None;
         let mut retries_used = 0u32;
         let mut min_incarnation = 0u64;
         loop {
             let location = self.locate(min_incarnation, deadline).await?;
-            let local = self.local_instance(&location);
-            if local.is_none() && self.is_local(&location) {
-                // Assigned here but still being constructed: wait for it
-                // rather than calling ourselves over RPC.
-                self.wait_for_local(deadline).await;
-                if Instant::now() >= deadline {
-                    return Err(ActorError::Pending {
-                        actor: self.id.to_string(),
-                        reason: "its constructor did not finish before the deadline".into(),
-                    });
+            let outcome = if self.is_local(&location) {
+                match payload.local(self, &location, deadline).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(failure) => failure,
                 }
-                continue;
-            }
-            let outcome = match local {
-                Some(addr) if !addr.connected() => Failure::NotHere,
-                Some(addr) => {
-                    let message = match message.take() {
-                        Some(m) => {
-                            if location.retries != RetryLimit::NEVER && encoded.is_none() {
-                                encoded = Some(codec::encode(&m));
-                            }
-                            m
-                        }
-                        None => self.decode_again::<M>(encoded.as_deref())?,
-                    };
-                    match send_local(&addr, message).await {
-                        Ok(Ok(reply)) => return Ok(reply),
-                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
-                        Ok(Err(e)) => Failure::Fatal(e),
-                        // Stopped before taking the call: it never ran, and
-                        // can be sent again if a copy was kept.
-                        Err(_) if encoded.is_some() => Failure::NotHere,
-                        Err(_) => Failure::Lost(self.unavailable("its instance stopped")),
-                    }
-                }
-                None => {
-                    // Keep a copy: a node that answers "not here" never ran
-                    // the call, and it is sent again wherever the actor is.
-                    let payload = match (&encoded, message.take()) {
-                        (Some(bytes), _) => bytes.clone(),
-                        (None, Some(m)) => {
-                            let bytes = codec::encode(&m);
-                            encoded = Some(bytes.clone());
-                            bytes
-                        }
-                        (None, None) => return Err(self.unavailable("the message was consumed")),
-                    };
-                    match self.remote::<M>(&location, payload, deadline).await {
-                        Ok(reply) => return Ok(reply),
-                        Err(failure) => failure,
-                    }
+            } else {
+                let bytes = payload.encoded(self)?;
+                match self
+                    .remote_bytes(&location, payload.name(), bytes, deadline)
+                    .await
+                {
+                    Ok(reply) => return P::decode_reply(reply),
+                    Err(failure) => failure,
                 }
             };
             match outcome {
                 Failure::Fatal(e) => return Err(e),
-                Failure::NotHere => {
-                    // The view is behind the node's: wait for it to move.
-                    self.wait_for_change(deadline).await;
+                Failure::Undelivered(detail) if self.fail_fast => {
+                    return Err(self.not_delivered(&location, &detail))
                 }
+                Failure::NotHere if self.fail_fast => {
+                    return Err(self.not_delivered(&location, "its node does not host it"))
+                }
+                Failure::Undelivered(_) => {}
+                Failure::NotHere => self.wait_for_change(deadline).await,
                 Failure::Lost(e) => {
                     if !location.retries.allows_another(retries_used) {
                         return Err(e);
@@ -219,6 +206,13 @@ impl<A: Actor> ActorHandle<A> {
             if Instant::now() >= deadline {
                 return Err(self.unavailable("the call's deadline passed while retrying"));
             }
+        }
+    }
+
+    fn not_delivered(&self, location: &Location, detail: &str) -> ActorError {
+        ActorError::NotDelivered {
+            actor: self.id.to_string(),
+            detail: format!("node {} at {}: {detail}", location.node, location.addr),
         }
     }
 
@@ -267,23 +261,6 @@ impl<A: Actor> ActorHandle<A> {
         hosting.typed::<A>(self.id, location.incarnation)
     }
 
-    async fn remote<M: Message>(
-        &self,
-        location: &Location,
-        payload: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<M::Reply, Failure> {
-        let bytes = self
-            .remote_bytes(location, M::NAME, payload, deadline)
-            .await?;
-        codec::decode(&bytes).map_err(|detail| {
-            Failure::Fatal(ActorError::Codec {
-                what: format!("the reply to {:?}", M::NAME),
-                detail,
-            })
-        })
-    }
-
     async fn remote_bytes(
         &self,
         location: &Location,
@@ -302,13 +279,27 @@ impl<A: Actor> ActorHandle<A> {
             fail_fast: true,
         };
         let channel = self.cluster.inner.rpc.channel(&location.addr);
-        match channel.call_with::<ActorCall>(&request, options).await {
+        let answer = channel.call_with::<ActorCall>(&request, options).await;
+        self.report_health(location.node, answer.as_ref().err());
+        match answer {
             Ok(Ok(bytes)) => Ok(bytes.into_vec()),
             Ok(Err(CallRefusal::NotHere)) => Err(Failure::NotHere),
             Ok(Err(CallRefusal::Failed(e))) if e.is_instance_lost() => Err(Failure::Lost(e)),
             Ok(Err(CallRefusal::Failed(e))) => Err(Failure::Fatal(e)),
             Err(e) => Err(rpc_failure(self, location, e)),
         }
+    }
+
+    /// Tells the process's health table how `node` answered.
+    fn report_health(&self, node: NodeId, error: Option<&RpcError>) {
+        let signal = match error {
+            None | Some(RpcError::Remote { .. }) => Signal::Answered,
+            Some(RpcError::Connect { .. }) => Signal::Unreachable,
+            Some(RpcError::ConnectionLost { .. }) => Signal::ConnectionLost,
+            Some(RpcError::Timeout { .. }) => Signal::Timeout,
+            Some(_) => return,
+        };
+        self.cluster.inner.health.report(node, signal);
     }
 
     /// Sends `message` to an actor whose Rust type the caller does not know
@@ -321,73 +312,7 @@ impl<A: Actor> ActorHandle<A> {
         message: M,
         timeout: Duration,
     ) -> Result<M::Reply, ActorError> {
-        let deadline = Instant::now() + timeout;
-        let mut message = Some(message);
-        let mut encoded: Option<Vec<u8>> = None;
-        let mut retries_used = 0u32;
-        let mut min_incarnation = 0u64;
-        loop {
-            let location = self.locate(min_incarnation, deadline).await?;
-            let outcome = if self.is_local(&location) {
-                let hosting = self.cluster.inner.local.as_ref().expect("local");
-                let m = match message.take() {
-                    Some(m) => m,
-                    None => self.decode_again::<M>(encoded.as_deref())?,
-                };
-                let call = crate::actor::AnyCall {
-                    message: M::NAME,
-                    payload: Box::new(m),
-                };
-                match hosting.send_any(self.id, location.incarnation, call) {
-                    Ok(sent) => match sent.await {
-                        Ok(Ok(reply)) => {
-                            return reply.downcast::<M::Reply>().map(|r| *r).map_err(|_| {
-                                ActorError::Codec {
-                                    what: format!("the reply to {:?}", M::NAME),
-                                    detail: "the actor answered with another type".into(),
-                                }
-                            })
-                        }
-                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
-                        Ok(Err(e)) => Failure::Fatal(e),
-                        Err(_) => Failure::Lost(self.unavailable("its instance stopped")),
-                    },
-                    Err(unsent) => {
-                        message = unsent.payload.downcast::<M>().ok().map(|m| *m);
-                        self.wait_for_local(deadline).await;
-                        Failure::NotHere
-                    }
-                }
-            } else {
-                let payload = match (&encoded, message.take()) {
-                    (Some(bytes), _) => bytes.clone(),
-                    (None, Some(m)) => {
-                        let bytes = codec::encode(&m);
-                        encoded = Some(bytes.clone());
-                        bytes
-                    }
-                    (None, None) => return Err(self.unavailable("the message was consumed")),
-                };
-                match self.remote::<M>(&location, payload, deadline).await {
-                    Ok(reply) => return Ok(reply),
-                    Err(failure) => failure,
-                }
-            };
-            match outcome {
-                Failure::Fatal(e) => return Err(e),
-                Failure::NotHere => self.wait_for_change(deadline).await,
-                Failure::Lost(e) => {
-                    if !location.retries.allows_another(retries_used) {
-                        return Err(e);
-                    }
-                    retries_used += 1;
-                    min_incarnation = location.incarnation + 1;
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(self.unavailable("the call's deadline passed while retrying"));
-            }
-        }
+        self.drive(DynCall(Owned::new(message)), timeout).await
     }
 
     /// Opens a stream on a shared actor ([`StreamHandler`]): its items as
@@ -457,10 +382,11 @@ impl<A: Actor> ActorHandle<A> {
                     payload: ByteBuf::from(payload.clone()),
                 };
                 let channel = self.cluster.inner.rpc.channel(&location.addr);
-                match channel
+                let opened = channel
                     .stream::<crate::protocol::ActorStream>(&request)
-                    .await
-                {
+                    .await;
+                self.report_health(location.node, opened.as_ref().err());
+                match opened {
                     Ok(items) => {
                         let actor = self.id.to_string();
                         return Ok(items
@@ -472,6 +398,9 @@ impl<A: Actor> ActorHandle<A> {
                                     })
                             })
                             .boxed());
+                    }
+                    Err(e) if e.is_retryable() && !e.may_have_executed() && self.fail_fast => {
+                        return Err(self.not_delivered(&location, &e.to_string()))
                     }
                     Err(e) if e.is_retryable() => self.wait_for_change(deadline).await,
                     Err(e) => return Err(ActorError::Cluster(e.to_string())),
@@ -494,53 +423,7 @@ impl<A: Actor> ActorHandle<A> {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ActorError> {
-        let deadline = Instant::now() + timeout;
-        let mut retries_used = 0u32;
-        let mut min_incarnation = 0u64;
-        loop {
-            let location = self.locate(min_incarnation, deadline).await?;
-            let outcome = if self.is_local(&location) {
-                let hosting = self.cluster.inner.local.as_ref().expect("local");
-                let call = crate::actor::RawCall {
-                    message: message.to_owned(),
-                    payload: bytes::Bytes::from(payload.clone()),
-                };
-                match hosting.send_raw(self.id, location.incarnation, call) {
-                    Ok(sent) => match sent.await {
-                        Ok(Ok(reply)) => return Ok(reply),
-                        Ok(Err(e)) if e.is_instance_lost() => Failure::Lost(e),
-                        Ok(Err(e)) => Failure::Fatal(e),
-                        Err(_) => Failure::NotHere,
-                    },
-                    Err(_) => {
-                        self.wait_for_local(deadline).await;
-                        Failure::NotHere
-                    }
-                }
-            } else {
-                match self
-                    .remote_bytes(&location, message, payload.clone(), deadline)
-                    .await
-                {
-                    Ok(reply) => return Ok(reply),
-                    Err(failure) => failure,
-                }
-            };
-            match outcome {
-                Failure::Fatal(e) => return Err(e),
-                Failure::NotHere => self.wait_for_change(deadline).await,
-                Failure::Lost(e) => {
-                    if !location.retries.allows_another(retries_used) {
-                        return Err(e);
-                    }
-                    retries_used += 1;
-                    min_incarnation = location.incarnation + 1;
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(self.unavailable("the call's deadline passed while retrying"));
-            }
-        }
+        self.drive(RawCall { message, payload }, timeout).await
     }
 
     /// Waits (until `deadline`) for the actor to have a node and an
@@ -618,8 +501,8 @@ impl<A: Actor> ActorHandle<A> {
 fn rpc_failure<A: Actor>(handle: &ActorHandle<A>, location: &Location, e: RpcError) -> Failure {
     if !e.may_have_executed() && e.is_retryable() {
         // Never sent (the node is down or restarting): the view will move
-        // the actor; look again.
-        return Failure::NotHere;
+        // the actor; look again (a fail-fast caller goes elsewhere).
+        return Failure::Undelivered(e.to_string());
     }
     if e.is_retryable() || e.may_have_executed() {
         return Failure::Lost(handle.unavailable(&format!(
@@ -629,4 +512,248 @@ fn rpc_failure<A: Actor>(handle: &ActorHandle<A>, location: &Location, e: RpcErr
         )));
     }
     Failure::Fatal(ActorError::Cluster(e.to_string()))
+}
+
+/// A typed local send: the host's address and the message.
+type SendLocal<A, M> =
+    fn(&actix::Addr<crate::hosting::Host<A>>, M) -> LocalSend<<M as Message>::Reply>;
+
+/// What differs between the typed, untyped and raw calls: how the message
+/// is tried on a local instance, how it is encoded for a node, and how the
+/// reply is decoded. [`ActorHandle::drive`] does the rest.
+trait Payload<A: Actor>: Send {
+    type Reply: Send;
+
+    /// The message's name on the wire.
+    fn name(&self) -> &'static str;
+
+    /// One attempt on this process's instance (`location` is this node).
+    fn local<'a>(
+        &'a mut self,
+        handle: &'a ActorHandle<A>,
+        location: &'a Location,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = Result<Self::Reply, Failure>> + Send + 'a;
+
+    /// The encoded message, for a remote attempt (kept for the next).
+    fn encoded(&mut self, handle: &ActorHandle<A>) -> Result<Vec<u8>, ActorError>;
+
+    fn decode_reply(bytes: Vec<u8>) -> Result<Self::Reply, ActorError>;
+}
+
+/// A message owned by a call: by value until an attempt needs it encoded,
+/// then as bytes (decoded again for a later local attempt).
+struct Owned<M> {
+    message: Option<M>,
+    encoded: Option<Vec<u8>>,
+}
+
+impl<M: Message> Owned<M> {
+    fn new(message: M) -> Self {
+        Owned {
+            message: Some(message),
+            encoded: None,
+        }
+    }
+
+    /// The message by value (decoded from the kept copy if it was taken).
+    fn take<A: Actor>(&mut self, handle: &ActorHandle<A>) -> Result<M, ActorError> {
+        match self.message.take() {
+            Some(m) => Ok(m),
+            None => handle.decode_again::<M>(self.encoded.as_deref()),
+        }
+    }
+
+    /// Encodes a copy while the message is still here (so a retry after a
+    /// local attempt consumed it can send it again).
+    fn keep_copy(&mut self) {
+        if let (None, Some(m)) = (&self.encoded, &self.message) {
+            self.encoded = Some(codec::encode(m));
+        }
+    }
+
+    fn encoded<A: Actor>(&mut self, handle: &ActorHandle<A>) -> Result<Vec<u8>, ActorError> {
+        self.keep_copy();
+        self.message = None;
+        self.encoded
+            .clone()
+            .ok_or_else(|| handle.unavailable("the message was consumed"))
+    }
+}
+
+fn decode_reply<M: Message>(bytes: &[u8]) -> Result<M::Reply, ActorError> {
+    codec::decode(bytes).map_err(|detail| ActorError::Codec {
+        what: format!("the reply to {:?}", M::NAME),
+        detail,
+    })
+}
+
+/// A typed call (`call`, `ask`): a local attempt goes to the instance's
+/// typed address.
+struct TypedCall<A: Actor, M: Message> {
+    message: Owned<M>,
+    send: SendLocal<A, M>,
+}
+
+impl<A: Actor, M: Message> TypedCall<A, M> {
+    fn new(message: M, send: SendLocal<A, M>) -> Self {
+        TypedCall {
+            message: Owned::new(message),
+            send,
+        }
+    }
+}
+
+impl<A: Actor, M: Message> Payload<A> for TypedCall<A, M> {
+    type Reply = M::Reply;
+
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+
+    async fn local(
+        &mut self,
+        handle: &ActorHandle<A>,
+        location: &Location,
+        deadline: Instant,
+    ) -> Result<M::Reply, Failure> {
+        let Some(addr) = handle.local_instance(location) else {
+            // Assigned here but still being constructed: wait for it
+            // rather than calling ourselves over RPC.
+            handle.wait_for_local(deadline).await;
+            if Instant::now() >= deadline {
+                return Err(Failure::Fatal(ActorError::Pending {
+                    actor: handle.id.to_string(),
+                    reason: "its constructor did not finish before the deadline".into(),
+                }));
+            }
+            return Err(Failure::Undelivered("its instance is starting here".into()));
+        };
+        if !addr.connected() {
+            return Err(Failure::NotHere);
+        }
+        if location.retries != RetryLimit::NEVER {
+            self.message.keep_copy();
+        }
+        let message = self.message.take(handle).map_err(Failure::Fatal)?;
+        match (self.send)(&addr, message).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) if e.is_instance_lost() => Err(Failure::Lost(e)),
+            Ok(Err(e)) => Err(Failure::Fatal(e)),
+            // Stopped before taking the call: it never ran, and can be
+            // sent again if a copy was kept.
+            Err(_) if self.message.encoded.is_some() => Err(Failure::NotHere),
+            Err(_) => Err(Failure::Lost(handle.unavailable("its instance stopped"))),
+        }
+    }
+
+    fn encoded(&mut self, handle: &ActorHandle<A>) -> Result<Vec<u8>, ActorError> {
+        self.message.encoded(handle)
+    }
+
+    fn decode_reply(bytes: Vec<u8>) -> Result<M::Reply, ActorError> {
+        decode_reply::<M>(&bytes)
+    }
+}
+
+/// An untyped call (`call_dyn`): a local attempt hands the message over
+/// boxed, unencoded.
+struct DynCall<M>(Owned<M>);
+
+impl<A: Actor, M: Message> Payload<A> for DynCall<M> {
+    type Reply = M::Reply;
+
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+
+    async fn local(
+        &mut self,
+        handle: &ActorHandle<A>,
+        location: &Location,
+        deadline: Instant,
+    ) -> Result<M::Reply, Failure> {
+        let hosting = handle.cluster.inner.local.as_ref().expect("local");
+        let call = crate::actor::AnyCall {
+            message: M::NAME,
+            payload: Box::new(self.0.take(handle).map_err(Failure::Fatal)?),
+        };
+        match hosting.send_any(handle.id, location.incarnation, call) {
+            Ok(sent) => match sent.await {
+                Ok(Ok(reply)) => reply.downcast::<M::Reply>().map(|r| *r).map_err(|_| {
+                    Failure::Fatal(ActorError::Codec {
+                        what: format!("the reply to {:?}", M::NAME),
+                        detail: "the actor answered with another type".into(),
+                    })
+                }),
+                Ok(Err(e)) if e.is_instance_lost() => Err(Failure::Lost(e)),
+                Ok(Err(e)) => Err(Failure::Fatal(e)),
+                Err(_) => Err(Failure::Lost(handle.unavailable("its instance stopped"))),
+            },
+            Err(unsent) => {
+                self.0.message = unsent.payload.downcast::<M>().ok().map(|m| *m);
+                handle.wait_for_local(deadline).await;
+                Err(Failure::Undelivered(
+                    "its instance is not running here yet".into(),
+                ))
+            }
+        }
+    }
+
+    fn encoded(&mut self, handle: &ActorHandle<A>) -> Result<Vec<u8>, ActorError> {
+        self.0.encoded(handle)
+    }
+
+    fn decode_reply(bytes: Vec<u8>) -> Result<M::Reply, ActorError> {
+        decode_reply::<M>(&bytes)
+    }
+}
+
+/// An encoded call (`call_raw`): bytes in, bytes out.
+struct RawCall {
+    message: &'static str,
+    payload: Vec<u8>,
+}
+
+impl<A: Actor> Payload<A> for RawCall {
+    type Reply = Vec<u8>;
+
+    fn name(&self) -> &'static str {
+        self.message
+    }
+
+    async fn local(
+        &mut self,
+        handle: &ActorHandle<A>,
+        location: &Location,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Failure> {
+        let hosting = handle.cluster.inner.local.as_ref().expect("local");
+        let call = crate::actor::RawCall {
+            message: self.message.to_owned(),
+            payload: bytes::Bytes::from(self.payload.clone()),
+        };
+        match hosting.send_raw(handle.id, location.incarnation, call) {
+            Ok(sent) => match sent.await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(e)) if e.is_instance_lost() => Err(Failure::Lost(e)),
+                Ok(Err(e)) => Err(Failure::Fatal(e)),
+                Err(_) => Err(Failure::NotHere),
+            },
+            Err(_) => {
+                handle.wait_for_local(deadline).await;
+                Err(Failure::Undelivered(
+                    "its instance is not running here yet".into(),
+                ))
+            }
+        }
+    }
+
+    fn encoded(&mut self, _: &ActorHandle<A>) -> Result<Vec<u8>, ActorError> {
+        Ok(self.payload.clone())
+    }
+
+    fn decode_reply(bytes: Vec<u8>) -> Result<Vec<u8>, ActorError> {
+        Ok(bytes)
+    }
 }

@@ -22,6 +22,7 @@ pub use handle::ActorHandle;
 pub use spawn::Spawn;
 
 use crate::actor::{Actor, ActorError};
+use crate::health::{HealthPolicy, HealthTable};
 use crate::hosting::Hosting;
 use crate::protocol::{ControlError, ControlReply, ControlRequest, NodeInfo, NodeInfoReply};
 use crate::schema::{self, keys, ActorName, ActorNameRecord, ActorRecord, Key};
@@ -47,8 +48,68 @@ pub(crate) struct Inner {
     /// This node's instances, when the process is a node.
     pub local: Option<Arc<Hosting>>,
     pub timeout: Duration,
+    /// How this process's calls find each node (shared by every handle and
+    /// router here).
+    pub health: Arc<HealthTable>,
     /// Ends the owner lease keep-alive when the last clone goes.
     _keep_alive: Option<AbortOnDrop>,
+    /// Ends the health table's prober when the last clone goes.
+    _prober: AbortOnDrop,
+}
+
+/// How often the prober looks for ejected nodes whose probe is due.
+const PROBE_TICK: Duration = Duration::from_millis(100);
+
+/// Probes ejected nodes when their ejection has run its length (one
+/// `NodeInfo` RPC each, concurrently), and forgets nodes the GCS no longer
+/// lists.
+async fn probe_ejected_nodes(
+    health: Arc<HealthTable>,
+    rpc: RpcClient,
+    view: tokio::sync::watch::Receiver<ClusterState>,
+) {
+    let mut ticks = tokio::time::interval(PROBE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probing = tokio::task::JoinSet::new();
+    let mut in_flight = std::collections::HashSet::new();
+    for tick in 0u64.. {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            Some(Ok(node)) = probing.join_next(), if !probing.is_empty() => {
+                in_flight.remove(&node);
+                continue;
+            }
+        }
+        let due = health.due_probes();
+        if due.is_empty() && tick % 10 != 0 {
+            continue;
+        }
+        let targets: Vec<(NodeId, String)> = {
+            let state = view.borrow();
+            if state.revision != 0 {
+                health.retain(|node| state.nodes.contains_key(node));
+            }
+            due.iter()
+                .filter_map(|n| state.nodes.get(n).map(|r| (*n, r.addr.clone())))
+                .collect()
+        };
+        for (node, addr) in targets {
+            if !in_flight.insert(node) {
+                continue;
+            }
+            let channel = rpc.channel(&addr);
+            let options = CallOptions {
+                timeout: Some(health.policy().probe_timeout),
+                fail_fast: true,
+            };
+            let health = health.clone();
+            probing.spawn(async move {
+                let answered = channel.call_with::<NodeInfo>(&(), options).await.is_ok();
+                health.probed(node, answered);
+                node
+            });
+        }
+    }
 }
 
 /// Aborts a task when dropped.
@@ -96,6 +157,12 @@ impl Cluster {
         local: Option<Arc<Hosting>>,
         keep_alive: Option<AbortOnDrop>,
     ) -> Cluster {
+        let health = Arc::new(HealthTable::new(HealthPolicy::default()));
+        let prober = AbortOnDrop(tokio::spawn(probe_ejected_nodes(
+            health.clone(),
+            rpc.clone(),
+            view.subscribe(),
+        )));
         Cluster {
             inner: Arc::new(Inner {
                 rpc,
@@ -105,9 +172,17 @@ impl Cluster {
                 registered_at,
                 local,
                 timeout: DEFAULT_TIMEOUT,
+                health,
                 _keep_alive: keep_alive,
+                _prober: prober,
             }),
         }
+    }
+
+    /// How this process's calls find each node: the data path's health
+    /// table (see [`crate::health`]).
+    pub fn health(&self) -> &HealthTable {
+        &self.inner.health
     }
 
     /// This process's id (a node's id, or a driver's).
