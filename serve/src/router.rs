@@ -28,14 +28,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use troupe_core::id::{ActorId, NodeId};
 use troupe_worker::lifecycle::ActorState;
-use troupe_worker::{schema, ActorError, Cluster, ClusterState, Message, SharedHandler};
+use troupe_worker::{ActorError, Cluster, ClusterState, Message, SharedHandler};
 
 use crate::deployment::Deployment;
 use crate::http::{ServeError, ServeRequest, ServeResponse, StreamPart};
+use crate::records::ServeRecords;
 use crate::replica::{HttpCall, Replica};
-use crate::spec::{
-    decode_status, parse_replica_name, AppSpec, ReplicaState, APPS_PREFIX, STATUS_PREFIX,
-};
+use crate::spec::parse_replica_name;
 
 /// How long a request may take, queueing and retries included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -155,34 +154,23 @@ impl DeploymentView {
 }
 
 /// The replicas of `app`/`deployment` in `state` that take requests, and
-/// the deployment's limits.
-fn read_deployment(state: &ClusterState, app: &str, deployment: &str) -> DeploymentView {
-    let spec = state
-        .extra
-        .get(format!("{APPS_PREFIX}{app}").as_bytes())
-        .and_then(|v| schema::decode::<AppSpec>(v).ok());
-    let Some(spec) = spec else {
+/// the deployment's limits; `records` are `state`'s serve records.
+fn read_deployment(
+    records: &ServeRecords,
+    state: &ClusterState,
+    app: &str,
+    deployment: &str,
+) -> DeploymentView {
+    if !records.apps.contains_key(app) {
         return DeploymentView::missing(format!("application {app:?} is not deployed"));
-    };
-    let Some(d) = spec.deployments.iter().find(|d| d.name == deployment) else {
+    }
+    let Some(d) = records.deployment(app, deployment) else {
         return DeploymentView::missing(format!(
             "application {app:?} has no deployment {deployment:?}"
         ));
     };
     // Replicas the controller is stopping take no new requests.
-    let stopping: Vec<ActorId> = state
-        .extra
-        .get(format!("{STATUS_PREFIX}{app}").as_bytes())
-        .and_then(|v| decode_status(v))
-        .and_then(|s| s.deployments.get(deployment).cloned())
-        .map(|d| {
-            d.replicas
-                .iter()
-                .filter(|r| r.state == ReplicaState::Stopping)
-                .map(|r| r.actor)
-                .collect()
-        })
-        .unwrap_or_default();
+    let stopping = records.stopping(app, deployment);
     let replicas: Vec<(ActorId, NodeId)> = state
         .actors
         .values()
@@ -323,9 +311,10 @@ impl Router {
         if revision == state.revision && revision != 0 {
             return;
         }
-        let view = self
-            .cluster
-            .read_state(|s| read_deployment(s, &self.app, &self.deployment));
+        let view = self.cluster.read_state(|s| {
+            let records = crate::records::of(&self.cluster, s);
+            read_deployment(&records, s, &self.app, &self.deployment)
+        });
         state
             .in_flight
             .retain(|a, n| *n > 0 || view.replicas.iter().any(|(r, _)| r == a));

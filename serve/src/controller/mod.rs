@@ -17,14 +17,13 @@ use troupe_gcs::{PutRequest, TxnOp};
 use troupe_worker::fencing::{claim_term, commit_fenced, TermClaim};
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit};
-use troupe_worker::{codec, Cluster, ClusterState};
+use troupe_worker::{codec, Cluster};
 
 pub mod reconcile;
 
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
-    replica_name, AppSpec, AppStatus, ReplicaState, APPS_PREFIX, REPLICA_NAMESPACE, STATUS_PREFIX,
-    TERM_KEY,
+    replica_name, AppSpec, AppStatus, ReplicaState, REPLICA_NAMESPACE, STATUS_PREFIX, TERM_KEY,
 };
 use reconcile::Action;
 
@@ -68,34 +67,15 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
     }
 }
 
-/// The desired applications and last statuses in `state`.
-fn tables(state: &ClusterState) -> (BTreeMap<String, AppSpec>, BTreeMap<String, AppStatus>) {
-    let mut specs = BTreeMap::new();
-    let mut statuses = BTreeMap::new();
-    for (key, value) in &state.extra {
-        if key.starts_with(APPS_PREFIX.as_bytes()) {
-            if let Ok(spec) = schema::decode::<AppSpec>(value) {
-                specs.insert(spec.name.clone(), spec);
-            }
-        } else if key.starts_with(STATUS_PREFIX.as_bytes()) {
-            if let Ok(status) = schema::decode::<AppStatus>(value) {
-                statuses.insert(status.name.clone(), status);
-            }
-        }
-    }
-    (specs, statuses)
-}
-
 async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
     let mut changes = cluster.state_changes();
     let mut last_health = tokio::time::Instant::now();
     let mut draining = std::collections::HashSet::new();
     while member.is_leader() && member.status().term == term {
-        let (specs, statuses, actors) = cluster.read_state(|s| {
-            let (specs, statuses) = tables(s);
-            (specs, statuses, s.actors.clone())
-        });
-        let actions = reconcile::reconcile(&specs, &statuses, &actors, &mut ReplicaId::random);
+        let (records, actors) =
+            cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
+        let (specs, statuses) = (&records.apps, &records.statuses);
+        let actions = reconcile::reconcile(specs, statuses, &actors, &mut ReplicaId::random);
         let mut writes = Vec::new();
         let mut starts = Vec::new();
         let mut stops = Vec::new();
@@ -168,7 +148,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
         // drained and killed.
         for actor in stops {
             if draining.insert(actor) {
-                let timeout = graceful_timeout(&specs, &statuses, actor);
+                let timeout = graceful_timeout(specs, statuses, actor);
                 tokio::spawn(drain_and_kill(cluster.clone(), actor, timeout));
             }
         }
@@ -179,9 +159,9 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
                     .is_some_and(|r| !matches!(r.state, ActorState::Dead { .. }))
             })
         });
-        if last_health.elapsed() >= health_period(&specs) {
+        if last_health.elapsed() >= health_period(specs) {
             last_health = tokio::time::Instant::now();
-            check_health(cluster, &specs, &statuses);
+            check_health(cluster, specs, statuses);
         }
         changes.borrow_and_update();
         tokio::select! {
