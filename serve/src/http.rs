@@ -1,6 +1,6 @@
 //! What an ingress deployment sees and answers: [`ServeRequest`],
 //! [`ServeResponse`], and [`ServeError`] (mapped to HTTP statuses in one
-//! place, `proxy::error`).
+//! place, `http_error`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -131,7 +131,8 @@ pub enum StreamPart {
 }
 
 /// Why a request was not answered by the application. The proxy maps each
-/// to one HTTP status (see `proxy::error`); messages are safe to show.
+/// to one HTTP status (see `http_error`); messages are safe to show except
+/// `Application`'s and `Unavailable`'s, which are logged, not sent.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize)]
 pub enum ServeError {
     /// The request is malformed for this endpoint (400).

@@ -9,6 +9,9 @@
 //!
 //! - [`deployment`] — the traits a user implements.
 //! - [`http`] — [`ServeRequest`], [`ServeResponse`], [`ServeError`].
+//! - [`http_error`] — the one place where errors become HTTP answers (the
+//!   proxy's and the admin API's): status, public text, logged cause,
+//!   rate-limited 503 warnings, `x-request-id` on every response.
 //! - [`app`] — [`Application`], [`Bind`] (options with Ray Serve's names),
 //!   [`DeploymentHandle`], [`deploy`], [`delete`].
 //! - [`batch`] — [`batch::Batcher`]: dynamic batching (Ray's `@serve.batch`).
@@ -20,8 +23,7 @@
 //! - [`spec`] — the GCS records (desired applications, statuses) and names.
 //! - [`router`] — the pure replica choice and the per-deployment router.
 //! - [`controller`] — the serve controller (pure round + the loop).
-//! - [`proxy`] — the actix-web ingress; errors become HTTP in
-//!   `proxy::error` only.
+//! - [`proxy`] — the actix-web ingress.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the
 //!   REST API.
@@ -39,6 +41,7 @@ pub mod controller;
 pub mod declarative;
 pub mod deployment;
 pub mod http;
+pub mod http_error;
 mod http_thread;
 pub mod metrics;
 pub mod proxy;

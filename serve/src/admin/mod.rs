@@ -1,14 +1,17 @@
 //! The admin HTTP server on the dashboard port (default 8265): Prometheus
 //! metrics at `/metrics` and the read side of the admin REST API. With a
 //! bearer token set, `/api/` requests without it get 401 and change
-//! nothing. Errors have one shape: `{"error": {"code", "message", "path"}}`.
+//! nothing. Errors have one shape, `{"error": {"code", "message", "path",
+//! "request_id"}}`, made by [`crate::http_error`] (control store errors
+//! are a fixed 503 text; their cause is logged).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 use troupe_gcs::member::GcsMember;
 use troupe_worker::lifecycle::ActorState;
@@ -16,7 +19,8 @@ use troupe_worker::{schema, Cluster};
 
 use crate::catalog::Catalog;
 use crate::config::{self, ServeConfig};
-use crate::declarative::{self, DeployError, CONFIG_KEY};
+use crate::declarative::{self, CONFIG_KEY};
+use crate::http_error::{request_id, ApiError, HttpError};
 use crate::http_thread::HttpThread;
 use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
@@ -104,6 +108,7 @@ impl AdminServer {
         });
         let http = HttpThread::start("admin API", &config.listen, 1, move |app| {
             app.app_data(state.clone());
+            let mut scope = web::scope("").wrap(from_fn(request_id));
             // One resource per path: its methods, and 405 for the others.
             let mut paths: Vec<&str> = ROUTES.iter().map(|&(_, p)| p).collect();
             paths.dedup();
@@ -112,9 +117,9 @@ impl AdminServer {
                 for &(method, _) in ROUTES.iter().filter(|&&(_, p)| p == path) {
                     resource = resource.route(route(method, path));
                 }
-                app.service(resource.default_service(web::to(method_not_allowed)));
+                scope = scope.service(resource.default_service(web::to(method_not_allowed)));
             }
-            app.default_service(web::to(not_found));
+            app.service(scope.default_service(web::to(not_found)));
         })?;
         Ok(AdminServer { http })
     }
@@ -128,34 +133,29 @@ impl AdminServer {
     }
 }
 
-/// The one error shape of the API.
-fn api_error(
-    status: StatusCode,
-    code: &str,
-    message: impl Into<String>,
-    path: &str,
-) -> HttpResponse {
-    HttpResponse::build(status).json(json!({
-        "error": { "code": code, "message": message.into(), "path": path }
-    }))
-}
+/// The answers of the API's handlers; errors in the one shape.
+type Answer = Result<HttpResponse, ApiError>;
 
-/// `None` if the request may go on; the 401 otherwise.
-fn authorize(request: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
-    let token = state.token.as_ref()?;
+/// `Ok` if the request may go on; the 401 otherwise.
+fn authorize(request: &HttpRequest, state: &AdminState) -> Result<(), ApiError> {
+    let Some(token) = state.token.as_ref() else {
+        return Ok(());
+    };
     let given = request
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if given == Some(token.as_str()) {
-        return None;
+        return Ok(());
     }
-    Some(api_error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this API needs `Authorization: Bearer <token>` with the cluster's admin token",
-        request.path(),
+    Err(ApiError::json(
+        request,
+        HttpError::public(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this API needs `Authorization: Bearer <token>` with the cluster's admin token",
+        ),
     ))
 }
 
@@ -165,38 +165,29 @@ async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
         .body(crate::metrics::metrics().render(state.member.as_ref()))
 }
 
-async fn version(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Some(denied) = authorize(&request, &state) {
-        return denied;
-    }
-    HttpResponse::Ok().json(json!({
+async fn version(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    authorize(&request, &state)?;
+    Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "rpc_protocol": troupe_core::rpc::PROTOCOL_VERSION,
-    }))
+    })))
 }
 
+/// The cluster's tables, linearizably read (503 without a quorum).
 async fn read_state(
     request: &HttpRequest,
     state: &AdminState,
-) -> Result<troupe_worker::ClusterState, HttpResponse> {
-    if let Some(denied) = authorize(request, state) {
-        return Err(denied);
-    }
-    state.cluster.state().await.map_err(|e| {
-        api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("{e}; retry, or check that a majority of GCS members runs"),
-            request.path(),
-        )
-    })
+) -> Result<troupe_worker::ClusterState, ApiError> {
+    authorize(request, state)?;
+    state
+        .cluster
+        .state()
+        .await
+        .map_err(|e| ApiError::json(request, HttpError::store_read(e)))
 }
 
-async fn nodes(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    let cluster = match read_state(&request, &state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn nodes(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    let cluster = read_state(&request, &state).await?;
     let used = troupe_worker::status::used_resources(&cluster);
     let nodes: Vec<_> = cluster
         .nodes
@@ -212,14 +203,11 @@ async fn nodes(request: HttpRequest, state: web::Data<AdminState>) -> HttpRespon
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "nodes": nodes }))
+    Ok(HttpResponse::Ok().json(json!({ "nodes": nodes })))
 }
 
-async fn actors(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    let cluster = match read_state(&request, &state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn actors(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    let cluster = read_state(&request, &state).await?;
     let actors: Vec<_> = cluster
         .actors
         .values()
@@ -238,35 +226,28 @@ async fn actors(request: HttpRequest, state: web::Data<AdminState>) -> HttpRespo
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "actors": actors }))
+    Ok(HttpResponse::Ok().json(json!({ "actors": actors })))
 }
 
-async fn members(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Some(denied) = authorize(&request, &state) {
-        return denied;
-    }
-    match state.cluster.gcs().status().await {
-        Ok(s) => HttpResponse::Ok().json(json!({
-            "leader": s.leader,
-            "term": s.term,
-            "revision": s.revision,
-            "voters": s.membership.voters,
-            "learners": s.membership.learners,
-        })),
-        Err(e) => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
-            request.path(),
-        ),
-    }
+async fn members(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    authorize(&request, &state)?;
+    let s = state
+        .cluster
+        .gcs()
+        .status()
+        .await
+        .map_err(|e| ApiError::json(&request, HttpError::store_read(e)))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "leader": s.leader,
+        "term": s.term,
+        "revision": s.revision,
+        "voters": s.membership.voters,
+        "learners": s.membership.learners,
+    })))
 }
 
-async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    let cluster = match read_state(&request, &state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    let cluster = read_state(&request, &state).await?;
     let deployed: Option<ServeConfig> = cluster
         .extra
         .get(CONFIG_KEY.as_bytes())
@@ -322,21 +303,19 @@ async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Htt
             }),
         );
     }
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "proxy_location": deployed.as_ref().map(|c| c.proxy_location),
         "http_options": deployed.as_ref().map(|c| &c.http_options),
         "applications": apps,
-    }))
+    })))
 }
 
-async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Some(denied) = authorize(&request, &state) {
-        return denied;
-    }
-    match declarative::delete_all(&state.cluster).await {
-        Ok(()) => HttpResponse::Ok().json(json!({})),
-        Err(e) => deploy_error(&e, request.path()),
-    }
+async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    authorize(&request, &state)?;
+    declarative::delete_all(&state.cluster)
+        .await
+        .map_err(|e| ApiError::json(&request, &e))?;
+    Ok(HttpResponse::Ok().json(json!({})))
 }
 
 /// Ray Serve's `PUT /api/serve/applications/`: the body (JSON) is the
@@ -345,59 +324,28 @@ async fn put_applications(
     request: HttpRequest,
     body: web::Bytes,
     state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Some(denied) = authorize(&request, &state) {
-        return denied;
-    }
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return api_error(
+) -> Answer {
+    authorize(&request, &state)?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::json(
+            &request,
+            HttpError::public(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
                 format!("the body is not JSON ({e}); send the config as JSON, e.g. the output of `troupe serve build --json`"),
-                request.path(),
-            )
-        }
-    };
-    let config = match config::parse_value(&value) {
-        Ok(c) => c,
-        Err(e) => return deploy_error(&DeployError::Invalid(e), request.path()),
-    };
-    match declarative::apply(&state.cluster, &state.catalog, &config).await {
-        Ok(done) => HttpResponse::Ok().json(json!({
-            "applications": done.versions,
-            "changed": done.changed,
-            "deleted": done.deleted,
-        })),
-        Err(e) => deploy_error(&e, request.path()),
-    }
-}
-
-fn deploy_error(error: &DeployError, path: &str) -> HttpResponse {
-    match error {
-        DeployError::Invalid(e) => {
-            let issues: Vec<_> = e
-                .issues()
-                .iter()
-                .map(|i| json!({ "path": i.path, "message": i.message }))
-                .collect();
-            HttpResponse::BadRequest().json(json!({
-                "error": {
-                    "code": "invalid_config",
-                    "message": e.to_string(),
-                    "path": e.issues().first().map(|i| i.path.clone()).unwrap_or_default(),
-                    "issues": issues,
-                }
-            }))
-        }
-        DeployError::Unavailable(_) => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            error.to_string(),
-            path,
-        ),
-    }
+            ),
+        )
+    })?;
+    let config = config::parse_value(&value)
+        .map_err(|e| ApiError::json(&request, HttpError::invalid_config(&e)))?;
+    let done = declarative::apply(&state.cluster, &state.catalog, &config)
+        .await
+        .map_err(|e| ApiError::json(&request, &e))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "applications": done.versions,
+        "changed": done.changed,
+        "deleted": done.deleted,
+    })))
 }
 
 /// [`OPENAPI`], with a config's `app` limited to `catalog`'s builders.
@@ -425,7 +373,7 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
         .filter(|&&(_, p)| p == path)
         .map(|&(m, _)| m)
         .collect();
-    let mut response = api_error(
+    let error = HttpError::public(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
@@ -433,8 +381,8 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
             request.method(),
             allowed.join(", ")
         ),
-        path,
     );
+    let mut response = ApiError::json(&request, error).error_response();
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
         response
             .headers_mut()
@@ -444,10 +392,13 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {
-    api_error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint; see /api/openapi.json for the API",
-        request.path(),
+    ApiError::json(
+        &request,
+        HttpError::public(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see /api/openapi.json for the API",
+        ),
     )
+    .error_response()
 }

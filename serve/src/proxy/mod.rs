@@ -8,21 +8,25 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use tracing::Instrument;
 use troupe_core::id::RequestId;
 use troupe_worker::schema;
 
-pub mod error;
-
 use crate::http::{ServeError, ServeRequest};
+use crate::http_error::{request_id, request_id_of, ApiError};
 use crate::http_thread::HttpThread;
 use crate::runtime::ServeRuntime;
 use crate::spec::{AppSpec, APPS_PREFIX};
-use error::ApiError;
+
+/// How long after the request's deadline the proxy's backstop gives up on
+/// a router that did not answer (see `proxy`).
+const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -105,6 +109,8 @@ struct RouteCache {
 
 struct ProxyState {
     runtime: Arc<ServeRuntime>,
+    /// Set when the proxy starts stopping: `/-/healthz` answers 503.
+    draining: Arc<AtomicBool>,
     cache: Mutex<RouteCache>,
     timeout: Duration,
     access_log: bool,
@@ -133,13 +139,16 @@ impl ProxyState {
 /// A running proxy.
 pub struct Proxy {
     http: HttpThread,
+    draining: Arc<AtomicBool>,
 }
 
 impl Proxy {
     /// Starts the proxy on its own threads.
     pub fn start(config: ProxyConfig, runtime: Arc<ServeRuntime>) -> io::Result<Proxy> {
+        let draining = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(ProxyState {
             runtime,
+            draining: draining.clone(),
             cache: Mutex::new(RouteCache {
                 revision: 0,
                 routes: Arc::new(Vec::new()),
@@ -151,29 +160,46 @@ impl Proxy {
         let http = HttpThread::start("HTTP proxy", &config.listen, config.workers, move |app| {
             app.app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body_limit))
-                .route("/-/healthz", web::get().to(healthz))
-                .route("/-/routes", web::get().to(list_routes))
-                .default_service(web::to(proxy));
+                .service(
+                    web::scope("")
+                        .wrap(from_fn(request_id))
+                        .route("/-/healthz", web::get().to(healthz))
+                        .route("/-/routes", web::get().to(list_routes))
+                        .default_service(web::to(proxy)),
+                );
         })?;
         tracing::info!(addr = %http.addr(), "HTTP proxy listening");
-        Ok(Proxy { http })
+        Ok(Proxy { http, draining })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.http.addr()
     }
 
-    /// Stops accepting, lets requests in flight finish (graceful), and
-    /// stops the proxy's threads.
+    /// Starts draining: `/-/healthz` answers 503 `draining` so load
+    /// balancers send no more; requests are still served.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Drains ([`Proxy::drain`]), stops accepting, lets requests in flight
+    /// finish (graceful), and stops the proxy's threads.
     pub async fn stop(self) {
+        self.drain();
         self.http.stop().await;
     }
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain")
-        .body("success")
+/// As Ray Serve's proxy: 200 `success` while it serves, 503 `draining`
+/// once it stops. A designed answer of the health check, not an error:
+/// probes are not logged.
+async fn healthz(state: web::Data<ProxyState>) -> HttpResponse {
+    let (mut response, body) = if state.draining.load(Ordering::Relaxed) {
+        (HttpResponse::ServiceUnavailable(), "draining")
+    } else {
+        (HttpResponse::Ok(), "success")
+    };
+    response.content_type("text/plain").body(body)
 }
 
 async fn list_routes(state: web::Data<ProxyState>) -> HttpResponse {
@@ -190,25 +216,23 @@ async fn proxy(
     body: web::Bytes,
     state: web::Data<ProxyState>,
 ) -> Result<HttpResponse, ApiError> {
-    let request_id = RequestId::random();
+    let request_id = request_id_of(&request);
     let started = Instant::now();
     let _ongoing = Ongoing::start();
     let routes = state.routes();
     let path = request.path().to_owned();
     let Some((route, inner_path)) = find_route(&routes, &path) else {
+        let error = ApiError::text(&request, &ServeError::NoRoute(path));
         access_log(
             &state,
             &tracing::Span::none(),
             &request,
-            404,
+            error.status_code().as_u16(),
             started,
             request_id,
             ("", ""),
         );
-        return Err(ApiError {
-            error: ServeError::NoRoute(path),
-            request_id,
-        });
+        return Err(error);
     };
     let span = tracing::info_span!(
         "request",
@@ -230,68 +254,56 @@ async fn proxy(
     };
     let router = state.runtime.router(&route.app, &route.ingress);
     let timeout = state.timeout;
-    let log = |status: u16| {
-        access_log(
-            &state,
-            &span,
-            &request,
-            status,
-            started,
-            request_id,
-            (&route.app, &route.prefix),
-        )
+    let send = async {
+        if route.streaming {
+            let (status, headers, body) = router.send_stream(serve_request, timeout).await?;
+            Ok(response_head(status, &headers).streaming(body))
+        } else {
+            let r = router.send_http(serve_request, timeout).await?;
+            Ok(response_head(r.status, &r.headers).body(r.body.into_vec()))
+        }
     };
-    let timed_out = || ServeError::Timeout {
-        seconds: timeout.as_secs_f64(),
-    };
-    if route.streaming {
-        let opened = tokio::time::timeout(timeout, router.send_stream(serve_request, timeout))
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|_| Err(timed_out()));
-        return match opened {
-            Ok((status, headers, body)) => {
-                log(status);
-                Ok(response_head(status, &headers, request_id).streaming(body))
-            }
-            Err(error) => {
-                log(error::status_of(&error).as_u16());
-                Err(ApiError { error, request_id })
-            }
-        };
-    }
-    let outcome = tokio::time::timeout(timeout, router.send_http(serve_request, timeout))
+    // The router applies the deadline to choosing a replica and to remote
+    // calls, but not yet to a call on a replica in this process nor to
+    // waiting for a stream's head: this backstop answers those with the
+    // same 408 (and dropping the call is what cancels the handler). It
+    // fires `BACKSTOP_GRACE` after the router's deadline so that the
+    // router's own answer (a 503 with its reason) wins whenever it has
+    // one. To go once the router bounds both waits.
+    let answer = tokio::time::timeout(timeout + BACKSTOP_GRACE, send)
         .instrument(span.clone())
         .await
-        .unwrap_or_else(|_| Err(timed_out()));
-    match outcome {
-        Ok(response) => {
-            log(response.status);
-            Ok(
-                response_head(response.status, &response.headers, request_id)
-                    .body(response.body.into_vec()),
-            )
-        }
-        Err(error) => {
-            log(error::status_of(&error).as_u16());
-            Err(ApiError { error, request_id })
-        }
-    }
+        .unwrap_or_else(|_| {
+            Err(ServeError::Timeout {
+                seconds: timeout.as_secs_f64(),
+            })
+        });
+    let answer = answer.map_err(|error| ApiError::text(&request, &error));
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status_code(),
+    };
+    access_log(
+        &state,
+        &span,
+        &request,
+        status.as_u16(),
+        started,
+        request_id,
+        (&route.app, &route.prefix),
+    );
+    answer
 }
 
-/// A response's status line and headers, plus `x-request-id`.
-fn response_head(
-    status: u16,
-    headers: &[(String, String)],
-    request_id: RequestId,
-) -> actix_web::HttpResponseBuilder {
+/// A response's status line and headers (`x-request-id` is the
+/// middleware's).
+fn response_head(status: u16, headers: &[(String, String)]) -> actix_web::HttpResponseBuilder {
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
     for (name, value) in headers {
         builder.insert_header((name.as_str(), value.as_str()));
     }
-    builder.insert_header(("x-request-id", request_id.to_string()));
     builder
 }
 

@@ -83,6 +83,7 @@ fn the_admin_api_answers_with_the_token_and_only_with_it() {
 
     let nodes = request_to(admin, "GET", "/api/cluster/nodes", b"", &[&bearer]);
     assert_eq!(nodes.status, 200, "{}", nodes.body);
+    let nodes_id = nodes.header("x-request-id").map(str::to_owned);
     let nodes: serde_json::Value = serde_json::from_str(&nodes.body).unwrap();
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1);
 
@@ -103,4 +104,8 @@ fn the_admin_api_answers_with_the_token_and_only_with_it() {
     assert_eq!(missing.status, 404);
     let error: serde_json::Value = serde_json::from_str(&missing.body).unwrap();
     assert_eq!(error["error"]["path"], "/api/nope");
+    // Every answer, error or not, names its request.
+    let id = missing.header("x-request-id").unwrap();
+    assert_eq!(error["error"]["request_id"], id);
+    assert!(nodes_id.is_some() && denied.header("x-request-id").is_some());
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use troupe_serve::{Application, Bind};
 
 use crate::apps::{Chain, ChainArgs, Ensemble, EnsembleArgs, Hello, Scale, Upper};
-use crate::support::{app_status, deploy, get, post, request_to, serve, wait_until};
+use crate::support::{app_status, deploy, get, post, request_to, serve, start_proxy, wait_until};
 
 #[test]
 fn hello_over_http_with_health_and_routes() {
@@ -28,6 +28,28 @@ fn hello_over_http_with_health_and_routes() {
         "{}",
         routes.body
     );
+}
+
+#[test]
+fn a_draining_proxy_fails_its_health_check_then_refuses_connections() {
+    deploy(
+        Application::new("drained")
+            .route_prefix(Some("/drained"))
+            .ingress(Bind::<Hello>::new("drained", ())),
+    );
+    let proxy = start_proxy(Duration::from_secs(5));
+    let addr = proxy.addr().to_string();
+    let healthz = request_to(&addr, "GET", "/-/healthz", b"", &[]);
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "success"));
+    assert!(healthz.header("x-request-id").is_some());
+    proxy.drain();
+    let healthz = request_to(&addr, "GET", "/-/healthz", b"", &[]);
+    assert_eq!((healthz.status, healthz.body.as_str()), (503, "draining"));
+    // Draining, it still serves requests.
+    let r = request_to(&addr, "GET", "/drained/x", b"", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "hello /x"));
+    serve().runtime.block_on(proxy.stop());
+    assert!(std::net::TcpStream::connect(&addr).is_err());
 }
 
 #[test]

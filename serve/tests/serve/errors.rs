@@ -5,7 +5,9 @@ use std::time::Duration;
 use troupe_serve::{AppState, Application, Bind};
 
 use crate::apps::{Hello, Scale};
-use crate::support::{app_status, deploy, get, post, request, serve, wait_until, MAX_BODY};
+use crate::support::{
+    app_status, deploy, get, post, request, request_to, serve, start_proxy, wait_until, MAX_BODY,
+};
 
 #[test]
 fn overload_is_refused_at_once_and_nothing_hangs() {
@@ -49,7 +51,9 @@ fn bad_requests_get_clear_statuses_and_no_internals() {
     assert!(unknown.body.contains("/-/routes"));
 
     let big = vec![b'x'; MAX_BODY + 1];
-    assert_eq!(request("POST", "/strict/double", &big).status, 413);
+    let too_big = request("POST", "/strict/double", &big);
+    assert_eq!(too_big.status, 413);
+    assert!(too_big.header("x-request-id").is_some(), "{too_big:?}");
 
     let malformed = post("/strict/double", "{not json");
     assert_eq!(malformed.status, 400);
@@ -64,6 +68,28 @@ fn bad_requests_get_clear_statuses_and_no_internals() {
     assert!(!failed.body.contains("hunter2"), "{}", failed.body);
     let id = failed.header("x-request-id").unwrap();
     assert!(failed.body.contains(id), "{}", failed.body);
+}
+
+#[test]
+fn a_request_longer_than_the_timeout_gets_408_once() {
+    deploy(
+        Application::new("late")
+            .route_prefix(Some("/late"))
+            .ingress(Bind::<Hello>::new("late", ())),
+    );
+    // `/slow` takes 1 s; this proxy waits 300 ms.
+    let proxy = start_proxy(Duration::from_millis(300));
+    let addr = proxy.addr().to_string();
+    let late = request_to(&addr, "GET", "/late/slow", b"", &[]);
+    assert_eq!(late.status, 408, "{}", late.body);
+    assert!(
+        late.body.starts_with("the request took longer than 0.3 s"),
+        "{}",
+        late.body
+    );
+    let id = late.header("x-request-id").unwrap();
+    assert!(late.body.contains(id), "{}", late.body);
+    serve().runtime.block_on(proxy.stop());
 }
 
 #[test]

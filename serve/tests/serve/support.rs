@@ -131,3 +131,18 @@ pub fn dechunk(body: &str) -> String {
     }
     out
 }
+
+/// A second proxy of the test node with its own request timeout, on a
+/// free port (the shared one keeps its settings).
+pub fn start_proxy(request_timeout: Duration) -> troupe_serve::Proxy {
+    let s = serve();
+    let _inside = s.runtime.enter();
+    let config = ProxyConfig {
+        listen: "127.0.0.1:0".into(),
+        max_body_bytes: MAX_BODY,
+        request_timeout,
+        access_log: false,
+        ..ProxyConfig::default()
+    };
+    troupe_serve::Proxy::start(config, troupe_serve::runtime::current().unwrap()).unwrap()
+}
