@@ -21,6 +21,8 @@
 //! - [`declarative`] — deploying a whole config as the desired state.
 //! - [`replica`] — the shared actor hosting a replica.
 //! - [`spec`] — the GCS records (desired applications, statuses) and names.
+//! - [`records`] — serve's GCS records decoded once per view revision,
+//!   shared by the proxy, the routers and the controller.
 //! - [`router`] — the pure replica choice and the per-deployment router.
 //! - [`controller`] — the serve controller (pure round + the loop).
 //! - [`proxy`] — the actix-web ingress.
@@ -45,6 +47,7 @@ pub mod http_error;
 mod http_thread;
 pub mod metrics;
 pub mod proxy;
+pub mod records;
 pub mod replica;
 pub mod roles;
 pub mod router;

@@ -416,10 +416,19 @@ impl Router {
             let (slot, retry_lost) = self.acquire(&tried, deadline, timeout).await?;
             tracing::Span::current().record("replica", tracing::field::display(slot.actor));
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match attempt(slot.actor, remaining).await {
-                Ok(answer) => return Ok((answer, slot)),
-                Err(error) => error,
-            };
+            // The deadline bounds every wait of the attempt, a call to a
+            // replica in this process included (dropping it cancels the
+            // handler).
+            let error =
+                match tokio::time::timeout_at(deadline, attempt(slot.actor, remaining)).await {
+                    Ok(Ok(answer)) => return Ok((answer, slot)),
+                    Ok(Err(error)) => error,
+                    Err(_) => {
+                        return Err(ServeError::Timeout {
+                            seconds: timeout.as_secs_f64(),
+                        })
+                    }
+                };
             let policy = RetryPolicy {
                 retry_lost,
                 max_attempts: MAX_ATTEMPTS,

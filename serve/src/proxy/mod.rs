@@ -24,10 +24,6 @@ use crate::http_thread::HttpThread;
 use crate::runtime::ServeRuntime;
 use crate::spec::{AppSpec, APPS_PREFIX};
 
-/// How long after the request's deadline the proxy's backstop gives up on
-/// a router that did not answer (see `proxy`).
-const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
-
 /// The proxy's settings.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -263,21 +259,9 @@ async fn proxy(
             Ok(response_head(r.status, &r.headers).body(r.body.into_vec()))
         }
     };
-    // The router applies the deadline to choosing a replica and to remote
-    // calls, but not yet to a call on a replica in this process nor to
-    // waiting for a stream's head: this backstop answers those with the
-    // same 408 (and dropping the call is what cancels the handler). It
-    // fires `BACKSTOP_GRACE` after the router's deadline so that the
-    // router's own answer (a 503 with its reason) wins whenever it has
-    // one. To go once the router bounds both waits.
-    let answer = tokio::time::timeout(timeout + BACKSTOP_GRACE, send)
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|_| {
-            Err(ServeError::Timeout {
-                seconds: timeout.as_secs_f64(),
-            })
-        });
+    // The router applies the request's deadline, once, to everything the
+    // request waits for (a replica, each attempt, a stream's head).
+    let answer: Result<HttpResponse, ServeError> = send.instrument(span.clone()).await;
     let answer = answer.map_err(|error| ApiError::text(&request, &error));
     let status = match &answer {
         Ok(response) => response.status(),
