@@ -160,9 +160,11 @@ fn authorize(request: &HttpRequest, state: &AdminState) -> Result<(), ApiError> 
 }
 
 async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
+    let metrics = crate::metrics::metrics();
+    metrics.record_health(state.cluster.health());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::metrics().render(state.member.as_ref()))
+        .body(metrics.render(state.member.as_ref()))
 }
 
 async fn version(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
