@@ -9,9 +9,16 @@
 //!   (`?model=`), dynamic selection.
 //! - `noop` / `noop-chain`: the benchmark apps (a short string; the same
 //!   through a second deployment).
+//! - `Ticker`: a streaming ingress (a line naming the stream, then one line
+//!   at a time), for the tests of streamed bodies across node failures.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use troupe::prelude::*;
+use troupe::serve::{ServeStream, StreamingIngress};
 
 /// Trims and lower-cases text.
 pub struct Normalize;
@@ -277,6 +284,74 @@ impl HttpIngress for NoopChain {
     }
 }
 
+/// Streams a line `start replica=<id> pid=<pid> stream=<k>` (`k`: the
+/// streams this replica has started, from 0), then `tick 0` .. `tick
+/// n-1`, one every `every_ms`; `?lines=n` overrides the number of ticks.
+/// The first line says which replica, in which process, began the stream,
+/// so a client can tell a stream that was started twice.
+pub struct Ticker {
+    args: TickerArgs,
+    replica: ReplicaId,
+    started: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TickerArgs {
+    /// Ticks per stream.
+    pub lines: u32,
+    /// Milliseconds between ticks.
+    pub every_ms: u64,
+}
+
+impl Default for TickerArgs {
+    fn default() -> Self {
+        TickerArgs {
+            lines: 10,
+            every_ms: 100,
+        }
+    }
+}
+
+impl Deployment for Ticker {
+    const NAME: &'static str = "patterns.Ticker";
+    type Args = TickerArgs;
+
+    async fn new(args: TickerArgs, cx: &ReplicaContext) -> Result<Self, String> {
+        Ok(Ticker {
+            args,
+            replica: cx.replica,
+            started: AtomicU64::new(0),
+        })
+    }
+}
+
+impl StreamingIngress for Ticker {
+    async fn http_stream(&self, request: ServeRequest) -> Result<ServeStream, ServeError> {
+        let lines = match request.query.strip_prefix("lines=") {
+            Some(n) => n
+                .parse()
+                .map_err(|e| ServeError::BadRequest(format!("?lines={n}: {e}")))?,
+            None => self.args.lines,
+        };
+        let every = Duration::from_millis(self.args.every_ms);
+        let start = format!(
+            "start replica={} pid={} stream={}\n",
+            self.replica,
+            std::process::id(),
+            self.started.fetch_add(1, Ordering::Relaxed)
+        );
+        let ticks = futures::stream::unfold(0, move |i| async move {
+            if i == lines {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((format!("tick {i}\n").into_bytes(), i + 1))
+        });
+        let body = futures::stream::once(async move { start.into_bytes() }).chain(ticks);
+        Ok(ServeStream::new("text/plain", body))
+    }
+}
+
 /// The chain application.
 pub fn chain_app(replicas: u32) -> Application {
     let mut app = Application::new("chain");
@@ -350,6 +425,7 @@ pub fn catalog() -> Catalog {
         .deployment(DeploymentType::<Router>::new().http())
         .deployment(DeploymentType::<Noop>::new().http().serves::<Ping>())
         .deployment(DeploymentType::<NoopChain>::new().http())
+        .deployment(DeploymentType::<Ticker>::new().http_streaming())
         .app("chain", || chain_app(1))
         .app("ensemble", ensemble_app)
         .app("select", select_app)

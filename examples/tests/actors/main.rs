@@ -10,6 +10,7 @@ mod failures;
 #[path = "../../../serve/tests/serve/http.rs"]
 mod http_client;
 mod operator;
+mod resilience;
 mod serve;
 mod support;
 #[allow(dead_code)]

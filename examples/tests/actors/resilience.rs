@@ -1,0 +1,557 @@
+//! Serving through node failures, as the data path sees them: a streamed
+//! response cut by its replica's node is not started again elsewhere, and
+//! a node ejected while paused (SIGSTOP) is readmitted after it resumes,
+//! with no request failing meanwhile.
+
+use std::collections::BTreeSet;
+use std::future::ready;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use troupe::core::rpc::ClusterToken;
+use troupe::prelude::*;
+use troupe::serve::spec::{ReplicaState, ReplicaStatus, STATUS_PREFIX};
+use troupe::serve::{declarative, AppState};
+use troupe_examples::patterns::{self, Ticker, TickerArgs};
+
+use crate::serve::{get, post};
+use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_its_replicas_node_is_not_started_again() {
+    // The proxy of node 0 serves the client; the two replicas run on
+    // nodes 1 and 2 (each offers one `ticker`, each replica takes one), so
+    // a retry would have a live replica to go to at once.
+    let mut cluster = TestCluster::head_of(SERVE_BIN, &["--num-cpus", "1"]);
+    let ticker_slot = ["--num-cpus", "1", "--resources", r#"{"ticker": 1}"#];
+    for _ in 1..3 {
+        cluster.join(&ticker_slot);
+    }
+    let driver = cluster.driver().await;
+    let ticks = 100;
+    let app = Application::new("ticker")
+        .route_prefix(Some("/ticker"))
+        .streaming_ingress(
+            Bind::<Ticker>::new(
+                "ticker",
+                TickerArgs {
+                    lines: ticks,
+                    every_ms: 100,
+                },
+            )
+            .num_replicas(2)
+            .num_cpus(0.1)
+            .resource("ticker", 1.0),
+        );
+    let version = troupe::serve::deploy(&driver, app).await.unwrap();
+    let versions = [("ticker".to_owned(), version)].into();
+    declarative::wait_running(&driver, &versions, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let state = driver.state().await.unwrap();
+    let node_index = |id: NodeId| {
+        let addr = &state.nodes[&id].addr;
+        (0..cluster.nodes.len()).find(|&i| &cluster.nodes[i].addr == addr)
+    };
+    let placed = running_replicas(&driver, "ticker").await;
+    let hosts: BTreeSet<_> = placed
+        .iter()
+        .filter_map(|r| r.node)
+        .map(node_index)
+        .collect();
+    assert_eq!(
+        hosts,
+        BTreeSet::from([Some(1), Some(2)]),
+        "one replica on each of nodes 1 and 2: {placed:?}"
+    );
+
+    // The head and the first tick, then the node of the replica that
+    // started the stream is killed.
+    let http = cluster.nodes[0].http.clone();
+    let (mut stream, mut body) = tokio::task::spawn_blocking(move || {
+        let mut stream = ChunkedResponse::open(&http, "/ticker")?;
+        let mut body = String::new();
+        while !body.contains("tick 0\n") {
+            let chunk = stream.next_chunk()?.ok_or_else(|| {
+                io::Error::other(format!("the stream ended before its first tick: {body:?}"))
+            })?;
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        io::Result::Ok((stream, body))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(stream.status(), 200, "{}", stream.head);
+    assert!(stream.is_chunked(), "{}", stream.head);
+    let replica = body
+        .strip_prefix("start replica=")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no start line first: {body:?}"))
+        .to_owned();
+    let victim = placed
+        .iter()
+        .find(|r| r.id.to_string() == replica)
+        .and_then(|r| r.node)
+        .unwrap_or_else(|| panic!("{replica} is not one of {placed:?}"));
+    let victim_index = node_index(victim).unwrap();
+    cluster.nodes[victim_index].kill();
+
+    let started = tokio::time::Instant::now();
+    let (end, body) = tokio::task::spawn_blocking(move || {
+        let end = loop {
+            match stream.next_chunk() {
+                Ok(Some(chunk)) => body.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        (end, body)
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "killed node {victim_index} under the stream; the body ended after {:?}: {end:?}",
+        started.elapsed()
+    );
+    // Ended: cut off (no last chunk), not complete, and not hanging until
+    // the client's read timeout.
+    let cut = end.expect_err("the stream completed although its replica's node was killed");
+    assert!(
+        !matches!(
+            cut.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "the body neither completed nor ended within the read timeout: {cut}; {body:?}"
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("start ")).count(),
+        1,
+        "the stream was started again after the client had its first bytes: {body:?}"
+    );
+    let sent: Vec<String> = (0..lines.len() - 1).map(|i| format!("tick {i}")).collect();
+    assert_eq!(
+        lines[1..],
+        sent.iter().map(String::as_str).collect::<Vec<_>>(),
+        "one stream's ticks, in order: {body:?}"
+    );
+    assert!(
+        sent.len() < ticks as usize,
+        "the stream ended early: {body:?}"
+    );
+
+    // A replacement node; the controller puts the lost replica there, and
+    // a new stream is served from start to end.
+    cluster.join(&ticker_slot);
+    wait_until(
+        "the lost replica is replaced",
+        Duration::from_secs(30),
+        || {
+            let driver = driver.clone();
+            async move {
+                let replicas = running_replicas(&driver, "ticker").await;
+                replicas.len() == 2 && replicas.iter().all(|r| r.node != Some(victim))
+            }
+        },
+    )
+    .await;
+    let http = cluster.nodes[0].http.clone();
+    let fresh = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = ChunkedResponse::read_whole(&http, "/ticker?lines=3");
+            if answer.is_ok() || std::time::Instant::now() >= deadline {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("a new stream after the replacement");
+    let lines: Vec<&str> = fresh.lines().collect();
+    assert!(lines[0].starts_with("start replica="), "{fresh:?}");
+    assert_eq!(lines[1..], ["tick 0", "tick 1", "tick 2"], "{fresh:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
+    // Nodes whose lease outlives the pause: the GCS keeps node 2 and its
+    // replicas; only the data path notices it is silent.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = vec![PausableNode::start(&tmp.path().join("n0"), &["--head"])];
+    for i in 1..3 {
+        let head = nodes[0].addr.clone();
+        let dir = tmp.path().join(format!("n{i}"));
+        nodes.push(PausableNode::start(&dir, &["--join", &head]));
+    }
+    let token = ClusterToken::new(TOKEN).unwrap();
+    let driver = Cluster::connect(&nodes[0].addr, token).await.unwrap();
+    wait_until("every node is registered", Duration::from_secs(20), || {
+        let driver = driver.clone();
+        async move {
+            driver
+                .state()
+                .await
+                .is_ok_and(|s| s.nodes.len() == 3 && s.controller.is_some())
+        }
+    })
+    .await;
+    // The fault scenarios' chain: three replicas of each stage, one per node.
+    let config = troupe::serve::config::parse_yaml(include_str!(
+        "../../../chaos/scenarios/serve/chain.yaml"
+    ))
+    .unwrap();
+    let deployed = declarative::apply(&driver, &patterns::catalog(), &config)
+        .await
+        .unwrap();
+    declarative::wait_running(&driver, &deployed.versions, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let paused_id: NodeId = nodes[2].id.parse().unwrap();
+    let on_paused = |replicas: &[ReplicaStatus]| -> BTreeSet<ActorId> {
+        replicas
+            .iter()
+            .filter(|r| r.node == Some(paused_id))
+            .map(|r| r.actor)
+            .collect()
+    };
+    let before = on_paused(&running_replicas(&driver, "chain").await);
+    assert_eq!(before.len(), 3, "one replica of each stage on node 2");
+
+    let load = Load::start(&nodes[0].http, 4);
+    let pipeline_on_2 = || served(&nodes[2].admin, "pipeline");
+    wait_until(
+        "node 2's pipeline serves node 0's load",
+        Duration::from_secs(10),
+        || ready(load.succeeded() > 50 && pipeline_on_2() > 0.0),
+    )
+    .await;
+
+    let pause = Duration::from_secs(2);
+    let paused_at = tokio::time::Instant::now();
+    nodes[2].signal(Signal::SIGSTOP);
+    let ejected = || node_gauge(&nodes[0].admin, "troupe_node_ejected", &nodes[2].id);
+    wait_until(
+        "node 0 ejects the paused node 2",
+        Duration::from_secs(5),
+        || ready(ejected() == Some(1.0)),
+    )
+    .await;
+    eprintln!("node 2 ejected {:?} after SIGSTOP", paused_at.elapsed());
+    // The fault lasts `pause` (well within the node TTL), however soon it
+    // was noticed.
+    tokio::time::sleep_until(paused_at + pause).await;
+    nodes[2].signal(Signal::SIGCONT);
+    let resumed_at = tokio::time::Instant::now();
+    wait_until("node 0 readmits node 2", Duration::from_secs(20), || {
+        ready(matches!(ejected(), Some(0.0) | None))
+    })
+    .await;
+    eprintln!("node 2 readmitted {:?} after SIGCONT", resumed_at.elapsed());
+    let at_readmission = pipeline_on_2();
+    wait_until(
+        "node 2's pipeline serves node 0's load again",
+        Duration::from_secs(15),
+        || ready(pipeline_on_2() >= at_readmission + 20.0),
+    )
+    .await;
+    let (succeeded, failures) = load.stop();
+
+    let page = metrics_page(&nodes[0].admin);
+    let ejections = metric_sum(&page, "troupe_node_ejections");
+    let retries = metric_sum(&page, "troupe_router_retries");
+    eprintln!(
+        "{succeeded} requests succeeded, {} failed; node 0: {ejections} ejections, {retries} retries",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} requests failed (of {}) with retries on: {failures:?}",
+        failures.len(),
+        succeeded + failures.len() as u64
+    );
+    assert!(
+        succeeded >= 200,
+        "only {succeeded} requests succeeded: the load hardly ran"
+    );
+    assert!(ejections >= 1.0, "node 0 counted no ejection");
+    // The pause caught requests in flight, which were sent again: no
+    // failure means something.
+    assert!(
+        retries >= 1.0,
+        "node 0's routers retried no request:\n{page}"
+    );
+    let after = on_paused(&running_replicas(&driver, "chain").await);
+    assert_eq!(
+        before, after,
+        "node 2's replicas were replaced: the pause outlasted its lease"
+    );
+}
+
+/// The running replicas of every deployment of `app`, as its status
+/// record lists them (empty until the app is RUNNING).
+async fn running_replicas(driver: &Cluster, app: &str) -> Vec<ReplicaStatus> {
+    let key = format!("{STATUS_PREFIX}{app}").into_bytes();
+    let Ok(state) = driver.state().await else {
+        return Vec::new();
+    };
+    let status = state
+        .extra
+        .get(&key)
+        .and_then(|v| troupe::serve::spec::decode_status(v))
+        .filter(|s| s.state == AppState::Running);
+    status
+        .into_iter()
+        .flat_map(|s| s.deployments.into_values())
+        .flat_map(|d| d.replicas)
+        .filter(|r| r.state == ReplicaState::Running)
+        .collect()
+}
+
+/// A node of the serve examples' binary with a lease long enough to be
+/// paused (SIGSTOP) for seconds without being declared dead; its log goes
+/// to `<dir>.log`. Killed by pid when dropped.
+struct PausableNode {
+    id: String,
+    addr: String,
+    http: String,
+    admin: String,
+    child: Child,
+}
+
+impl PausableNode {
+    const NODE_TTL_S: &'static str = "10";
+
+    fn start(dir: &Path, role: &[&str]) -> PausableNode {
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let mut child = Command::new(SERVE_BIN)
+            .arg("start")
+            .args(role)
+            .args(["--token", TOKEN, "--node-ttl", Self::NODE_TTL_S])
+            .args(["--num-cpus", "1", "--actor-threads", "1"])
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--dashboard-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a node process");
+        // `node <id> listening on <addr> http <addr> admin <addr>`
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |key: &str| -> String {
+            let at = words.iter().position(|w| *w == key);
+            let word = at.and_then(|i| words.get(i + 1));
+            word.unwrap_or_else(|| panic!("no {key:?} in the node's first line {line:?}"))
+                .to_string()
+        };
+        PausableNode {
+            id: after("node"),
+            addr: after("on"),
+            http: after("http"),
+            admin: after("admin"),
+            child,
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        kill(pid, signal).unwrap();
+    }
+}
+
+impl Drop for PausableNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests to the chain through one proxy from `threads` threads, one
+/// after another, until stopped: the successes counted, the failures kept.
+struct Load {
+    stop: Arc<AtomicBool>,
+    succeeded: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(proxy: &str, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let succeeded = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, succeeded, failures) =
+                    (stop.clone(), succeeded.clone(), failures.clone());
+                let proxy = proxy.to_owned();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match post(&proxy, "/chain", " Hello World ") {
+                            Ok((200, body)) if body == r#"{"text":"hello world","words":2}"# => {
+                                succeeded.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => failures.lock().unwrap().push(format!("{other:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            succeeded,
+            failures,
+            threads,
+        }
+    }
+
+    fn succeeded(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Stops the threads: the successes and the failures.
+    fn stop(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in std::mem::take(&mut self.threads) {
+            thread.join().unwrap();
+        }
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap());
+        (self.succeeded(), failures)
+    }
+}
+
+impl Drop for Load {
+    /// A test that fails midway leaves no thread sending requests.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A node's `/metrics` page (empty if it does not answer).
+fn metrics_page(admin: &str) -> String {
+    match get(admin, "/metrics") {
+        Ok((200, page)) => page,
+        _ => String::new(),
+    }
+}
+
+/// The sum of the samples of `name` on `page` whose labels contain every
+/// one of `labels` (`key="value"`).
+fn metric_sum_with(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with(['{', ' ']))
+        .filter(|rest| labels.iter().all(|label| rest.contains(label)))
+        .filter_map(|rest| rest.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .fold(0.0, |sum, sample| sum + sample)
+}
+
+fn metric_sum(page: &str, name: &str) -> f64 {
+    metric_sum_with(page, name, &[])
+}
+
+/// Requests the `deployment` replicas on the node of `admin` have served.
+fn served(admin: &str, deployment: &str) -> f64 {
+    let label = format!("deployment=\"{deployment}\"");
+    metric_sum_with(
+        &metrics_page(admin),
+        "serve_deployment_processing_latency_ms_count",
+        &[&label],
+    )
+}
+
+/// The per-node gauge `name{node="<node>"}` on the node of `admin`, if the
+/// page has it.
+fn node_gauge(admin: &str, name: &str, node: &str) -> Option<f64> {
+    let sample = format!("{name}{{node=\"{node}\"}} ");
+    metrics_page(admin)
+        .lines()
+        .find_map(|l| l.strip_prefix(&sample)?.trim().parse().ok())
+}
+
+/// A streamed (chunked) HTTP/1.1 response, read a chunk at a time.
+struct ChunkedResponse {
+    head: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl ChunkedResponse {
+    /// `GET path` and its head; reads time out after 10 s.
+    fn open(addr: &str, path: &str) -> io::Result<ChunkedResponse> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            &stream,
+            "GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        )?;
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                return Ok(ChunkedResponse { head, reader });
+            }
+            head.push_str(&line);
+        }
+    }
+
+    fn status(&self) -> u16 {
+        let status = self.head.split(' ').nth(1);
+        status.and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    fn is_chunked(&self) -> bool {
+        self.head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    }
+
+    /// The next chunk's data; `None` after the last (empty) chunk; an
+    /// error if the connection ends or breaks before it.
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut size = String::new();
+        if self.reader.read_line(&mut size)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let hex = size.trim().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(hex, 16)
+            .map_err(|e| io::Error::other(format!("chunk size {size:?}: {e}")))?;
+        let mut data = vec![0; size + 2];
+        self.reader.read_exact(&mut data)?;
+        data.truncate(size);
+        Ok((size > 0).then_some(data))
+    }
+
+    /// The whole body of a 200 streamed response to `GET path`.
+    fn read_whole(addr: &str, path: &str) -> Result<String, String> {
+        let mut response = ChunkedResponse::open(addr, path).map_err(|e| e.to_string())?;
+        if response.status() != 200 || !response.is_chunked() {
+            let mut rest = String::new();
+            let _ = response.reader.read_to_string(&mut rest);
+            return Err(format!("{}{rest}", response.head));
+        }
+        let mut body = String::new();
+        while let Some(chunk) = response
+            .next_chunk()
+            .map_err(|e| format!("{e}: {body:?}"))?
+        {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        Ok(body)
+    }
+}
