@@ -8,14 +8,14 @@ use crate::{scenario, SERVE_BIN};
 
 /// What `troupe-chain chaos run SCENARIO --out OUT` did: its exit code,
 /// stdout, stderr, and the report it wrote (`Null` if none).
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    report: serde_json::Value,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: serde_json::Value,
 }
 
-fn run(scenario: &std::path::Path, out_dir: &std::path::Path) -> Run {
+pub(crate) fn run(scenario: &std::path::Path, out_dir: &std::path::Path) -> Run {
     let out = Command::new(SERVE_BIN)
         .args(["chaos", "run"])
         .arg(scenario)

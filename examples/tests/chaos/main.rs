@@ -7,6 +7,7 @@
 mod cleanup;
 mod cli;
 mod network;
+mod serving;
 
 use std::path::Path;
 use std::time::Duration;

@@ -45,6 +45,12 @@ pub struct ClientConfig {
     /// Waits between rounds over all members: doubling from the first to
     /// the second.
     pub backoff: (Duration, Duration),
+    /// A request fails early, with [`GcsClientError::Unavailable`], once
+    /// no member has known a leader for this long (every member tried):
+    /// the store has lost its quorum, and waiting out `request_timeout`
+    /// would only make control operations hang. Much longer than an
+    /// election (150–300 ms).
+    pub no_leader_grace: Duration,
 }
 
 impl ClientConfig {
@@ -56,7 +62,43 @@ impl ClientConfig {
             // Short: during a failover members answer at once (NotLeader or
             // refused), and the new leader is usually there within ~0.5 s.
             backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+            no_leader_grace: Duration::from_secs(2),
         }
+    }
+}
+
+/// Tracks, within one request, how long no member has known a leader.
+#[derive(Debug, Default)]
+pub(crate) struct Leaderless {
+    since: Option<Instant>,
+    /// Attempts since then.
+    attempts: usize,
+}
+
+impl Leaderless {
+    /// Takes a failed attempt's outcome; true once no member has known a
+    /// leader for `grace` and every member was asked meanwhile.
+    pub(crate) fn gave_up(
+        &mut self,
+        outcome: &Attempt,
+        now: Instant,
+        members: usize,
+        grace: Duration,
+    ) -> bool {
+        let knows_leader = matches!(
+            outcome,
+            Attempt::Store(GcsError::NotLeader {
+                leader: Some(_),
+                ..
+            })
+        );
+        if knows_leader {
+            *self = Leaderless::default();
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        self.attempts += 1;
+        self.attempts >= members && now.saturating_duration_since(since) >= grace
     }
 }
 
@@ -184,6 +226,7 @@ impl GcsClient {
         let mut tried_this_round = 0usize;
         let mut backoff = config.backoff.0;
         let mut last = String::from("no attempt made");
+        let mut leaderless = Leaderless::default();
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -212,6 +255,20 @@ impl GcsClient {
             };
             last = format!("{target}: {outcome}");
             debug!(%last, "GCS attempt failed");
+            let now = Instant::now();
+            if leaderless.gave_up(&outcome, now, members.len(), config.no_leader_grace)
+                && !matches!(after_error(&outcome), Next::Fail(_))
+            {
+                let since = leaderless.since.unwrap_or(now);
+                return Err(GcsClientError::Unavailable {
+                    after: now.saturating_duration_since(deadline - config.request_timeout),
+                    last: format!(
+                        "no member has known a leader for {:?}, so the store cannot commit (quorum \
+                         lost); last: {last}",
+                        now.saturating_duration_since(since)
+                    ),
+                });
+            }
             match after_error(&outcome) {
                 Next::Fail(e) => return Err(e),
                 Next::Redirect(addr) if addr != target => {
@@ -376,6 +433,40 @@ fn unexpected(what: impl std::fmt::Debug) -> GcsClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_known_leader_for_the_grace_with_every_member_asked_gives_up() {
+        let (t0, grace) = (Instant::now(), Duration::from_secs(2));
+        let no_leader = Attempt::Store(GcsError::NotLeader {
+            member: 1,
+            leader: None,
+        });
+        let down = Attempt::Rpc(RpcError::Connect {
+            addr: "a".into(),
+            reason: "refused".into(),
+        });
+        let hint = Attempt::Store(GcsError::NotLeader {
+            member: 1,
+            leader: Some((2, "b:1".into())),
+        });
+        let mut l = Leaderless::default();
+        assert!(!l.gave_up(&no_leader, t0, 3, grace));
+        assert!(
+            !l.gave_up(&down, t0 + grace, 3, grace),
+            "one member not asked"
+        );
+        assert!(l.gave_up(&down, t0 + grace, 3, grace));
+        // A member that knows a leader starts the clock again (an election
+        // finished).
+        let mut l = Leaderless::default();
+        for _ in 0..5 {
+            assert!(!l.gave_up(&no_leader, t0, 3, grace));
+        }
+        assert!(!l.gave_up(&hint, t0 + grace, 3, grace));
+        assert!(!l.gave_up(&down, t0 + grace, 3, grace));
+        assert!(!l.gave_up(&down, t0 + grace * 2 - Duration::from_millis(1), 3, grace));
+        assert!(l.gave_up(&down, t0 + grace * 2, 3, grace));
+    }
 
     #[test]
     fn leader_hints_redirect_and_other_errors_rotate_or_fail() {

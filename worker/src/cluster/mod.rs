@@ -31,6 +31,13 @@ use crate::view::{ClusterState, ClusterView};
 /// How long a spawn, lookup or call waits by default, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A control operation (spawn, kill) fails early once no controller has
+/// answered for this long: the controller runs with the GCS leader, which
+/// a failover replaces well within it (an election takes 150–300 ms), so
+/// this long without one means the GCS has lost its quorum, and waiting
+/// out the operation's timeout would only hang the caller.
+pub const NO_CONTROLLER_GRACE: Duration = Duration::from_secs(3);
+
 /// A connection to a Troupe cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -328,7 +335,8 @@ impl Cluster {
         &self,
         request: ControlRequest,
     ) -> Result<ControlReply, ActorError> {
-        let deadline = Instant::now() + self.inner.timeout;
+        let started = Instant::now();
+        let deadline = started + self.inner.timeout;
         let mut rx = self.inner.view.subscribe();
         let mut last = "no controller is known yet".to_string();
         loop {
@@ -360,6 +368,16 @@ impl Cluster {
             let pause = Instant::now() + Duration::from_millis(50);
             let until = pause.min(deadline);
             let _ = tokio::time::timeout_at(until, rx.changed()).await;
+            if Instant::now() >= started + NO_CONTROLLER_GRACE
+                && self.inner.timeout > NO_CONTROLLER_GRACE
+            {
+                return Err(ActorError::Cluster(format!(
+                    "no controller answered for {NO_CONTROLLER_GRACE:?} ({last}): the GCS has no \
+                     leader, most likely because a majority of its members is down or cut off; \
+                     retry once they are back (a retried spawn never makes a second actor; calls \
+                     to running actors go on)"
+                )));
+            }
             if Instant::now() >= deadline {
                 return Err(ActorError::Cluster(format!(
                     "no controller answered within {:?} ({last}); check that a majority of GCS \
