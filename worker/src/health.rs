@@ -245,9 +245,15 @@ impl HealthTable {
                     self.ejected.fetch_add(1, Ordering::Relaxed);
                 }
                 self.total_ejections.fetch_add(1, Ordering::Relaxed);
+                let cause = match signal {
+                    Some(Signal::Unreachable) => "a connection to it failed",
+                    Some(Signal::ConnectionLost) => "a connection to it was lost or went silent",
+                    Some(Signal::Timeout) => "calls to it timed out",
+                    Some(Signal::Answered) | None => "its probe was not answered",
+                };
                 tracing::warn!(
                     %node,
-                    cause = ?signal,
+                    cause,
                     ejected_ms = length.as_millis() as u64,
                     "node ejected from routing (data-path health)"
                 );

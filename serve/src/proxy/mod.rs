@@ -9,20 +9,20 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use tracing::Instrument;
 use troupe_core::id::RequestId;
-use troupe_worker::schema;
 
 use crate::http::{ServeError, ServeRequest};
 use crate::http_error::{request_id, request_id_of, ApiError};
 use crate::http_thread::HttpThread;
+use crate::records::ServeRecords;
 use crate::runtime::ServeRuntime;
-use crate::spec::{AppSpec, APPS_PREFIX};
+use crate::spec::AppSpec;
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -98,37 +98,20 @@ pub fn find_route<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, Str
     })
 }
 
-struct RouteCache {
-    revision: u64,
-    routes: Arc<Vec<Route>>,
-}
-
 struct ProxyState {
     runtime: Arc<ServeRuntime>,
     /// Set when the proxy starts stopping: `/-/healthz` answers 503.
     draining: Arc<AtomicBool>,
-    cache: Mutex<RouteCache>,
     timeout: Duration,
     access_log: bool,
 }
 
 impl ProxyState {
-    fn routes(&self) -> Arc<Vec<Route>> {
-        let cluster = self.runtime.cluster();
-        let revision = cluster.read_state(|s| s.revision);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.revision != revision || revision == 0 {
-            let specs = cluster.read_state(|s| {
-                s.extra
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(APPS_PREFIX.as_bytes()))
-                    .filter_map(|(_, v)| schema::decode::<AppSpec>(v).ok())
-                    .collect::<Vec<_>>()
-            });
-            cache.routes = Arc::new(routes(specs));
-            cache.revision = revision;
-        }
-        cache.routes.clone()
+    /// The serve records of the current view revision (decoded once per
+    /// revision for the whole node: `records`), whose route table the
+    /// proxy matches.
+    fn records(&self) -> Arc<ServeRecords> {
+        crate::records::current(self.runtime.cluster())
     }
 }
 
@@ -145,10 +128,6 @@ impl Proxy {
         let state = web::Data::new(ProxyState {
             runtime,
             draining: draining.clone(),
-            cache: Mutex::new(RouteCache {
-                revision: 0,
-                routes: Arc::new(Vec::new()),
-            }),
             timeout: config.request_timeout,
             access_log: config.access_log,
         });
@@ -200,7 +179,8 @@ async fn healthz(state: web::Data<ProxyState>) -> HttpResponse {
 
 async fn list_routes(state: web::Data<ProxyState>) -> HttpResponse {
     let routes: BTreeMap<String, String> = state
-        .routes()
+        .records()
+        .routes
         .iter()
         .map(|r| (r.prefix.clone(), r.app.clone()))
         .collect();
@@ -215,9 +195,9 @@ async fn proxy(
     let request_id = request_id_of(&request);
     let started = Instant::now();
     let _ongoing = Ongoing::start();
-    let routes = state.routes();
+    let records = state.records();
     let path = request.path().to_owned();
-    let Some((route, inner_path)) = find_route(&routes, &path) else {
+    let Some((route, inner_path)) = find_route(&records.routes, &path) else {
         let error = ApiError::text(&request, &ServeError::NoRoute(path));
         access_log(
             &state,
