@@ -1,13 +1,14 @@
 //! Serving through node failures, as the data path sees them: a streamed
-//! response cut by its replica's node is not started again elsewhere, and
-//! a node ejected while paused (SIGSTOP) is readmitted after it resumes,
-//! with no request failing meanwhile.
+//! response cut by its replica's node is not started again elsewhere; a
+//! node ejected while paused (SIGSTOP) is readmitted after it resumes,
+//! with no request failing meanwhile; and with the GCS's quorum lost, the
+//! surviving node serves on while control operations fail early.
 
-use std::collections::BTreeSet;
-use std::future::ready;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::{ready, IntoFuture};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,13 +16,14 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use troupe::chaos::workload::actor::Tally;
 use troupe::core::rpc::ClusterToken;
 use troupe::prelude::*;
 use troupe::serve::spec::{ReplicaState, ReplicaStatus, STATUS_PREFIX};
 use troupe::serve::{declarative, AppState};
 use troupe_examples::patterns::{self, Ticker, TickerArgs};
 
-use crate::serve::{get, post};
+use crate::serve::{get, http, post};
 use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,18 +195,7 @@ async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
         let dir = tmp.path().join(format!("n{i}"));
         nodes.push(PausableNode::start(&dir, &["--join", &head]));
     }
-    let token = ClusterToken::new(TOKEN).unwrap();
-    let driver = Cluster::connect(&nodes[0].addr, token).await.unwrap();
-    wait_until("every node is registered", Duration::from_secs(20), || {
-        let driver = driver.clone();
-        async move {
-            driver
-                .state()
-                .await
-                .is_ok_and(|s| s.nodes.len() == 3 && s.controller.is_some())
-        }
-    })
-    .await;
+    let driver = connect_driver(&nodes[0].addr, 3).await;
     // The fault scenarios' chain: three replicas of each stage, one per node.
     let config = troupe::serve::config::parse_yaml(include_str!(
         "../../../chaos/scenarios/serve/chain.yaml"
@@ -297,12 +288,224 @@ async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() {
+    // Three nodes, every one a GCS member, each hosting one replica of
+    // every stage of the chain. Killing two of them loses the store's
+    // quorum; node 0 still holds a replica of every stage.
+    let stages = ["count", "normalize", "pipeline"];
+    // One slot of each stage per node: the spread policy alone once put
+    // two replicas of a stage on one node (it places by free capacity).
+    let slots = format!(
+        "{{{}}}",
+        stages.map(|s| format!("\"{s}_slot\": 1")).join(", ")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let head = ["--head", "--resources", &slots];
+    let mut nodes = vec![PausableNode::start(&tmp.path().join("n0"), &head)];
+    for i in 1..3 {
+        let head = nodes[0].addr.clone();
+        let dir = tmp.path().join(format!("n{i}"));
+        let member = ["--join", &head, "--gcs", "--resources", &slots];
+        nodes.push(PausableNode::start(&dir, &member));
+    }
+    wait_until(
+        "the GCS has three voting members",
+        Duration::from_secs(30),
+        || ready(gcs_voters(&nodes[0].admin) == Some(3)),
+    )
+    .await;
+    let driver = connect_driver(&nodes[0].addr, 3).await;
+    let mut config = troupe::serve::config::parse_yaml(include_str!(
+        "../../../chaos/scenarios/serve/chain.yaml"
+    ))
+    .unwrap();
+    for deployment in &mut config.applications[0].deployments {
+        let options = deployment
+            .actor_options
+            .get_or_insert_with(Default::default);
+        let slot = format!("{}_slot", deployment.name);
+        options.resources.insert(slot, 1.0);
+    }
+    let deployed = declarative::apply(&driver, &patterns::catalog(), &config)
+        .await
+        .unwrap();
+    declarative::wait_running(&driver, &deployed.versions, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    let survivor: NodeId = nodes[0].id.parse().unwrap();
+    let placed = running_by_deployment(&driver, "chain").await;
+    assert_eq!(placed.keys().collect::<Vec<_>>(), stages, "{placed:?}");
+    for (stage, replicas) in &placed {
+        let on_survivor = replicas.iter().filter(|r| r.node == Some(survivor));
+        assert_eq!(
+            (replicas.len(), on_survivor.count()),
+            (3, 1),
+            "three replicas of {stage}, one on node 0: {replicas:?}"
+        );
+    }
+    let chain_answers = |proxy: &str| {
+        matches!(post(proxy, "/chain", " Hello World "),
+            Ok((200, body)) if body == r#"{"text":"hello world","words":2}"#)
+    };
+    wait_until(
+        "node 0's proxy serves the chain",
+        Duration::from_secs(10),
+        || ready(chain_answers(&nodes[0].http)),
+    )
+    .await;
+    let page = metrics_page(&nodes[0].admin);
+    let node_0_leads = metric_sum(&page, "troupe_gcs_is_leader") == 1.0;
+    eprintln!("before the kill, node 0 leads the GCS: {node_0_leads}");
+
+    // Both at once, by pid; then node 0's proxy gets requests one after
+    // another while the control operations below run.
+    nodes[1].signal(Signal::SIGKILL);
+    nodes[2].signal(Signal::SIGKILL);
+    let killed_at = tokio::time::Instant::now();
+    let load = Load::start(&nodes[0].http, 1);
+
+    // A change of the serve config: refused at once with a 503 that names
+    // no internal cause, instead of hanging for the GCS client's 10 s.
+    let mut changed = config.clone();
+    let deployments = &mut changed.applications[0].deployments;
+    let count = deployments.iter_mut().find(|d| d.name == "count").unwrap();
+    assert_eq!(count.num_replicas, Some(3));
+    count.num_replicas = Some(2);
+    let body = serde_json::to_string(&changed).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(troupe::serve::config::parse_value(&value).is_ok(), "{body}");
+    let admin = nodes[0].admin.clone();
+    let started = tokio::time::Instant::now();
+    let put =
+        tokio::task::spawn_blocking(move || http(&admin, "PUT", "/api/serve/applications/", &body))
+            .await
+            .unwrap();
+    let put_took = started.elapsed();
+    eprintln!(
+        "PUT /api/serve/applications/ {:?} after the kill answered in {put_took:?}: {put:?}",
+        started - killed_at
+    );
+    let (status, body) = put.unwrap_or_else(|e| {
+        panic!(
+            "the PUT got no answer ({e}) after {put_took:?}; node 0's log:\n{}",
+            nodes[0].log_tail(30)
+        )
+    });
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "a config change without quorum: {body}\nnode 0's log:\n{}",
+        nodes[0].log_tail(30)
+    );
+    assert!(
+        put_took < Duration::from_secs(8),
+        "without quorum the PUT must fail early rather than wait out the GCS client's 10 s \
+         request timeout; it took {put_took:?}: {body}"
+    );
+    for node in &nodes {
+        assert!(
+            !body.contains(&node.addr),
+            "the 503 sends the client an internal cause (node address {}): {body}",
+            node.addr
+        );
+    }
+    assert!(
+        !body.contains("127.0.0.1:"),
+        "the 503 sends the client an address: {body}"
+    );
+    assert!(nodes[0].is_alive(), "node 0 exited after the PUT");
+
+    // A read of the serve state: whatever it answers (a 503, or the state
+    // as last seen), it answers, and bounded.
+    let admin = nodes[0].admin.clone();
+    let started = tokio::time::Instant::now();
+    let read = tokio::task::spawn_blocking(move || get(&admin, "/api/serve/applications/")).await;
+    let read_took = started.elapsed();
+    let (status, body) = read.unwrap().unwrap_or_else(|e| {
+        panic!(
+            "GET /api/serve/applications/ got no answer ({e}) after {read_took:?}; node 0's \
+             log:\n{}",
+            nodes[0].log_tail(30)
+        )
+    });
+    eprintln!("GET /api/serve/applications/ answered {status} in {read_took:?}: {body}");
+    assert!(
+        read_took < Duration::from_secs(15),
+        "the read of the serve state took {read_took:?} without quorum: {status} {body}"
+    );
+    assert!(nodes[0].is_alive(), "node 0 exited after the GET");
+
+    // An actor spawn through the driver (connected before the kill: a
+    // driver registers itself in the GCS, which cannot commit now).
+    let started = tokio::time::Instant::now();
+    let spawned = tokio::time::timeout(
+        Duration::from_secs(20),
+        driver.spawn::<Tally>(0).num_cpus(0.0).into_future(),
+    )
+    .await;
+    let spawn_took = started.elapsed();
+    match spawned {
+        Err(_) => panic!("a spawn without quorum was still waiting after {spawn_took:?}"),
+        Ok(Ok(handle)) => panic!("a spawn without quorum succeeded: {:?}", handle.id()),
+        Ok(Err(e)) => {
+            eprintln!("spawn without quorum failed in {spawn_took:?}: {e}");
+            assert!(
+                spawn_took < Duration::from_secs(8),
+                "without quorum a spawn must fail early rather than wait out its timeout; it \
+                 took {spawn_took:?}: {e}"
+            );
+        }
+    }
+    assert!(nodes[0].is_alive(), "node 0 exited after the spawn");
+
+    // Serving went on through all of that, and goes on after it.
+    let after_control = load.succeeded();
+    wait_until(
+        "node 0's proxy answers 50 requests since the kill, 20 of them after the control \
+         operations failed",
+        Duration::from_secs(30),
+        || ready(load.failed() > 0 || load.succeeded() >= (after_control + 20).max(50)),
+    )
+    .await;
+    let longest = load.longest();
+    let (succeeded, failures) = load.stop();
+    eprintln!(
+        "node 0's proxy since the kill ({:?} ago): {succeeded} requests succeeded, {} failed, \
+         the longest took {longest:?}",
+        killed_at.elapsed(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "node 0 holds a replica of every stage, yet {} of {} requests failed without quorum: \
+         {failures:?}\nnode 0's log:\n{}",
+        failures.len(),
+        succeeded + failures.len() as u64,
+        nodes[0].log_tail(30)
+    );
+    assert!(nodes[0].is_alive(), "node 0 exited during the quorum loss");
+}
+
 /// The running replicas of every deployment of `app`, as its status
 /// record lists them (empty until the app is RUNNING).
 async fn running_replicas(driver: &Cluster, app: &str) -> Vec<ReplicaStatus> {
+    running_by_deployment(driver, app)
+        .await
+        .into_values()
+        .flatten()
+        .collect()
+}
+
+/// [`running_replicas`] by deployment name.
+async fn running_by_deployment(
+    driver: &Cluster,
+    app: &str,
+) -> BTreeMap<String, Vec<ReplicaStatus>> {
     let key = format!("{STATUS_PREFIX}{app}").into_bytes();
     let Ok(state) = driver.state().await else {
-        return Vec::new();
+        return BTreeMap::new();
     };
     let status = state
         .extra
@@ -311,20 +514,25 @@ async fn running_replicas(driver: &Cluster, app: &str) -> Vec<ReplicaStatus> {
         .filter(|s| s.state == AppState::Running);
     status
         .into_iter()
-        .flat_map(|s| s.deployments.into_values())
-        .flat_map(|d| d.replicas)
-        .filter(|r| r.state == ReplicaState::Running)
+        .flat_map(|s| s.deployments)
+        .map(|(name, d)| {
+            let running = d.replicas.into_iter();
+            let running = running.filter(|r| r.state == ReplicaState::Running);
+            (name, running.collect())
+        })
         .collect()
 }
 
 /// A node of the serve examples' binary with a lease long enough to be
-/// paused (SIGSTOP) for seconds without being declared dead; its log goes
-/// to `<dir>.log`. Killed by pid when dropped.
+/// paused (SIGSTOP) for seconds without being declared dead (`role` may
+/// add `--gcs` and `--resources`); its log goes to `<dir>.log`. Killed by
+/// pid when dropped.
 struct PausableNode {
     id: String,
     addr: String,
     http: String,
     admin: String,
+    log: PathBuf,
     child: Child,
 }
 
@@ -332,7 +540,8 @@ impl PausableNode {
     const NODE_TTL_S: &'static str = "10";
 
     fn start(dir: &Path, role: &[&str]) -> PausableNode {
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let log_path = dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(SERVE_BIN)
             .arg("start")
             .args(role)
@@ -361,6 +570,7 @@ impl PausableNode {
             addr: after("on"),
             http: after("http"),
             admin: after("admin"),
+            log: log_path,
             child,
         }
     }
@@ -368,6 +578,19 @@ impl PausableNode {
     fn signal(&self, signal: Signal) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         kill(pid, signal).unwrap();
+    }
+
+    /// False once the process has exited (or was killed).
+    fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last `lines` lines of the node's log (warnings and errors), for
+    /// a failing assertion's message.
+    fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 }
 
@@ -383,6 +606,8 @@ impl Drop for PausableNode {
 struct Load {
     stop: Arc<AtomicBool>,
     succeeded: Arc<AtomicU64>,
+    /// The longest request so far, in microseconds.
+    longest_us: Arc<AtomicU64>,
     failures: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -391,15 +616,21 @@ impl Load {
     fn start(proxy: &str, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let succeeded = Arc::new(AtomicU64::new(0));
+        let longest_us = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..threads)
             .map(|_| {
                 let (stop, succeeded, failures) =
                     (stop.clone(), succeeded.clone(), failures.clone());
+                let longest_us = longest_us.clone();
                 let proxy = proxy.to_owned();
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match post(&proxy, "/chain", " Hello World ") {
+                        let sent = std::time::Instant::now();
+                        let answer = post(&proxy, "/chain", " Hello World ");
+                        let took = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        longest_us.fetch_max(took, Ordering::Relaxed);
+                        match answer {
                             Ok((200, body)) if body == r#"{"text":"hello world","words":2}"# => {
                                 succeeded.fetch_add(1, Ordering::Relaxed);
                             }
@@ -412,6 +643,7 @@ impl Load {
         Load {
             stop,
             succeeded,
+            longest_us,
             failures,
             threads,
         }
@@ -419,6 +651,15 @@ impl Load {
 
     fn succeeded(&self) -> u64 {
         self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// The longest request so far.
+    fn longest(&self) -> Duration {
+        Duration::from_micros(self.longest_us.load(Ordering::Relaxed))
+    }
+
+    fn failed(&self) -> usize {
+        self.failures.lock().unwrap().len()
     }
 
     /// Stops the threads: the successes and the failures.
@@ -437,6 +678,37 @@ impl Drop for Load {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A driver connected through `addr`, once `nodes` nodes are registered
+/// and a controller runs.
+async fn connect_driver(addr: &str, nodes: usize) -> Cluster {
+    let token = ClusterToken::new(TOKEN).unwrap();
+    let driver = Cluster::connect(addr, token).await.unwrap();
+    wait_until("every node is registered", Duration::from_secs(20), || {
+        let driver = driver.clone();
+        async move {
+            driver
+                .state()
+                .await
+                .is_ok_and(|s| s.nodes.len() == nodes && s.controller.is_some())
+        }
+    })
+    .await;
+    driver
+}
+
+/// The GCS membership as the node of `admin` reports it, if it answers.
+fn gcs_members(admin: &str) -> Option<serde_json::Value> {
+    match get(admin, "/api/gcs/members") {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// How many voting members the GCS has, as the node of `admin` reports.
+fn gcs_voters(admin: &str) -> Option<usize> {
+    Some(gcs_members(admin)?["voters"].as_array()?.len())
 }
 
 /// A node's `/metrics` page (empty if it does not answer).
