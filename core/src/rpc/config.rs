@@ -90,12 +90,12 @@ impl RpcConfig {
             default_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
-            // A silent peer (frozen, or cut off) is noticed within about
+            // A silent peer (frozen, or cut off) is noticed within 0.8 to
             // 1 s, which is how long a call to it waits before it is tried
             // elsewhere; pings are tiny and answered on the peer's reader
             // task, so load does not delay them (measured in CHAOS.md).
-            keepalive_interval: Duration::from_millis(250),
-            keepalive_timeout: Duration::from_secs(1),
+            keepalive_interval: Duration::from_millis(200),
+            keepalive_timeout: Duration::from_millis(800),
             reconnect_backoff_min: Duration::from_millis(20),
             reconnect_backoff_max: Duration::from_secs(1),
             stream_window: 256,
