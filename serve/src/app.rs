@@ -389,9 +389,7 @@ impl<'de, D> Deserialize<'de> for DeploymentHandle<D> {
     fn deserialize<De: serde::Deserializer<'de>>(deserializer: De) -> Result<Self, De::Error> {
         let wire = HandleWire::deserialize(deserializer)?;
         let app = match wire.relative {
-            true => DECODING_APP
-                .with(|app| app.borrow().clone())
-                .unwrap_or(wire.app),
+            true => crate::deployment::decoding_app().unwrap_or(wire.app),
             false => wire.app,
         };
         Ok(DeploymentHandle {
@@ -401,20 +399,6 @@ impl<'de, D> Deserialize<'de> for DeploymentHandle<D> {
             _type: PhantomData,
         })
     }
-}
-
-thread_local! {
-    /// The application whose replica is decoding its arguments.
-    static DECODING_APP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `decode` (a replica decoding its constructor arguments) with
-/// same-application handles resolving to `app`.
-pub(crate) fn decode_in_app<T>(app: &str, decode: impl FnOnce() -> T) -> T {
-    let previous = DECODING_APP.with(|a| a.replace(Some(app.to_owned())));
-    let out = decode();
-    DECODING_APP.with(|a| *a.borrow_mut() = previous);
-    out
 }
 
 impl<D> Clone for DeploymentHandle<D> {

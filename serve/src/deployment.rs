@@ -77,3 +77,23 @@ pub trait StreamingIngress: Deployment {
         request: ServeRequest,
     ) -> impl Future<Output = Result<ServeStream, ServeError>>;
 }
+
+thread_local! {
+    /// The application whose replica is decoding its arguments.
+    static DECODING_APP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` (a replica decoding its constructor arguments) with
+/// same-application handles resolving to `app` (see
+/// [`DeploymentHandle`](crate::DeploymentHandle)).
+pub(crate) fn decode_in_app<T>(app: &str, decode: impl FnOnce() -> T) -> T {
+    let previous = DECODING_APP.with(|a| a.replace(Some(app.to_owned())));
+    let out = decode();
+    DECODING_APP.with(|a| *a.borrow_mut() = previous);
+    out
+}
+
+/// The application whose replica is decoding its arguments, if one is.
+pub(crate) fn decoding_app() -> Option<String> {
+    DECODING_APP.with(|app| app.borrow().clone())
+}

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use troupe_core::id::{ActorId, NodeId};
 use troupe_worker::{schema, Cluster, ClusterState};
 
-use crate::proxy::{routes, Route};
 use crate::spec::{AppSpec, AppStatus, DeploymentSpec, ReplicaState, APPS_PREFIX, STATUS_PREFIX};
 
 /// Serve's records at one revision, typed.
@@ -77,6 +76,52 @@ impl ServeRecords {
             })
             .unwrap_or_default()
     }
+}
+
+/// One route: a prefix and the application's ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: String,
+    pub app: String,
+    pub ingress: String,
+    pub streaming: bool,
+}
+
+/// The routes of every application with a prefix, longest prefix first.
+pub fn routes(specs: impl IntoIterator<Item = AppSpec>) -> Vec<Route> {
+    let mut routes: Vec<Route> = specs
+        .into_iter()
+        .filter_map(|s| {
+            Some(Route {
+                prefix: s.route_prefix?,
+                app: s.name,
+                ingress: s.ingress,
+                streaming: s.streaming,
+            })
+        })
+        .collect();
+    routes.sort_by(|a, b| {
+        b.prefix
+            .len()
+            .cmp(&a.prefix.len())
+            .then(a.prefix.cmp(&b.prefix))
+    });
+    routes
+}
+
+/// The route for `path` and the path as the application sees it.
+pub fn find_route<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, String)> {
+    routes.iter().find_map(|r| {
+        if r.prefix == "/" {
+            return Some((r, path.to_owned()));
+        }
+        let rest = path.strip_prefix(r.prefix.as_str())?;
+        match rest {
+            "" => Some((r, "/".to_owned())),
+            _ if rest.starts_with('/') => Some((r, rest.to_owned())),
+            _ => None,
+        }
+    })
 }
 
 /// The last decoded records of each cluster view in this process (one per

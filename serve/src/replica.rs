@@ -76,12 +76,14 @@ impl<D: Deployment> Actor for Replica<D> {
 
     async fn start(args: ReplicaArgs, cx: &ActorContext) -> Result<Self, String> {
         let deployment_args: D::Args =
-            crate::app::decode_in_app(&args.app, || codec::decode(&args.args)).map_err(|e| {
-                format!(
-                    "the arguments of deployment {:?} do not decode: {e}",
-                    args.deployment
-                )
-            })?;
+            crate::deployment::decode_in_app(&args.app, || codec::decode(&args.args)).map_err(
+                |e| {
+                    format!(
+                        "the arguments of deployment {:?} do not decode: {e}",
+                        args.deployment
+                    )
+                },
+            )?;
         let rcx = ReplicaContext {
             app: args.app,
             deployment: args.deployment,

@@ -22,7 +22,6 @@ use crate::http_error::{request_id, request_id_of, ApiError};
 use crate::http_thread::HttpThread;
 use crate::records::ServeRecords;
 use crate::runtime::ServeRuntime;
-use crate::spec::AppSpec;
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -52,51 +51,7 @@ impl Default for ProxyConfig {
     }
 }
 
-/// One route: a prefix and the application's ingress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub prefix: String,
-    pub app: String,
-    pub ingress: String,
-    pub streaming: bool,
-}
-
-/// The routes of every application with a prefix, longest prefix first.
-pub fn routes(specs: impl IntoIterator<Item = AppSpec>) -> Vec<Route> {
-    let mut routes: Vec<Route> = specs
-        .into_iter()
-        .filter_map(|s| {
-            Some(Route {
-                prefix: s.route_prefix?,
-                app: s.name,
-                ingress: s.ingress,
-                streaming: s.streaming,
-            })
-        })
-        .collect();
-    routes.sort_by(|a, b| {
-        b.prefix
-            .len()
-            .cmp(&a.prefix.len())
-            .then(a.prefix.cmp(&b.prefix))
-    });
-    routes
-}
-
-/// The route for `path` and the path as the application sees it.
-pub fn find_route<'a>(routes: &'a [Route], path: &str) -> Option<(&'a Route, String)> {
-    routes.iter().find_map(|r| {
-        if r.prefix == "/" {
-            return Some((r, path.to_owned()));
-        }
-        let rest = path.strip_prefix(r.prefix.as_str())?;
-        match rest {
-            "" => Some((r, "/".to_owned())),
-            _ if rest.starts_with('/') => Some((r, rest.to_owned())),
-            _ => None,
-        }
-    })
-}
+pub use crate::records::{find_route, routes, Route};
 
 struct ProxyState {
     runtime: Arc<ServeRuntime>,
@@ -332,6 +287,7 @@ impl Drop for Ongoing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::AppSpec;
 
     fn spec(name: &str, prefix: Option<&str>) -> AppSpec {
         AppSpec {
