@@ -198,27 +198,25 @@ fn read_deployment(
     }
 }
 
-/// The replicas a request may go to: those not tried yet, less the ones on
-/// ejected nodes unless that would leave none.
+/// The replicas a request may go to, with their load: those not tried
+/// yet, less the ones on ejected nodes unless that would leave none.
 fn candidates(
     replicas: &[(ActorId, NodeId)],
     exclude: &[ActorId],
     ejected: impl Fn(NodeId) -> bool,
-) -> Vec<ActorId> {
-    let untried: Vec<&(ActorId, NodeId)> = replicas
+    load: impl Fn(ActorId) -> u32,
+) -> Vec<(ActorId, u32)> {
+    let untried = |(a, _): &&(ActorId, NodeId)| !exclude.contains(a);
+    let mut out: Vec<(ActorId, u32)> = replicas
         .iter()
-        .filter(|(a, _)| !exclude.contains(a))
-        .collect();
-    let healthy: Vec<ActorId> = untried
-        .iter()
+        .filter(untried)
         .filter(|(_, n)| !ejected(*n))
-        .map(|(a, _)| *a)
+        .map(|(a, _)| (*a, load(*a)))
         .collect();
-    if healthy.is_empty() {
-        untried.iter().map(|(a, _)| *a).collect()
-    } else {
-        healthy
+    if out.is_empty() {
+        out.extend(replicas.iter().filter(untried).map(|(a, _)| (*a, load(*a))));
     }
+    out
 }
 
 /// Routes one deployment's requests.
@@ -345,11 +343,12 @@ impl Router {
             {
                 let mut state = self.lock();
                 self.refresh(&mut state);
-                let candidates: Vec<(ActorId, u32)> =
-                    candidates(&state.replicas, exclude, |n| health.is_ejected(n))
-                        .into_iter()
-                        .map(|a| (a, state.in_flight.get(&a).copied().unwrap_or(0)))
-                        .collect();
+                let candidates = candidates(
+                    &state.replicas,
+                    exclude,
+                    |n| health.is_ejected(n),
+                    |a| state.in_flight.get(&a).copied().unwrap_or(0),
+                );
                 let picks = (
                     rand::random::<u32>() as usize,
                     rand::random::<u32>() as usize,
@@ -635,12 +634,17 @@ mod tests {
         let a = ids(3);
         let replicas = [(a[0], node(1)), (a[1], node(2)), (a[2], node(3))];
         let ejected = |n: NodeId| n == node(1) || n == node(2);
-        assert_eq!(candidates(&replicas, &[], ejected), vec![a[2]]);
+        let load = |a: ActorId| a.get() as u32;
+        let ids_of = |c: Vec<(ActorId, u32)>| c.into_iter().map(|(a, _)| a).collect::<Vec<_>>();
+        assert_eq!(candidates(&replicas, &[], ejected, load), vec![(a[2], 3)]);
         // The healthy one was tried: the ejected ones are all that is left,
         // and guesswork never removes the last replicas.
-        assert_eq!(candidates(&replicas, &[a[2]], ejected), vec![a[0], a[1]]);
-        assert_eq!(candidates(&replicas, &[], |_| false), a);
-        assert!(candidates(&replicas, &a, |_| false).is_empty());
+        assert_eq!(
+            ids_of(candidates(&replicas, &[a[2]], ejected, load)),
+            vec![a[0], a[1]]
+        );
+        assert_eq!(ids_of(candidates(&replicas, &[], |_| false, load)), a);
+        assert!(candidates(&replicas, &a, |_| false, load).is_empty());
     }
 
     fn err(kind: &str) -> ActorError {
