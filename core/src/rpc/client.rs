@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::config::RpcConfig;
-use super::connection::Connection;
+use super::connection::{Connection, LivenessProbe};
 use super::error::{RpcError, Status, StatusCode};
 use super::frame::Header;
 use super::service::{decode, encode_frame, Protocol};
@@ -85,6 +85,8 @@ struct ChannelInner {
     current: RwLock<Option<Arc<Connection>>>,
     /// Held while connecting, so concurrent callers share one attempt.
     connecting: tokio::sync::Mutex<Backoff>,
+    /// Asked before the keepalive gives up on a silent connection.
+    liveness: std::sync::OnceLock<LivenessProbe>,
 }
 
 impl Channel {
@@ -96,8 +98,21 @@ impl Channel {
                 config,
                 current: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(backoff),
+                liveness: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets (once; later calls are ignored) how the keepalive checks that
+    /// the peer's process is alive before it gives up on a connection that
+    /// went silent: when the probe answers within `keepalive_timeout`, the
+    /// connection is only busy — its server thread held by a long handler —
+    /// and is given another `keepalive_timeout`. For a peer whose listener
+    /// shares a thread with its handlers (a node's actor arbiters), the
+    /// probe asks the node's own RPC address. Applies to connections
+    /// opened after it is set.
+    pub fn set_liveness(&self, probe: LivenessProbe) {
+        let _ = self.inner.liveness.set(probe);
     }
 
     pub fn addr(&self) -> &str {
@@ -262,7 +277,11 @@ impl Channel {
             let attempt_deadline = deadline.min(Instant::now() + self.inner.config.connect_timeout);
             let attempt = tokio::time::timeout_at(
                 attempt_deadline,
-                Connection::open(self.inner.addr.clone(), &self.inner.config),
+                Connection::open(
+                    self.inner.addr.clone(),
+                    &self.inner.config,
+                    self.inner.liveness.get().cloned(),
+                ),
             )
             .await
             .unwrap_or_else(|_| Err(not_by_deadline("timed out connecting".into())));

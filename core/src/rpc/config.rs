@@ -92,8 +92,9 @@ impl RpcConfig {
             handshake_timeout: Duration::from_secs(5),
             // A silent peer (frozen, or cut off) is noticed within 0.8 to
             // 1 s, which is how long a call to it waits before it is tried
-            // elsewhere; pings are tiny and answered on the peer's reader
-            // task, so load does not delay them (measured in CHAOS.md).
+            // elsewhere; pings are tiny, and load does not delay them
+            // (measured in CHAOS.md). A connection whose peer thread is only
+            // busy is kept when its channel's liveness probe answers.
             keepalive_interval: Duration::from_millis(200),
             keepalive_timeout: Duration::from_millis(800),
             reconnect_backoff_min: Duration::from_millis(20),

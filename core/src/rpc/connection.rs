@@ -52,6 +52,12 @@ const SHARDS: usize = 8;
 /// while holding its shard's lock, and `close` sets `closed` before it
 /// drains each shard under that shard's lock, so a waiter is either refused
 /// or drained, never stranded.
+/// Asks, some other way than a connection, whether its peer's process is
+/// alive (see [`crate::rpc::Channel::set_liveness`]).
+pub type LivenessProbe = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
+
 struct Shared {
     shards: [Mutex<IdMap<Waiter>>; SHARDS],
     /// Calls and streams registered and not yet answered or abandoned.
@@ -175,6 +181,7 @@ impl Connection {
     pub(crate) async fn open(
         addr: Arc<str>,
         config: &RpcConfig,
+        liveness: Option<LivenessProbe>,
     ) -> Result<Arc<Connection>, RpcError> {
         let connect_err = |reason: String| RpcError::Connect {
             addr: addr.to_string(),
@@ -251,6 +258,18 @@ impl Connection {
                     if heard != seen {
                         (seen, since) = (heard, Instant::now());
                     } else if since.elapsed() >= timeout {
+                        // A peer whose process still answers elsewhere is
+                        // only busy on this connection's thread (a handler
+                        // holding it): wait on rather than fail its calls.
+                        if let Some(probe) = &liveness {
+                            if tokio::time::timeout(timeout, probe())
+                                .await
+                                .unwrap_or(false)
+                            {
+                                since = Instant::now();
+                                continue;
+                            }
+                        }
                         let silent = since.elapsed();
                         shared.close(format!("heard nothing from the peer for {silent:?}"));
                         return;

@@ -72,6 +72,7 @@ mod stream;
 
 pub use client::{CallOptions, Channel, RpcClient};
 pub use config::{ClusterToken, RpcConfig, TokenError, DEFAULT_MAX_MESSAGE_BYTES};
+pub use connection::LivenessProbe;
 pub use error::{RpcError, Status, StatusCode};
 pub use handshake::PROTOCOL_VERSION;
 pub use server::{RpcServer, ServerHandle, ServerStats};

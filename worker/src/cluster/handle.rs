@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_bytes::ByteBuf;
@@ -26,6 +27,10 @@ type LocalSend<R> = std::pin::Pin<
 use crate::lifecycle::ActorState;
 use crate::protocol::{ActorCall, CallRefusal, CallRequest};
 use crate::schema::RetryLimit;
+
+/// How long a node's own address may take to say it lives when one of
+/// its arbiter connections went silent.
+const LIVENESS_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A reference to an actor of type `A`.
 pub struct ActorHandle<A: Actor> {
@@ -63,6 +68,8 @@ impl<A: Actor> fmt::Debug for ActorHandle<A> {
 struct Location {
     node: NodeId,
     addr: String,
+    /// The node's own RPC address (`addr` may be one of its arbiters').
+    node_addr: String,
     incarnation: u64,
     retries: RetryLimit,
 }
@@ -278,7 +285,7 @@ impl<A: Actor> ActorHandle<A> {
             timeout: Some(deadline.saturating_duration_since(Instant::now())),
             fail_fast: true,
         };
-        let channel = self.cluster.inner.rpc.channel(&location.addr);
+        let channel = self.channel(location);
         let answer = channel.call_with::<ActorCall>(&request, options).await;
         self.report_health(location.node, answer.as_ref().err());
         match answer {
@@ -288,6 +295,32 @@ impl<A: Actor> ActorHandle<A> {
             Ok(Err(CallRefusal::Failed(e))) => Err(Failure::Fatal(e)),
             Err(e) => Err(rpc_failure(self, location, e)),
         }
+    }
+
+    /// The channel to the instance's arbiter. Its listener shares a thread
+    /// with the node's handlers, so a handler that holds the thread silences
+    /// the connection: before the keepalive gives up on it, it asks the
+    /// node's own address (served off the arbiters) whether the node lives.
+    fn channel(&self, location: &Location) -> troupe_core::rpc::Channel {
+        let rpc = &self.cluster.inner.rpc;
+        let channel = rpc.channel(&location.addr);
+        if location.addr != location.node_addr {
+            let (rpc, node_addr) = (rpc.clone(), location.node_addr.clone());
+            let probe: troupe_core::rpc::LivenessProbe = Arc::new(move || {
+                let node = rpc.channel(&node_addr);
+                Box::pin(async move {
+                    let options = CallOptions {
+                        timeout: Some(LIVENESS_TIMEOUT),
+                        fail_fast: true,
+                    };
+                    node.call_with::<troupe_core::rpc::diag::Echo>(&ByteBuf::new(), options)
+                        .await
+                        .is_ok()
+                })
+            });
+            channel.set_liveness(probe);
+        }
+        channel
     }
 
     /// Tells the process's health table how `node` answered.
@@ -381,7 +414,7 @@ impl<A: Actor> ActorHandle<A> {
                     message: std::borrow::Cow::Borrowed(message),
                     payload: ByteBuf::from(payload.clone()),
                 };
-                let channel = self.cluster.inner.rpc.channel(&location.addr);
+                let channel = self.channel(&location);
                 let opened = channel
                     .stream::<crate::protocol::ActorStream>(&request)
                     .await;
@@ -465,6 +498,7 @@ impl<A: Actor> ActorHandle<A> {
                             return Ok(Location {
                                 node,
                                 addr: addr.clone(),
+                                node_addr: node_record.addr.clone(),
                                 incarnation: record.incarnation,
                                 retries: record.options.max_task_retries,
                             });
