@@ -103,16 +103,16 @@ impl Channel {
         }
     }
 
-    /// Sets (once; later calls are ignored) how the keepalive checks that
-    /// the peer's process is alive before it gives up on a connection that
-    /// went silent: when the probe answers within `keepalive_timeout`, the
+    /// Sets (once: `probe` is called only if none is set yet) how the
+    /// keepalive checks that the peer's process is alive before it gives up
+    /// on a connection that went silent: when the probe answers within `keepalive_timeout`, the
     /// connection is only busy — its server thread held by a long handler —
     /// and is given another `keepalive_timeout`. For a peer whose listener
     /// shares a thread with its handlers (a node's actor arbiters), the
     /// probe asks the node's own RPC address. Applies to connections
     /// opened after it is set.
-    pub fn set_liveness(&self, probe: LivenessProbe) {
-        let _ = self.inner.liveness.set(probe);
+    pub fn set_liveness(&self, probe: impl FnOnce() -> LivenessProbe) {
+        self.inner.liveness.get_or_init(probe);
     }
 
     pub fn addr(&self) -> &str {

@@ -8,7 +8,9 @@
 //!   peer holds the cluster token, before anything is dispatched.
 //! - Every call has a deadline; a dead peer or a dropped connection fails
 //!   every waiting call with a typed [`RpcError`] at once; keepalives notice
-//!   peers that stop answering without closing the socket.
+//!   peers that stop answering without closing the socket, first asking a
+//!   channel's [`LivenessProbe`], if it has one, whether the peer is only
+//!   busy ([`Channel::set_liveness`]).
 //! - One-way messages ([`Channel::notify`]) and server streams with credit
 //!   flow control ([`Channel::stream`], [`RpcStream`]).
 //! - Channels reconnect by themselves with exponential backoff.

@@ -216,7 +216,8 @@ impl GcsClient {
         P: troupe_core::rpc::Protocol<Response = std::result::Result<T, GcsError>>,
     {
         let config = &self.inner.config;
-        let deadline = Instant::now() + config.request_timeout;
+        let started = Instant::now();
+        let deadline = started + config.request_timeout;
         let members = &config.members;
         let mut target = self.leader_hint().unwrap_or_else(|| members[0].clone());
         let mut next_member = members
@@ -261,7 +262,7 @@ impl GcsClient {
             {
                 let since = leaderless.since.unwrap_or(now);
                 return Err(GcsClientError::Unavailable {
-                    after: now.saturating_duration_since(deadline - config.request_timeout),
+                    after: now.saturating_duration_since(started),
                     last: format!(
                         "no member has known a leader for {:?}, so the store cannot commit (quorum \
                          lost); last: {last}",

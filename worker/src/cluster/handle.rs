@@ -305,20 +305,22 @@ impl<A: Actor> ActorHandle<A> {
         let rpc = &self.cluster.inner.rpc;
         let channel = rpc.channel(&location.addr);
         if location.addr != location.node_addr {
-            let (rpc, node_addr) = (rpc.clone(), location.node_addr.clone());
-            let probe: troupe_core::rpc::LivenessProbe = Arc::new(move || {
-                let node = rpc.channel(&node_addr);
-                Box::pin(async move {
-                    let options = CallOptions {
-                        timeout: Some(LIVENESS_TIMEOUT),
-                        fail_fast: true,
-                    };
-                    node.call_with::<troupe_core::rpc::diag::Echo>(&ByteBuf::new(), options)
-                        .await
-                        .is_ok()
+            // Made once per channel, not per call.
+            channel.set_liveness(|| {
+                let node = rpc.channel(&location.node_addr);
+                Arc::new(move || {
+                    let node = node.clone();
+                    Box::pin(async move {
+                        let options = CallOptions {
+                            timeout: Some(LIVENESS_TIMEOUT),
+                            fail_fast: true,
+                        };
+                        node.call_with::<troupe_core::rpc::diag::Echo>(&ByteBuf::new(), options)
+                            .await
+                            .is_ok()
+                    })
                 })
             });
-            channel.set_liveness(probe);
         }
         channel
     }
