@@ -1,7 +1,8 @@
 //! The GCS on the wire: the protocols members serve over the RPC transport.
 //!
 //! Three audiences, as in openraft's examples: Raft's own traffic between
-//! members ([`RaftAppend`], [`RaftVote`], [`RaftSnapshot`]), clients
+//! members ([`RaftAppend`], [`RaftVote`], [`RaftPreVote`], [`RaftSnapshot`], each
+//! [`Addressed`] to one member id), clients
 //! ([`Kv`], [`Watch`]) and operators ([`Admin`]). Client-facing answers
 //! carry a typed [`GcsError`] that separates "ask another member / retry"
 //! from "rejected"; a command the state machine refused (a compare that did
@@ -19,32 +20,52 @@ use serde::{Deserialize, Serialize};
 use troupe_core::rpc::Protocol;
 
 use crate::command::{Command, KeySelector, RangeRequest};
+pub use crate::member::election::{PreVote, PreVoteReply};
 use crate::model::{LeaseId, RevisionEvents};
 use crate::response::Response;
 use crate::store::RangeRead;
 use crate::types::{NodeId, TypeConfig};
 
+/// A Raft message and the member it is for. A member refuses messages for
+/// another id: a process that took over a lost member's address (restarted
+/// on an empty data directory, under a new id) must never answer for the
+/// old one, or the old id would count towards quorums it cannot hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Addressed<T> {
+    pub to: NodeId,
+    pub rpc: T,
+}
+
 /// Raft log replication and heartbeats.
 pub struct RaftAppend;
 impl Protocol for RaftAppend {
-    const NAME: &'static str = "gcs.raft.append";
-    type Request = AppendEntriesRequest<TypeConfig>;
+    const NAME: &'static str = "gcs.raft.append.2";
+    type Request = Addressed<AppendEntriesRequest<TypeConfig>>;
     type Response = Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>;
 }
 
 /// Raft elections.
 pub struct RaftVote;
 impl Protocol for RaftVote {
-    const NAME: &'static str = "gcs.raft.vote";
-    type Request = VoteRequest<NodeId>;
+    const NAME: &'static str = "gcs.raft.vote.2";
+    type Request = Addressed<VoteRequest<NodeId>>;
     type Response = Result<VoteResponse<NodeId>, RaftError<NodeId>>;
+}
+
+/// PreVote: "would you vote for me?", asked before an election (see
+/// `member::election`).
+pub struct RaftPreVote;
+impl Protocol for RaftPreVote {
+    const NAME: &'static str = "gcs.raft.prevote";
+    type Request = Addressed<PreVote>;
+    type Response = PreVoteReply;
 }
 
 /// Raft snapshot transfer, one chunk per call.
 pub struct RaftSnapshot;
 impl Protocol for RaftSnapshot {
-    const NAME: &'static str = "gcs.raft.snapshot";
-    type Request = InstallSnapshotRequest<TypeConfig>;
+    const NAME: &'static str = "gcs.raft.snapshot.2";
+    type Request = Addressed<InstallSnapshotRequest<TypeConfig>>;
     type Response =
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
 }
@@ -119,6 +140,14 @@ pub enum AdminRequest {
     /// Remove a voter or learner for good; its id is never accepted again.
     /// Leader only.
     Remove { id: NodeId },
+    /// Make the member `id` at `addr` a voter: idempotent (a voter already
+    /// is one; safe to retry), serialised with every other membership
+    /// change, so concurrent joins both succeed. It joins as a learner,
+    /// catches up, then becomes a voter. If other members are recorded at
+    /// `addr` and `addr` now answers as `id` (a member restarted on an
+    /// empty data directory under a new id), `id` takes their place in one
+    /// membership change and their ids are retired. Leader only.
+    Join { id: NodeId, addr: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

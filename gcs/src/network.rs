@@ -21,7 +21,7 @@ use openraft::raft::{
 };
 use troupe_core::rpc::{CallOptions, Channel, Protocol, RpcClient, RpcError};
 
-use crate::api::{RaftAppend, RaftSnapshot, RaftVote};
+use crate::api::{Addressed, RaftAppend, RaftSnapshot, RaftVote};
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Makes one [`PeerNetwork`] per peer.
@@ -63,6 +63,14 @@ pub struct PeerNetwork {
 type Rpc<E> = RPCError<NodeId, Node, E>;
 
 impl PeerNetwork {
+    /// `rpc`, for this peer's id only (see [`Addressed`]).
+    fn addressed<T>(&self, rpc: T) -> Addressed<T> {
+        Addressed {
+            to: self.target,
+            rpc,
+        }
+    }
+
     async fn call<P, T, E>(&self, request: &P::Request, option: &RPCOption) -> Result<T, Rpc<E>>
     where
         P: Protocol<Response = Result<T, E>>,
@@ -111,6 +119,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, Rpc<RaftError<NodeId>>> {
         let entries = rpc.entries.len() as u64;
+        let rpc = self.addressed(rpc);
         self.call_with::<RaftAppend, _, _>(&rpc, &option, |e| match e {
             // Too many (batched) entries for one message: openraft retries
             // at once with fewer.
@@ -127,7 +136,8 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, Rpc<RaftError<NodeId, InstallSnapshotError>>> {
-        self.call::<RaftSnapshot, _, _>(&rpc, &option).await
+        self.call::<RaftSnapshot, _, _>(&self.addressed(rpc), &option)
+            .await
     }
 
     async fn vote(
@@ -135,6 +145,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, Rpc<RaftError<NodeId>>> {
-        self.call::<RaftVote, _, _>(&rpc, &option).await
+        self.call::<RaftVote, _, _>(&self.addressed(rpc), &option)
+            .await
     }
 }

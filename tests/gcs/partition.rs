@@ -85,6 +85,15 @@ impl Proxied {
     }
 }
 
+/// The store's revision, read through the leader.
+async fn linearizable_revision(client: &GcsClient) -> u64 {
+    client
+        .range(RangeRequest::key(b"none".to_vec()), true)
+        .await
+        .unwrap()
+        .revision
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_minority_cannot_commit_and_converges_after_healing() {
     let cluster = Proxied::start(3).await;
@@ -131,11 +140,7 @@ async fn a_cut_off_minority_cannot_commit_and_converges_after_healing() {
     // Heal: the old leader rejoins, drops what it could not commit, and
     // converges on the majority's log.
     cluster.links.heal();
-    let revision = majority_client
-        .range(RangeRequest::key(b"none".to_vec()), true)
-        .await
-        .unwrap()
-        .revision;
+    let revision = linearizable_revision(&majority_client).await;
     let rejoined = &cluster.members[old];
     wait_until("the old leader converges", Duration::from_secs(30), || {
         let during = rejoined
@@ -159,4 +164,60 @@ async fn a_cut_off_minority_cannot_commit_and_converges_after_healing() {
             .len(),
         10
     );
+}
+
+/// PreVote: a follower cut off from the others keeps asking whether it
+/// could win an election, never wins, so never raises its term; when the
+/// network heals it follows the leader it had, which was never unseated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_neither_raises_its_term_nor_unseats_the_leader() {
+    let cluster = Proxied::start(3).await;
+    let everyone = cluster.client(&[0, 1, 2]);
+    everyone.put("before", "x").await.unwrap();
+    let leader = cluster.leader().expect("a leader after setup");
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let term = |i: usize| cluster.members[i].raft().metrics().borrow().current_term;
+    let leader_term = term(leader);
+    let (asked_before, _) = cluster.members[follower].election_rounds();
+
+    cluster.links.isolate(follower);
+    // It asks again and again (each round one election timeout apart) and
+    // loses every round.
+    wait_until(
+        "the cut-off follower asks for pre-votes 10 times",
+        Duration::from_secs(30),
+        || {
+            let (asked, _) = cluster.members[follower].election_rounds();
+            async move { asked >= asked_before + 10 }
+        },
+    )
+    .await;
+    let (_, won) = cluster.members[follower].election_rounds();
+    assert_eq!(won, 0, "a member that reaches nobody won a pre-vote");
+    assert_eq!(
+        term(follower),
+        leader_term,
+        "the cut-off follower raised its term"
+    );
+    // Meanwhile the others keep committing under the same leader.
+    let majority: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+    let majority_client = cluster.client(&majority);
+    majority_client.put("during", "x").await.unwrap();
+
+    cluster.links.heal();
+    let revision = linearizable_revision(&majority_client).await;
+    let rejoined = &cluster.members[follower];
+    wait_until("the follower catches up", Duration::from_secs(30), || {
+        let caught_up = rejoined.reader().revision().unwrap_or(0) >= revision;
+        async move { caught_up }
+    })
+    .await;
+    assert_eq!(
+        cluster.leader(),
+        Some(leader),
+        "the leader was unseated by a returning member"
+    );
+    for i in 0..3 {
+        assert_eq!(term(i), leader_term, "member {i} is in another term");
+    }
 }

@@ -366,28 +366,36 @@ fn node_id(data_dir: &std::path::Path) -> Result<NodeId, WorkerError> {
     }
 }
 
-/// Adds this node's GCS member to the control store as a voter.
+/// Adds this node's GCS member to the control store as a voter. Joining is
+/// idempotent on the leader (and serialised with other membership
+/// changes), so it is retried while the store is unavailable or busy; a
+/// member that came back at a known address on an empty data directory
+/// takes its old id's place (see `troupe_gcs::member::join`).
 async fn join_gcs(gcs: &GcsClient, id: NodeId, addr: SocketAddr) -> Result<(), WorkerError> {
-    let status = gcs
-        .status()
-        .await
-        .map_err(|e| WorkerError::Join(e.to_string()))?;
-    let known = status.membership.voters.iter().any(|(m, _)| *m == id.get());
-    if known {
-        return Ok(());
-    }
-    let join = |e: GcsClientError| WorkerError::Join(e.to_string());
-    gcs.admin(AdminRequest::AddLearner {
+    let request = AdminRequest::Join {
         id: id.get(),
         addr: addr.to_string(),
-    })
-    .await
-    .map_err(join)?;
-    gcs.admin(AdminRequest::Promote { id: id.get() })
-        .await
-        .map_err(join)?;
-    Ok(())
+    };
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=JOIN_ATTEMPTS {
+        match gcs.admin(request.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(GcsClientError::Rejected(e)) if !e.is_retryable() => {
+                return Err(WorkerError::Join(e.to_string()))
+            }
+            Err(e) if attempt == JOIN_ATTEMPTS => return Err(WorkerError::Join(e.to_string())),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "joining the control store failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
 }
+
+/// How many times a node tries to join the control store.
+const JOIN_ATTEMPTS: u32 = 8;
 
 /// Grants a lease and writes the node and owner keys under it; returns the
 /// lease and the revision of the registration.

@@ -7,6 +7,8 @@
 //! member.bootstrap(&server.local_addr().to_string()).await?;   // first member only
 //! ```
 
+pub mod election;
+pub mod join;
 mod leases;
 mod proposer;
 mod services;
@@ -95,6 +97,9 @@ impl GcsConfig {
             // AppendEntries too large for one RPC message is split (see
             // `network`).
             max_payload_entries: 64,
+            // Elections are started by `election::run` after a PreVote
+            // round, never by openraft's own timer (see `election`).
+            enable_elect: false,
             ..Default::default()
         };
         config
@@ -123,6 +128,16 @@ pub struct GcsMember {
     leases: Arc<LeaseKeeper>,
     proposer: Proposer,
     snapshots: tokio::task::AbortHandle,
+    elections: tokio::task::AbortHandle,
+    /// Pre-vote rounds asked and won.
+    election_rounds: Arc<election::Rounds>,
+    /// Membership changes are made one at a time (see `services`).
+    membership_changes: Arc<tokio::sync::Mutex<()>>,
+    /// For asking other members (who answers at an address).
+    rpc: RpcClient,
+    /// openraft's leader lease: a follower that heard the leader within it
+    /// refuses pre-votes (and votes).
+    lease: Duration,
     write_latency: prometheus::Histogram,
 }
 
@@ -153,7 +168,7 @@ impl GcsMember {
         let (log, sm) = store::open(&config.data_dir, config.store.clone())?;
         let reader = sm.reader();
         let log_size = log.clone();
-        let network = Network::new(rpc, config.dial_overrides.clone());
+        let network = Network::new(rpc.clone(), config.dial_overrides.clone());
         let raft = Raft::new(config.id, Arc::new(config.raft_config()?), network, log, sm)
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
@@ -163,6 +178,28 @@ impl GcsMember {
             raft.clone(),
             log_size,
             config.snapshot_log_bytes,
+        ))
+        .abort_handle();
+        let timing = election::Timing {
+            lease: config.election_timeout.1,
+            timeout: config.election_timeout,
+            tick: ELECTION_TICK,
+        };
+        let overrides = config.dial_overrides.clone();
+        let dial: election::DialFn = Arc::new(move |id, addr: &str| {
+            overrides
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| addr.to_string())
+        });
+        let rounds = Arc::new(election::Rounds::default());
+        let elections = tokio::spawn(election::run(
+            raft.clone(),
+            config.id,
+            rpc.clone(),
+            dial,
+            timing,
+            rounds.clone(),
         ))
         .abort_handle();
         let write_latency = prometheus::Histogram::with_opts(
@@ -180,6 +217,11 @@ impl GcsMember {
             leases,
             proposer,
             snapshots,
+            elections,
+            membership_changes: Arc::default(),
+            election_rounds: rounds,
+            rpc,
+            lease: timing.lease,
             write_latency,
         })
     }
@@ -229,6 +271,13 @@ impl GcsMember {
     /// Local (serializable) reads of this member's state machine.
     pub fn reader(&self) -> &GcsReader {
         &self.reader
+    }
+
+    /// Pre-vote rounds this member asked and won (see [`election`]).
+    pub fn election_rounds(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = &self.election_rounds;
+        (r.asked.load(Relaxed), r.won.load(Relaxed))
     }
 
     /// Whether this member currently leads.
@@ -295,12 +344,16 @@ impl GcsMember {
     pub async fn shutdown(&self) -> Result<(), GcsMemberError> {
         self.leases.stop();
         self.snapshots.abort();
+        self.elections.abort();
         self.raft
             .shutdown()
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))
     }
 }
+
+/// How often the election driver looks at its member's Raft state.
+const ELECTION_TICK: Duration = Duration::from_millis(20);
 
 /// How often a member compares its log's size with `snapshot_log_bytes`.
 const SNAPSHOT_SIZE_CHECK: Duration = Duration::from_millis(250);

@@ -15,10 +15,13 @@ use openraft::raft::{
 use openraft::{BasicNode, ChangeMembers};
 use troupe_core::rpc::{CallContext, ResponseStream, RpcServer, Service, Status};
 
-use super::GcsMember;
+use tokio::time::Instant;
+
+use super::join::{self, JoinPlan};
+use super::{election, GcsMember};
 use crate::api::{
-    Admin, AdminReply, AdminRequest, GcsError, Kv, KvReply, KvRequest, RaftAppend, RaftSnapshot,
-    RaftVote, Watch, WatchRequest,
+    Addressed, Admin, AdminReply, AdminRequest, GcsError, Kv, KvReply, KvRequest, PreVote,
+    PreVoteReply, RaftAppend, RaftPreVote, RaftSnapshot, RaftVote, Watch, WatchRequest,
 };
 use crate::command::{Command, Operation, RangeRequest};
 use crate::lease_tracker::LeaseTrackerError;
@@ -32,6 +35,7 @@ pub(super) fn register(member: GcsMember, server: RpcServer) -> RpcServer {
         .with_service(RaftService(member.clone()))
         .with_service(VoteService(member.clone()))
         .with_service(SnapshotService(member.clone()))
+        .with_service(PreVoteService(member.clone()))
         .with_service(KvService(member.clone()))
         .with_service(WatchService(member.clone()))
         .with_service(AdminService(member))
@@ -109,9 +113,10 @@ impl Service for RaftService {
     type Protocol = RaftAppend;
     async fn call(
         &self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: Addressed<AppendEntriesRequest<TypeConfig>>,
         _cx: CallContext,
     ) -> Result<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>, Status> {
+        let rpc = for_me(&self.0, rpc)?;
         Ok(self.0.raft.append_entries(rpc).await)
     }
 }
@@ -121,9 +126,10 @@ impl Service for VoteService {
     type Protocol = RaftVote;
     async fn call(
         &self,
-        rpc: VoteRequest<NodeId>,
+        rpc: Addressed<VoteRequest<NodeId>>,
         _cx: CallContext,
     ) -> Result<Result<VoteResponse<NodeId>, RaftError<NodeId>>, Status> {
+        let rpc = for_me(&self.0, rpc)?;
         Ok(self.0.raft.vote(rpc).await)
     }
 }
@@ -133,14 +139,46 @@ impl Service for SnapshotService {
     type Protocol = RaftSnapshot;
     async fn call(
         &self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: Addressed<InstallSnapshotRequest<TypeConfig>>,
         _cx: CallContext,
     ) -> Result<
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
         Status,
     > {
+        let rpc = for_me(&self.0, rpc)?;
         Ok(self.0.raft.install_snapshot(rpc).await)
     }
+}
+
+struct PreVoteService(GcsMember);
+impl Service for PreVoteService {
+    type Protocol = RaftPreVote;
+    async fn call(
+        &self,
+        rpc: Addressed<PreVote>,
+        _cx: CallContext,
+    ) -> Result<PreVoteReply, Status> {
+        let rpc = for_me(&self.0, rpc)?;
+        let Some(local) = election::local(&self.0.raft, self.0.id).await else {
+            return Err(Status::unavailable("this GCS member is shutting down"));
+        };
+        let reply = election::grant(&rpc, &local, Instant::now(), self.0.lease);
+        Ok(reply)
+    }
+}
+
+/// The message inside `rpc` if it is for this member; refused otherwise
+/// (the sender's membership names another id at this address: a member
+/// that lost its data and came back under a new id).
+fn for_me<T>(member: &GcsMember, rpc: Addressed<T>) -> Result<T, Status> {
+    if rpc.to != member.id {
+        return Err(Status::rejected(format!(
+            "this is GCS member {}, not {}: member {} is gone from this address \
+             (its data directory was replaced); remove it with `troupe gcs remove --id {}`",
+            member.id, rpc.to, rpc.to, rpc.to
+        )));
+    }
+    Ok(rpc.rpc)
 }
 
 struct KvService(GcsMember);
@@ -281,6 +319,9 @@ impl Service for WatchService {
     }
 }
 
+/// How long a joining member may take to catch up as a learner.
+const JOIN_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
+
 struct AdminService(GcsMember);
 impl AdminService {
     fn require_unused(&self, id: NodeId) -> Result<(), GcsError> {
@@ -309,6 +350,12 @@ impl AdminService {
 
     async fn handle(&self, request: AdminRequest) -> Result<AdminReply, GcsError> {
         let member = &self.0;
+        // Membership changes one at a time: two computed from the same
+        // membership would race (a join's learner lost to another join).
+        let _one_at_a_time = match request {
+            AdminRequest::Status => None,
+            _ => Some(member.membership_changes.lock().await),
+        };
         match request {
             AdminRequest::Status => Ok(AdminReply::Status(member.status())),
             AdminRequest::AddLearner { id, addr } => {
@@ -324,6 +371,7 @@ impl AdminService {
                 self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
                     .await
             }
+            AdminRequest::Join { id, addr } => self.join(id, addr).await,
             AdminRequest::Remove { id } => {
                 let status = member.status();
                 let is_voter = status.membership.voter_ids().contains(&id);
@@ -349,6 +397,86 @@ impl AdminService {
                 let _ = reply;
                 Ok(AdminReply::Membership(member.status().membership))
             }
+        }
+    }
+
+    /// [`AdminRequest::Join`]: one membership change at a time.
+    async fn join(&self, id: NodeId, addr: String) -> Result<AdminReply, GcsError> {
+        let member = &self.0;
+        self.require_unused(id)?;
+        let plan = join::plan(&member.status().membership, id, &addr);
+        if plan == JoinPlan::AlreadyVoter {
+            return Ok(AdminReply::Membership(member.status().membership));
+        }
+        let JoinPlan::Join { replaces } = plan else {
+            unreachable!("plan is AlreadyVoter or Join")
+        };
+        if !replaces.is_empty() {
+            // Proof that the old members are gone from `addr`: it answers
+            // as the joining member. (Two hosts announcing one address
+            // would answer as themselves, and are refused.)
+            let answering = self.member_at(&addr).await?;
+            if answering != id {
+                return Err(GcsError::Invalid(format!(
+                    "{addr} answers as GCS member {answering}, not {id}: two members announce \
+                     the same address; give each node its own --advertise address"
+                )));
+            }
+        }
+        let caught_up = member.raft.add_learner(id, BasicNode::new(&addr), true);
+        tokio::time::timeout(JOIN_CATCH_UP, caught_up)
+            .await
+            .map_err(|_| {
+                GcsError::Unavailable(format!(
+                    "member {id} at {addr} did not catch up within {}s; check that it runs and \
+                     that the members can reach {addr}, then retry",
+                    JOIN_CATCH_UP.as_secs()
+                ))
+            })?
+            .map_err(|e| write_error(member, e))?;
+        for old in &replaces {
+            // Retire the old ids first: a crash between the steps leaves them
+            // blocked, never reusable.
+            self.write_marker(*old).await?;
+        }
+        let voters = join::voters_after(&member.status().membership, id, &replaces);
+        self.change(ChangeMembers::ReplaceAllVoters(voters)).await?;
+        let learners_left: BTreeSet<NodeId> = member
+            .status()
+            .membership
+            .learners
+            .iter()
+            .map(|(l, _)| *l)
+            .filter(|l| replaces.contains(l))
+            .collect();
+        if !learners_left.is_empty() {
+            self.change(ChangeMembers::RemoveNodes(learners_left))
+                .await?;
+        }
+        if !replaces.is_empty() {
+            tracing::warn!(
+                new = id,
+                old = ?replaces,
+                %addr,
+                "GCS member replaced: {addr} came back with an empty data directory under id {id}; \
+                 the old id(s) are removed for good"
+            );
+        }
+        Ok(AdminReply::Membership(member.status().membership))
+    }
+
+    /// The id of the GCS member answering at `addr`.
+    async fn member_at(&self, addr: &str) -> Result<NodeId, GcsError> {
+        let channel = self.0.rpc.channel(addr);
+        match channel.call::<Admin>(&AdminRequest::Status).await {
+            Ok(Ok(AdminReply::Status(status))) => Ok(status.id),
+            Ok(Ok(other)) => Err(GcsError::Unavailable(format!(
+                "{addr} answered a status request with {other:?}"
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(GcsError::Unavailable(format!(
+                "cannot reach {addr} to check which member answers there: {e}"
+            ))),
         }
     }
 
