@@ -34,6 +34,7 @@ pub fn status_text(state: &troupe_worker::ClusterState) -> String {
 }
 
 pub use troupe_chaos as chaos;
+pub use troupe_gcs as gcs;
 pub use troupe_serve as serve;
 
 /// The names most programs need, for `use troupe::prelude::*`.

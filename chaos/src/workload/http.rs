@@ -56,6 +56,26 @@ impl Proxies {
     }
 }
 
+/// Logs the first answers of each (proxy, status) failure, body included,
+/// so a failed run says what the proxies answered (the table only counts).
+#[derive(Default)]
+struct FailureLog(Mutex<std::collections::HashMap<(usize, u16), u32>>);
+
+/// Failed answers logged per (proxy, status).
+const FAILURES_LOGGED: u32 = 3;
+
+impl FailureLog {
+    fn note(&self, node: usize, status: u16, at_ms: u64, body: &[u8]) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = seen.entry((node, status)).or_insert(0);
+        *count += 1;
+        if *count <= FAILURES_LOGGED {
+            let body = String::from_utf8_lossy(&body[..body.len().min(400)]);
+            tracing::warn!(node, status, at_ms, %body, "a proxy answered with a failure");
+        }
+    }
+}
+
 /// Probes every proxy until `stop` turns true (balanced client only).
 async fn probe(proxies: Arc<Proxies>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -93,6 +113,7 @@ pub async fn run(
     let timeout = Duration::from_secs_f64(workload.timeout_s);
     let body = Bytes::from(workload.body.clone().into_bytes());
     let workload = Arc::new(workload);
+    let failures = Arc::new(FailureLog::default());
     let mut tasks = tokio::task::JoinSet::new();
     let mut k: u32 = 0;
     loop {
@@ -105,12 +126,13 @@ pub async fn run(
             break;
         }
         k += 1;
-        let (pool, proxies, out, workload, body) = (
+        let (pool, proxies, out, workload, body, failures) = (
             pool.clone(),
             proxies.clone(),
             out.clone(),
             workload.clone(),
             body.clone(),
+            failures.clone(),
         );
         tasks.spawn(async move {
             let picked = proxies.pick(workload.client);
@@ -122,9 +144,13 @@ pub async fn run(
                         path: &workload.path,
                         body,
                     };
-                    let (outcome, _) = pool
+                    let (outcome, answer) = pool
                         .send(&proxies.targets[p].1, &request, due + timeout)
                         .await;
+                    if let Outcome::Status(status) = outcome {
+                        let at_ms = due.saturating_duration_since(origin).as_millis() as u64;
+                        failures.note(proxies.targets[p].0, status, at_ms, &answer);
+                    }
                     if outcome == Outcome::Connect && workload.client == ClientMode::Balanced {
                         // A refused connection takes the proxy out until a probe passes.
                         proxies.set(p, false);

@@ -9,6 +9,7 @@ mod failures;
 #[allow(dead_code)]
 #[path = "../../../serve/tests/serve/http.rs"]
 mod http_client;
+mod membership;
 mod operator;
 mod resilience;
 mod serve;

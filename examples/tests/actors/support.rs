@@ -60,17 +60,15 @@ impl NodeProcess {
     /// Starts a node of `bin` with `args` after `start` and waits for its
     /// "listening on" line.
     pub fn start_bin(bin: &str, dir: &Path, args: &[&str]) -> NodeProcess {
+        Self::start_listening(bin, dir, "127.0.0.1:0", args)
+    }
+
+    /// [`Self::start_bin`] with its RPC address at `listen`.
+    pub fn start_listening(bin: &str, dir: &Path, listen: &str, args: &[&str]) -> NodeProcess {
         let mut child = Command::new(bin)
             .arg("start")
             .args(args)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--token",
-                TOKEN,
-                "--node-ttl",
-                "1",
-            ])
+            .args(["--listen", listen, "--token", TOKEN, "--node-ttl", "1"])
             .args(["--actor-threads", "1", "--http-listen", "127.0.0.1:0"])
             .args(["--dashboard-listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -164,8 +162,8 @@ impl Drop for NodeProcess {
 /// Node processes sharing one temp dir; the first is the head.
 pub struct TestCluster {
     pub nodes: Vec<NodeProcess>,
-    bin: &'static str,
-    tmp: TempDir,
+    pub bin: &'static str,
+    pub tmp: TempDir,
 }
 
 impl TestCluster {

@@ -115,7 +115,12 @@ fn the_smoke_scenario_passes() {
         report,
     } = run(&scenario, out_dir.path());
     eprintln!("{stdout}");
-    assert_eq!(code, Some(0), "the smoke run failed:\n{stdout}\n{stderr}");
+    assert_eq!(
+        code,
+        Some(0),
+        "the smoke run failed:\n{stdout}\n{stderr}\nthe nodes' warnings and errors:\n{}",
+        node_warnings(out_dir.path())
+    );
     // Both faults ran, and the load really flowed through them.
     let faults = report["series"]["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2, "{faults:?}");
@@ -124,6 +129,36 @@ fn the_smoke_scenario_passes() {
         .all(|f| f["skipped"].is_null() && !f["heal_ms"].is_null()));
     assert!(report["overall"]["requests"].as_u64().unwrap() >= 4000);
     assert!(report["gcs"]["known"].as_u64().unwrap() >= 200);
+}
+
+/// The warnings and errors the nodes of a run logged (`logs/node-*.log`,
+/// JSON lines), each distinct message once with its count, so a failed
+/// run in CI says what the nodes saw.
+fn node_warnings(out: &std::path::Path) -> String {
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let Ok(dir) = std::fs::read_dir(out.join("logs")) else {
+        return "(no logs)".into();
+    };
+    for entry in dir.flatten() {
+        let node = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = v["level"].as_str().unwrap_or_default();
+            if level == "WARN" || level == "ERROR" {
+                let mut fields = v["fields"].clone();
+                let message = fields["message"].take();
+                let key = format!("{node} {level} {message} {fields}");
+                *seen.entry(key.chars().take(300).collect()).or_default() += 1;
+            }
+        }
+    }
+    seen.into_iter()
+        .take(80)
+        .map(|(line, n)| format!("{n:>5} x {line}\n"))
+        .collect()
 }
 
 /// Calls to named actors that restart: a node hosting some is killed and
