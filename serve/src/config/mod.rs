@@ -263,7 +263,7 @@ fn yaml_value(text: &str) -> Result<Value, ConfigError> {
 /// parsed YAML file): its schema only.
 pub fn parse_value(value: &Value) -> Result<ServeConfig, ConfigError> {
     let mut v = Validator::new();
-    let (config, _) = read_config(&mut v, value);
+    let (config, _) = read_config(&mut v, value, HttpOptionsUse::Applied);
     v.finish()?;
     Ok(config)
 }
@@ -304,12 +304,7 @@ pub fn check_value(
     http: HttpOptionsUse,
 ) -> Result<(ServeConfig, Vec<AppSpec>), ConfigError> {
     let mut v = Validator::new();
-    let (config, layout) = read_config(&mut v, value);
-    if http == HttpOptionsUse::Fixed && layout.http_options {
-        v.field("http_options", |v| {
-            refuse_http_options(v, &config.http_options)
-        });
-    }
+    let (config, layout) = read_config(&mut v, value, http);
     let schema = v.finish().err();
     let built = build::build_laid_out(&config, &layout, catalog);
     match merge(schema, built.as_ref().err()) {
@@ -379,8 +374,6 @@ fn refuse_http_options(v: &mut Validator, given: &HttpOptions) {
 /// found later (by the build) are reported at the user's paths.
 #[derive(Debug, Clone, Default)]
 struct Layout {
-    /// Whether the file has `http_options`.
-    http_options: bool,
     /// One per application of the parsed config, in its order.
     apps: Vec<AppLayout>,
 }
@@ -410,7 +403,6 @@ impl Layout {
     /// are, main spellings.
     fn of(config: &ServeConfig) -> Layout {
         Layout {
-            http_options: false,
             apps: config
                 .applications
                 .iter()
@@ -587,7 +579,13 @@ fn one_of(
     default.to_owned()
 }
 
-fn read_config(v: &mut Validator, value: &Value) -> (ServeConfig, Layout) {
+/// The config at `value` as far as it is valid, and where its parts are;
+/// `http_options` are refused unless `http_use` applies them.
+fn read_config(
+    v: &mut Validator,
+    value: &Value,
+    http_use: HttpOptionsUse,
+) -> (ServeConfig, Layout) {
     let mut config = ServeConfig::default();
     let mut layout = Layout::default();
     if value.is_null() {
@@ -613,7 +611,6 @@ fn read_config(v: &mut Validator, value: &Value) -> (ServeConfig, Layout) {
         }
     }
     if let Some(http) = top.get("http_options") {
-        layout.http_options = !http.is_null();
         v.field("http_options", |v| {
             if let Some(map) = object(v, http, HTTP_FIELDS) {
                 let h = &mut config.http_options;
@@ -631,6 +628,9 @@ fn read_config(v: &mut Validator, value: &Value) -> (ServeConfig, Layout) {
                 }
                 if let Some(n) = integer(v, &map, "max_body_bytes", 1, i64::MAX) {
                     h.max_body_bytes = n as u64;
+                }
+                if http_use == HttpOptionsUse::Fixed {
+                    refuse_http_options(v, h);
                 }
             }
         });
