@@ -19,7 +19,9 @@ use troupe_worker::{schema, Cluster};
 use crate::app::successor;
 use crate::catalog::Catalog;
 use crate::config::{build_specs, parse_value, ServeConfig};
-use crate::spec::{AppSpec, AppState, AppStatus, APPS_PREFIX, STATUS_PREFIX};
+use crate::spec::{
+    AppSpec, AppState, AppStatus, DeploymentState, ReplicaState, APPS_PREFIX, STATUS_PREFIX,
+};
 
 /// Where the last deployed config is kept.
 pub const CONFIG_KEY: &str = "/troupe/serve/config";
@@ -44,6 +46,121 @@ pub struct Deployed {
     pub changed: Vec<String>,
     /// Applications deleted because the config no longer has them.
     pub deleted: Vec<String>,
+    /// Every application of the config as deployed: what
+    /// [`wait_deployed`] waits for.
+    pub targets: BTreeMap<String, AppTarget>,
+    /// The applications of the config that were deployed before, as they
+    /// were.
+    pub before: BTreeMap<String, AppTarget>,
+}
+
+/// What one application was deployed as: its version and each
+/// deployment's replicas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppTarget {
+    pub version: u64,
+    /// By deployment name; `None` when only the version is known (then
+    /// any replica count the controller reports at that version will do).
+    pub deployments: Option<BTreeMap<String, DeploymentTarget>>,
+}
+
+/// One deployment's replicas as deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentTarget {
+    /// Its replicas' version (older ones are being replaced).
+    pub version: u64,
+    pub num_replicas: u32,
+}
+
+impl AppTarget {
+    /// The target `spec` sets.
+    pub fn of(spec: &AppSpec) -> AppTarget {
+        AppTarget {
+            version: spec.version,
+            deployments: Some(
+                spec.deployments
+                    .iter()
+                    .map(|d| {
+                        let target = DeploymentTarget {
+                            version: d.version,
+                            num_replicas: d.num_replicas,
+                        };
+                        (d.name.clone(), target)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A target of which only the version is known.
+    pub fn version_only(version: u64) -> AppTarget {
+        AppTarget {
+            version,
+            deployments: None,
+        }
+    }
+
+    /// `count 3, pipeline 1` (replicas per deployment).
+    fn replicas_text(&self) -> String {
+        let Some(deployments) = &self.deployments else {
+            return String::new();
+        };
+        let parts: Vec<String> = deployments
+            .iter()
+            .map(|(d, t)| format!("{d} {}", t.num_replicas))
+            .collect();
+        format!("replicas: {}", parts.join(", "))
+    }
+}
+
+/// One line per application saying what the deploy did (created, updated
+/// to a new version, rescaled at the same version, unchanged, deleted) and
+/// the replicas it now asks for. Pure.
+pub fn deployed_lines(done: &Deployed) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (name, target) in &done.targets {
+        let v = target.version;
+        let replicas = target.replicas_text();
+        let what = match done.before.get(name) {
+            None => format!("created at version {v} ({replicas})"),
+            Some(before) if before.version != v => format!(
+                "updated to version {v} (from version {}; new replicas replace the old ones) ({replicas})",
+                before.version
+            ),
+            Some(before) if before != target => {
+                let counts = rescaled(before, target);
+                match counts.is_empty() {
+                    true => format!("options changed at version {v}, replicas kept ({replicas})"),
+                    false => format!(
+                        "rescaled at version {v}: {}, replicas kept",
+                        counts.join(", ")
+                    ),
+                }
+            }
+            Some(_) if done.changed.contains(name) => {
+                format!("options changed at version {v}, replicas kept ({replicas})")
+            }
+            Some(_) => format!("unchanged at version {v} ({replicas})"),
+        };
+        lines.push(format!("application {name}: {what}"));
+    }
+    for name in &done.deleted {
+        lines.push(format!("application {name}: deleted (not in the config)"));
+    }
+    lines
+}
+
+/// `count 1 -> 3` for each deployment whose replica count changed.
+fn rescaled(before: &AppTarget, after: &AppTarget) -> Vec<String> {
+    let (Some(old), Some(new)) = (&before.deployments, &after.deployments) else {
+        return Vec::new();
+    };
+    new.iter()
+        .filter_map(|(d, t)| {
+            let was = old.get(d).map_or(0, |o| o.num_replicas);
+            (was != t.num_replicas).then(|| format!("{d} {was} -> {} replicas", t.num_replicas))
+        })
+        .collect()
 }
 
 /// The changes that take `current` (stored specs by name) to `desired`:
@@ -59,6 +176,12 @@ pub fn plan(
         let old = current.get(&spec.name);
         let spec = successor(old, spec);
         outcome.versions.insert(spec.name.clone(), spec.version);
+        outcome
+            .targets
+            .insert(spec.name.clone(), AppTarget::of(&spec));
+        if let Some(old) = old {
+            outcome.before.insert(spec.name.clone(), AppTarget::of(old));
+        }
         if old != Some(&spec) {
             outcome.changed.push(spec.name.clone());
         }
@@ -205,76 +328,197 @@ pub enum WaitError {
     Timeout { seconds: f64, apps: String },
 }
 
-/// The lines describing `status` (the application, then each deployment's
-/// replicas).
-pub fn progress_lines(app: &str, status: &AppStatus) -> Vec<String> {
-    let mut lines = vec![format!("{app}: {}", status.state.name())];
+/// Where an application is against what a deploy asked of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The controller has not reported on the deployed target yet (no
+    /// status, an older version, or the previous replica counts).
+    Waiting,
+    /// The controller works on the target.
+    Moving,
+    /// RUNNING with every deployment at its target count.
+    Done,
+    /// DEPLOY_FAILED at the target, with why.
+    Failed(String),
+    /// A later deploy replaced it (this version will never run).
+    Superseded(u64),
+}
+
+/// How `status` (the controller's last report, if any) stands against
+/// `target`. A status is the target's only when it has the target's
+/// version and, when the target knows them, its deployments with their
+/// replica counts: a rescale keeps the version, so a status still showing
+/// the previous counts is stale, not done. Pure.
+pub fn progress(target: &AppTarget, status: Option<&AppStatus>) -> Progress {
+    let Some(status) = status else {
+        return Progress::Waiting;
+    };
+    if status.version > target.version {
+        return Progress::Superseded(status.version);
+    }
+    if status.version < target.version {
+        return Progress::Waiting;
+    }
+    if let Some(deployments) = &target.deployments {
+        let same = deployments.len() == status.deployments.len()
+            && deployments.iter().all(|(d, t)| {
+                status
+                    .deployments
+                    .get(d)
+                    .is_some_and(|s| s.target_replicas == t.num_replicas)
+            });
+        if !same {
+            return Progress::Waiting;
+        }
+    }
+    match status.state {
+        AppState::Running => Progress::Done,
+        AppState::DeployFailed => Progress::Failed(status.message.clone()),
+        _ => Progress::Moving,
+    }
+}
+
+/// The lines describing `status` against `target`: the application with
+/// its state and version, then each deployment's replicas of the target's
+/// version running out of its target count (older replicas still there
+/// are counted apart). Pure.
+pub fn progress_lines(app: &str, target: &AppTarget, status: &AppStatus) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{app}: {} at version {}",
+        status.state.name(),
+        status.version
+    )];
     for (d, ds) in &status.deployments {
-        lines.push(format!("  {app}/{d}: {}", ds.summary()));
+        let wanted = target.deployments.as_ref().and_then(|t| t.get(d));
+        let Some(wanted) = wanted else {
+            lines.push(format!("  {app}/{d}: {}", ds.summary()));
+            continue;
+        };
+        let running = ds
+            .replicas
+            .iter()
+            .filter(|r| r.version == wanted.version && r.state == ReplicaState::Running)
+            .count();
+        let older = ds
+            .replicas
+            .iter()
+            .filter(|r| r.version != wanted.version)
+            .count();
+        let mut line = format!(
+            "  {app}/{d}: {running}/{} replicas running",
+            wanted.num_replicas
+        );
+        if older > 0 {
+            line.push_str(&format!(", {older} of an older version still up"));
+        }
+        if ds.state == DeploymentState::DeployFailed {
+            line.push_str(&format!("  ({})", ds.message));
+        }
+        lines.push(line);
     }
     lines
 }
 
+/// The line shown while the controller has not taken `target` yet.
+pub fn waiting_line(app: &str, target: &AppTarget) -> String {
+    let replicas = target.replicas_text();
+    let replicas = match replicas.is_empty() {
+        true => String::new(),
+        false => format!(" ({replicas})"),
+    };
+    format!(
+        "{app}: waiting for the serve controller to take version {}{replicas}",
+        target.version
+    )
+}
+
 /// Waits until every application in `versions` is RUNNING at (at least)
-/// its version, giving `progress` each line of [`progress_lines`] that
-/// changed; an error when one is DEPLOY_FAILED or `timeout` passes.
+/// its version, whatever its replica counts; prefer [`wait_deployed`]
+/// after a deploy, which also waits for a rescale.
 pub async fn wait_running(
     cluster: &Cluster,
     versions: &BTreeMap<String, u64>,
     timeout: std::time::Duration,
-    mut progress: impl FnMut(&str),
+    progress: impl FnMut(&str),
+) -> Result<(), WaitError> {
+    let targets = versions
+        .iter()
+        .map(|(app, v)| (app.clone(), AppTarget::version_only(*v)))
+        .collect();
+    wait_for(cluster, &targets, timeout, progress).await
+}
+
+/// Waits until every application `done` deployed is RUNNING at its
+/// target: the deployed version with each deployment at its replica
+/// count (a rescale at the same version included), giving `progress`
+/// each line of [`progress_lines`] that changed; an error when one is
+/// DEPLOY_FAILED or `timeout` passes. An application a later deploy
+/// replaced counts as done.
+pub async fn wait_deployed(
+    cluster: &Cluster,
+    done: &Deployed,
+    timeout: std::time::Duration,
+    progress: impl FnMut(&str),
+) -> Result<(), WaitError> {
+    wait_for(cluster, &done.targets, timeout, progress).await
+}
+
+async fn wait_for(
+    cluster: &Cluster,
+    targets: &BTreeMap<String, AppTarget>,
+    timeout: std::time::Duration,
+    mut show: impl FnMut(&str),
 ) -> Result<(), WaitError> {
     let mut changes = cluster.state_changes();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shown: BTreeMap<String, Vec<String>> = BTreeMap::new();
     loop {
-        let current: Vec<(String, Option<AppStatus>)> = cluster.read_state(|s| {
-            versions
+        let current: Vec<(&String, &AppTarget, Option<AppStatus>)> = cluster.read_state(|s| {
+            targets
                 .iter()
-                .map(|(app, version)| {
+                .map(|(app, target)| {
                     let status = s
                         .extra
                         .get(format!("{STATUS_PREFIX}{app}").as_bytes())
-                        .and_then(|v| schema::decode::<AppStatus>(v).ok())
-                        .filter(|st| st.version >= *version);
-                    (app.clone(), status)
+                        .and_then(|v| schema::decode::<AppStatus>(v).ok());
+                    (app, target, status)
                 })
                 .collect()
         });
-        let mut all_running = true;
-        for (app, status) in &current {
-            let Some(status) = status else {
-                all_running = false;
-                continue;
+        let mut waiting = Vec::new();
+        for (app, target, status) in &current {
+            let state = progress(target, status.as_ref());
+            let lines = match (&state, status) {
+                (Progress::Moving | Progress::Done | Progress::Failed(_), Some(status)) => {
+                    progress_lines(app, target, status)
+                }
+                (Progress::Superseded(v), _) => {
+                    vec![format!("{app}: replaced by version {v} (a later deploy)")]
+                }
+                _ => vec![waiting_line(app, target)],
             };
-            let lines = progress_lines(app, status);
-            if shown.get(app) != Some(&lines) {
-                lines.iter().for_each(|l| progress(l));
-                shown.insert(app.clone(), lines);
+            if shown.get(*app) != Some(&lines) {
+                lines.iter().for_each(|l| show(l));
+                shown.insert((*app).clone(), lines);
             }
-            match status.state {
-                AppState::Running => {}
-                AppState::DeployFailed => {
+            match state {
+                Progress::Done | Progress::Superseded(_) => {}
+                Progress::Failed(message) => {
                     return Err(WaitError::Failed {
-                        app: app.clone(),
-                        message: status.message.clone(),
+                        app: (*app).clone(),
+                        message,
                     })
                 }
-                _ => all_running = false,
+                Progress::Waiting | Progress::Moving => waiting.push(app.as_str()),
             }
         }
-        if all_running {
+        if waiting.is_empty() {
             return Ok(());
         }
         if tokio::time::timeout_at(deadline, changes.changed())
             .await
             .is_err()
         {
-            let waiting: Vec<&str> = current
-                .iter()
-                .filter(|(_, s)| s.as_ref().is_none_or(|s| s.state != AppState::Running))
-                .map(|(a, _)| a.as_str())
-                .collect();
             return Err(WaitError::Timeout {
                 seconds: timeout.as_secs_f64(),
                 apps: waiting.join(", "),
@@ -325,5 +569,136 @@ mod tests {
         let (next, outcome) = plan(&current, vec![spec("a", &[("x", "U", 1)])]);
         assert_eq!(outcome.deleted, vec!["b".to_string()]);
         assert_eq!(next[0].version, current["a"].version + 1);
+    }
+
+    /// A status at `version` whose one deployment `x` asks for `target`
+    /// replicas and has `running` of them (of replica version `rv`)
+    /// running.
+    fn status(state: AppState, version: u64, target: u32, running: &[u64]) -> AppStatus {
+        use crate::spec::{DeploymentStatus, ReplicaStatus};
+        let replicas = running
+            .iter()
+            .map(|rv| ReplicaStatus {
+                id: troupe_core::id::ReplicaId::random(),
+                actor: troupe_core::id::ActorId::new(1),
+                version: *rv,
+                state: ReplicaState::Running,
+                node: None,
+            })
+            .collect();
+        AppStatus {
+            name: "a".into(),
+            state,
+            message: String::new(),
+            version,
+            deployments: BTreeMap::from([(
+                "x".to_string(),
+                DeploymentStatus {
+                    state: DeploymentState::Updating,
+                    message: String::new(),
+                    target_replicas: target,
+                    replicas,
+                },
+            )]),
+        }
+    }
+
+    fn target(version: u64, replicas: u32) -> AppTarget {
+        let mut s = spec("a", &[("x", "T", replicas)]);
+        s.version = version;
+        s.deployments[0].version = version;
+        AppTarget::of(&s)
+    }
+
+    #[test]
+    fn a_rescale_is_done_only_when_the_status_shows_the_new_count_running() {
+        let three = target(2, 3);
+        // The status before the rescale (1/1 RUNNING, same version) is
+        // stale, not done.
+        let before = status(AppState::Running, 2, 1, &[2]);
+        assert_eq!(progress(&three, Some(&before)), Progress::Waiting);
+        assert_eq!(progress(&three, None), Progress::Waiting);
+        // Older versions are stale too; a newer one replaced the target.
+        let older = status(AppState::Running, 1, 3, &[1, 1, 1]);
+        assert_eq!(progress(&three, Some(&older)), Progress::Waiting);
+        let newer = status(AppState::Deploying, 3, 3, &[]);
+        assert_eq!(progress(&three, Some(&newer)), Progress::Superseded(3));
+        // The controller took the new count: moving, then done.
+        let scaling = status(AppState::Deploying, 2, 3, &[2]);
+        assert_eq!(progress(&three, Some(&scaling)), Progress::Moving);
+        let done = status(AppState::Running, 2, 3, &[2, 2, 2]);
+        assert_eq!(progress(&three, Some(&done)), Progress::Done);
+        let mut failed = status(AppState::DeployFailed, 2, 3, &[2]);
+        failed.message = "deployment x failed: boom".into();
+        assert_eq!(
+            progress(&three, Some(&failed)),
+            Progress::Failed("deployment x failed: boom".into())
+        );
+        // A deployment the target does not have: stale.
+        let mut other = done.clone();
+        let x = other.deployments.remove("x").unwrap();
+        other.deployments.insert("y".into(), x);
+        assert_eq!(progress(&three, Some(&other)), Progress::Waiting);
+        // Knowing only the version, any count at that version will do.
+        let any = AppTarget::version_only(2);
+        assert_eq!(progress(&any, Some(&before)), Progress::Done);
+    }
+
+    #[test]
+    fn progress_counts_the_target_versions_replicas_against_the_target() {
+        // Version 3 replaces version 2's replicas: one new one runs, two
+        // old ones are still up.
+        let t = target(3, 3);
+        let s = status(AppState::Deploying, 3, 3, &[3, 2, 2]);
+        assert_eq!(
+            progress_lines("a", &t, &s),
+            [
+                "a: DEPLOYING at version 3",
+                "  a/x: 1/3 replicas running, 2 of an older version still up"
+            ]
+        );
+        let s = status(AppState::Running, 3, 3, &[3, 3, 3]);
+        assert_eq!(
+            progress_lines("a", &t, &s),
+            ["a: RUNNING at version 3", "  a/x: 3/3 replicas running"]
+        );
+        assert_eq!(
+            waiting_line("a", &t),
+            "a: waiting for the serve controller to take version 3 (replicas: x 3)"
+        );
+    }
+
+    #[test]
+    fn the_deploy_report_names_the_new_version_and_the_target_counts() {
+        let (first, done) = plan(&BTreeMap::new(), vec![spec("a", &[("x", "T", 1)])]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: created at version 1 (replicas: x 1)"]
+        );
+        let current: BTreeMap<_, _> = first.into_iter().map(|s| (s.name.clone(), s)).collect();
+        // The same config with 3 replicas: a rescale at version 1.
+        let (_, done) = plan(&current, vec![spec("a", &[("x", "T", 3)])]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: rescaled at version 1: x 1 -> 3 replicas, replicas kept"]
+        );
+        assert_eq!(done.targets["a"], target(1, 3));
+        // New code: a new version.
+        let (_, done) = plan(&current, vec![spec("a", &[("x", "U", 2)])]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: updated to version 2 (from version 1; new replicas replace the old ones) (replicas: x 2)"]
+        );
+        // Nothing changed; and an application left out is deleted.
+        let (_, done) = plan(&current, vec![spec("a", &[("x", "T", 1)])]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: unchanged at version 1 (replicas: x 1)"]
+        );
+        let (_, done) = plan(&current, vec![]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: deleted (not in the config)"]
+        );
     }
 }

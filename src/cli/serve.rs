@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
-use troupe_serve::config::{self, ProxyLocation, ServeConfig};
+use troupe_serve::config::{self, HttpOptionsUse, ProxyLocation, ServeConfig};
 use troupe_serve::spec::STATUS_PREFIX;
 use troupe_serve::{declarative, AppStatus, Catalog, ProxyConfig};
 use troupe_worker::{schema, Node, NodeConfig, Role};
@@ -128,6 +128,25 @@ pub fn read_config(path: &Path) -> anyhow::Result<ServeConfig> {
     })
 }
 
+/// Reads a config file to deploy and checks it whole against this
+/// binary's `catalog` ([`config::check_yaml`]: the schema, builder and
+/// deployment names, refusals): one error lists every problem.
+fn read_deployable(
+    path: &Path,
+    catalog: &Catalog,
+    http: HttpOptionsUse,
+) -> anyhow::Result<ServeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config {}", path.display()))?;
+    let (config, _) = config::check_yaml(&text, catalog, http).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid config; nothing was deployed. Fix these and retry:\n{e}",
+            path.display()
+        )
+    })?;
+    Ok(config)
+}
+
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value > 0.0) {
         bail!("{flag} must be a positive number of seconds, got {value}");
@@ -173,14 +192,14 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
             no_wait,
         } => {
             let timeout = seconds(timeout, "--timeout")?;
-            let config = read_config(&config)?;
+            let config = read_deployable(&config, &catalog, HttpOptionsUse::Fixed)?;
             let cluster = cluster.connect().await?;
             let done = declarative::apply(&cluster, &catalog, &config).await?;
             report_deployed(&done);
             if no_wait {
                 return Ok(());
             }
-            wait_for_apps(&cluster, &done.versions, timeout).await?;
+            wait_for_apps(&cluster, &done, timeout).await?;
             Ok(())
         }
         ServeCommand::Config { cluster } => {
@@ -220,16 +239,8 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
 }
 
 fn report_deployed(done: &declarative::Deployed) {
-    for (name, version) in &done.versions {
-        let what = if done.changed.contains(name) {
-            "updated"
-        } else {
-            "unchanged"
-        };
-        println!("application {name}: {what} (version {version})");
-    }
-    for name in &done.deleted {
-        println!("application {name}: deleted (not in the config)");
+    for line in declarative::deployed_lines(done) {
+        println!("{line}");
     }
 }
 
@@ -314,8 +325,13 @@ fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>
 async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let started = Instant::now();
     let timeout = seconds(args.timeout, "--timeout")?;
+    // The embedded node's proxy starts from the config; a cluster's runs.
+    let http_use = match args.address {
+        Some(_) => HttpOptionsUse::Fixed,
+        None => HttpOptionsUse::Applied,
+    };
     let config = match args.config_path() {
-        Some(path) => read_config(&path)?,
+        Some(path) => read_deployable(&path, &catalog, http_use)?,
         None => {
             let Some(app) = catalog.build_app(&args.target) else {
                 let known: Vec<&str> = catalog.app_names().collect();
@@ -351,7 +367,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to the cluster through {address}"))?;
         let done = declarative::apply(&cluster, &catalog, &config).await?;
         report_deployed(&done);
-        wait_for_apps(&cluster, &done.versions, timeout).await?;
+        wait_for_apps(&cluster, &done, timeout).await?;
         println!("Ctrl-C to delete the applications");
         super::wait_for_shutdown_signal().await?;
         declarative::delete_all(&cluster).await?;
@@ -393,7 +409,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let cluster = node.cluster();
     let outcome = async {
         let done = declarative::apply(&cluster, &catalog, &config).await?;
-        wait_for_apps(&cluster, &done.versions, timeout).await
+        wait_for_apps(&cluster, &done, timeout).await
     }
     .await;
     if let Err(e) = outcome {
@@ -426,13 +442,13 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until every application in `versions` is RUNNING, printing
-/// replicas as they become ready.
+/// Waits until every application `done` deployed is RUNNING at its new
+/// version and replica counts, printing its replicas as they become ready.
 async fn wait_for_apps(
     cluster: &troupe_worker::Cluster,
-    versions: &std::collections::BTreeMap<String, u64>,
+    done: &declarative::Deployed,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    declarative::wait_running(cluster, versions, timeout, |line| println!("{line}")).await?;
+    declarative::wait_deployed(cluster, done, timeout, |line| println!("{line}")).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod calls;
 mod cli;
 mod content;
+mod deploy;
 mod errors;
 mod failures;
 #[allow(dead_code)]

@@ -338,7 +338,8 @@ async fn put_applications(
             ),
         )
     })?;
-    let config = config::parse_value(&value)
+    // Schema, builders, deployment names and refusals in one answer.
+    let (config, _) = config::check_value(&value, &state.catalog, config::HttpOptionsUse::Fixed)
         .map_err(|e| ApiError::json(&request, HttpError::invalid_config(&e)))?;
     let done = declarative::apply(&state.cluster, &state.catalog, &config)
         .await

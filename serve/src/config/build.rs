@@ -5,20 +5,32 @@ use serde_json::Value;
 use troupe_core::config::{suggest, ConfigError, Validator};
 use troupe_core::resources::Resources;
 
-use super::{ActorOptions, AppConfig, DeploymentConfig, ServeConfig};
+use super::{
+    ActorOptions, AppConfig, AppLayout, DeploymentConfig, Layout, ServeConfig, NO_REPLICAS_WHY,
+};
 use crate::catalog::Catalog;
-use crate::spec::{AppSpec, DeploymentSpec};
+use crate::spec::{check_name, AppSpec, DeploymentSpec};
 
 /// The application specs `config` asks for, built with `catalog`'s
 /// builders and the config's overrides, or every problem (with the
 /// config's paths). Nothing is deployed here.
 pub fn build_specs(config: &ServeConfig, catalog: &Catalog) -> Result<Vec<AppSpec>, ConfigError> {
+    build_laid_out(config, &Layout::of(config), catalog)
+}
+
+/// [`build_specs`] with the problems at the paths of the file `config` was
+/// parsed from (`layout`).
+pub(super) fn build_laid_out(
+    config: &ServeConfig,
+    layout: &Layout,
+    catalog: &Catalog,
+) -> Result<Vec<AppSpec>, ConfigError> {
     let mut v = Validator::new();
     let mut specs = Vec::new();
     v.field("applications", |v| {
-        for (i, app) in config.applications.iter().enumerate() {
-            v.index(i, |v| {
-                if let Some(spec) = build_app(v, app, catalog) {
+        for (app, laid) in config.applications.iter().zip(&layout.apps) {
+            v.index(laid.index, |v| {
+                if let Some(spec) = build_app(v, app, laid, catalog) {
                     specs.push(spec);
                 }
             });
@@ -28,7 +40,16 @@ pub fn build_specs(config: &ServeConfig, catalog: &Catalog) -> Result<Vec<AppSpe
     Ok(specs)
 }
 
-fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option<AppSpec> {
+fn build_app(
+    v: &mut Validator,
+    config: &AppConfig,
+    laid: &AppLayout,
+    catalog: &Catalog,
+) -> Option<AppSpec> {
+    if !laid.has_builder {
+        // The schema said what is wrong with `app`.
+        return None;
+    }
     let built = match catalog.build_app_with(&config.app, &config.args) {
         Ok(app) => app,
         Err(BuildError::Unknown) => {
@@ -60,9 +81,19 @@ fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option
             return None;
         }
     };
-    let mut app = built
-        .renamed(&config.name)
-        .route_prefix(config.route_prefix.as_deref());
+    // Name and prefix are checked here at their own paths (the schema
+    // checks them the same way; `check_value` reports each place once).
+    let mut app = built;
+    match check_name("application name", &config.name) {
+        Ok(()) => app = app.renamed(&config.name),
+        Err(e) => v.field("name", |v| v.error(e)),
+    }
+    match config.route_prefix.as_deref() {
+        Some(p) if !p.starts_with('/') => v.field("route_prefix", |v| {
+            v.error(format!("must start with '/', got {p:?}"))
+        }),
+        prefix => app = app.route_prefix(prefix),
+    }
     let names: Vec<String> = app
         .spec()
         .deployments
@@ -70,9 +101,12 @@ fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option
         .map(|d| d.name.clone())
         .collect();
     v.field("deployments", |v| {
-        for (j, d) in config.deployments.iter().enumerate() {
-            v.index(j, |v| match app.deployment_mut(&d.name) {
-                Some(spec) => apply_overrides(v, spec, d),
+        for (d, d_laid) in config.deployments.iter().zip(&laid.deployments) {
+            if !d_laid.has_name {
+                continue;
+            }
+            v.index(d_laid.index, |v| match app.deployment_mut(&d.name) {
+                Some(spec) => apply_overrides(v, spec, d, d_laid.actor_options),
                 None => {
                     let known: Vec<&str> = names.iter().map(String::as_str).collect();
                     let hint = suggest(&d.name, &known)
@@ -90,7 +124,10 @@ fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option
         }
     });
     match app.into_spec() {
-        Ok(spec) => Some(spec),
+        Ok(spec) => {
+            refuse_no_replicas(v, &spec, config, laid);
+            Some(spec)
+        }
         Err(e) => {
             v.error(e);
             None
@@ -98,7 +135,37 @@ fn build_app(v: &mut Validator, config: &AppConfig, catalog: &Catalog) -> Option
     }
 }
 
-fn apply_overrides(v: &mut Validator, spec: &mut DeploymentSpec, d: &DeploymentConfig) {
+/// Refuses deployments left with no replicas by the application's code
+/// (a config's `num_replicas: 0` is refused by the schema).
+fn refuse_no_replicas(v: &mut Validator, spec: &AppSpec, config: &AppConfig, laid: &AppLayout) {
+    for d in spec.deployments.iter().filter(|d| d.num_replicas == 0) {
+        let listed = config
+            .deployments
+            .iter()
+            .zip(&laid.deployments)
+            .find(|(c, _)| c.name == d.name);
+        match listed {
+            Some((c, at)) if c.num_replicas == Some(0) => v.field("deployments", |v| {
+                v.index(at.index, |v| {
+                    v.field("num_replicas", |v| v.error(super::no_replicas()))
+                })
+            }),
+            _ => v.field("deployments", |v| {
+                v.error(format!(
+                    "deployment {:?} has num_replicas 0 in application {:?}'s code: {NO_REPLICAS_WHY}; list it here with `num_replicas: 1` (or more)",
+                    d.name, config.app
+                ))
+            }),
+        }
+    }
+}
+
+fn apply_overrides(
+    v: &mut Validator,
+    spec: &mut DeploymentSpec,
+    d: &DeploymentConfig,
+    actor_options: &str,
+) {
     if let Some(n) = d.num_replicas {
         spec.num_replicas = n;
     }
@@ -120,7 +187,7 @@ fn apply_overrides(v: &mut Validator, spec: &mut DeploymentSpec, d: &DeploymentC
             });
         match resources {
             Ok(r) => spec.resources = r,
-            Err(e) => v.field("actor_options", |v| v.error(e.to_string())),
+            Err(e) => v.field(actor_options, |v| v.error(e.to_string())),
         }
     }
     if let Some(user_config) = &d.user_config {

@@ -31,10 +31,15 @@
 //!
 //! [`parse_yaml`] / [`parse_value`] check a whole file and report every
 //! problem with its path (`applications[1].deployments[0].num_replicas:
-//! must be >= 0, got -2`); unknown fields are errors with a "did you mean".
-//! [`build_specs`] turns a valid config into the application specs to
-//! deploy, with the binary's [`Catalog`]; [`describe`] goes the other way
-//! for `troupe serve build`. Both are pure: deploying is
+//! must be >= 1, got 0`), spelled as the file spells it
+//! (`ray_actor_options.num_cpus` where it says `ray_actor_options`);
+//! unknown fields are errors with a "did you mean". [`build_specs`] turns
+//! a valid config into the application specs to deploy, with the binary's
+//! [`Catalog`]; [`check_yaml`] / [`check_value`] do both in one pass, so
+//! one answer lists the schema's problems, unknown builders and
+//! deployments, and refusals together (what every front door uses:
+//! `serve deploy`, `serve run`, the admin API's PUT); [`describe`] goes
+//! the other way for `troupe serve build`. All pure: deploying is
 //! [`crate::declarative`]'s job.
 
 mod build;
@@ -46,7 +51,8 @@ use serde_json::{Map, Value};
 use troupe_core::config::{suggest, ConfigError, Validator};
 use troupe_core::resources::Resources;
 
-use crate::spec::check_name;
+use crate::catalog::Catalog;
+use crate::spec::{check_name, AppSpec};
 
 pub use build::{build_specs, deployment_config, describe, BuildError};
 
@@ -238,24 +244,192 @@ const ALIASES: &[(&str, &str)] = &[
     ("ray_actor_options", "actor_options"),
 ];
 
-/// Parses and checks a YAML config.
+/// Parses and checks a YAML config (its schema only; [`check_yaml`]
+/// checks it against a binary too).
 pub fn parse_yaml(text: &str) -> Result<ServeConfig, ConfigError> {
-    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+    parse_value(&yaml_value(text)?)
+}
+
+fn yaml_value(text: &str) -> Result<Value, ConfigError> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
         ConfigError::single(
             "",
             format!("not valid YAML: {e}; check the indentation and quoting near that line"),
         )
-    })?;
-    parse_value(&value)
+    })
 }
 
 /// Checks a config given as a JSON value (the admin API's PUT body, or a
-/// parsed YAML file).
+/// parsed YAML file): its schema only.
 pub fn parse_value(value: &Value) -> Result<ServeConfig, ConfigError> {
     let mut v = Validator::new();
-    let config = read_config(&mut v, value);
+    let (config, _) = read_config(&mut v, value, HttpOptionsUse::Applied);
     v.finish()?;
     Ok(config)
+}
+
+/// What the HTTP proxies that will serve a config do with its
+/// `http_options`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpOptionsUse {
+    /// The proxy starts from this config (`troupe serve run CONFIG` on its
+    /// embedded node): every value is applied.
+    Applied,
+    /// The proxies already run (a cluster: `serve deploy`, `serve run
+    /// --address`, the admin API's PUT) and keep what they were started
+    /// with, so a value other than the default is refused rather than
+    /// stored and ignored.
+    Fixed,
+}
+
+/// [`check_value`] of a YAML text.
+pub fn check_yaml(
+    text: &str,
+    catalog: &Catalog,
+    http: HttpOptionsUse,
+) -> Result<(ServeConfig, Vec<AppSpec>), ConfigError> {
+    check_value(&yaml_value(text)?, catalog, http)
+}
+
+/// Checks a config whole against `catalog` (this binary's builders) and
+/// returns it with the application specs it builds, or every problem in
+/// one answer: the schema's, unknown application builders, unknown
+/// deployment names, and refusals (`num_replicas: 0`, autoscaling,
+/// `http_options` the proxies would not apply), each at its path as the
+/// config spells it. A part the schema already rejected is not checked
+/// again (an application whose `app` is missing is not looked up).
+pub fn check_value(
+    value: &Value,
+    catalog: &Catalog,
+    http: HttpOptionsUse,
+) -> Result<(ServeConfig, Vec<AppSpec>), ConfigError> {
+    let mut v = Validator::new();
+    let (config, layout) = read_config(&mut v, value, http);
+    let schema = v.finish().err();
+    let built = build::build_laid_out(&config, &layout, catalog);
+    match merge(schema, built.as_ref().err()) {
+        None => Ok((config, built.unwrap_or_default())),
+        Some(e) => Err(e),
+    }
+}
+
+/// The schema's problems, then the build's at paths the schema had no
+/// problem at (one problem per place: a field the schema rejected is not
+/// reported again by the build).
+fn merge(schema: Option<ConfigError>, built: Option<&ConfigError>) -> Option<ConfigError> {
+    let schema_issues = schema.as_ref().map_or(&[][..], |e| e.issues());
+    let built_issues = built.map_or(&[][..], |e| e.issues());
+    let mut v = Validator::new();
+    let seen: BTreeSet<&str> = schema_issues.iter().map(|i| i.path.as_str()).collect();
+    let kept = built_issues
+        .iter()
+        .filter(|i| !seen.contains(i.path.as_str()));
+    for issue in schema_issues.iter().chain(kept) {
+        v.field(&issue.path, |v| v.error(issue.message.clone()));
+    }
+    v.finish().err()
+}
+
+/// Refuses each of `given`'s options that differs from the default: a
+/// running cluster's proxies do not take them from a deployed config.
+fn refuse_http_options(v: &mut Validator, given: &HttpOptions) {
+    let default = HttpOptions::default();
+    let listen = "each node's HTTP proxy listens where `troupe start --http-listen HOST:PORT` put it when the node started; to move it, restart that node with another --http-listen";
+    if given.host != default.host {
+        v.field("host", |v| {
+            v.error(format!(
+                "{:?} is not applied to a running cluster: {listen}. Remove `http_options` from the config (or keep the default {:?})",
+                given.host, default.host
+            ))
+        });
+    }
+    if given.port != default.port {
+        v.field("port", |v| {
+            v.error(format!(
+                "{} is not applied to a running cluster: {listen}. Remove `http_options` from the config (or keep the default {})",
+                given.port, default.port
+            ))
+        });
+    }
+    let only_serve_run = "a running cluster's proxies keep the default; only `troupe serve run CONFIG` (one embedded node) applies another value. Remove it from the config";
+    if given.request_timeout_s != default.request_timeout_s {
+        v.field("request_timeout_s", |v| {
+            v.error(format!(
+                "{} is not applied: {only_serve_run} (or keep {})",
+                given.request_timeout_s, default.request_timeout_s
+            ))
+        });
+    }
+    if given.max_body_bytes != default.max_body_bytes {
+        v.field("max_body_bytes", |v| {
+            v.error(format!(
+                "{} is not applied: {only_serve_run} (or keep {})",
+                given.max_body_bytes, default.max_body_bytes
+            ))
+        });
+    }
+}
+
+/// Where the parts of a parsed config were in the file, so that problems
+/// found later (by the build) are reported at the user's paths.
+#[derive(Debug, Clone, Default)]
+struct Layout {
+    /// One per application of the parsed config, in its order.
+    apps: Vec<AppLayout>,
+}
+
+#[derive(Debug, Clone)]
+struct AppLayout {
+    /// The application's index in the file's `applications`.
+    index: usize,
+    /// Whether `app` was given as a string (else the schema said why).
+    has_builder: bool,
+    /// One per deployment of the parsed application, in its order.
+    deployments: Vec<DeploymentLayout>,
+}
+
+#[derive(Debug, Clone)]
+struct DeploymentLayout {
+    /// The deployment's index in the file's `deployments`.
+    index: usize,
+    /// Whether `name` was given as a string (else the schema said why).
+    has_name: bool,
+    /// How the file spells `actor_options` (`ray_actor_options` too).
+    actor_options: &'static str,
+}
+
+impl Layout {
+    /// The layout of `config` as built in code (no file): indices as they
+    /// are, main spellings.
+    fn of(config: &ServeConfig) -> Layout {
+        Layout {
+            apps: config
+                .applications
+                .iter()
+                .enumerate()
+                .map(|(index, app)| AppLayout {
+                    index,
+                    has_builder: true,
+                    deployments: (0..app.deployments.len())
+                        .map(|index| DeploymentLayout {
+                            index,
+                            has_name: true,
+                            actor_options: "actor_options",
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The key `value` (a mapping) spells `main` with: an alias of it if the
+/// mapping uses one, else `main`.
+fn spelling(value: &Value, main: &'static str) -> &'static str {
+    ALIASES
+        .iter()
+        .find(|(alias, m)| *m == main && value.get(alias).is_some())
+        .map_or(main, |(alias, _)| alias)
 }
 
 /// The config as YAML (what `serve build` and `serve config` print).
@@ -405,14 +579,21 @@ fn one_of(
     default.to_owned()
 }
 
-fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
+/// The config at `value` as far as it is valid, and where its parts are;
+/// `http_options` are refused unless `http_use` applies them.
+fn read_config(
+    v: &mut Validator,
+    value: &Value,
+    http_use: HttpOptionsUse,
+) -> (ServeConfig, Layout) {
     let mut config = ServeConfig::default();
+    let mut layout = Layout::default();
     if value.is_null() {
         v.error("the config is empty; it needs at least `applications: []`");
-        return config;
+        return (config, layout);
     }
     let Some(top) = object(v, value, TOP_FIELDS) else {
-        return config;
+        return (config, layout);
     };
     if let Some(name) = string(v, &top, "proxy_location") {
         match ProxyLocation::parse(&name) {
@@ -448,11 +629,14 @@ fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
                 if let Some(n) = integer(v, &map, "max_body_bytes", 1, i64::MAX) {
                     h.max_body_bytes = n as u64;
                 }
+                if http_use == HttpOptionsUse::Fixed {
+                    refuse_http_options(v, h);
+                }
             }
         });
     }
     if let Some(logging) = top.get("logging_config") {
-        v.field("logging_config", |v| {
+        v.field(spelling(value, "logging_config"), |v| {
             if let Some(map) = object(v, logging, LOGGING_FIELDS) {
                 let l = &mut config.logging_config;
                 l.log_level = one_of(v, &map, "log_level", LOG_LEVELS, &l.log_level);
@@ -473,25 +657,27 @@ fn read_config(v: &mut Validator, value: &Value) -> ServeConfig {
         Some(Value::Array(apps)) => v.field("applications", |v| {
             for (i, app) in apps.iter().enumerate() {
                 v.index(i, |v| {
-                    if let Some(app) = read_app(v, app) {
+                    if let Some((app, mut laid)) = read_app(v, app) {
+                        laid.index = i;
                         config.applications.push(app);
+                        layout.apps.push(laid);
                     }
                 });
             }
-            check_unique_apps(v, &config.applications);
+            check_unique_apps(v, &config.applications, &layout.apps);
         }),
         Some(other) => v.field("applications", |v| {
             v.error(format!("must be a list, got {}", value_kind(other)))
         }),
     }
-    config
+    (config, layout)
 }
 
-fn check_unique_apps(v: &mut Validator, apps: &[AppConfig]) {
+fn check_unique_apps(v: &mut Validator, apps: &[AppConfig], laid: &[AppLayout]) {
     let mut names = BTreeSet::new();
     let mut prefixes = BTreeMap::new();
-    for (i, app) in apps.iter().enumerate() {
-        v.index(i, |v| {
+    for (app, at) in apps.iter().zip(laid) {
+        v.index(at.index, |v| {
             if !names.insert(app.name.as_str()) {
                 v.field("name", |v| {
                     v.error(format!(
@@ -513,7 +699,7 @@ fn check_unique_apps(v: &mut Validator, apps: &[AppConfig]) {
     }
 }
 
-fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
+fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> {
     let map = object(v, value, APP_FIELDS)?;
     let name = match string(v, &map, "name") {
         Some(name) => {
@@ -562,19 +748,26 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
     };
     let args = map.get("args").cloned().unwrap_or(Value::Null);
     let mut deployments = Vec::new();
+    let mut laid = AppLayout {
+        index: 0,
+        has_builder: matches!(map.get("app"), Some(Value::String(_))),
+        deployments: Vec::new(),
+    };
     match map.get("deployments") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => v.field("deployments", |v| {
             let mut seen = BTreeSet::new();
             for (j, d) in list.iter().enumerate() {
                 v.index(j, |v| {
-                    if let Some(d) = read_deployment(v, d) {
+                    if let Some((d, mut d_laid)) = read_deployment(v, d) {
                         if !seen.insert(d.name.clone()) {
                             v.field("name", |v| {
                                 v.error(format!("deployment {:?} is listed twice", d.name))
                             });
                         }
+                        d_laid.index = j;
                         deployments.push(d);
+                        laid.deployments.push(d_laid);
                     }
                 });
             }
@@ -583,24 +776,37 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<AppConfig> {
             v.error(format!("must be a list, got {}", value_kind(other)))
         }),
     }
-    Some(AppConfig {
+    let app = AppConfig {
         name,
         route_prefix,
         app,
         args,
         deployments,
-    })
+    };
+    Some((app, laid))
 }
 
-fn read_deployment(v: &mut Validator, value: &Value) -> Option<DeploymentConfig> {
+fn read_deployment(
+    v: &mut Validator,
+    value: &Value,
+) -> Option<(DeploymentConfig, DeploymentLayout)> {
     let map = object(v, value, DEPLOYMENT_FIELDS)?;
     let mut d = DeploymentConfig::default();
+    let laid = DeploymentLayout {
+        index: 0,
+        has_name: matches!(map.get("name"), Some(Value::String(_))),
+        actor_options: spelling(value, "actor_options"),
+    };
     match string(v, &map, "name") {
         Some(name) => d.name = name,
         None if !map.contains_key("name") => v.error("missing field \"name\""),
         None => {}
     }
     d.num_replicas = integer(v, &map, "num_replicas", 0, u32::MAX as i64).map(|n| n as u32);
+    if d.num_replicas == Some(0) {
+        v.field("num_replicas", |v| v.error(no_replicas()));
+        d.num_replicas = None;
+    }
     d.max_ongoing_requests =
         integer(v, &map, "max_ongoing_requests", 1, u32::MAX as i64).map(|n| n as u32);
     d.max_queued_requests = integer(v, &map, "max_queued_requests", -1, u32::MAX as i64);
@@ -617,7 +823,7 @@ fn read_deployment(v: &mut Validator, value: &Value) -> Option<DeploymentConfig>
     }
     d.user_config = map.get("user_config").filter(|u| !u.is_null()).cloned();
     if let Some(options) = map.get("actor_options") {
-        v.field("actor_options", |v| {
+        v.field(laid.actor_options, |v| {
             d.actor_options = read_actor_options(v, options)
         });
     }
@@ -631,7 +837,15 @@ fn read_deployment(v: &mut Validator, value: &Value) -> Option<DeploymentConfig>
             });
         }
     }
-    Some(d)
+    Some((d, laid))
+}
+
+/// Why a deployment with no replicas is refused.
+const NO_REPLICAS_WHY: &str = "a deployment without replicas cannot answer (its requests would wait for a replica until they time out); scaling from zero will come with autoscaling_config, which this version does not act on yet";
+
+/// What `num_replicas: 0` gets.
+fn no_replicas() -> String {
+    format!("must be >= 1, got 0: {NO_REPLICAS_WHY}")
 }
 
 fn read_actor_options(v: &mut Validator, value: &Value) -> Option<ActorOptions> {

@@ -250,9 +250,12 @@ fn app_round(
     {
         (AppState::Running, String::new())
     } else if last.is_some_and(|l| {
-        l.version == spec.version && matches!(l.state, AppState::Running | AppState::Unhealthy)
+        l.version == spec.version
+            && matches!(l.state, AppState::Running | AppState::Unhealthy)
+            && same_targets(l, &deployments)
     }) {
-        // It ran at this version and lost replicas: being repaired.
+        // It ran at this version and these counts and lost replicas: being
+        // repaired. (New counts at the same version are a rescale: DEPLOYING.)
         let lacking: Vec<String> = deployments
             .iter()
             .filter(|(_, d)| d.state != DeploymentState::Healthy)
@@ -269,6 +272,16 @@ fn app_round(
         version: spec.version,
         deployments,
     }
+}
+
+/// Whether `last` asked for the replica counts of `now`.
+fn same_targets(last: &AppStatus, now: &BTreeMap<String, DeploymentStatus>) -> bool {
+    last.deployments.len() == now.len()
+        && now.iter().all(|(name, d)| {
+            last.deployments
+                .get(name)
+                .is_some_and(|l| l.target_replicas == d.target_replicas)
+        })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use troupe_serve::config::{self, ServeConfig};
+use troupe_serve::config::{self, HttpOptionsUse, ServeConfig};
 
 use crate::apps::catalog;
 
@@ -123,10 +123,15 @@ fn serve_build_describes_every_application_validly() {
     config::build_specs(&parsed, &catalog()).unwrap();
 }
 
-/// Every problem, one `path: message` per line.
+/// Every problem, one `path: message` per line, as `serve run CONFIG`
+/// checks a file (schema and build in one pass).
 fn problems(text: &str) -> String {
-    match config::parse_yaml(text).and_then(|c| config::build_specs(&c, &catalog()).map(|_| c)) {
-        Ok(c) => panic!("accepted: {c:?}"),
+    problems_for(text, HttpOptionsUse::Applied)
+}
+
+fn problems_for(text: &str, http: HttpOptionsUse) -> String {
+    match config::check_yaml(text, &catalog(), http) {
+        Ok((c, _)) => panic!("accepted: {c:?}"),
         Err(e) => e.to_string(),
     }
 }
@@ -180,7 +185,7 @@ fn invalid_configs_name_every_problem_with_its_path() {
         ),
         (
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 3, max_replicas: 2}\n",
-            "applications[0].deployments[0].autoscaling_config.min_replicas: must be <= max_replicas (2), got 3",
+            "applications[0].deployments[0].autoscaling_config.min_replicas: must be <= max_replicas (2), got 3\napplications[0].deployments[0].autoscaling_config: autoscaling is not available in this version of Troupe; set num_replicas instead",
         ),
         (
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}\n",
@@ -208,4 +213,131 @@ fn default_config_values_follow_ray() {
     assert_eq!(c.http_options.port, 8000);
     assert_eq!(c.logging_config.log_level, "INFO");
     assert!(c.logging_config.enable_access_log);
+}
+
+#[test]
+fn one_answer_lists_schema_errors_unknown_builders_and_deployments_and_refusals() {
+    let text = "\
+applications:
+  - name: a
+    app: hello
+    route_prefix: api
+    deployments:
+      - name: helo
+        num_replicas: 2
+  - name: b
+    app: chian
+    route_prefix: /b
+  - name: c
+    app: scaled
+    route_prefix: /c
+    deployments:
+      - name: double
+        num_replicas: 0
+      - name: triple
+        ray_actor_options: {num_cpu: 1}
+";
+    let got = problems(text);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            // The schema's, in file order.
+            "applications[0].route_prefix: must start with '/', got \"api\"",
+            "applications[2].deployments[0].num_replicas: must be >= 1, got 0: a deployment without replicas cannot answer (its requests would wait for a replica until they time out); scaling from zero will come with autoscaling_config, which this version does not act on yet",
+            "applications[2].deployments[1].ray_actor_options.num_cpu: unknown field; did you mean \"num_cpus\"?",
+            // Then the build's: an unknown deployment, an unknown builder.
+            "applications[0].deployments[0].name: application \"hello\" has no deployment named \"helo\"; did you mean \"hello\"? it has: hello",
+            "applications[1].app: no application builder named \"chian\" in this binary; it has: chain, hello, scaled",
+        ],
+        "{got}"
+    );
+}
+
+#[test]
+fn paths_are_spelled_as_the_file_spells_them() {
+    let got = problems(
+        "logging: {log_level: LOUD}\napplications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        ray_actor_options: {num_cpus: -1, resources: {accel: x}}\n",
+    );
+    assert_eq!(
+        got,
+        "logging.log_level: must be one of ERROR, WARN, INFO, DEBUG, TRACE, got \"LOUD\"\n\
+         applications[0].deployments[0].ray_actor_options.num_cpus: must be >= 0, got -1\n\
+         applications[0].deployments[0].ray_actor_options.resources.accel: must be a number >= 0, got \"x\""
+    );
+    // The main spelling keeps its own paths.
+    assert!(problems(
+        "applications:\n  - name: a\n    app: hello\n    deployments: [{name: hello, actor_options: {num_cpus: -1}}]\n"
+    )
+    .starts_with("applications[0].deployments[0].actor_options.num_cpus:"));
+}
+
+#[test]
+fn build_errors_keep_the_file_indices_after_an_entry_that_is_not_a_mapping() {
+    let got = problems(
+        "applications:\n  - 3\n  - {name: b, app: helo}\n  - name: c\n    app: hello\n    route_prefix: /c\n    deployments: [7, {name: hallo}]\n",
+    );
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 4, "{got}");
+    assert_eq!(lines[0], "applications[0]: must be a mapping, got a number");
+    assert_eq!(
+        lines[1],
+        "applications[2].deployments[0]: must be a mapping, got a number"
+    );
+    assert!(
+        lines[2].starts_with("applications[1].app: no application builder named \"helo\""),
+        "{got}"
+    );
+    assert!(
+        lines[3].starts_with("applications[2].deployments[1].name: application \"hello\" has no deployment named \"hallo\""),
+        "{got}"
+    );
+}
+
+#[test]
+fn http_options_other_than_the_defaults_are_refused_for_a_running_cluster() {
+    let text = "http_options: {host: 0.0.0.0, port: 8100, request_timeout_s: 30}\napplications:\n  - {name: a, app: helo}\n";
+    let got = problems_for(text, HttpOptionsUse::Fixed);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 4, "{got}");
+    assert!(lines[0].starts_with("http_options.host: \"0.0.0.0\" is not applied to a running cluster: each node's HTTP proxy listens where `troupe start --http-listen HOST:PORT` put it"), "{got}");
+    assert!(
+        lines[1].starts_with("http_options.port: 8100 is not applied to a running cluster"),
+        "{got}"
+    );
+    assert!(lines[2].starts_with("http_options.request_timeout_s: 30 is not applied: a running cluster's proxies keep the default; only `troupe serve run CONFIG`"), "{got}");
+    assert!(
+        lines[3].starts_with("applications[0].app: no application builder"),
+        "{got}"
+    );
+    // `serve run CONFIG` starts its proxy from them: applied, accepted.
+    let fine = "http_options: {host: 0.0.0.0, port: 8100, request_timeout_s: 30}\napplications:\n  - {name: a, app: hello}\n";
+    config::check_yaml(fine, &catalog(), HttpOptionsUse::Applied).unwrap();
+    // The defaults (what `serve build` writes) are accepted on a cluster.
+    let defaults = "http_options: {host: 127.0.0.1, port: 8000, request_timeout_s: 60, max_body_bytes: 10485760}\napplications:\n  - {name: a, app: hello}\n";
+    let (_, specs) = config::check_yaml(defaults, &catalog(), HttpOptionsUse::Fixed).unwrap();
+    assert_eq!(specs.len(), 1);
+}
+
+#[test]
+fn no_replicas_from_a_config_or_from_code_is_refused() {
+    let got = problems(
+        "applications:\n  - name: a\n    app: hello\n    deployments: [{name: hello, num_replicas: 0}]\n",
+    );
+    assert!(
+        got.starts_with("applications[0].deployments[0].num_replicas: must be >= 1, got 0:"),
+        "{got}"
+    );
+    assert!(got.contains("autoscaling_config"), "{got}");
+    // A config built in code gets the same refusal from the build.
+    let mut c = config::parse_yaml(
+        "applications:\n  - name: a\n    app: hello\n    deployments: [{name: hello, num_replicas: 1}]\n",
+    )
+    .unwrap();
+    c.applications[0].deployments[0].num_replicas = Some(0);
+    let got = config::build_specs(&c, &catalog()).unwrap_err().to_string();
+    assert!(
+        got.starts_with("applications[0].deployments[0].num_replicas: must be >= 1, got 0:"),
+        "{got}"
+    );
 }

@@ -261,9 +261,13 @@ fn an_invalid_config_is_a_400_with_every_problem_and_changes_nothing() {
     let e = &body(&r)["error"];
     assert_eq!(e["code"], "invalid_config");
     assert_eq!(e["path"], "applications[0].deployments[0].num_replicas");
+    // The schema's problem and the unknown builder, in one answer.
     assert_eq!(
         e["issues"],
-        json!([{ "path": "applications[0].deployments[0].num_replicas", "message": "must be >= 0, got -2" }])
+        json!([
+            { "path": "applications[0].deployments[0].num_replicas", "message": "must be >= 0, got -2" },
+            { "path": "applications[1].app", "message": "no application builder named \"nope\" in this binary; it has: chain, hello, scaled" },
+        ])
     );
     // A config that parses but does not build (an unknown builder).
     let r = put(&json!({ "applications": [ { "name": "y", "app": "nope" } ] }));

@@ -212,3 +212,31 @@ fn a_running_application_that_loses_a_replica_is_unhealthy_until_replaced() {
     let actions = run(&[spec(2, 2)], std::slice::from_ref(&running), &alive);
     assert_eq!(status(&actions).state, AppState::Deploying);
 }
+
+#[test]
+fn a_rescale_at_the_same_version_is_deploying_not_unhealthy() {
+    let alive = [replica(1, 1, ActorState::Alive)];
+    let running = status(&run(&[spec(1, 1)], &[], &alive)).clone();
+    assert_eq!(running.state, AppState::Running);
+    // num_replicas 1 -> 3 keeps the version: two replicas start, and the
+    // status says so with the new target.
+    let actions = run(&[spec(3, 1)], std::slice::from_ref(&running), &alive);
+    assert_eq!(starts(&actions), 2);
+    let scaling = status(&actions).clone();
+    assert_eq!(scaling.state, AppState::Deploying);
+    assert_eq!(scaling.deployments["front"].target_replicas, 3);
+    // Still DEPLOYING while they start, RUNNING once all three are alive.
+    let two = [
+        replica(1, 1, ActorState::Alive),
+        replica(101, 1, ActorState::Alive),
+    ];
+    let actions = run(&[spec(3, 1)], std::slice::from_ref(&scaling), &two);
+    assert_eq!(status(&actions).state, AppState::Deploying);
+    let three = [
+        replica(1, 1, ActorState::Alive),
+        replica(101, 1, ActorState::Alive),
+        replica(102, 1, ActorState::Alive),
+    ];
+    let actions = run(&[spec(3, 1)], std::slice::from_ref(&scaling), &three);
+    assert_eq!(status(&actions).state, AppState::Running);
+}
