@@ -159,8 +159,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let config = config::parse_yaml(&config_yaml(batch, replicas))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let done = declarative::apply(&cluster, &catalog, &config).await?;
-            declarative::wait_running(&cluster, &done.versions, Duration::from_secs(120), |_| {})
-                .await?;
+            declarative::wait_deployed(&cluster, &done, Duration::from_secs(120), |_| {}).await?;
             anyhow::Ok(())
         }
     };

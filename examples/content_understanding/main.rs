@@ -84,7 +84,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = node.cluster();
     let outcome = async {
         let done = declarative::apply(&cluster, &catalog, &config).await?;
-        declarative::wait_running(&cluster, &done.versions, Duration::from_secs(120), |line| {
+        declarative::wait_deployed(&cluster, &done, Duration::from_secs(120), |line| {
             eprintln!("{line}")
         })
         .await?;

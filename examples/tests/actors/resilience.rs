@@ -494,7 +494,7 @@ async fn pinned_chain(
     let deployed = declarative::apply(&driver, &patterns::catalog(), &config)
         .await
         .unwrap();
-    declarative::wait_running(&driver, &deployed.versions, Duration::from_secs(30), |_| {})
+    declarative::wait_deployed(&driver, &deployed, Duration::from_secs(30), |_| {})
         .await
         .unwrap();
     (nodes, driver, config)
