@@ -35,6 +35,10 @@ pub struct StartArgs {
     /// makes one up and prints it.
     #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// While rotating the cluster token: also accept this one from other
+    /// nodes (repeat for several; see OPERATIONS.md).
+    #[arg(long, value_name = "TOKEN")]
+    accept_token: Vec<String>,
     /// CPUs offered to actors (default: the machine's cores).
     #[arg(long)]
     num_cpus: Option<f64>,
@@ -70,6 +74,10 @@ pub struct StartArgs {
     /// TROUPE_ADMIN_TOKEN).
     #[arg(long, env = "TROUPE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// While rotating the admin token: also accept this one (repeat for
+    /// several; needs --admin-token).
+    #[arg(long, value_name = "TOKEN", requires = "admin_token")]
+    accept_admin_token: Vec<String>,
     /// Control-store leader heartbeat, milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
@@ -134,6 +142,12 @@ fn config(args: &StartArgs) -> anyhow::Result<(NodeConfig, Option<String>)> {
     });
     let mut config = NodeConfig::new(role, ClusterToken::new(&token)?, data_dir);
     config.listen = listen;
+    config.also_accept = args
+        .accept_token
+        .iter()
+        .map(ClusterToken::new)
+        .collect::<Result<_, _>>()
+        .context("--accept-token")?;
     let mut resources = Resources::new();
     if let Some(cpus) = args.num_cpus {
         resources = resources.with_cpus(cpus).context("--num-cpus")?;
@@ -195,6 +209,7 @@ pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
             .into()
         }),
         token: args.admin_token.clone(),
+        also_accept: args.accept_admin_token.clone(),
         catalog: catalog.clone(),
     });
     let roles = troupe_serve::start(&node, proxy, admin)?;

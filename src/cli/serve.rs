@@ -403,6 +403,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let admin = troupe_serve::AdminConfig {
         listen: args.dashboard_listen.clone(),
         token: None,
+        also_accept: Vec::new(),
         catalog: catalog.clone(),
     };
     let roles = troupe_serve::start(&node, proxy, Some(admin))?;

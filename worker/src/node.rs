@@ -67,6 +67,9 @@ pub struct NodeConfig {
     /// Where the RPC server listens (port 0 picks one).
     pub listen: String,
     pub token: ClusterToken,
+    /// Other cluster tokens accepted from peers while the token is rotated
+    /// (OPERATIONS.md).
+    pub also_accept: Vec<ClusterToken>,
     /// Holds the node's id and, on GCS nodes, the member's data.
     pub data_dir: PathBuf,
     /// What the node offers to actors.
@@ -89,6 +92,7 @@ impl NodeConfig {
             role,
             listen: "127.0.0.1:0".into(),
             token,
+            also_accept: Vec::new(),
             data_dir: data_dir.into(),
             resources: Resources::new()
                 .with_cpus(cores as f64)
@@ -122,7 +126,8 @@ impl Node {
             WorkerError::Config(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
         let id = node_id(&config.data_dir)?;
-        let rpc_config = RpcConfig::new(config.token.clone());
+        let mut rpc_config = RpcConfig::new(config.token.clone());
+        rpc_config.also_accept = config.also_accept.clone();
         let rpc = RpcClient::new(rpc_config.clone());
         let runs_gcs = matches!(config.role, Role::Head | Role::Join { gcs: true, .. });
         let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -53,6 +53,10 @@ pub enum TokenError {
 pub struct RpcConfig {
     /// The cluster's shared secret.
     pub token: ClusterToken,
+    /// Other tokens accepted from peers while the token is rotated (see
+    /// the handshake): a server proves itself with `token` and accepts
+    /// any of these too; a client answers a server with whichever matches.
+    pub also_accept: Vec<ClusterToken>,
     /// The largest encoded message (request, response or stream item).
     pub max_message_bytes: usize,
     /// Deadline of a call that does not set its own.
@@ -83,9 +87,17 @@ pub struct RpcConfig {
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 impl RpcConfig {
+    /// The token first, then the ones also accepted.
+    pub(crate) fn tokens(&self) -> Vec<ClusterToken> {
+        std::iter::once(self.token.clone())
+            .chain(self.also_accept.iter().cloned())
+            .collect()
+    }
+
     pub fn new(token: ClusterToken) -> RpcConfig {
         RpcConfig {
             token,
+            also_accept: Vec::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             default_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),

@@ -193,7 +193,7 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| connect_err(e.to_string()))?;
-        handshake::client(&mut stream, &config.token)
+        handshake::client(&mut stream, &config.tokens())
             .await
             .map_err(|e| match e {
                 HandshakeError::BadToken => RpcError::Unauthenticated {

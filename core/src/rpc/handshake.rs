@@ -10,6 +10,15 @@
 //! mac = HMAC-SHA256(token, label | version | client_nonce | server_nonce)
 //! ```
 //!
+//! During a token rotation a process holds its token and the ones it also
+//! accepts ([`super::RpcConfig::also_accept`]): a server proves itself with
+//! its own token and accepts a client's proof made with any of them; a
+//! client accepts a server's proof made with any of its tokens and answers
+//! with the one that matched. So a rolling restart to `--token OLD
+//! --accept-token NEW`, then to `--token NEW --accept-token OLD`, then to
+//! `--token NEW` changes the token with every pair of nodes able to talk
+//! at every step (OPERATIONS.md).
+//!
 //! The token itself never crosses the wire, the nonces make every proof
 //! fresh, and the client checks the server's proof too, so a process that
 //! does not know the token can neither join nor impersonate a member. (The
@@ -75,8 +84,22 @@ fn verify(token: &ClusterToken, label: &[u8], client: &Nonce, server: &Nonce, go
     mac(token, label, client, server).verify_slice(got).is_ok()
 }
 
-/// Runs the client side on a fresh connection.
-pub(crate) async fn client<S>(stream: &mut S, token: &ClusterToken) -> Result<(), HandshakeError>
+/// The first of `tokens` the peer's proof was made with.
+fn matching<'t>(
+    tokens: &'t [ClusterToken],
+    label: &[u8],
+    client: &Nonce,
+    server: &Nonce,
+    got: &[u8],
+) -> Option<&'t ClusterToken> {
+    tokens
+        .iter()
+        .find(|token| verify(token, label, client, server, got))
+}
+
+/// Runs the client side on a fresh connection, holding `tokens` (its own
+/// first, then the ones it also accepts).
+pub(crate) async fn client<S>(stream: &mut S, tokens: &[ClusterToken]) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -102,15 +125,15 @@ where
     let mut rest = [0u8; NONCE_LEN + MAC_LEN];
     stream.read_exact(&mut rest).await?;
     let server_nonce: Nonce = rest[..NONCE_LEN].try_into().expect("fixed size");
-    if !verify(
-        token,
+    let Some(token) = matching(
+        tokens,
         SERVER_LABEL,
         &client_nonce,
         &server_nonce,
         &rest[NONCE_LEN..],
-    ) {
+    ) else {
         return Err(HandshakeError::BadToken);
-    }
+    };
     let mine = proof(token, CLIENT_LABEL, &client_nonce, &server_nonce);
     stream.write_all(&mine).await?;
     let mut verdict = [0u8; 1];
@@ -124,9 +147,10 @@ where
     }
 }
 
-/// Runs the server side on an accepted connection. On error the caller
-/// closes the connection; nothing from it has been dispatched.
-pub(crate) async fn server<S>(stream: &mut S, token: &ClusterToken) -> Result<(), HandshakeError>
+/// Runs the server side on an accepted connection, proving itself with
+/// `tokens[0]` and accepting any of `tokens`. On error the caller closes
+/// the connection; nothing from it has been dispatched.
+pub(crate) async fn server<S>(stream: &mut S, tokens: &[ClusterToken]) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -152,7 +176,7 @@ where
     challenge[1] = PROTOCOL_VERSION;
     challenge[2..2 + NONCE_LEN].copy_from_slice(&server_nonce);
     challenge[2 + NONCE_LEN..].copy_from_slice(&proof(
-        token,
+        &tokens[0],
         SERVER_LABEL,
         &client_nonce,
         &server_nonce,
@@ -160,7 +184,7 @@ where
     stream.write_all(&challenge).await?;
     let mut theirs = [0u8; MAC_LEN];
     stream.read_exact(&mut theirs).await?;
-    if !verify(token, CLIENT_LABEL, &client_nonce, &server_nonce, &theirs) {
+    if matching(tokens, CLIENT_LABEL, &client_nonce, &server_nonce, &theirs).is_none() {
         let _ = stream.write_all(&[REFUSED]).await;
         return Err(HandshakeError::BadToken);
     }
@@ -173,13 +197,38 @@ mod tests {
     use super::*;
 
     async fn run(client_token: &str, server_token: &str) -> (bool, bool) {
+        rotating(&[client_token], &[server_token]).await
+    }
+
+    /// Each side's tokens, its own first.
+    async fn rotating(client_tokens: &[&str], server_tokens: &[&str]) -> (bool, bool) {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let ct = ClusterToken::new(client_token).unwrap();
-        let st = ClusterToken::new(server_token).unwrap();
+        let own = |list: &[&str]| -> Vec<ClusterToken> {
+            list.iter().map(|t| ClusterToken::new(t).unwrap()).collect()
+        };
+        let (ct, st) = (own(client_tokens), own(server_tokens));
         let (c, s) = tokio::join!(async move { client(&mut a, &ct).await }, async move {
             server(&mut b, &st).await
         });
         (c.is_ok(), s.is_ok())
+    }
+
+    #[tokio::test]
+    async fn every_step_of_a_rolling_token_rotation_connects_every_pair() {
+        // The three configurations a node passes through, old to new.
+        let steps: [&[&str]; 4] = [&["old"], &["old", "new"], &["new", "old"], &["new"]];
+        // During a rolling restart, nodes are in two adjacent steps at once.
+        for pair in steps.windows(2) {
+            for a in pair {
+                for b in pair {
+                    assert_eq!(rotating(a, b).await, (true, true), "{a:?} -> {b:?}");
+                }
+            }
+        }
+        // Skipping a step breaks connections: old-only and new-only nodes
+        // share no token.
+        assert_eq!(rotating(&["old"], &["new"]).await, (false, false));
+        assert_eq!(rotating(&["old"], &["new", "old"]).await.0, false);
     }
 
     #[tokio::test]
@@ -198,12 +247,12 @@ mod tests {
         let token = ClusterToken::new("t").unwrap();
         a.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         assert!(matches!(
-            server(&mut b, &token).await,
+            server(&mut b, std::slice::from_ref(&token)).await,
             Err(HandshakeError::BadMagic(m)) if &m == b"GET "
         ));
 
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let srv = tokio::spawn(async move { server(&mut b, &token).await });
+        let srv = tokio::spawn(async move { server(&mut b, std::slice::from_ref(&token)).await });
         let mut hello = MAGIC.to_vec();
         hello.push(PROTOCOL_VERSION + 1);
         hello.extend_from_slice(&[0; NONCE_LEN]);

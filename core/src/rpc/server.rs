@@ -202,7 +202,7 @@ async fn serve_connection(mut socket: TcpStream, peer: SocketAddr, shared: Arc<S
     let _ = socket.set_nodelay(true);
     match tokio::time::timeout(
         config.handshake_timeout,
-        handshake::server(&mut socket, &config.token),
+        handshake::server(&mut socket, &config.tokens()),
     )
     .await
     {
@@ -519,7 +519,9 @@ mod tests {
 
     async fn authenticated(addr: SocketAddr, token: &ClusterToken) -> TcpStream {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        handshake::client(&mut s, token).await.unwrap();
+        handshake::client(&mut s, std::slice::from_ref(token))
+            .await
+            .unwrap();
         s
     }
 

@@ -30,6 +30,8 @@ pub struct AdminConfig {
     pub listen: String,
     /// Required as `Authorization: Bearer <token>` on `/api/` when set.
     pub token: Option<String>,
+    /// Other admin tokens accepted while the token is rotated.
+    pub also_accept: Vec<String>,
     /// The application builders a `PUT /api/serve/applications/` config
     /// can name (the binary's own).
     pub catalog: Catalog,
@@ -40,6 +42,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:8265".into(),
             token: None,
+            also_accept: Vec::new(),
             catalog: Catalog::new(),
         }
     }
@@ -49,6 +52,7 @@ struct AdminState {
     cluster: Cluster,
     member: Option<GcsMember>,
     token: Option<String>,
+    also_accept: Vec<String>,
     catalog: Catalog,
     /// [`OPENAPI`] with `app` limited to this binary's builders.
     openapi: String,
@@ -103,6 +107,7 @@ impl AdminServer {
             cluster,
             member,
             token: config.token,
+            also_accept: config.also_accept,
             openapi: openapi_for(&config.catalog),
             catalog: config.catalog,
         });
@@ -146,7 +151,8 @@ fn authorize(request: &HttpRequest, state: &AdminState) -> Result<(), ApiError> 
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    let accepted = std::iter::once(token).chain(&state.also_accept);
+    if given.is_some_and(|given| accepted.into_iter().any(|t| t == given)) {
         return Ok(());
     }
     Err(ApiError::json(

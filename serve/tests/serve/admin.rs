@@ -3,7 +3,7 @@
 use troupe_serve::{Application, Bind};
 
 use crate::apps::Hello;
-use crate::support::{deploy, get, request_to, serve, ADMIN_TOKEN};
+use crate::support::{deploy, get, request_to, serve, ADMIN_TOKEN, ROTATED_ADMIN_TOKEN};
 
 /// The value of the sample `name{labels}` on the page (labels in the order
 /// the encoder writes them: sorted by name).
@@ -80,6 +80,11 @@ fn the_admin_api_answers_with_the_token_and_only_with_it() {
         &["authorization: Bearer nope"],
     );
     assert_eq!(wrong.status, 401);
+
+    // While the token is rotated, the one rotated in is accepted too.
+    let rotated = format!("authorization: Bearer {ROTATED_ADMIN_TOKEN}");
+    let during_rotation = request_to(admin, "GET", "/api/cluster/nodes", b"", &[&rotated]);
+    assert_eq!(during_rotation.status, 200, "{}", during_rotation.body);
 
     let nodes = request_to(admin, "GET", "/api/cluster/nodes", b"", &[&bearer]);
     assert_eq!(nodes.status, 200, "{}", nodes.body);

@@ -13,6 +13,8 @@ pub use crate::http::{request_to, Response};
 
 /// The admin API's bearer token in these tests.
 pub const ADMIN_TOKEN: &str = "admin-secret";
+/// The admin token being rotated in (`also_accept`).
+pub const ROTATED_ADMIN_TOKEN: &str = "admin-secret-2";
 
 pub struct TestServe {
     pub runtime: tokio::runtime::Runtime,
@@ -55,6 +57,7 @@ pub fn serve() -> &'static TestServe {
             let admin = troupe_serve::AdminConfig {
                 listen: "127.0.0.1:0".into(),
                 token: Some(ADMIN_TOKEN.into()),
+                also_accept: vec![ROTATED_ADMIN_TOKEN.into()],
                 catalog: crate::apps::catalog(),
             };
             let roles = troupe_serve::start(&node, Some(proxy), Some(admin)).unwrap();
