@@ -327,7 +327,14 @@ impl Wal {
                 .segments
                 .get(&loc.segment)
                 .ok_or_else(|| io_corrupt(format!("no segment for index {index}")))?;
-            out.push(read_record(&segment.file, loc.offset, loc.len)?);
+            let entry = read_record(&segment.file, loc.offset, loc.len).map_err(|e| match e {
+                // Damaged since the log was opened.
+                GcsStoreError::Corrupt(what) => {
+                    corruption(&segment_path(&self.dir, loc.segment), loc.offset, &what)
+                }
+                e => e,
+            })?;
+            out.push(entry);
             index += 1;
         }
         Ok(out)

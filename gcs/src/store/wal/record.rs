@@ -52,7 +52,8 @@ pub(crate) fn read_record(file: &File, offset: u64, len: u32) -> Result<Entry> {
     match check(&buf) {
         Some(payload) if payload.len() + HEADER == buf.len() => decode(payload),
         _ => Err(GcsStoreError::Corrupt(format!(
-            "log record at offset {offset} fails its checksum"
+            "the record of {} bytes fails its checksum when read",
+            buf.len().saturating_sub(HEADER)
         ))),
     }
 }
@@ -118,8 +119,11 @@ fn valid_at(bytes: &[u8], pos: usize) -> Option<(Entry, usize)> {
     if len == 0 || len > MAX_RECORD as usize {
         return None;
     }
-    let payload = check(rest)?;
+    let payload = rest.get(HEADER..HEADER + len)?;
+    // Decoding first: it rejects most garbage within a few bytes, where a
+    // CRC would read the whole length (the search after a bad record).
     let entry = decode::<Entry>(payload).ok()?;
+    check(rest)?;
     Some((entry, HEADER + len))
 }
 
@@ -228,24 +232,17 @@ fn torn_unless(bytes: &[u8], at: usize, last: bool, shape: TornShape, what: Stri
 }
 
 /// The payload length, other than the header's, under which the bytes at
-/// `at` form a valid record, if any.
+/// `at` form a valid record, if any: the length of the entry that decodes
+/// there, if the header's CRC matches it.
 fn whole_under_other_length(bytes: &[u8], at: usize) -> Option<usize> {
     let rest = &bytes[at..];
     let stated = header_len(rest)?;
     let crc = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
-    let payload = &rest[HEADER..];
-    let mut hasher = crc32fast::Hasher::new();
-    for (len, byte) in payload.iter().enumerate() {
-        hasher.update(&[*byte]);
-        let len = len + 1;
-        if len != stated
-            && hasher.clone().finalize() == crc
-            && decode::<Entry>(&payload[..len]).is_ok()
-        {
-            return Some(len);
-        }
-    }
-    None
+    let payload = rest.get(HEADER..)?;
+    let mut reader = payload;
+    bincode::deserialize_from::<_, Entry>(&mut reader).ok()?;
+    let len = payload.len() - reader.len();
+    (len != stated && crc32fast::hash(&payload[..len]) == crc).then_some(len)
 }
 
 /// Read a segment and classify it (see [`classify_tail`]).

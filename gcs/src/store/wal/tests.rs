@@ -913,3 +913,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_record_damaged_after_the_open_fails_its_read_naming_file_and_offset() {
+    let fx = Fixture::new();
+    let wal = Wal::open(&fx.dir, SEG).unwrap();
+    let (path, bytes, first) = &fx.segments[1];
+    let (start, end) = layout(bytes)[2];
+    let mut damaged = bytes.clone();
+    damaged[end - 1] ^= 0x10;
+    std::fs::write(path, &damaged).unwrap();
+    let index = first + 2;
+    match wal.entries(index..=index) {
+        Err(GcsStoreError::Corrupt(msg)) => {
+            let want = format!("{} is damaged at offset {start}:", path.display());
+            assert!(msg.contains(&want), "{msg}");
+            assert!(msg.contains("fails its checksum when read"), "{msg}");
+        }
+        other => panic!("{:?}", other.map(|e| e.len())),
+    }
+    assert_eq!(wal.entries(..index).unwrap().len() as u64, index - 1);
+}
