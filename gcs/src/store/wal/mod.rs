@@ -61,10 +61,13 @@
 //! that record with both its length (made larger) and its CRC damaged (the
 //! CRC covers the payload only, so the header's length is unchecked), and
 //! so do sectors at the very end of the last segment that the disk lost or
-//! zeroed after they were synced. The search
-//! for a valid record after `X` costs one CRC per plausible header; a bad
-//! tail inside a large, adversarially crafted value can make it slow, never
-//! wrong.
+//! zeroed after they were synced.
+//!
+//! Cost: the search for a valid record after `X` tries to decode at every
+//! offset whose header length fits in the file (most garbage fails within
+//! a few bytes); a torn tail inside a large value crafted to decode can
+//! make it slow, never wrong. A record found bad when read after the open
+//! fails the read with the same error.
 //!
 //! In-memory: the location of every live entry, so reads are one `pread`
 //! per entry (the page cache holds recent segments).
