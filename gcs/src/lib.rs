@@ -28,6 +28,9 @@
 //!   `fdatasync` that began after the write; one per group of appends). A
 //!   vote, a truncation and a purge are durable when their call returns.
 //!   The committed log id is saved without a sync (openraft may lose it).
+//!   On open, a torn tail of the last segment (an unacknowledged append)
+//!   is cut; any other damage fails the open with `GcsStoreError::Corrupt`
+//!   (the rule: `store::wal`).
 //! - The state machine (in sled) is written one sled batch per `apply` call
 //!   (all of its entries, their history and the new last-applied log id), so
 //!   a crash recovers the state of an applied prefix, never part of an entry.

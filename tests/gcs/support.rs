@@ -200,3 +200,57 @@ impl Cluster {
         }
     }
 }
+
+impl Member {
+    /// A new member (without --bootstrap) on `dir`, on a free port; add it
+    /// with `troupe gcs add`.
+    pub fn start_new(id: u64, dir: PathBuf) -> Member {
+        Member::spawn(id, dir, "127.0.0.1:0", false)
+    }
+
+    /// Starts this killed member again on its data directory and address,
+    /// expecting it to refuse to start: its exit status and stderr. Killed
+    /// (and the test failed) if it is still running after `within`.
+    pub async fn restart_expecting_exit(
+        &self,
+        within: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        assert!(self.child.is_none(), "restart a killed member only");
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .args(["gcs", "serve", "--id", &self.id.to_string()])
+            .args(["--listen", &self.addr, "--token", TOKEN])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(within, run)
+            .await
+            .unwrap_or_else(|_| panic!("member {} still running after {within:?}", self.id))
+            .expect("run troupe gcs serve");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !stdout.contains("listening on"),
+            "member {} started: {stdout}",
+            self.id
+        );
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// Runs `troupe gcs ARGS... --token TOKEN` (a membership command) to its
+/// end: its exit status, stdout and stderr. Killed after `within`.
+pub async fn troupe_gcs(args: &[&str], within: Duration) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .arg("gcs")
+        .args(args)
+        .args(["--token", TOKEN])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(within, run)
+        .await
+        .unwrap_or_else(|_| panic!("troupe gcs {args:?} still running after {within:?}"))
+        .expect("run troupe gcs")
+}

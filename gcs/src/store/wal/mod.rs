@@ -9,16 +9,65 @@
 //! - `append` writes the records with one `pwrite` (readable at once) and
 //!   queues the callback with the group-commit thread ([`sync`]): one
 //!   `fdatasync` per batch of appends. A segment rolls over once it reaches
-//!   the configured size.
+//!   the configured size; everything written is synced before the next
+//!   segment is created, so only the last segment can hold unsynced bytes.
 //! - `truncate` cuts the segment holding the first removed index and deletes
 //!   later segments, synced before returning.
 //! - `purge` durably records the purged log id, then deletes the segments
 //!   holding only purged entries; the first live segment may still hold
 //!   purged entries, which recovery skips.
-//! - Recovery scans every segment, checking CRCs. A bad record at the tail
-//!   of the last segment is a torn, unacknowledged append: the segment is cut
-//!   there. A bad record anywhere else, or a gap in the indexes, is
-//!   corruption and opening fails.
+//!
+//! # Recovery: a torn tail or corruption
+//!
+//! A crash before an append's `fdatasync` can leave the last segment short
+//! (the file ends inside a record) or with sectors that never reached the
+//! disk (they read as zeros); nothing in that unsynced part was
+//! acknowledged. Anything else that makes a record bad is damage, and
+//! cutting there would silently drop entries the member acknowledged (on a
+//! cluster, a Raft safety violation). So recovery reads each segment's
+//! valid records (a positive length of at most 1 GiB, a matching CRC, a
+//! payload that decodes) and then classifies the first bad record at offset
+//! `X` ([`record::classify_tail`]). It is a **torn tail**, cut at `X`, only if
+//! all of these hold:
+//!
+//! 1. the segment is the last one;
+//! 2. the record is short (the file ends inside its header or inside the
+//!    length its header states), or everything from `X`, or from a
+//!    512-byte boundary inside the record (before its stated end), through
+//!    the end of the file is zero;
+//! 3. no valid record starts anywhere after `X` (a torn append would have
+//!    to have reached the disk out of order; damage in the middle leaves
+//!    valid records behind it);
+//! 4. its bytes do not form a valid record under another length (a damaged
+//!    length field, which would otherwise look short);
+//! 5. its stated length is at most 1 GiB and, if its CRC matches, it
+//!    decodes (a torn write leaves bytes as written or zero: it never
+//!    makes a length larger, and a matching CRC means intact bytes).
+//!
+//! Everything else is **corruption** and opening fails with an error
+//! naming the file, the offset, what is wrong, and how to replace the
+//! member: a complete record whose CRC fails with data after it, a bad
+//! record in an older segment, a record holding the wrong index, a gap
+//! between segments, an empty segment before the last. An empty last
+//! segment (created just before a crash) is removed.
+//!
+//! This is stricter than etcd's rule (a bad last record with any all-zero
+//! sector is torn): a zero sector followed by written data is reported as
+//! corruption, though a power loss that persisted sectors out of order could
+//! leave it; refusing to start is the safe side. What the rule cannot tell
+//! apart: a flipped bit in the very last record of the last segment when
+//! that record's own bytes end in zeros across a 512-byte boundary looks
+//! exactly like a torn write of it, and that one record is cut; so does
+//! that record with both its length (made larger) and its CRC damaged (the
+//! CRC covers the payload only, so the header's length is unchecked), and
+//! so do sectors at the very end of the last segment that the disk lost or
+//! zeroed after they were synced.
+//!
+//! Cost: the search for a valid record after `X` tries to decode at every
+//! offset whose header length fits in the file (most garbage fails within
+//! a few bytes); a torn tail inside a large value crafted to decode can
+//! make it slow, never wrong. A record found bad when read after the open
+//! fails the read with the same error.
 //!
 //! In-memory: the location of every live entry, so reads are one `pread`
 //! per entry (the page cache holds recent segments).
@@ -39,7 +88,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use openraft::storage::LogFlushed;
 
 use self::meta::CommittedFile;
-use self::record::{encode_record, read_record, scan, segment_path, sync_dir};
+use self::record::{encode_record, read_record, scan, segment_path, sync_dir, Tail};
 use self::sync::{Dirty, Syncer};
 use crate::error::{GcsStoreError, Result};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -102,6 +151,25 @@ fn io_corrupt(msg: String) -> GcsStoreError {
     GcsStoreError::Corrupt(msg)
 }
 
+/// The error for damage found at `offset` of the segment `path`: where,
+/// what is wrong, and what the operator does about it. Pure.
+fn corruption(path: &Path, offset: u64, what: &str) -> GcsStoreError {
+    GcsStoreError::Corrupt(format!(
+        "log segment {} is damaged at offset {offset}: {what}.
+This is damage, not an interrupted write: this member may have lost entries it \
+acknowledged, so it must not start. Replace it; the new member catches up from the others:
+  1. Keep it stopped. From a healthy member: `troupe gcs members --gcs <HEALTHY_ADDR>` \
+lists the ids; `troupe gcs remove --id <ID> --gcs <HEALTHY_ADDR>` removes this one.
+  2. Start a member with a new id on an empty data directory: \
+`troupe gcs serve --id <NEW_ID> --data-dir <EMPTY_DIR> ...`, then \
+`troupe gcs add --id <NEW_ID> --addr <ITS_ADDR> --gcs <HEALTHY_ADDR>` \
+(on a node: `troupe start --join <NODE_ADDR> --gcs --data-dir <EMPTY_DIR> ...`).
+If this is the only member, restore from a backup instead. Keep this directory until the \
+replacement has caught up.",
+        path.display()
+    ))
+}
+
 impl Wal {
     /// Open (or create) the log in `dir`, recovering it (see the module
     /// docs). `segment_bytes`: roll to a new segment at about this size.
@@ -131,42 +199,52 @@ impl Wal {
         for (n, first) in firsts.into_iter().enumerate() {
             let path = segment_path(dir, first);
             let is_last = n + 1 == count;
-            let scanned = scan(&path)?;
-            if !scanned.clean {
-                if !is_last {
-                    return Err(io_corrupt(format!(
-                        "log segment {} is corrupt at offset {} (not the last segment)",
+            let scanned = scan(&path, is_last)?;
+            match &scanned.tail {
+                Tail::Clean => {}
+                Tail::Corrupt(what) => return Err(corruption(&path, scanned.valid_len, what)),
+                Tail::Torn(shape) => {
+                    tracing::warn!(
+                        "gcs wal: cutting the torn tail ({shape:?}) of {} at offset {}: an \
+                         append interrupted by a crash, never acknowledged",
                         path.display(),
                         scanned.valid_len
-                    )));
+                    );
+                    let f = OpenOptions::new().write(true).open(&path)?;
+                    f.set_len(scanned.valid_len)?;
+                    f.sync_all()?;
                 }
-                tracing::warn!(
-                    "gcs wal: cutting torn tail of {} at offset {}",
-                    path.display(),
-                    scanned.valid_len
-                );
-                let f = OpenOptions::new().write(true).open(&path)?;
-                f.set_len(scanned.valid_len)?;
-                f.sync_all()?;
+            }
+            if !is_last && scanned.records.is_empty() {
+                let what = "the segment holds no record, and later segments exist";
+                return Err(corruption(&path, 0, what));
+            }
+            if is_last && scanned.records.is_empty() {
+                // Nothing in it (a segment created just before a crash): the
+                // next append starts a segment named after its own index.
+                std::fs::remove_file(&path)?;
+                sync_dir(dir)?;
+                continue;
             }
             let file = Arc::new(OpenOptions::new().read(true).write(true).open(&path)?);
             for (k, rec) in scanned.records.into_iter().enumerate() {
                 let index = rec.entry.log_id.index;
                 if index != first + k as u64 {
-                    return Err(io_corrupt(format!(
-                        "log segment {} holds index {index} at position {k}",
-                        path.display()
-                    )));
+                    let what = format!(
+                        "the record holds index {index}, but record {k} of this segment must hold {}",
+                        first + k as u64
+                    );
+                    return Err(corruption(&path, rec.offset, &what));
                 }
                 if purged.is_some_and(|p| index <= p.index) {
                     continue;
                 }
                 if index != inner.next_index() && !inner.locs.is_empty() {
-                    return Err(io_corrupt(format!(
-                        "log gap: expected index {}, found {index} in {}",
-                        inner.next_index(),
-                        path.display()
-                    )));
+                    let what = format!(
+                        "the log jumps from index {} (the end of the previous segment) to {index}",
+                        inner.next_index() - 1
+                    );
+                    return Err(corruption(&path, rec.offset, &what));
                 }
                 if inner.locs.is_empty() {
                     inner.first_index = index;
@@ -252,7 +330,14 @@ impl Wal {
                 .segments
                 .get(&loc.segment)
                 .ok_or_else(|| io_corrupt(format!("no segment for index {index}")))?;
-            out.push(read_record(&segment.file, loc.offset, loc.len)?);
+            let entry = read_record(&segment.file, loc.offset, loc.len).map_err(|e| match e {
+                // Damaged since the log was opened.
+                GcsStoreError::Corrupt(what) => {
+                    corruption(&segment_path(&self.dir, loc.segment), loc.offset, &what)
+                }
+                e => e,
+            })?;
+            out.push(entry);
             index += 1;
         }
         Ok(out)
@@ -329,6 +414,10 @@ impl Wal {
                 return Ok((*first, seg.len));
             }
         }
+        // Everything written so far becomes durable before a segment
+        // follows it: only the last segment can then hold an unsynced
+        // (possibly torn) tail, which recovery relies on.
+        self.sync_now()?;
         let path = segment_path(&self.dir, index);
         let file = Arc::new(
             OpenOptions::new()
@@ -366,6 +455,16 @@ impl Wal {
         Ok(())
     }
 
+    /// Sync every file written since the last sync, now. Syncing under the
+    /// dirty lock keeps the group-commit thread from acknowledging appends
+    /// (seeing nothing dirty) before this sync is done.
+    fn sync_now(&self) -> Result<()> {
+        let mut dirty = self.lock_dirty();
+        dirty.sync(&self.dir)?;
+        dirty.take();
+        Ok(())
+    }
+
     /// Remove entries from `since` on, durably.
     pub(crate) fn truncate(&self, since: u64) -> Result<()> {
         let mut inner = self.lock();
@@ -398,13 +497,8 @@ impl Wal {
                 removed = true;
             }
         }
-        // Earlier appends must be durable before this returns too. Syncing
-        // under the lock keeps the group-commit thread from acknowledging
-        // appends (seeing nothing dirty) before this sync is done.
-        let mut dirty = self.lock_dirty();
-        dirty.sync(&self.dir)?;
-        dirty.take();
-        drop(dirty);
+        // Earlier appends must be durable before this returns too.
+        self.sync_now()?;
         if removed {
             sync_dir(&self.dir)?;
         }
