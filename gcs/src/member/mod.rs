@@ -113,10 +113,18 @@ impl GcsConfig {
 pub enum GcsMemberError {
     #[error("{0}")]
     Config(String),
+    // Not `#[from]`: the store's error is in the message already, and a
+    // `source` would print it twice under anyhow's `{:#}`.
     #[error("cannot open the GCS data directory: {0}")]
-    Store(#[from] crate::GcsStoreError),
+    Store(crate::GcsStoreError),
     #[error("Raft failed: {0}")]
     Raft(String),
+}
+
+impl From<crate::GcsStoreError> for GcsMemberError {
+    fn from(e: crate::GcsStoreError) -> Self {
+        GcsMemberError::Store(e)
+    }
 }
 
 /// One running member. Cheap to clone; [`GcsMember::shutdown`] stops it.
