@@ -2,8 +2,8 @@
 //!
 //! Three audiences, as in openraft's examples: Raft's own traffic between
 //! members ([`RaftAppend`], [`RaftVote`], [`RaftPreVote`], [`RaftSnapshot`], each
-//! [`Addressed`] to one member id), clients
-//! ([`Kv`], [`Watch`]) and operators ([`Admin`]). Client-facing answers
+//! [`Addressed`] to one member id), clients ([`Kv`], [`Watch`]) and
+//! operators ([`Admin`], [`Backup`]). Client-facing answers
 //! carry a typed [`GcsError`] that separates "ask another member / retry"
 //! from "rejected"; a command the state machine refused (a compare that did
 //! not hold, an unknown lease) is not an error here but the command's
@@ -192,6 +192,49 @@ pub struct MemberStatus {
     /// The KV revision this member has applied.
     pub revision: u64,
     pub membership: Membership,
+    /// On the leader: the last log index each other member is known to
+    /// hold (`None`: nothing matched yet); empty on other members.
+    pub matched: Vec<(NodeId, Option<u64>)>,
+    /// On the leader: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+/// A consistent copy of the whole state machine, for `troupe gcs snapshot
+/// save`: the leader's Raft snapshot covering a linearizable read point
+/// (built afresh if needed), as a stream of chunks (each well under the RPC
+/// message limit).
+pub struct Backup;
+impl Protocol for Backup {
+    const NAME: &'static str = "gcs.backup";
+    type Request = BackupRequest;
+    /// A [`BackupChunk::Start`], then `Data` chunks in order. An error item
+    /// (e.g. [`GcsError::NotLeader`]) ends the stream.
+    type Response = Result<BackupChunk, GcsError>;
+}
+
+/// Ask for a backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// The largest data chunk to send, in bytes (the member caps it at
+    /// [`BACKUP_MAX_CHUNK`]).
+    pub chunk_bytes: u32,
+}
+
+/// The largest chunk a member sends: 1 MiB, far under the RPC message
+/// limit, so a chunk never holds a connection's reader for long.
+pub const BACKUP_MAX_CHUNK: u32 = 1 << 20;
+
+/// One item of a backup stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupChunk {
+    /// What follows: `total_bytes` of an encoded snapshot of the state
+    /// up to log index `last_log_index`, from member `member`.
+    Start {
+        member: NodeId,
+        last_log_index: Option<u64>,
+        total_bytes: u64,
+    },
+    Data(Vec<u8>),
 }
 
 /// Why a GCS request did not get an answer from the store.

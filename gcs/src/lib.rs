@@ -18,6 +18,10 @@
 //! - [`store`] — storage (WAL + sled): [`open`], [`LogStore`], [`StateMachineStore`],
 //!   [`GcsReader`] for local reads.
 //! - [`watch`] — [`Watcher`], history then live events without gaps.
+//! - [`health`] — probing every member, liveness, lag and flags for
+//!   `troupe status` and `troupe gcs members`.
+//! - [`backup`] — backup files (format, checksum), taking one from the
+//!   leader, restoring one as a new cluster's first member.
 //! - [`lease_tracker`] — [`LeaseTracker`], the leader's lease deadlines.
 //! - [`error`] — [`GcsStoreError`].
 //!
@@ -44,9 +48,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod client;
 pub mod command;
 pub mod error;
+pub mod health;
 pub mod kv;
 pub mod lease_tracker;
 pub mod member;

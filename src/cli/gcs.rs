@@ -1,4 +1,5 @@
-//! `troupe gcs ...`: run a control-store member and manage membership.
+//! `troupe gcs ...`: run a control-store member, manage membership, back
+//! the store up and restore it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,22 +8,27 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe_core::rpc::{ClusterToken, RpcClient, RpcConfig, RpcServer};
 use troupe_gcs::api::{AdminReply, AdminRequest, Membership};
+use troupe_gcs::backup;
 use troupe_gcs::client::{ClientConfig, GcsClient};
+use troupe_gcs::health::{self, member_id, parse_member_id};
 use troupe_gcs::member::{GcsConfig, GcsMember};
 
 #[derive(Debug, Subcommand)]
 pub enum GcsCommand {
     /// Run a GCS member in the foreground until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
-    /// Show the members of the control store and who leads.
+    /// Show the members of the control store: who leads, each member's
+    /// address, liveness and lag, and flags for unreachable voters and
+    /// voters sharing an address.
     Members(ClientArgs),
     /// Add a running member (started with `gcs serve` without
     /// --bootstrap): it catches up as a learner, then becomes a voter.
     Add {
         #[command(flatten)]
         client: ClientArgs,
-        /// The new member's id (never one a removed member had).
-        #[arg(long)]
+        /// The new member's id (never one a removed member had), as
+        /// node-<16 hex digits> or decimal.
+        #[arg(long, value_parser = parse_member_id)]
         id: u64,
         /// The new member's RPC address.
         #[arg(long)]
@@ -35,15 +41,60 @@ pub enum GcsCommand {
     Remove {
         #[command(flatten)]
         client: ClientArgs,
-        #[arg(long)]
+        /// The member's id as `troupe status` and `gcs members` show it
+        /// (node-<16 hex digits>), or decimal.
+        #[arg(long, value_parser = parse_member_id)]
         id: u64,
+    },
+    /// Back up the control store to a file, or restore a backup as a new
+    /// cluster (like `etcdctl snapshot save/restore`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Write a consistent copy of the whole store (the leader's state at a
+    /// linearizable read point) to FILE, atomically, with a checksum.
+    Save {
+        /// The backup file to write (replaced if it exists).
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Check FILE's checksum and write its state into a new data directory,
+    /// as a NEW cluster whose only member is --id; other nodes join it
+    /// afterwards. Then start it with `troupe start --head --data-dir DIR`
+    /// (or, with --member-dir, `troupe gcs serve --id ID --data-dir DIR
+    /// --bootstrap`).
+    Restore {
+        /// The backup file `gcs snapshot save` wrote.
+        file: PathBuf,
+        /// The new directory (absent or empty; never overwritten).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new member's id (node-<16 hex digits> or decimal). With the
+        /// node layout it becomes the node's id too.
+        #[arg(long, default_value = "1", value_parser = parse_member_id)]
+        id: u64,
+        /// The address the new member will listen on, recorded in the
+        /// membership. A member started on another address records that one
+        /// instead when it starts.
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        addr: String,
+        /// Write a `troupe gcs serve` member directory instead of a node
+        /// directory (which holds the node id and the member's data under
+        /// gcs/).
+        #[arg(long)]
+        member_dir: bool,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// This member's id: unique in the cluster, never reused.
-    #[arg(long)]
+    /// This member's id: unique in the cluster, never reused
+    /// (node-<16 hex digits> or decimal).
+    #[arg(long, value_parser = parse_member_id)]
     id: u64,
     /// Where the log and the state machine live. Restarting on the same
     /// directory keeps every acknowledged write.
@@ -81,9 +132,14 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Addresses of GCS members, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    gcs: Vec<String>,
+    /// Addresses of GCS members (any node running one), comma-separated.
+    #[arg(
+        long,
+        visible_alias = "gcs",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:6380"
+    )]
+    address: Vec<String>,
     /// The cluster token (or set TROUPE_CLUSTER_TOKEN).
     #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
     token: String,
@@ -101,10 +157,26 @@ impl ClientArgs {
             );
         }
         let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&self.token)?));
-        let mut config = ClientConfig::new(self.gcs.clone());
-        config.request_timeout = Duration::from_secs_f64(self.timeout);
+        let mut config = ClientConfig::new(self.address.clone());
+        config.request_timeout = self.timeout();
         Ok(GcsClient::new(rpc, config)?)
     }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+}
+
+/// How long `status` and `gcs members` wait for each member's answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The control store's members, probed one by one, as text: what
+/// `troupe status` and `troupe gcs members` print.
+pub async fn members_report(client: &GcsClient, rpc: &RpcClient) -> anyhow::Result<String> {
+    let status = client.status().await?;
+    let probes = health::probe(rpc, &status.membership.addrs(), PROBE_TIMEOUT).await;
+    let report = health::report(&probes, Some(&status));
+    Ok(health::render(&report))
 }
 
 pub fn run(command: GcsCommand) -> anyhow::Result<()> {
@@ -114,14 +186,10 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             GcsCommand::Serve(args) => serve(args).await,
-            GcsCommand::Members(client) => {
-                let status = client.client()?.status().await?;
-                let leader = status.leader.map_or("none".to_string(), |l| l.to_string());
-                println!(
-                    "leader: {leader}  term: {}  revision: {}  (as seen by member {})",
-                    status.term, status.revision, status.id
-                );
-                print_membership(&status.membership);
+            GcsCommand::Members(args) => {
+                let client = args.client()?;
+                let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&args.token)?));
+                print!("{}", members_report(&client, &rpc).await?);
                 Ok(())
             }
             GcsCommand::Add {
@@ -145,8 +213,70 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
                 print_reply(reply);
                 Ok(())
             }
+            GcsCommand::Snapshot(SnapshotCommand::Save { file, client }) => {
+                save(&file, &client).await
+            }
+            GcsCommand::Snapshot(SnapshotCommand::Restore {
+                file,
+                data_dir,
+                id,
+                addr,
+                member_dir,
+            }) => restore(&file, &data_dir, id, &addr, member_dir).await,
         }
     })
+}
+
+async fn save(file: &std::path::Path, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = args.client()?;
+    let fetched = backup::fetch(&client, args.timeout()).await?;
+    let bytes = backup::save(file, &fetched.body)?;
+    println!(
+        "saved revision {} from member {} to {} ({bytes} bytes, crc32 checksum)",
+        fetched.revision,
+        member_id(fetched.member),
+        file.display()
+    );
+    Ok(())
+}
+
+async fn restore(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    id: u64,
+    addr: &str,
+    member_layout: bool,
+) -> anyhow::Result<()> {
+    let payload = backup::load(file)?;
+    let member_dir = if member_layout {
+        data_dir.to_path_buf()
+    } else {
+        backup::require_empty(data_dir)?;
+        troupe_worker::write_node_id(data_dir, troupe_core::id::NodeId::new(id))?;
+        troupe_worker::gcs_data_dir(data_dir)
+    };
+    let restored = backup::restore(payload, &member_dir, id, addr).await?;
+    let start = if member_layout {
+        format!(
+            "troupe gcs serve --id {id} --data-dir {} --listen {addr} --bootstrap",
+            data_dir.display()
+        )
+    } else {
+        format!(
+            "troupe start --head --data-dir {} --listen {addr}",
+            data_dir.display()
+        )
+    };
+    println!(
+        "restored revision {} ({} keys) from {} into {} as a new cluster whose only member is {}\n\
+         start it with: {start}\nthen join other nodes to it (they start empty and catch up)",
+        restored.revision,
+        restored.keys,
+        file.display(),
+        data_dir.display(),
+        member_id(id)
+    );
+    Ok(())
 }
 
 fn print_reply(reply: AdminReply) {
@@ -157,12 +287,12 @@ fn print_reply(reply: AdminReply) {
 }
 
 fn print_membership(m: &Membership) {
-    println!("{:<8} {:<8} address", "id", "role");
+    println!("{:<21}  {:<7}  address", "id", "role");
     for (id, addr) in &m.voters {
-        println!("{id:<8} {:<8} {addr}", "voter");
+        println!("{:<21}  {:<7}  {addr}", member_id(*id), "voter");
     }
     for (id, addr) in &m.learners {
-        println!("{id:<8} {:<8} {addr}", "learner");
+        println!("{:<21}  {:<7}  {addr}", member_id(*id), "learner");
     }
 }
 
@@ -202,7 +332,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         member.bootstrap(&addr).await?;
     }
     // One parseable line for scripts and tests; logs go to stderr.
-    println!("gcs member {} listening on {addr}", args.id);
+    println!("gcs member {} listening on {addr}", member_id(args.id));
     super::wait_for_shutdown_signal().await?;
     tracing::info!(member = args.id, "shutting down");
     server.shutdown().await;

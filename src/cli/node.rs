@@ -89,7 +89,7 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct AddressArgs {
     /// Any node's address (host:port).
-    #[arg(long, default_value = "127.0.0.1:6380")]
+    #[arg(long, visible_alias = "gcs", default_value = "127.0.0.1:6380")]
     address: String,
     /// The cluster token (or TROUPE_CLUSTER_TOKEN).
     #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
@@ -246,10 +246,23 @@ impl AddressArgs {
     }
 }
 
+/// The cluster's nodes and actors, then the control store's members: who
+/// leads, each member's liveness and lag, and what needs the operator. The
+/// members are probed even when the store cannot commit (the node tables
+/// then fail to load, after the members are shown).
 pub async fn status(args: AddressArgs) -> anyhow::Result<()> {
     let cluster = args.connect().await?;
-    let state = cluster.state().await?;
-    print!("{}", troupe_worker::status::render(&state));
+    let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&args.token)?));
+    let members = super::gcs::members_report(cluster.gcs(), &rpc).await;
+    let state = cluster.state().await;
+    if let Ok(state) = &state {
+        print!("{}", troupe_worker::status::render(state));
+    }
+    match members {
+        Ok(text) => print!("{text}"),
+        Err(e) => println!("gcs: the members could not be listed: {e:#}"),
+    }
+    state?;
     Ok(())
 }
 

@@ -62,7 +62,7 @@ pub use error::{Result, WorkerError};
 pub use health::{HealthPolicy, HealthTable};
 pub use hosting::INSTANCE_LOG;
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
-pub use node::{GcsTiming, Node, NodeConfig, Role};
+pub use node::{gcs_data_dir, write_node_id, GcsTiming, Node, NodeConfig, Role};
 pub use placement::{
     plan, Decision, NodeView, PendingReason, PlacementPlan, PlacementPolicy, PlacementRequest,
 };

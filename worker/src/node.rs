@@ -142,7 +142,7 @@ impl Node {
             .local_addr()
             .map_err(|e| WorkerError::Config(e.to_string()))?;
         let member = if runs_gcs {
-            let mut gcs_config = GcsConfig::new(id.get(), config.data_dir.join("gcs"));
+            let mut gcs_config = GcsConfig::new(id.get(), gcs_data_dir(&config.data_dir));
             gcs_config.heartbeat = config.gcs.heartbeat;
             gcs_config.election_timeout = config.gcs.election_timeout;
             gcs_config.snapshot_every = config.gcs.snapshot_every;
@@ -254,6 +254,7 @@ impl Node {
                 .map_or(0, |d| d.as_millis() as u64),
             gcs_member: member.is_some(),
             draining: false,
+            node_ttl_ms: config.node_ttl.as_millis() as u64,
         };
         let (lease, registered_at) = register(&gcs, &record, config.node_ttl).await?;
         let (lease_tx, lease_rx) = watch::channel(lease);
@@ -345,6 +346,22 @@ impl Node {
             }
         }
     }
+}
+
+/// Where a GCS node keeps its member's data, under its data directory
+/// (`<data dir>/gcs`; the node's id is in `<data dir>/node-id`, and its
+/// member has the same id).
+pub fn gcs_data_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("gcs")
+}
+
+/// Gives a new node directory its id (a restored control store's member
+/// must start as the id it was restored for).
+pub fn write_node_id(data_dir: &std::path::Path, id: NodeId) -> Result<(), WorkerError> {
+    let path = data_dir.join("node-id");
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| std::fs::write(&path, format!("{id}\n")))
+        .map_err(|e| WorkerError::Config(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The node's id, kept in the data directory so a restart keeps it.

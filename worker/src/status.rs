@@ -1,4 +1,5 @@
-//! `troupe status` as a pure rendering of a [`ClusterState`].
+//! `troupe status` as a pure rendering of a [`ClusterState`] (the
+//! control store's members follow, from `troupe_gcs::health`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -53,10 +54,11 @@ pub fn render(state: &ClusterState) -> String {
         };
         let _ = writeln!(
             out,
-            "  {}  {}  {}{roles}{controller}",
+            "  {}  {}  {}  ttl {}s{roles}{controller}",
             node.id,
             node.addr,
-            usage(used.get(&node.id).unwrap_or(&zero), &node.resources)
+            usage(used.get(&node.id).unwrap_or(&zero), &node.resources),
+            node.node_ttl_ms as f64 / 1000.0
         );
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -119,6 +121,7 @@ mod tests {
                 started_at_ms: 0,
                 gcs_member: true,
                 draining: false,
+                node_ttl_ms: 3_000,
             },
         );
         let options = ActorOptions {
@@ -138,6 +141,7 @@ mod tests {
         }
         let text = render(&state);
         assert!(text.contains("GPU 0.9/1"), "{text}");
+        assert!(text.contains("  ttl 3s  [gcs]"), "{text}");
         assert!(text.contains("3 ALIVE, 1 PENDING"), "{text}");
         assert!(
             text.contains("PENDING  restarts 0/0  (no node has 0.3 GPU free)"),

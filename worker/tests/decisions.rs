@@ -33,6 +33,7 @@ impl Cluster {
             started_at_ms: 0,
             gcs_member: false,
             draining: false,
+            node_ttl_ms: 3_000,
         };
         self.kv.insert(Key::Node(id).to_bytes(), encode(&record));
         self.alive.insert(id, true);

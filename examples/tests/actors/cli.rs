@@ -26,7 +26,7 @@ async fn status_lists_nodes_and_stop_makes_a_node_leave() {
     assert!(ok, "{status}");
     assert!(status.contains("nodes (2):"), "{status}");
     assert!(
-        status.contains("CPU 0/2, GPU 0/1  [gcs]  [controller]"),
+        status.contains("CPU 0/2, GPU 0/1  ttl 1s  [gcs]  [controller]"),
         "{status}"
     );
     assert!(status.contains("accel 0/2"), "{status}");

@@ -1,6 +1,7 @@
 //! The actor API and the serve layer across real node processes (`troupe-actors start`) on
 //! loopback; the test process is a driver (`Cluster::connect`).
 
+mod backup;
 mod calls;
 mod cli;
 mod content;
@@ -14,6 +15,7 @@ mod membership;
 mod operator;
 mod resilience;
 mod serve;
+mod status;
 mod support;
 #[allow(dead_code)]
 #[path = "../vision/support.rs"]

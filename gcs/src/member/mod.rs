@@ -7,6 +7,7 @@
 //! member.bootstrap(&server.local_addr().to_string()).await?;   // first member only
 //! ```
 
+mod backup;
 pub mod election;
 pub mod join;
 mod leases;
@@ -28,6 +29,7 @@ use crate::response::Response;
 use crate::store::{self, GcsReader, StoreConfig};
 use crate::types::{NodeId, Raft};
 
+pub use backup::{backup_items, must_adopt_address};
 pub use leases::LeaseKeeper;
 pub use proposer::{payload_bytes, BatchLimits, Proposer, WriteError};
 
@@ -100,6 +102,11 @@ impl GcsConfig {
             // Elections are started by `election::run` after a PreVote
             // round, never by openraft's own timer (see `election`).
             enable_elect: false,
+            // Each snapshot chunk (openraft's 3 MiB) must arrive within
+            // this; openraft's 200 ms default never lets a multi-MiB
+            // snapshot (a restored backup) reach a joining member on a
+            // busy machine.
+            install_snapshot_timeout: 5_000,
             ..Default::default()
         };
         config
@@ -240,8 +247,9 @@ impl GcsMember {
     }
 
     /// Makes this member the first voter of a new cluster reachable at
-    /// `addr`. Does nothing if the member already belongs to a cluster (a
-    /// restart on the same data directory).
+    /// `addr`. If the member already belongs to a cluster (a restart on the
+    /// same data directory, or one restored from a backup), only records
+    /// `addr` when it is the sole voter and was known at another address.
     pub async fn bootstrap(&self, addr: &str) -> Result<(), GcsMemberError> {
         if self
             .raft
@@ -249,6 +257,7 @@ impl GcsMember {
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?
         {
+            self.adopt_address(addr).await;
             return Ok(());
         }
         let members = BTreeMap::from([(self.id, BasicNode::new(addr))]);
@@ -344,6 +353,13 @@ impl GcsMember {
             last_applied_index: m.last_applied.map(|l| l.index),
             revision: self.reader.revision().unwrap_or(0),
             membership: Membership { voters, learners },
+            matched: m
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, log)| (*id, log.map(|l| l.index)))
+                .collect(),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
         }
     }
 

@@ -38,7 +38,8 @@ pub(super) fn register(member: GcsMember, server: RpcServer) -> RpcServer {
         .with_service(PreVoteService(member.clone()))
         .with_service(KvService(member.clone()))
         .with_service(WatchService(member.clone()))
-        .with_service(AdminService(member))
+        .with_service(AdminService(member.clone()))
+        .with_service(super::backup::BackupService(member))
 }
 
 /// Where a member's key for "this id was removed" lives. Ids of removed
@@ -58,7 +59,7 @@ fn not_leader(
     }
 }
 
-fn store_error(e: GcsStoreError) -> GcsError {
+pub(super) fn store_error(e: GcsStoreError) -> GcsError {
     match e {
         GcsStoreError::Compacted {
             requested,
@@ -93,7 +94,7 @@ fn membership_error(e: ChangeMembershipError<NodeId>) -> GcsError {
     }
 }
 
-fn leader_check_error(
+pub(super) fn leader_check_error(
     member: &GcsMember,
     e: RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>,
 ) -> GcsError {

@@ -22,7 +22,7 @@ use std::path::Path;
 pub use log_store::LogStore;
 pub use reader::{GcsReader, RangeRead};
 pub use sm_tree::HistoryRead;
-pub use snapshot::SnapshotBuilder;
+pub use snapshot::{SnapshotBuilder, SnapshotPayload, SNAPSHOT_FORMAT};
 pub use state_machine::StateMachineStore;
 
 use crate::error::{GcsStoreError, Result};
@@ -101,29 +101,46 @@ fn format_verdict(
     file: Option<&str>,
     has_data: bool,
 ) -> std::result::Result<bool, String> {
-    let found = match file {
+    let format_file = dir.join(FORMAT_FILE);
+    let text = match file {
         None if !has_data => return Ok(true),
-        // Directories from before the format file are format 1.
-        None => 1,
-        Some(text) => text
-            .trim()
-            .strip_prefix(FORMAT_PREFIX)
-            .and_then(|n| n.parse::<u32>().ok())
-            .ok_or_else(|| {
-                format!(
-                    "{} is not a Troupe GCS format file (found {:?})",
-                    dir.join(FORMAT_FILE).display(),
-                    text.trim()
-                )
-            })?,
+        // Every build since the file exists writes it before any data: data
+        // without it is from an older build, or the file was lost.
+        None => {
+            return Err(format!(
+                "{} holds GCS data but no {FORMAT_FILE} file, so its store format is unknown \
+                 (this build reads format {STORE_FORMAT}; builds before the file existed wrote \
+                 format 1). Nothing was changed. If this build wrote the data and only the file \
+                 was lost, restore it: printf '{FORMAT_PREFIX}{STORE_FORMAT}\\n' > {}. If other \
+                 members of the cluster hold the data, this member can instead start on a new, \
+                 empty data directory and catch up from them; on a single-member cluster this \
+                 directory is the only copy: keep it",
+                dir.display(),
+                format_file.display()
+            ));
+        }
+        Some(text) => text,
     };
+    let found = text
+        .trim()
+        .strip_prefix(FORMAT_PREFIX)
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or_else(|| {
+            format!(
+                "{} is not a Troupe GCS format file (found {:?})",
+                format_file.display(),
+                text.trim()
+            )
+        })?;
     if found == STORE_FORMAT {
         return Ok(false);
     }
     Err(format!(
         "{} holds GCS data in store format {found}; this build reads format {STORE_FORMAT}. \
-         Start this member on an empty data directory (it catches up from the other members) \
-         or run a build that reads format {found}",
+         Nothing was changed. Run a build that reads format {found}; or, if other members of \
+         the cluster hold the data, start this member on a new, empty data directory (it \
+         catches up from them). On a single-member cluster this directory is the only copy: \
+         keep it",
         dir.display()
     ))
 }
@@ -170,14 +187,23 @@ mod format_tests {
         assert_eq!(format_verdict(dir, None, false), Ok(true));
         let current = format!("{FORMAT_PREFIX}{STORE_FORMAT}\n");
         assert_eq!(format_verdict(dir, Some(&current), true), Ok(false));
-        let old = format_verdict(dir, None, true).unwrap_err();
-        assert!(old.contains("store format 1"), "{old}");
-        assert!(old.contains("empty data directory"), "{old}");
+        let missing = format_verdict(dir, None, true).unwrap_err();
+        assert!(missing.contains("no FORMAT file"), "{missing}");
+        assert!(
+            missing.contains("printf 'troupe-gcs store format 2\\n' > /data/FORMAT"),
+            "{missing}"
+        );
+        assert!(missing.contains("single-member cluster"), "{missing}");
+        assert!(
+            !missing.contains("holds GCS data in store format"),
+            "{missing}"
+        );
         let newer = format_verdict(dir, Some("troupe-gcs store format 9"), true).unwrap_err();
         assert!(
             newer.contains("format 9") && newer.contains("reads format 2"),
             "{newer}"
         );
+        assert!(newer.contains("only copy: keep it"), "{newer}");
         let junk = format_verdict(dir, Some("hello"), true).unwrap_err();
         assert!(junk.contains("not a Troupe GCS format file"), "{junk}");
     }
@@ -191,6 +217,6 @@ mod format_tests {
         assert_eq!(text, format!("{FORMAT_PREFIX}{STORE_FORMAT}\n"));
         std::fs::remove_file(dir.join(FORMAT_FILE)).unwrap();
         let err = open(&dir, StoreConfig::default()).err().expect("refused");
-        assert!(err.to_string().contains("store format 1"), "{err}");
+        assert!(err.to_string().contains("no FORMAT file"), "{err}");
     }
 }

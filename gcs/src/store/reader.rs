@@ -40,6 +40,15 @@ impl GcsReader {
         GcsReader { shared }
     }
 
+    /// The last snapshot openraft had built or installed: the log id it
+    /// covers and its bytes (an encoded `SnapshotPayload`).
+    pub(crate) fn current_snapshot(&self) -> Result<Option<(Option<LogId>, Vec<u8>)>> {
+        Ok(self
+            .shared
+            .current_snapshot()?
+            .map(|s| (s.meta.last_log_id, s.data)))
+    }
+
     /// The current revision.
     pub fn revision(&self) -> Result<u64> {
         self.shared.read_current().revision()

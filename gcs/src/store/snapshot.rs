@@ -102,6 +102,11 @@ impl RawCapture {
 }
 
 impl SnapshotPayload {
+    /// The bytes a snapshot (and a backup file's body) holds.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        encode(self)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let payload: SnapshotPayload = decode(bytes)?;
         if payload.format != SNAPSHOT_FORMAT {

@@ -64,7 +64,7 @@ impl SmShared {
         next.map_or(Ok(1), |v| codec::u64_value(&v))
     }
 
-    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>> {
+    pub(crate) fn current_snapshot(&self) -> Result<Option<StoredSnapshot>> {
         self.control
             .get(CONTROL_SNAPSHOT)?
             .map(|v| decode(&v))

@@ -2,6 +2,7 @@
 //! over the RPC transport on loopback, each with its own sled directory.
 //! (Process-level kill tests live in the facade crate's `tests/`.)
 
+mod backup;
 mod basics;
 mod batching;
 mod leases;

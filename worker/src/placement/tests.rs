@@ -83,6 +83,7 @@ fn record(id: u64, resources: Resources) -> NodeRecord {
         started_at_ms: 0,
         gcs_member: false,
         draining: false,
+        node_ttl_ms: 3_000,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct NodeRecord {
     pub gcs_member: bool,
     /// Whether it is leaving and takes no new actors.
     pub draining: bool,
+    /// Its lease's TTL (`--node-ttl`): declared dead this long after it
+    /// stops renewing it. Milliseconds.
+    pub node_ttl_ms: u64,
 }
 
 impl Record for NodeRecord {

@@ -23,6 +23,7 @@ fn node_record() -> NodeRecord {
         started_at_ms: 1_764_000_000_000,
         gcs_member: true,
         draining: false,
+        node_ttl_ms: 3_000,
     }
 }
 

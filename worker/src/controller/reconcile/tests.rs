@@ -21,6 +21,7 @@ fn node(state: &mut ClusterState, id: u64, resources: Resources) -> NodeId {
         started_at_ms: 0,
         gcs_member: false,
         draining: false,
+        node_ttl_ms: 3_000,
     };
     state.apply(&Key::Node(id).to_bytes(), Some(&schema::encode(&record)));
     state.apply(&Key::Owner(id).to_bytes(), Some(&[]));
