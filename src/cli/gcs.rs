@@ -23,6 +23,9 @@ pub enum GcsCommand {
     Members(ClientArgs),
     /// Add a running member (started with `gcs serve` without
     /// --bootstrap): it catches up as a learner, then becomes a voter.
+    /// Safe to repeat. A member recorded at the same address under another
+    /// id (one that lost its data directory) is replaced by it in the same
+    /// change.
     Add {
         #[command(flatten)]
         client: ClientArgs,
@@ -199,11 +202,13 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
                 learner,
             } => {
                 let client = client.client()?;
-                client.admin(AdminRequest::AddLearner { id, addr }).await?;
                 let reply = if learner {
+                    client.admin(AdminRequest::AddLearner { id, addr }).await?;
                     client.admin(AdminRequest::Status).await?
                 } else {
-                    client.admin(AdminRequest::Promote { id }).await?
+                    // Idempotent, and replaces a member recorded at `addr`
+                    // under another id once `addr` answers as `id`.
+                    client.admin(AdminRequest::Join { id, addr }).await?
                 };
                 print_reply(reply);
                 Ok(())
