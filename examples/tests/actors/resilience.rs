@@ -184,6 +184,93 @@ async fn a_stream_cut_by_its_replicas_node_is_not_started_again() {
     assert_eq!(lines[1..], ["tick 0", "tick 1", "tick 2"], "{fresh:?}");
 }
 
+/// PreVote across processes: a GCS follower paused (SIGSTOP) for longer
+/// than the leader's lease and many election timeouts resumes without an
+/// election: its term stays the cluster's and the leader keeps leading
+/// (without PreVote it would raise its term on waking and unseat it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_gcs_follower_resumes_without_raising_the_term() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (nodes, _driver, _) = pinned_chain(tmp.path(), &["--gcs"]).await;
+    // (leads, term) of node `i`'s GCS member, from its /metrics.
+    let role = |i: usize| -> Option<(bool, u64)> {
+        let page = metrics_page(&nodes[i].admin);
+        let gauge = |name: &str| {
+            page.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        Some((
+            gauge("troupe_gcs_is_leader")? == 1.0,
+            gauge("troupe_gcs_term")? as u64,
+        ))
+    };
+    // One leader, every member in its term.
+    let agreed = |roles: &[Option<(bool, u64)>]| -> Option<(usize, u64)> {
+        let leaders: Vec<usize> = (0..roles.len())
+            .filter(|&i| roles[i].is_some_and(|(leads, _)| leads))
+            .collect();
+        let [leader] = leaders[..] else { return None };
+        let term = roles[leader]?.1;
+        roles
+            .iter()
+            .all(|r| r.is_some_and(|(_, t)| t == term))
+            .then_some((leader, term))
+    };
+    let roles = || (0..3).map(role).collect::<Vec<_>>();
+    wait_until(
+        "the members agree on a leader",
+        Duration::from_secs(20),
+        || ready(agreed(&roles()).is_some()),
+    )
+    .await;
+    let (leader, term) = agreed(&roles()).unwrap();
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let watcher = (0..3).find(|&i| i != follower).unwrap();
+    // Load through another node's proxy: its routers reach the follower's
+    // replicas, so the data path notices the pause.
+    let load = Load::start(&nodes[watcher].http, 2);
+    wait_until("the load flows", Duration::from_secs(10), || {
+        ready(load.succeeded() > 20)
+    })
+    .await;
+
+    nodes[follower].signal(Signal::SIGSTOP);
+    // The data path notices the silence after about a second: several
+    // election timeouts (150-300 ms) and the lease have passed by then.
+    let ejected = || {
+        node_gauge(
+            &nodes[watcher].admin,
+            "troupe_node_ejected",
+            &nodes[follower].id,
+        )
+    };
+    wait_until(
+        "another node ejects the paused follower",
+        Duration::from_secs(10),
+        || ready(ejected() == Some(1.0)),
+    )
+    .await;
+    nodes[follower].signal(Signal::SIGCONT);
+    wait_until(
+        "the resumed follower answers and is readmitted",
+        Duration::from_secs(20),
+        || ready(role(follower).is_some() && matches!(ejected(), Some(0.0) | None)),
+    )
+    .await;
+    let _ = load.stop();
+    let after = roles();
+    assert_eq!(
+        agreed(&after),
+        Some((leader, term)),
+        "after the pause: (leads, term) per node {after:?}, before: node {leader} led term {term}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
     // Nodes whose lease outlives the pause: the GCS keeps node 2 and its
