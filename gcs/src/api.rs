@@ -218,6 +218,11 @@ pub struct BackupRequest {
     /// The largest data chunk to send, in bytes (the member caps it at
     /// [`BACKUP_MAX_CHUNK`]).
     pub chunk_bytes: u32,
+    /// This member's own applied state, leader or not, without a read
+    /// point: for recovering from a lost quorum (it lacks whatever was
+    /// committed but not yet applied here).
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// The largest chunk a member sends: 1 MiB, far under the RPC message

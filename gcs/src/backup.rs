@@ -143,7 +143,7 @@ pub async fn fetch(client: &GcsClient, timeout: Duration) -> Result<Fetched, Bac
                 .map(|(_, a)| a.clone())
         });
         match leader {
-            Some(addr) => match fetch_from(client, &addr).await {
+            Some(addr) => match fetch_from(client, &addr, false).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(e) => last = format!("{addr}: {e}"),
             },
@@ -154,9 +154,19 @@ pub async fn fetch(client: &GcsClient, timeout: Duration) -> Result<Fetched, Bac
     Err(BackupError::Fetch(last))
 }
 
-async fn fetch_from(client: &GcsClient, addr: &str) -> Result<Fetched, String> {
+/// The state member `addr` has applied, whether or not it leads or has a
+/// quorum: for recovering a cluster that lost its quorum for good (writes
+/// committed but not yet applied on that member are not in it).
+pub async fn fetch_local(client: &GcsClient, addr: &str) -> Result<Fetched, BackupError> {
+    fetch_from(client, addr, true)
+        .await
+        .map_err(|e| BackupError::Fetch(format!("{addr}: {e}")))
+}
+
+async fn fetch_from(client: &GcsClient, addr: &str, local: bool) -> Result<Fetched, String> {
     let request = BackupRequest {
         chunk_bytes: BACKUP_MAX_CHUNK,
+        local,
     };
     let mut stream = client
         .rpc()

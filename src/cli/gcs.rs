@@ -64,6 +64,13 @@ pub enum SnapshotCommand {
         file: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
+        /// Save the state the member at the first --address has applied,
+        /// without asking the leader: for recovering from a quorum lost for
+        /// good (OPERATIONS.md). It may lack the last writes the cluster
+        /// committed that this member had not applied; pick the member
+        /// with the highest applied index (`troupe gcs members`).
+        #[arg(long)]
+        local: bool,
     },
     /// Check FILE's checksum and write its state into a new data directory,
     /// as a NEW cluster whose only member is --id; other nodes join it
@@ -218,9 +225,11 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
                 print_reply(reply);
                 Ok(())
             }
-            GcsCommand::Snapshot(SnapshotCommand::Save { file, client }) => {
-                save(&file, &client).await
-            }
+            GcsCommand::Snapshot(SnapshotCommand::Save {
+                file,
+                client,
+                local,
+            }) => save(&file, &client, local).await,
             GcsCommand::Snapshot(SnapshotCommand::Restore {
                 file,
                 data_dir,
@@ -232,9 +241,12 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
     })
 }
 
-async fn save(file: &std::path::Path, args: &ClientArgs) -> anyhow::Result<()> {
+async fn save(file: &std::path::Path, args: &ClientArgs, local: bool) -> anyhow::Result<()> {
     let client = args.client()?;
-    let fetched = backup::fetch(&client, args.timeout()).await?;
+    let fetched = match local {
+        true => backup::fetch_local(&client, &args.address[0]).await?,
+        false => backup::fetch(&client, args.timeout()).await?,
+    };
     let bytes = backup::save(file, &fetched.body)?;
     println!(
         "saved revision {} from member {} to {} ({bytes} bytes, crc32 checksum)",

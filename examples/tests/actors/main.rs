@@ -14,6 +14,7 @@ mod http_client;
 mod membership;
 mod operator;
 mod resilience;
+mod runbook;
 mod serve;
 mod status;
 mod support;

@@ -65,10 +65,21 @@ impl NodeProcess {
 
     /// [`Self::start_bin`] with its RPC address at `listen`.
     pub fn start_listening(bin: &str, dir: &Path, listen: &str, args: &[&str]) -> NodeProcess {
+        Self::start_with_token(bin, dir, listen, TOKEN, args)
+    }
+
+    /// [`Self::start_listening`] with the cluster token `token`.
+    pub fn start_with_token(
+        bin: &str,
+        dir: &Path,
+        listen: &str,
+        token: &str,
+        args: &[&str],
+    ) -> NodeProcess {
         let mut child = Command::new(bin)
             .arg("start")
             .args(args)
-            .args(["--listen", listen, "--token", TOKEN, "--node-ttl", "1"])
+            .args(["--listen", listen, "--token", token, "--node-ttl", "1"])
             .args(["--actor-threads", "1", "--http-listen", "127.0.0.1:0"])
             .args(["--dashboard-listen", "127.0.0.1:0"])
             .arg("--data-dir")

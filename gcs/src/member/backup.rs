@@ -42,14 +42,19 @@ impl BackupService {
     /// snapshot openraft keeps, built afresh if the last one is older than
     /// the read point (a snapshot is a consistent cut taken while applying
     /// is paused, as for any follower that needs one).
-    async fn take(&self, chunk: u32) -> Result<Vec<BackupChunk>, GcsError> {
+    /// With `local`, this member's applied state instead, leader or not
+    /// (quorum-loss recovery).
+    async fn take(&self, chunk: u32, local: bool) -> Result<Vec<BackupChunk>, GcsError> {
         let member = &self.0;
-        let read_point = member
-            .raft
-            .ensure_linearizable()
-            .await
-            .map_err(|e| services::leader_check_error(member, e))?
-            .map(|l| l.index);
+        let read_point = match local {
+            true => member.raft.metrics().borrow().last_applied.map(|l| l.index),
+            false => member
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| services::leader_check_error(member, e))?
+                .map(|l| l.index),
+        };
         let covers = |snapshot: Option<u64>| snapshot.is_some() && snapshot >= read_point;
         let current = member.raft.metrics().borrow().snapshot.map(|s| s.index);
         if !covers(current) {
@@ -105,10 +110,11 @@ impl Service for BackupService {
         request: BackupRequest,
         _cx: CallContext,
     ) -> Result<ResponseStream<Result<BackupChunk, GcsError>>, Status> {
-        let items: Vec<Result<BackupChunk, GcsError>> = match self.take(request.chunk_bytes).await {
-            Ok(items) => items.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        };
+        let items: Vec<Result<BackupChunk, GcsError>> =
+            match self.take(request.chunk_bytes, request.local).await {
+                Ok(items) => items.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
         Ok(futures::stream::iter(items.into_iter().map(Ok)).boxed())
     }
 }
