@@ -9,6 +9,7 @@ mod failures;
 #[allow(dead_code)]
 #[path = "../../../serve/tests/serve/http.rs"]
 mod http_client;
+mod limits;
 mod operator;
 mod resilience;
 mod serve;
