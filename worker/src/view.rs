@@ -167,8 +167,10 @@ impl ClusterView {
 async fn follow(gcs: GcsClient, state: std::sync::Weak<watch::Sender<ClusterState>>) {
     let prefix = keys::ROOT.as_bytes().to_vec();
     let mut backoff = Duration::from_millis(50);
-    // The last error logged at warn level: logged again only when it changes.
-    let mut warned: Option<String> = None;
+    // When a listing failure was last logged at warn level: at most one
+    // line per `WARN_EVERY` while it lasts.
+    const WARN_EVERY: Duration = Duration::from_secs(30);
+    let mut warned: Option<tokio::time::Instant> = None;
     'relist: loop {
         let listing = match gcs
             .range(RangeRequest::prefix(prefix.clone(), None), true)
@@ -179,12 +181,11 @@ async fn follow(gcs: GcsClient, state: std::sync::Weak<watch::Sender<ClusterStat
                 // No quorum yet is normal at start; anything else will not
                 // mend by itself and leaves this node without a view (no
                 // routes, no serve controller): say why.
-                let message = e.to_string();
                 if !matches!(e, GcsClientError::Unavailable { .. })
-                    && warned.as_ref() != Some(&message)
+                    && warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
                 {
-                    tracing::warn!(error = %message, "cannot list the cluster state; this node has no view of the cluster until it can");
-                    warned = Some(message);
+                    tracing::warn!(error = %e, "cannot list the cluster state; this node has no view of the cluster until it can");
+                    warned = Some(tokio::time::Instant::now());
                 } else {
                     tracing::debug!(error = %e, "cannot list the cluster state yet");
                 }
