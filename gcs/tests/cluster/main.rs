@@ -5,5 +5,6 @@
 mod basics;
 mod batching;
 mod leases;
+mod limits;
 mod support;
 mod watch;
