@@ -108,6 +108,12 @@ pub enum KeySelector {
     Key(Vec<u8>),
     /// Every key starting with these bytes (the empty prefix selects all).
     Prefix(Vec<u8>),
+    /// Every key from `start` (included) to `end` (excluded; `None`: no
+    /// end). What a paged read continues with (see [`RangeRequest::after`]).
+    Interval {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
 }
 
 impl KeySelector {
@@ -115,6 +121,9 @@ impl KeySelector {
         match self {
             KeySelector::Key(k) => k.as_slice() == key,
             KeySelector::Prefix(p) => key.starts_with(p),
+            KeySelector::Interval { start, end } => {
+                key >= start.as_slice() && end.as_ref().is_none_or(|e| key < e.as_slice())
+            }
         }
     }
 
@@ -129,7 +138,24 @@ impl KeySelector {
                     None => Bound::Unbounded,
                 },
             ),
+            KeySelector::Interval { start, end } => (
+                Bound::Included(start.clone()),
+                end.clone().map_or(Bound::Unbounded, Bound::Excluded),
+            ),
         }
+    }
+
+    /// The keys of this selector after `key` (which it selected): where
+    /// the next page of a paged read starts. `None` when there are none.
+    pub fn after(&self, key: &[u8]) -> Option<KeySelector> {
+        let mut start = key.to_vec();
+        start.push(0);
+        let end = match self {
+            KeySelector::Key(_) => return None,
+            KeySelector::Prefix(p) => prefix_successor(p),
+            KeySelector::Interval { end, .. } => end.clone(),
+        };
+        Some(KeySelector::Interval { start, end })
     }
 }
 
@@ -148,7 +174,10 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
+    // As bytes: see `KeyValue`.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Attach the key to this lease (which must exist); `None` detaches it.
     pub lease: Option<LeaseId>,
@@ -208,6 +237,20 @@ impl RangeRequest {
             limit,
         }
     }
+
+    /// The next page of this read, after a page that ended at `last` and
+    /// returned `got` keys; `None` when the read is complete.
+    pub fn after(&self, last: &[u8], got: u64) -> Option<RangeRequest> {
+        let limit = match self.limit {
+            Some(l) if got >= l => return None,
+            Some(l) => Some(l - got),
+            None => None,
+        };
+        Some(RangeRequest {
+            selector: self.selector.after(last)?,
+            limit,
+        })
+    }
 }
 
 /// If every compare holds, run `success`, else run `failure`; all in one
@@ -262,7 +305,7 @@ pub enum CompareOp {
 /// left: `attribute <op> operand`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareTarget {
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     Version(u64),
     CreateRevision(u64),
     ModRevision(u64),
@@ -308,6 +351,34 @@ mod tests {
     }
 
     #[test]
+    fn values_as_bytes_keep_the_bincode_form_of_a_byte_sequence() {
+        #[derive(Serialize)]
+        struct Plain {
+            key: Vec<u8>,
+            value: Vec<u8>,
+            lease: Option<LeaseId>,
+            prev_kv: bool,
+        }
+        let put = PutRequest::new(vec![1, 2], vec![0, 255, 7]);
+        let plain = Plain {
+            key: put.key.clone(),
+            value: put.value.clone(),
+            lease: None,
+            prev_kv: false,
+        };
+        assert_eq!(
+            bincode::serialize(&put).unwrap(),
+            bincode::serialize(&plain).unwrap()
+        );
+        use bincode::Options;
+        let varint = bincode::DefaultOptions::new();
+        assert_eq!(
+            varint.serialize(&put).unwrap(),
+            varint.serialize(&plain).unwrap()
+        );
+    }
+
+    #[test]
     fn command_round_trips_through_bincode() {
         let command = Command::with_session(
             1,
@@ -331,5 +402,35 @@ mod tests {
         assert!(sel.matches(&[b'a', 0xff, 0]));
         assert!(!sel.matches(b"b"));
         assert_eq!(sel.bounds().1, Bound::Excluded(b"b".to_vec()));
+    }
+
+    #[test]
+    fn the_next_page_starts_right_after_the_last_key_and_keeps_the_end() {
+        let read = RangeRequest::prefix("a/", None);
+        let next = read.after(b"a/k", 3).expect("a prefix read continues");
+        let KeySelector::Interval { start, end } = &next.selector else {
+            panic!("not an interval: {next:?}")
+        };
+        assert_eq!(
+            (start.as_slice(), end.as_deref()),
+            (&b"a/k\0"[..], Some(&b"a0"[..]))
+        );
+        assert!(!next.selector.matches(b"a/k"));
+        assert!(next.selector.matches(b"a/k\0"));
+        assert!(next.selector.matches(b"a/z"));
+        assert!(!next.selector.matches(b"a0"));
+        assert_eq!(next.limit, None);
+        // Its own next page keeps the end; a limit shrinks by what was read.
+        let again = next.after(b"a/m", 1).unwrap();
+        assert!(
+            matches!(&again.selector, KeySelector::Interval { end: Some(e), .. } if e == b"a0")
+        );
+        let limited = RangeRequest::prefix("a/", Some(5));
+        assert_eq!(limited.after(b"a/b", 2).unwrap().limit, Some(3));
+        assert_eq!(limited.after(b"a/b", 5), None);
+        assert_eq!(RangeRequest::key("k").after(b"k", 1), None);
+        // The empty prefix has no end.
+        let all = RangeRequest::prefix("", None).after(b"x", 1).unwrap();
+        assert!(all.selector.matches(&[0xff, 0xff]));
     }
 }

@@ -14,7 +14,8 @@
 //! - [`response`] — [`Response`], [`Outcome`] and the in-band [`CommandError`].
 //! - [`model`] — stored data: [`KeyValue`], [`Lease`], [`Event`], sessions.
 //! - [`kv`] — the pure engine: `apply(view, command) -> (response, mutations,
-//!   events)`, no IO.
+//!   events)`, no IO; its size limits ([`MAX_VALUE_BYTES`],
+//!   [`MAX_WRITE_BYTES`], [`RANGE_PAGE_BYTES`]).
 //! - [`store`] — storage (WAL + sled): [`open`], [`LogStore`], [`StateMachineStore`],
 //!   [`GcsReader`] for local reads.
 //! - [`watch`] — [`Watcher`], history then live events without gaps.
@@ -68,6 +69,7 @@ pub use command::{
     Operation, Proposal, PutRequest, RangeRequest, TxnOp, TxnRequest,
 };
 pub use error::{GcsStoreError, Result};
+pub use kv::{MAX_VALUE_BYTES, MAX_WRITE_BYTES, RANGE_PAGE_BYTES};
 pub use lease_tracker::{LeaseTracker, LeaseTrackerError};
 pub use model::{Event, EventKind, KeyValue, Lease, LeaseId, RevisionEvents, SessionRecord};
 pub use response::{

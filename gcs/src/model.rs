@@ -22,7 +22,11 @@ impl fmt::Display for LeaseId {
 /// One key with its value and its etcd-style metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    // As bytes: the same bincode form as a sequence of u8, copied at once
+    // instead of byte by byte (values reach megabytes).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The revision of the put that created the key (since its last delete).
     pub create_revision: u64,

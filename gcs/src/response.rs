@@ -85,4 +85,12 @@ pub enum CommandError {
         seq: u64,
         last_seq: u64,
     },
+    /// Over a size limit of [`crate::kv::limits`]. Answered by the leader
+    /// before the log (never replicated): the write changed nothing.
+    #[error("{what} is {bytes} bytes, over the control store's limit of {limit} bytes; store less (a large `user_config` belongs in a file or a model store the replicas read)")]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
 }

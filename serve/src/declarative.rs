@@ -35,6 +35,10 @@ pub enum DeployError {
     /// The control store could not be reached: retry.
     #[error("the control store is unavailable: {0}; retry, or check that a majority of GCS members runs")]
     Unavailable(String),
+    /// What the config would store is over the control store's size
+    /// limits (`troupe_gcs::kv::limits`): nothing was changed.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// What a deploy did.
@@ -268,10 +272,14 @@ pub async fn apply(
             failure: vec![],
         };
         let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;
-        if let Ok(troupe_gcs::Outcome::Txn(t)) = response.outcome {
-            if t.succeeded {
-                return Ok(outcome);
+        match response.outcome {
+            Ok(troupe_gcs::Outcome::Txn(t)) if t.succeeded => return Ok(outcome),
+            // A concurrent deploy changed what was read: plan again.
+            Ok(_) => {}
+            Err(e @ troupe_gcs::CommandError::TooLarge { .. }) => {
+                return Err(DeployError::TooLarge(format!("nothing was deployed: {e}")))
             }
+            Err(e) => return Err(DeployError::Unavailable(e.to_string())),
         }
     }
 }

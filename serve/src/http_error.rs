@@ -130,6 +130,11 @@ impl HttpError {
         }
     }
 
+    /// A body or config over a size limit ([`crate::limits`]): 413.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        HttpError::public(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
     /// Whether this answer logs a warning (every 503 does).
     fn warns(&self) -> bool {
         self.status == StatusCode::SERVICE_UNAVAILABLE
@@ -168,6 +173,7 @@ impl From<&DeployError> for HttpError {
         match error {
             DeployError::Invalid(e) => HttpError::invalid_config(e),
             DeployError::Unavailable(cause) => HttpError::store_write(cause),
+            DeployError::TooLarge(message) => HttpError::too_large(message.clone()),
         }
     }
 }

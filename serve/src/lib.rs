@@ -19,6 +19,7 @@
 //! - [`config`] — the YAML config file: schema, validation with paths,
 //!   building specs from it, and `serve build`'s description.
 //! - [`declarative`] — deploying a whole config as the desired state.
+//! - [`limits`] — a config's size and nesting limits (CLI and admin API).
 //! - [`replica`] — the shared actor hosting a replica.
 //! - [`spec`] — the GCS records (desired applications, statuses) and names.
 //! - [`records`] — serve's GCS records decoded once per view revision,
@@ -45,6 +46,7 @@ pub mod deployment;
 pub mod http;
 pub mod http_error;
 mod http_thread;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod records;

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
 use troupe_serve::config::{self, HttpOptionsUse, ProxyLocation, ServeConfig};
+use troupe_serve::limits;
 use troupe_serve::spec::STATUS_PREFIX;
 use troupe_serve::{declarative, AppStatus, Catalog, ProxyConfig};
 use troupe_worker::{schema, Node, NodeConfig, Role};
@@ -117,15 +118,31 @@ impl RunArgs {
 }
 
 /// Reads and checks a config file; the error lists every problem.
+/// It is refused before it is parsed when over the admin API's limits
+/// (size, nesting: [`troupe_serve::limits`]).
 pub fn read_config(path: &Path) -> anyhow::Result<ServeConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the config {}", path.display()))?;
+    let text = read_limited(path)?;
     config::parse_yaml(&text).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a valid config; nothing was deployed. Fix these and retry:\n{e}",
             path.display()
         )
     })
+}
+
+/// A config file's text, refused before it is parsed when it is over the
+/// size or nesting limits (`troupe_serve::limits`, as the admin API).
+fn read_limited(path: &Path) -> anyhow::Result<String> {
+    let refused = |e: limits::LimitError| anyhow::anyhow!("{}: {e}", path.display());
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading the config {}", path.display()))?
+        .len();
+    limits::check_config_size("the config file", bytes as usize).map_err(refused)?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config {}", path.display()))?;
+    limits::check_config_size("the config file", text.len()).map_err(refused)?;
+    limits::check_nesting(&text, limits::MAX_NESTING).map_err(refused)?;
+    Ok(text)
 }
 
 /// Reads a config file to deploy and checks it whole against this
@@ -136,8 +153,7 @@ fn read_deployable(
     catalog: &Catalog,
     http: HttpOptionsUse,
 ) -> anyhow::Result<ServeConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the config {}", path.display()))?;
+    let text = read_limited(path)?;
     let (config, _) = config::check_yaml(&text, catalog, http).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a valid config; nothing was deployed. Fix these and retry:\n{e}",
@@ -452,4 +468,29 @@ async fn wait_for_apps(
 ) -> anyhow::Result<()> {
     declarative::wait_deployed(cluster, done, timeout, |line| println!("{line}")).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod read_config_tests {
+    use super::read_config;
+
+    #[test]
+    fn a_config_over_the_limits_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let deep = dir.path().join("deep.yaml");
+        std::fs::write(&deep, "[".repeat(100_000)).expect("write");
+        let error = read_config(&deep).unwrap_err().to_string();
+        assert!(
+            error.contains("nests more than 128 levels deep (at line 1)"),
+            "{error}"
+        );
+        let large = dir.path().join("large.yaml");
+        let text = format!(
+            "applications: []\n# {}\n",
+            "x".repeat(troupe_serve::limits::MAX_CONFIG_BYTES)
+        );
+        std::fs::write(&large, text).expect("write");
+        let error = read_config(&large).unwrap_err().to_string();
+        assert!(error.contains("over the limit of 1572864 bytes"), "{error}");
+    }
 }

@@ -167,6 +167,10 @@ impl ClusterView {
 async fn follow(gcs: GcsClient, state: std::sync::Weak<watch::Sender<ClusterState>>) {
     let prefix = keys::ROOT.as_bytes().to_vec();
     let mut backoff = Duration::from_millis(50);
+    // When a listing failure was last logged at warn level: at most one
+    // line per `WARN_EVERY` while it lasts.
+    const WARN_EVERY: Duration = Duration::from_secs(30);
+    let mut warned: Option<tokio::time::Instant> = None;
     'relist: loop {
         let listing = match gcs
             .range(RangeRequest::prefix(prefix.clone(), None), true)
@@ -174,7 +178,17 @@ async fn follow(gcs: GcsClient, state: std::sync::Weak<watch::Sender<ClusterStat
         {
             Ok(listing) => listing,
             Err(e) => {
-                tracing::debug!(error = %e, "cannot list the cluster state yet");
+                // No quorum yet is normal at start; anything else will not
+                // mend by itself and leaves this node without a view (no
+                // routes, no serve controller): say why.
+                if !matches!(e, GcsClientError::Unavailable { .. })
+                    && warned.is_none_or(|at| at.elapsed() >= WARN_EVERY)
+                {
+                    tracing::warn!(error = %e, "cannot list the cluster state; this node has no view of the cluster until it can");
+                    warned = Some(tokio::time::Instant::now());
+                } else {
+                    tracing::debug!(error = %e, "cannot list the cluster state yet");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 if state.strong_count() == 0 {
@@ -214,6 +228,15 @@ async fn follow(gcs: GcsClient, state: std::sync::Weak<watch::Sender<ClusterStat
                     backoff = Duration::from_millis(50);
                 }
                 Err(GcsClientError::Rejected(GcsError::Compacted { .. })) => continue 'relist,
+                // The watch cannot go on from where it is (a message it
+                // cannot take, members down for the client's whole
+                // deadline): list afresh and watch from there.
+                Err(e @ (GcsClientError::Transport(_) | GcsClientError::Unavailable { .. })) => {
+                    tracing::warn!(error = %e, "cluster watch failed; listing the cluster state again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue 'relist;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster watch interrupted; resuming");
                     tokio::time::sleep(backoff).await;

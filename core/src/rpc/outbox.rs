@@ -63,6 +63,9 @@ struct State {
     data_bytes: usize,
     /// The flusher owns the socket until the queue is empty.
     flushing: bool,
+    /// The front data frame is partly on the wire: nothing may go before
+    /// its rest (a control frame overtaking it would land inside it).
+    data_started: bool,
     /// Hold frames: the server is answering a batch.
     corked: bool,
     closed: Option<String>,
@@ -79,7 +82,7 @@ impl State {
         while !self.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
-            for frame in self.control.iter().chain(self.data.iter()).take(MAX_IOVECS) {
+            for frame in self.in_order().take(MAX_IOVECS) {
                 slices[n] = IoSlice::new(frame);
                 n += 1;
             }
@@ -93,23 +96,33 @@ impl State {
         Ok(true)
     }
 
-    /// Drops `written` bytes off the front of the queue (control first).
+    /// The queued frames in the order they go on the wire: the rest of a
+    /// data frame already started, then control frames, then data.
+    fn in_order(&self) -> impl Iterator<Item = &Bytes> {
+        let started = self.data.iter().take(usize::from(self.data_started));
+        let waiting = self.data.iter().skip(usize::from(self.data_started));
+        started.chain(self.control.iter()).chain(waiting)
+    }
+
+    /// Drops `written` bytes off the front of the queue, in [`Self::in_order`].
     fn consume(&mut self, mut written: usize) {
         while written > 0 {
-            let (queue, is_data) = if self.control.is_empty() {
-                (&mut self.data, true)
-            } else {
-                (&mut self.control, false)
+            let is_data = self.data_started || self.control.is_empty();
+            let queue = match is_data {
+                true => &mut self.data,
+                false => &mut self.control,
             };
             let front = queue.front_mut().expect("wrote no more than was queued");
             let take = written.min(front.len());
             front.advance(take);
             written -= take;
+            let done = front.is_empty();
+            if done {
+                queue.pop_front();
+            }
             if is_data {
                 self.data_bytes -= take;
-            }
-            if front.is_empty() {
-                queue.pop_front();
+                self.data_started = !done;
             }
         }
     }
@@ -161,6 +174,7 @@ impl Outbox {
         state.control.clear();
         state.data.clear();
         state.data_bytes = 0;
+        state.data_started = false;
         self.inner.room.notify_waiters();
         self.inner.work.notify_one();
         Closed(reason)
@@ -339,6 +353,31 @@ mod tests {
         let mut got = [0u8; 6];
         peer.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"c1d1d2");
+    }
+
+    #[test]
+    fn a_control_frame_never_lands_inside_a_data_frame_partly_written() {
+        let mut state = State::default();
+        state.data.push_back(Bytes::from_static(b"data-one"));
+        state.data.push_back(Bytes::from_static(b"data-two"));
+        state.data_bytes = 16;
+        state.control.push_back(Bytes::from_static(b"c1"));
+        // Control first at a frame boundary...
+        let order = |s: &State| s.in_order().map(|f| f.to_vec()).collect::<Vec<_>>();
+        assert_eq!(order(&state)[0], b"c1");
+        // ... but once a data frame is partly written, its rest goes first.
+        state.consume(2 + 3);
+        assert!(state.data_started);
+        state.control.push_back(Bytes::from_static(b"c2"));
+        assert_eq!(
+            order(&state),
+            [b"a-one".to_vec(), b"c2".to_vec(), b"data-two".to_vec()]
+        );
+        state.consume(5);
+        assert!(!state.data_started);
+        assert_eq!(order(&state), [b"c2".to_vec(), b"data-two".to_vec()]);
+        state.consume(2 + 8);
+        assert!(state.is_empty() && state.data_bytes == 0);
     }
 
     /// Mixes direct and batched sends.

@@ -11,6 +11,7 @@ mod failures;
 #[allow(dead_code)]
 #[path = "../../../serve/tests/serve/http.rs"]
 mod http_client;
+mod limits;
 mod membership;
 mod operator;
 mod resilience;

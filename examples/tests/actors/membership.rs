@@ -77,7 +77,7 @@ async fn concurrent_joins_succeed_and_a_wiped_member_replaces_its_old_id() {
     let dir = cluster.tmp.path().join("n2");
     std::fs::remove_dir_all(&dir).unwrap();
     cluster.nodes[2] =
-        NodeProcess::start_listening(SERVE_BIN, &dir, &wiped_addr, &["--join", &head, "--gcs"]);
+        NodeProcess::start_bin_at(SERVE_BIN, &dir, &wiped_addr, &["--join", &head, "--gcs"]);
     wait_until(
         "the wiped member is replaced in place: 3 voters, the old id gone",
         Duration::from_secs(30),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::serve::{get, post};
 use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
-fn troupe(args: &[&str], address: &str) -> Output {
+pub(crate) fn troupe(args: &[&str], address: &str) -> Output {
     Command::new(SERVE_BIN)
         .args(args)
         .args(["--address", address, "--token", TOKEN])

@@ -39,6 +39,20 @@ pub fn away_from_others(i: usize, n: usize) -> String {
     format!("{{{}}}", names.join(", "))
 }
 
+/// Where a node started on `dir` writes its log (warnings and errors),
+/// appended across restarts: `<dir>.log`, next to its data directory.
+pub fn log_path(dir: &Path) -> std::path::PathBuf {
+    dir.with_extension("log")
+}
+
+fn log_file(dir: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(dir))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// One node process (`troupe-actors start` or `troupe-chain start`).
 pub struct NodeProcess {
     pub addr: String,
@@ -60,15 +74,16 @@ impl NodeProcess {
     /// Starts a node of `bin` with `args` after `start` and waits for its
     /// "listening on" line.
     pub fn start_bin(bin: &str, dir: &Path, args: &[&str]) -> NodeProcess {
-        Self::start_listening(bin, dir, "127.0.0.1:0", args)
+        Self::start_bin_at(bin, dir, "127.0.0.1:0", args)
     }
 
-    /// [`Self::start_bin`] with its RPC address at `listen`.
-    pub fn start_listening(bin: &str, dir: &Path, listen: &str, args: &[&str]) -> NodeProcess {
+    /// [`Self::start_bin`] with the RPC address `listen` (a restarted GCS
+    /// member keeps its address).
+    pub fn start_bin_at(bin: &str, dir: &Path, listen: &str, args: &[&str]) -> NodeProcess {
         Self::start_with_token(bin, dir, listen, TOKEN, args)
     }
 
-    /// [`Self::start_listening`] with the cluster token `token`.
+    /// [`Self::start_bin_at`] with the cluster token `token`.
     pub fn start_with_token(
         bin: &str,
         dir: &Path,
@@ -86,7 +101,7 @@ impl NodeProcess {
             .arg(dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file(dir))
             .spawn()
             .expect("spawn a node process");
         let mut line = String::new();
@@ -216,6 +231,21 @@ impl TestCluster {
         let node = NodeProcess::start_bin(self.bin, &dir, &[&["--join", &head], args].concat());
         self.nodes.push(node);
         self.nodes.len() - 1
+    }
+
+    /// Kills node `i` and starts it again on its data directory and RPC
+    /// address with `args` (the head restarts with `--head`).
+    pub fn restart(&mut self, i: usize, args: &[&str]) {
+        self.nodes[i].kill();
+        let dir = self.tmp.path().join(format!("n{i}"));
+        let listen = self.nodes[i].addr.clone();
+        self.nodes[i] = NodeProcess::start_bin_at(self.bin, &dir, &listen, args);
+    }
+
+    /// What node `i` logged so far (warnings and errors).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(log_path(&self.tmp.path().join(format!("n{i}"))))
+            .unwrap_or_default()
     }
 
     /// A driver connected through node `i`, once `n` nodes are registered.

@@ -313,6 +313,14 @@ impl GcsClient {
     pub async fn write(&self, op: Operation) -> Result<Response> {
         let session = self.take_session();
         let command = Command::with_session(session.client_id, session.next_seq, op);
+        // Refused here as the leader would refuse it, without sending it.
+        if let Err(refusal) = crate::kv::check_write(&command) {
+            self.return_session(session);
+            return Ok(Response {
+                revision: 0,
+                outcome: Err(refusal),
+            });
+        }
         let result = self.to_leader::<Kv, _>(&KvRequest::Write(command)).await;
         // Whatever happened, this sequence number is spent: a later write
         // uses the next one, which the store orders after it.
@@ -340,7 +348,28 @@ impl GcsClient {
     /// Reads keys. Linearizable reads see every write acknowledged before
     /// they started; serializable ones are answered by any member and may
     /// lag.
+    ///
+    /// A read larger than one answer ([`RANGE_PAGE_BYTES`](crate::RANGE_PAGE_BYTES)) is read page by
+    /// page, each continuing after the last key of the one before, so any
+    /// prefix the store holds can be read whatever its size. Each page is
+    /// read at its own revision: the result is not one snapshot, and its
+    /// `revision` is the first page's, so a watch from `revision + 1` sees
+    /// every change made while the pages were read. `more` is set only
+    /// when `request.limit` cut the read short.
     pub async fn range(&self, request: RangeRequest, linearizable: bool) -> Result<RangeRead> {
+        let mut read = self.range_page(request.clone(), linearizable).await?;
+        let mut next = next_page(&request, &read);
+        while let Some(page_request) = next {
+            let page = self.range_page(page_request.clone(), linearizable).await?;
+            next = next_page(&page_request, &page);
+            read.kvs.extend(page.kvs);
+            read.more = page.more;
+        }
+        Ok(read)
+    }
+
+    /// One answer of a range read (`more` when it was cut short).
+    async fn range_page(&self, request: RangeRequest, linearizable: bool) -> Result<RangeRead> {
         let request = KvRequest::Range {
             request,
             linearizable,
@@ -425,6 +454,15 @@ impl GcsClient {
     }
 }
 
+/// The request for the page after `page`, the answer to `request`;
+/// `None` when the read is complete (or its limit reached). Pure.
+pub(crate) fn next_page(request: &RangeRequest, page: &RangeRead) -> Option<RangeRequest> {
+    if !page.more {
+        return None;
+    }
+    request.after(&page.kvs.last()?.key, page.kvs.len() as u64)
+}
+
 fn unexpected(what: impl std::fmt::Debug) -> GcsClientError {
     GcsClientError::Rejected(GcsError::Invalid(format!(
         "the member answered with the wrong kind of reply ({what:?}); are all nodes running the same Troupe version?"
@@ -467,6 +505,36 @@ mod tests {
         assert!(!l.gave_up(&down, t0 + grace, 3, grace));
         assert!(!l.gave_up(&down, t0 + grace * 2 - Duration::from_millis(1), 3, grace));
         assert!(l.gave_up(&down, t0 + grace * 2, 3, grace));
+    }
+
+    #[test]
+    fn a_paged_read_continues_after_its_last_key_until_done_or_its_limit() {
+        let kv = |key: &str| KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: Vec::new(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: None,
+        };
+        let page = |keys: &[&str], more| RangeRead {
+            revision: 7,
+            kvs: keys.iter().map(|k| kv(k)).collect(),
+            more,
+        };
+        let all = RangeRequest::prefix("p/", None);
+        assert_eq!(next_page(&all, &page(&["p/a", "p/b"], false)), None);
+        let next = next_page(&all, &page(&["p/a", "p/b"], true)).expect("more to read");
+        assert!(!next.selector.matches(b"p/b") && next.selector.matches(b"p/c"));
+        assert_eq!(next.limit, None);
+        let limited = RangeRequest::prefix("p/", Some(2));
+        assert_eq!(
+            next_page(&limited, &page(&["p/a", "p/b"], true)),
+            None,
+            "limit reached"
+        );
+        let rest = next_page(&RangeRequest::prefix("p/", Some(5)), &page(&["p/a"], true));
+        assert_eq!(rest.map(|r| r.limit), Some(Some(4)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::command::{
     Command, DeleteRequest, Operation, PutRequest, RangeRequest, TxnOp, TxnRequest,
 };
 use crate::kv::compare;
+use crate::kv::limits::{page_len, RANGE_PAGE_BYTES};
 use crate::kv::view::{KvView, Mutation, Overlay};
 use crate::model::{Event, EventKind, KeyValue, Lease, LeaseId, RevisionEvents, SessionRecord};
 use crate::response::{
@@ -91,16 +92,26 @@ pub fn apply<V: KvView>(view: &V, command: &Command) -> Result<Applied, V::Error
     })
 }
 
-/// A read at the view's current state.
+/// A read at the view's current state: at most `request.limit` keys and
+/// at most one page of bytes ([`RANGE_PAGE_BYTES`]); `more` says that
+/// either cut it short (continue with [`RangeRequest::after`]).
 pub fn range<V: KvView>(view: &V, request: &RangeRequest) -> Result<RangeOutcome, V::Error> {
+    range_paged(view, request, RANGE_PAGE_BYTES)
+}
+
+/// [`range`] with a page budget of `page_bytes`.
+pub fn range_paged<V: KvView>(
+    view: &V,
+    request: &RangeRequest,
+    page_bytes: usize,
+) -> Result<RangeOutcome, V::Error> {
     let limit = request
         .limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut kvs = view.scan(&request.selector, limit.map(|l| l.saturating_add(1)))?;
-    let more = limit.is_some_and(|l| kvs.len() > l);
-    if let Some(l) = limit {
-        kvs.truncate(l);
-    }
+    let keep = page_len(&kvs, page_bytes).min(limit.unwrap_or(usize::MAX));
+    let more = kvs.len() > keep;
+    kvs.truncate(keep);
     Ok(RangeOutcome { kvs, more })
 }
 

@@ -397,6 +397,50 @@ fn range_limit_reports_more() {
 }
 
 #[test]
+fn a_read_over_the_page_budget_is_paged_and_its_pages_join_up() {
+    let mut kv = MemKv::default();
+    let value = "v".repeat(1000);
+    for i in 0..10 {
+        run(&mut kv, put(&format!("p/{i}"), &value));
+    }
+    run(&mut kv, put("q", &value));
+    // A budget of two and a half key-values: pages of two.
+    let budget = 2 * (3 + 1000 + 64) + 500;
+    let mut request = RangeRequest::prefix("p/", None);
+    let mut pages = Vec::new();
+    loop {
+        let page = super::engine::range_paged(&kv, &request, budget).expect("infallible");
+        let last = page.kvs.last().map(|kv| kv.key.clone());
+        pages.push(page.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>());
+        if !page.more {
+            break;
+        }
+        request = request
+            .after(
+                &last.expect("a page with more is not empty"),
+                page.kvs.len() as u64,
+            )
+            .expect("a prefix read continues");
+    }
+    assert_eq!(pages.len(), 5);
+    assert!(pages.iter().all(|p| p.len() == 2));
+    let all: Vec<Vec<u8>> = pages.concat();
+    let expected: Vec<Vec<u8>> = (0..10).map(|i| format!("p/{i}").into_bytes()).collect();
+    assert_eq!(
+        all, expected,
+        "every key once, in order, and none outside the prefix"
+    );
+    // A key-value larger than the budget is still read, alone.
+    let alone =
+        super::engine::range_paged(&kv, &RangeRequest::prefix("p/", None), 10).expect("infallible");
+    assert_eq!((alone.kvs.len(), alone.more), (1, true));
+    // A limit still applies within the budget.
+    let limited = super::engine::range_paged(&kv, &RangeRequest::prefix("p/", Some(1)), budget)
+        .expect("infallible");
+    assert_eq!((limited.kvs.len(), limited.more), (1, true));
+}
+
+#[test]
 fn overlay_scan_merges_pending_writes_under_a_limit() {
     let mut kv = MemKv::default();
     for k in ["a", "b", "c", "d"] {

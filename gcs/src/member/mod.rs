@@ -188,7 +188,7 @@ impl GcsMember {
             .await
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
         let leases = LeaseKeeper::start(config.id, raft.clone(), reader.clone());
-        let proposer = Proposer::start(raft.clone(), config.batch);
+        let proposer = Proposer::start(raft.clone(), reader.clone(), config.batch);
         let snapshots = tokio::spawn(snapshot_by_size(
             raft.clone(),
             log_size,

@@ -14,6 +14,9 @@
 //! Raft stopped) fails every write in it with the same error; the client
 //! retries each under its own session.
 //!
+//! A write over the size limits ([`crate::kv::limits`]) never enters the
+//! log: the proposer answers it with [`CommandError::TooLarge`] at once.
+//!
 //! Latency at low load is unchanged: with a free slot, a lone write is
 //! proposed at once. Batches form only while `max_in_flight` proposals are
 //! waiting for their commit.
@@ -23,8 +26,9 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::command::{Command, KeySelector, Operation, Proposal, TxnOp};
-use crate::response::Response;
+use crate::command::{Command, Proposal};
+use crate::response::{CommandError, Response};
+use crate::store::GcsReader;
 use crate::types::{Node, NodeId, Raft};
 
 /// What a write through Raft can fail with (openraft's own error).
@@ -64,40 +68,8 @@ impl BatchLimits {
 
 /// The keys and values a command carries: what dominates its encoded size.
 pub fn payload_bytes(command: &Command) -> usize {
-    fn selector(s: &KeySelector) -> usize {
-        match s {
-            KeySelector::Key(k) | KeySelector::Prefix(k) => k.len(),
-        }
-    }
-    fn txn_op(op: &TxnOp) -> usize {
-        match op {
-            TxnOp::Put(p) => p.key.len() + p.value.len(),
-            TxnOp::Delete(d) => selector(&d.selector),
-            TxnOp::Range(r) => selector(&r.selector),
-        }
-    }
     const OVERHEAD: usize = 32;
-    OVERHEAD
-        + match &command.op {
-            Operation::Put(p) => p.key.len() + p.value.len(),
-            Operation::Delete(d) => selector(&d.selector),
-            Operation::Range(r) => selector(&r.selector),
-            Operation::Txn(t) => {
-                t.compares
-                    .iter()
-                    .map(|c| {
-                        c.key.len()
-                            + match &c.target {
-                                crate::command::CompareTarget::Value(v) => v.len(),
-                                _ => 8,
-                            }
-                    })
-                    .sum::<usize>()
-                    + t.success.iter().map(txn_op).sum::<usize>()
-                    + t.failure.iter().map(txn_op).sum::<usize>()
-            }
-            Operation::LeaseGrant { .. } | Operation::LeaseRevoke { .. } => 16,
-        }
+    OVERHEAD + crate::kv::limits::write_bytes(command)
 }
 
 struct Pending {
@@ -110,20 +82,26 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Pending>,
+    /// For the revision of a refusal.
+    reader: GcsReader,
 }
 
 impl Proposer {
     /// Starts the batching task on the current Tokio runtime. It ends when
     /// the last clone of the proposer is dropped.
-    pub fn start(raft: Raft, limits: BatchLimits) -> Proposer {
+    pub fn start(raft: Raft, reader: GcsReader, limits: BatchLimits) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx, limits));
-        Proposer { tx }
+        Proposer { tx, reader }
     }
 
     /// Commits `command` through Raft (batched with concurrent writes) and
-    /// returns its response once applied on this member.
+    /// returns its response once applied on this member. A write over the
+    /// size limits is refused in band without entering the log.
     pub async fn write(&self, command: Command) -> Result<Response, WriteError> {
+        if let Err(refusal) = crate::kv::check_write(&command) {
+            return Ok(refused(&self.reader, refusal));
+        }
         let (reply, answer) = oneshot::channel();
         let bytes = payload_bytes(&command);
         let stopped = || RaftError::Fatal(Fatal::Stopped);
@@ -135,6 +113,15 @@ impl Proposer {
             })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The answer to a write refused before the log: nothing changed.
+fn refused(reader: &GcsReader, error: CommandError) -> Response {
+    Response {
+        // The revision is informative only; a failed read leaves 0.
+        revision: reader.revision().unwrap_or(0),
+        outcome: Err(error),
     }
 }
 
@@ -204,7 +191,7 @@ async fn propose(raft: &Raft, batch: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Compare, PutRequest, TxnRequest};
+    use crate::command::{Compare, Operation, PutRequest, TxnOp, TxnRequest};
 
     #[test]
     fn limits_admit_up_to_count_and_bytes_but_always_the_first() {

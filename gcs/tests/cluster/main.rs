@@ -6,5 +6,6 @@ mod backup;
 mod basics;
 mod batching;
 mod leases;
+mod limits;
 mod support;
 mod watch;

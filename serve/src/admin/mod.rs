@@ -1,7 +1,7 @@
 //! The admin HTTP server on the dashboard port (default 8265): Prometheus
 //! metrics at `/metrics` and the read side of the admin REST API. With a
 //! bearer token set, `/api/` requests without it get 401 and change
-//! nothing. Errors have one shape, `{"error": {"code", "message", "path",
+//! nothing. A config is at most [`limits::MAX_CONFIG_BYTES`] (413). Errors have one shape, `{"error": {"code", "message", "path",
 //! "request_id"}}`, made by [`crate::http_error`] (control store errors
 //! are a fixed 503 text; their cause is logged).
 
@@ -22,6 +22,7 @@ use crate::config::{self, ServeConfig};
 use crate::declarative::{self, CONFIG_KEY};
 use crate::http_error::{request_id, ApiError, HttpError};
 use crate::http_thread::HttpThread;
+use crate::limits;
 use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
 /// The admin server's settings.
@@ -327,13 +328,23 @@ async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> Answe
 }
 
 /// Ray Serve's `PUT /api/serve/applications/`: the body (JSON) is the
-/// whole config; applications it does not name are deleted.
+/// whole config; applications it does not name are deleted. A body over
+/// [`limits::MAX_CONFIG_BYTES`] is 413, nested deeper than
+/// [`limits::MAX_NESTING`] 400, before it is parsed.
 async fn put_applications(
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AdminState>,
 ) -> Answer {
     authorize(&request, &state)?;
+    let body = read_body(&request, payload).await?;
+    let text = std::str::from_utf8(&body).unwrap_or_default();
+    limits::check_nesting(text, limits::MAX_NESTING).map_err(|e| {
+        ApiError::json(
+            &request,
+            HttpError::public(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        )
+    })?;
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::json(
             &request,
@@ -355,6 +366,44 @@ async fn put_applications(
         "changed": done.changed,
         "deleted": done.deleted,
     })))
+}
+
+/// How much of an oversized body is read (and dropped) before the 413,
+/// so that the client, still sending, reads the answer instead of a reset
+/// connection.
+const DRAIN_BYTES: usize = 64 << 20;
+
+/// The body of a config request, at most [`limits::MAX_CONFIG_BYTES`]
+/// (413 in the API's error shape otherwise; actix's own payload limit
+/// would answer plain text).
+async fn read_body(request: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::json(
+                request,
+                HttpError::public(
+                    StatusCode::BAD_REQUEST,
+                    "bad_json",
+                    format!("the body could not be read ({e}); send it again"),
+                ),
+            )
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limits::MAX_CONFIG_BYTES {
+            body.extend_from_slice(&chunk);
+        } else {
+            body = Vec::new();
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    limits::check_config_size("the body", seen)
+        .map_err(|e| ApiError::json(request, HttpError::too_large(e.to_string())))?;
+    Ok(body)
 }
 
 /// [`OPENAPI`], with a config's `app` limited to `catalog`'s builders.

@@ -32,6 +32,8 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the controller for as long as the task lives.
 pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
+    // The last reason logged for not starting: logged again when it changes.
+    let mut waiting: Option<String> = None;
     loop {
         if !member.is_leader() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,15 +54,32 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
                 )
                 .await;
                 if !matches!(caught_up, Ok(Ok(_))) {
+                    let seen = cluster.read_state(|s| s.revision);
+                    tracing::warn!(
+                        term,
+                        needed = revision,
+                        seen,
+                        "the serve controller cannot start: this node's cluster view is behind its claim (see the cluster view's warnings); retrying"
+                    );
                     continue;
                 }
                 claim
             }
-            Ok(None) | Err(_) => {
+            Ok(None) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if waiting.as_ref() != Some(&reason) {
+                    tracing::warn!(term, error = %reason, "the serve controller cannot start: its claim was not written; retrying");
+                    waiting = Some(reason);
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        waiting = None;
         tracing::info!(term, node = %me, "running the serve controller");
         lead(&member, &cluster, term, &claim).await;
         tracing::info!(term, node = %me, "stopped running the serve controller");

@@ -26,6 +26,7 @@ use crate::fencing::{claim_term, commit_fenced};
 use crate::placement::PlacementPolicy;
 use crate::protocol::{ControlError, ControlReply, ControlRequest, SpawnRequest};
 use crate::schema::keys;
+use crate::view::ClusterState;
 use crate::view::ClusterView;
 
 /// Requests at most one round takes.
@@ -38,6 +39,21 @@ const TICK: Duration = Duration::from_millis(500);
 pub(crate) struct Queued {
     pub request: ControlRequest,
     pub reply: oneshot::Sender<Result<ControlReply, ControlError>>,
+}
+
+impl Queued {
+    /// About what the request adds to a round on `state`: the record it
+    /// writes (a spawn's new one, a killed actor's).
+    fn bytes(&self, state: &ClusterState) -> usize {
+        const FIELDS: usize = 512;
+        FIELDS
+            + match &self.request {
+                ControlRequest::Spawn(s) => s.args.len(),
+                ControlRequest::Kill { actor } => {
+                    state.actors.get(actor).map_or(0, |a| a.args.len())
+                }
+            }
+    }
 }
 
 /// The handle RPC handlers use to reach the controller.
@@ -144,9 +160,20 @@ async fn lead(
             return;
         }
         let mut batch: Vec<Queued> = carried.take().into_iter().collect();
+        // The new records of a batch take at most half a round's bytes:
+        // the other half is for their placements (see `ROUND_BYTES`).
+        let weight = |q: &Queued| view.read(|state| q.bytes(state));
+        let mut bytes: usize = batch.iter().map(weight).sum();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(q) => batch.push(q),
+                Ok(q) if !batch.is_empty() && bytes + weight(&q) > reconcile::ROUND_BYTES / 2 => {
+                    carried = Some(q);
+                    break;
+                }
+                Ok(q) => {
+                    bytes += weight(&q);
+                    batch.push(q);
+                }
                 Err(_) => break,
             }
         }

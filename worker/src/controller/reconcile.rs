@@ -40,7 +40,16 @@ struct Round<'a> {
     names: BTreeMap<ActorName, ActorId>,
     changed: BTreeSet<ActorId>,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What the round may write, about (see [`ROUND_BYTES`]).
+    budget: usize,
 }
+
+/// What one round may write: the control store's write limit less a
+/// margin for the transaction's fence and framing. Changes past it wait
+/// for the next round: an actor's record and its assignment both carry its
+/// arguments, which may be a large `user_config`, so a round that started,
+/// noticed or placed many such actors at once would be refused.
+pub(crate) const ROUND_BYTES: usize = troupe_gcs::MAX_WRITE_BYTES - (256 << 10);
 
 /// Decides one round at `term` on `state`.
 pub(crate) fn reconcile(
@@ -50,6 +59,21 @@ pub(crate) fn reconcile(
     kills: &[ActorId],
     policy: PlacementPolicy,
 ) -> RoundPlan {
+    reconcile_within(state, term, spawns, kills, policy, ROUND_BYTES)
+}
+
+/// [`reconcile`] making the changes that can wait (deaths, reports,
+/// placements: the state still shows them next round) only while the
+/// round's writes stay within `budget` bytes (one even over it when the
+/// round writes nothing else).
+pub(crate) fn reconcile_within(
+    state: &ClusterState,
+    term: u64,
+    spawns: &[SpawnRequest],
+    kills: &[ActorId],
+    policy: PlacementPolicy,
+    budget: usize,
+) -> RoundPlan {
     let mut round = Round {
         state,
         term,
@@ -57,6 +81,7 @@ pub(crate) fn reconcile(
         names: state.names.clone(),
         changed: BTreeSet::new(),
         writes: BTreeMap::new(),
+        budget,
     };
     let spawned: Vec<_> = spawns.iter().map(|s| round.spawn(s)).collect();
     let killed_ids: Vec<_> = kills
@@ -196,7 +221,9 @@ impl Round<'_> {
             }
         }
         for (id, event) in events {
-            let _ = self.event(id, event);
+            if self.admits(id) {
+                let _ = self.event(id, event);
+            }
         }
     }
 
@@ -227,11 +254,41 @@ impl Round<'_> {
             events.push((*actor, event));
         }
         for (id, event) in events {
-            let _ = self.event(id, event);
+            if self.admits(id) {
+                let _ = self.event(id, event);
+            }
         }
     }
 
-    /// Places every actor that waits for a node.
+    /// Whether a change to actor `id` that can wait (its record rewritten,
+    /// maybe an assignment written) fits in the round. In a round that
+    /// writes nothing yet it always does, so rounds without requests
+    /// always progress.
+    fn admits(&self, id: ActorId) -> bool {
+        let used = self.bytes();
+        used == 0 || used.saturating_add(2 * self.record_bytes(id)) <= self.budget
+    }
+
+    /// What the round writes so far, about: its key writes and the
+    /// records of the actors it changed.
+    fn bytes(&self) -> usize {
+        let writes: usize = self
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        let records: usize = self.changed.iter().map(|id| self.record_bytes(*id)).sum();
+        writes + records
+    }
+
+    /// About what actor `id`'s record (or its assignment) weighs.
+    fn record_bytes(&self, id: ActorId) -> usize {
+        const FIELDS: usize = 512;
+        self.actors.get(&id).map_or(0, |a| a.args.len() + FIELDS)
+    }
+
+    /// Places the actors that wait for a node, as many as the round's
+    /// budget admits; the others wait for the next round.
     fn place(&mut self, policy: PlacementPolicy) {
         let waiting: VecDeque<PlacementRequest> = self
             .actors
@@ -272,7 +329,9 @@ impl Round<'_> {
         for decision in decisions {
             match decision {
                 Decision::Place { actor, node } => {
-                    let _ = self.event(actor, Event::Placed { node });
+                    if self.admits(actor) {
+                        let _ = self.event(actor, Event::Placed { node });
+                    }
                 }
                 Decision::Pending { actor, reason } => {
                     let reason = reason.message().to_owned();

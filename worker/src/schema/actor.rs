@@ -167,7 +167,9 @@ pub struct ActorRecord {
     pub owner: Owner,
     pub options: ActorOptions,
     /// The constructor argument, encoded by the actor type's codec; kept so
-    /// the actor can be constructed again on another node.
+    /// the actor can be constructed again on another node. As bytes (the
+    /// same bincode form, copied at once: it may hold a large `user_config`).
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
     /// Where it is in its lifecycle (see [`crate::lifecycle`]).
     pub state: ActorState,

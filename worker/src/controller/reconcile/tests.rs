@@ -268,3 +268,66 @@ fn a_constructor_failure_is_final() {
         .to_string();
     assert!(reason.contains("not registered"), "{reason}");
 }
+
+#[test]
+fn placements_past_the_round_budget_wait_for_the_next_round() {
+    let mut state = ClusterState::default();
+    let n = node(&mut state, 1, Resources::new().with_cpus(8.0).unwrap());
+    let cpu = || Resources::new().with_cpus(1.0).unwrap();
+    let big = |id| {
+        let mut request = spawn_request(id, n, cpu());
+        request.args = ByteBuf::from(vec![7; 1000]);
+        request
+    };
+    let spawns = [big(1), big(2), big(3)];
+    // Room for the three records and one placement, not two.
+    let budget = 5 * (1000 + 512) + 100;
+    let plan = reconcile_within(&state, TERM, &spawns, &[], PlacementPolicy::Spread, budget);
+    let placed: Vec<bool> = plan
+        .spawned
+        .iter()
+        .map(|r| r.as_ref().unwrap().node.is_some())
+        .collect();
+    assert_eq!(placed, [true, false, false]);
+    let weight: usize = plan.writes.values().flatten().map(Vec::len).sum();
+    assert!(weight <= budget, "{weight} bytes written");
+    for (key, value) in &plan.writes {
+        state.apply(key, value.as_deref());
+    }
+    // The next rounds place the rest, one by one under this budget.
+    let mut rounds = 0;
+    while state.actors.values().any(|a| a.node.is_none()) {
+        let plan = reconcile_within(&state, TERM, &[], &[], PlacementPolicy::Spread, budget);
+        assert!(!plan.writes.is_empty(), "a round placed nothing");
+        for (key, value) in &plan.writes {
+            state.apply(key, value.as_deref());
+        }
+        let weight: usize = plan.writes.values().flatten().map(Vec::len).sum();
+        assert!(weight <= budget, "{weight} bytes written");
+        rounds += 1;
+        assert!(rounds <= 2, "more rounds than actors left");
+    }
+    assert_eq!(rounds, 1);
+    // A round that writes nothing else places one actor even over budget.
+    let mut state = ClusterState::default();
+    node(&mut state, 1, Resources::new().with_cpus(8.0).unwrap());
+    let plan = reconcile_within(&state, TERM, &spawns, &[], PlacementPolicy::Spread, 0);
+    for (key, value) in &plan.writes {
+        state.apply(key, value.as_deref());
+    }
+    assert!(state.actors.values().all(|a| a.node.is_none()));
+    let plan = reconcile_within(&state, TERM, &[], &[], PlacementPolicy::Spread, 0);
+    for (key, value) in &plan.writes {
+        state.apply(key, value.as_deref());
+    }
+    let placed = state.actors.values().filter(|a| a.node.is_some()).count();
+    assert_eq!(placed, 1, "an empty round places one");
+    // The default budget takes them all at once.
+    let mut state = ClusterState::default();
+    node(&mut state, 1, Resources::new().with_cpus(8.0).unwrap());
+    let plan = reconcile(&state, TERM, &spawns, &[], PlacementPolicy::Spread);
+    assert!(plan
+        .spawned
+        .iter()
+        .all(|r| r.as_ref().unwrap().node.is_some()));
+}
