@@ -23,6 +23,10 @@
 //!   `troupe status` and `troupe gcs members`.
 //! - [`backup`] — backup files (format, checksum), taking one from the
 //!   leader, restoring one as a new cluster's first member.
+//! - [`member`] — a running member: Raft over the store, its services,
+//!   PreVote elections ([`member::election`]), joins that replace a member
+//!   back at its address under a new id ([`member::join`]).
+//! - [`network`] — Raft's RPCs between members, each addressed to one id.
 //! - [`lease_tracker`] — [`LeaseTracker`], the leader's lease deadlines.
 //! - [`error`] — [`GcsStoreError`].
 //!
