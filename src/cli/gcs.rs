@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use troupe_core::rpc::{ClusterToken, RpcClient, RpcConfig, RpcServer};
+use troupe_core::rpc::{RpcClient, RpcServer};
 use troupe_gcs::api::{AdminReply, AdminRequest, Membership};
 use troupe_gcs::backup;
 use troupe_gcs::client::{ClientConfig, GcsClient};
@@ -166,7 +166,7 @@ impl ClientArgs {
                 self.timeout
             );
         }
-        let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&self.token)?));
+        let rpc = RpcClient::new(super::rpc_config(&self.token)?);
         let mut config = ClientConfig::new(self.address.clone());
         config.request_timeout = self.timeout();
         Ok(GcsClient::new(rpc, config)?)
@@ -198,7 +198,7 @@ pub fn run(command: GcsCommand) -> anyhow::Result<()> {
             GcsCommand::Serve(args) => serve(args).await,
             GcsCommand::Members(args) => {
                 let client = args.client()?;
-                let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&args.token)?));
+                let rpc = RpcClient::new(super::rpc_config(&args.token)?);
                 print!("{}", members_report(&client, &rpc).await?);
                 Ok(())
             }
@@ -314,7 +314,7 @@ fn print_membership(m: &Membership) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let rpc_config = RpcConfig::new(ClusterToken::new(&args.token)?);
+    let rpc_config = super::rpc_config(&args.token)?;
     let mut config = GcsConfig::new(args.id, &args.data_dir);
     config.snapshot_every = args.snapshot_every;
     config.snapshot_log_bytes = args.snapshot_log_mib.saturating_mul(1 << 20);

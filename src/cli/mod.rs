@@ -9,6 +9,7 @@ mod serve;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use troupe_core::config::ProcessEnv;
 use troupe_core::rpc::diag::{ByteBuf, Echo};
@@ -149,7 +150,7 @@ fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(ping(
                 &addr,
-                ClusterToken::new(token)?,
+                rpc_config(&token)?,
                 count,
                 Duration::from_secs_f64(timeout),
             ))
@@ -157,13 +158,27 @@ fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {
     }
 }
 
-async fn ping(
-    addr: &str,
-    token: ClusterToken,
-    count: u32,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let client = RpcClient::new(RpcConfig::new(token));
+/// What tells a CLI command which other cluster tokens to accept while the
+/// token is rotated (comma-separated; OPERATIONS.md).
+pub(crate) const ACCEPT_TOKEN_ENV: &str = "TROUPE_ACCEPT_TOKEN";
+
+/// The RPC settings of a command holding the cluster token `token`, also
+/// accepting the tokens in [`ACCEPT_TOKEN_ENV`].
+pub(crate) fn rpc_config(token: &str) -> anyhow::Result<RpcConfig> {
+    let mut config = RpcConfig::new(ClusterToken::new(token)?);
+    if let Ok(list) = std::env::var(ACCEPT_TOKEN_ENV) {
+        config.also_accept = list
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| ClusterToken::new(t.trim()))
+            .collect::<Result<_, _>>()
+            .context(ACCEPT_TOKEN_ENV)?;
+    }
+    Ok(config)
+}
+
+async fn ping(addr: &str, rpc: RpcConfig, count: u32, timeout: Duration) -> anyhow::Result<()> {
+    let client = RpcClient::new(rpc);
     let channel = client.channel(addr);
     let options = CallOptions {
         timeout: Some(timeout),

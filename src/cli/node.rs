@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use troupe_core::resources::Resources;
-use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient, RpcConfig};
+use troupe_core::rpc::{CallOptions, ClusterToken, RpcClient};
 use troupe_serve::{AdminConfig, Catalog, ProxyConfig};
 use troupe_worker::{Cluster, GcsTiming, Node, NodeConfig, Role};
 
@@ -36,8 +36,14 @@ pub struct StartArgs {
     #[arg(long, env = "TROUPE_CLUSTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// While rotating the cluster token: also accept this one from other
-    /// nodes (repeat for several; see OPERATIONS.md).
-    #[arg(long, value_name = "TOKEN")]
+    /// nodes (repeat for several, or set TROUPE_ACCEPT_TOKEN, comma-separated;
+    /// see OPERATIONS.md).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TROUPE_ACCEPT_TOKEN",
+        value_delimiter = ','
+    )]
     accept_token: Vec<String>,
     /// CPUs offered to actors (default: the machine's cores).
     #[arg(long)]
@@ -240,7 +246,7 @@ pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
 impl AddressArgs {
     /// A driver connected through `--address`.
     pub async fn connect(&self) -> anyhow::Result<Cluster> {
-        Cluster::connect(&self.address, ClusterToken::new(&self.token)?)
+        Cluster::connect_with(&self.address, super::rpc_config(&self.token)?)
             .await
             .with_context(|| format!("connecting to the cluster through {}", self.address))
     }
@@ -252,7 +258,7 @@ impl AddressArgs {
 /// then fail to load, after the members are shown).
 pub async fn status(args: AddressArgs) -> anyhow::Result<()> {
     let cluster = args.connect().await?;
-    let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&args.token)?));
+    let rpc = RpcClient::new(super::rpc_config(&args.token)?);
     let members = super::gcs::members_report(cluster.gcs(), &rpc).await;
     let state = cluster.state().await;
     if let Ok(state) = &state {
@@ -267,7 +273,7 @@ pub async fn status(args: AddressArgs) -> anyhow::Result<()> {
 }
 
 pub async fn stop(args: AddressArgs) -> anyhow::Result<()> {
-    let rpc = RpcClient::new(RpcConfig::new(ClusterToken::new(&args.token)?));
+    let rpc = RpcClient::new(super::rpc_config(&args.token)?);
     rpc.channel(&args.address)
         .call_with::<troupe_worker::NodeAdminProtocol>(
             &troupe_worker::NodeAdminRequest::Shutdown,

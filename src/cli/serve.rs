@@ -378,7 +378,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
         let Some(token) = &args.token else {
             bail!("--address needs the cluster token: pass --token or set TROUPE_CLUSTER_TOKEN");
         };
-        let cluster = troupe_worker::Cluster::connect(address, ClusterToken::new(token)?)
+        let cluster = troupe_worker::Cluster::connect_with(address, super::rpc_config(token)?)
             .await
             .with_context(|| format!("connecting to the cluster through {address}"))?;
         let done = declarative::apply(&cluster, &catalog, &config).await?;

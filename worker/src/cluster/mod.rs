@@ -133,7 +133,13 @@ impl Cluster {
     /// The driver registers itself as an owner under a lease: actors it
     /// spawns without [`Spawn::detached`] die when it exits.
     pub async fn connect(addr: &str, token: ClusterToken) -> Result<Cluster, ActorError> {
-        let rpc = RpcClient::new(RpcConfig::new(token));
+        Self::connect_with(addr, RpcConfig::new(token)).await
+    }
+
+    /// [`Cluster::connect`] with these RPC settings (e.g. tokens also
+    /// accepted while the cluster token is rotated).
+    pub async fn connect_with(addr: &str, rpc: RpcConfig) -> Result<Cluster, ActorError> {
+        let rpc = RpcClient::new(rpc);
         let info: NodeInfoReply = rpc
             .channel(addr)
             .call_with::<NodeInfo>(&(), CallOptions::timeout(DEFAULT_TIMEOUT))
