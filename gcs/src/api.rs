@@ -239,7 +239,7 @@ pub enum BackupChunk {
         last_log_index: Option<u64>,
         total_bytes: u64,
     },
-    Data(Vec<u8>),
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Why a GCS request did not get an answer from the store.

@@ -159,4 +159,22 @@ async fn state_past_one_message_and_configs_near_the_limit_serve_again_after_a_r
         "{}",
         &printed[..200.min(printed.len())]
     );
+
+    // A backup of all of it (state past one RPC message) is taken, and it
+    // restores.
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("big.backup");
+    let saved = ok(troupe(
+        &["gcs", "snapshot", "save", backup.to_str().unwrap()],
+        &head,
+    ));
+    let size = std::fs::metadata(&backup).unwrap().len();
+    assert!(size > 16 << 20, "a backup of only {size} bytes: {saved}");
+    let restored = ok(std::process::Command::new(SERVE_BIN)
+        .args(["gcs", "snapshot", "restore", backup.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path().join("restored"))
+        .output()
+        .unwrap());
+    assert!(restored.contains("restored revision"), "{restored}");
 }

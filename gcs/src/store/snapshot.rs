@@ -150,6 +150,9 @@ impl SnapshotPayload {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredSnapshot {
     pub meta: SnapshotMeta,
+    /// As one byte string (bincode's form of a byte sequence either way;
+    /// serde's default walks it a byte at a time).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -171,15 +174,26 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     async fn build(&mut self) -> Result<Snapshot> {
-        let payload = std::mem::replace(
+        let captured = std::mem::replace(
             &mut self.captured,
             Err(GcsStoreError::Corrupt("snapshot already built".into())),
-        )?
-        .decode()?;
+        )?;
+        // Decoding and encoding a large state takes seconds of CPU: off the
+        // runtime's threads, which answer RPCs (keepalives included).
+        let (payload, data) = tokio::task::spawn_blocking(move || {
+            let payload = captured.decode()?;
+            let data = encode(&payload)?;
+            Ok::<_, GcsStoreError>((payload, data))
+        })
+        .await
+        .map_err(|e| {
+            GcsStoreError::Io(std::io::Error::other(format!(
+                "the snapshot task failed: {e}"
+            )))
+        })??;
         // Everything applied up to the snapshot must be durable before
         // openraft purges the log behind it.
         self.shared.db.flush_async().await?;
-        let data = encode(&payload)?;
         let seq = self.shared.next_snapshot_seq()?;
         let meta = SnapshotMeta {
             last_log_id: payload.last_applied,
