@@ -19,7 +19,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use troupe_core::rpc::{CallOptions, Channel, Protocol, RpcClient, RpcError};
+use troupe_core::rpc::{CallOptions, Channel, Protocol, RpcClient, RpcError, StatusCode};
 
 use crate::api::{Addressed, RaftAppend, RaftSnapshot, RaftVote};
 use crate::types::{Node, NodeId, TypeConfig};
@@ -108,6 +108,12 @@ fn transport_error<E: std::error::Error>(e: RpcError) -> Rpc<E> {
         RpcError::Connect { .. }
         | RpcError::ConnectionLost { .. }
         | RpcError::Unauthenticated { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        // Another member answers at this one's address (it lost its data
+        // and came back under a new id): back off as from a dead peer
+        // instead of retrying at once, until the join replaces it.
+        RpcError::Remote { status, .. } if status.code == StatusCode::Rejected => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
         _ => RPCError::Network(NetworkError::new(&e)),
     }
 }
