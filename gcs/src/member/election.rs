@@ -216,7 +216,14 @@ pub async fn run(
         timeout = draw(timing.timeout);
         let granted = pre_vote_round(&raft, &me, &rpc, &dial, timing.timeout.0).await;
         rounds.asked.fetch_add(1, Ordering::Relaxed);
-        if has_quorum(&me.voter_sets, &granted) {
+        // A leader may have been elected while we asked (the voters granted
+        // before it won): if we have heard of it since, or moved to another
+        // term, campaigning now would unseat it.
+        let Some(now) = local(&raft, id).await else {
+            return;
+        };
+        let unchanged = now.term == me.term && now.heard == me.heard && !now.is_leader;
+        if unchanged && has_quorum(&me.voter_sets, &granted) {
             rounds.won.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 term = me.term + 1,
@@ -291,12 +298,19 @@ async fn pre_vote_round(
             }
         }
     });
-    let mut granted: BTreeSet<NodeId> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    granted.insert(me.id);
+    // Stop as soon as a quorum granted: waiting out an unreachable voter's
+    // timeout gives another candidate time to win first.
+    let mut granted = BTreeSet::from([me.id]);
+    let mut answers: futures::stream::FuturesUnordered<_> = asks.collect();
+    while !has_quorum(&me.voter_sets, &granted) {
+        match futures::StreamExt::next(&mut answers).await {
+            Some(Some(peer)) => {
+                granted.insert(peer);
+            }
+            Some(None) => {}
+            None => break,
+        }
+    }
     granted
 }
 
