@@ -15,6 +15,8 @@
 //!   handles, the proxy).
 //! - [`chaos`]: re-export of `troupe-chaos` (the chaos harness behind
 //!   `troupe chaos run`).
+//! - [`gcs`]: re-export of `troupe-gcs` (the control store: its client,
+//!   admin requests and backups, behind `troupe gcs`).
 //! - the actor API from `troupe-worker`: [`Actor`], [`Handler`], [`Message`],
 //!   [`Registry`], [`Cluster`], [`ActorHandle`], and [`Node`] for embedding a
 //!   node in a program.
