@@ -420,7 +420,7 @@ impl AdminService {
             if answering != id {
                 return Err(GcsError::Invalid(format!(
                     "{addr} answers as GCS member {answering}, not {id}: two members announce \
-                     the same address; give each node its own --advertise address"
+                     the same address; give each node its own --listen address"
                 )));
             }
         }
