@@ -3,30 +3,9 @@
 //! previous "1/1"), and an invalid config gets every problem in one answer
 //! from the CLI and from the admin API alike.
 
-use std::process::{Command, Output};
-
+use crate::operator::{ok, troupe};
 use crate::serve::http;
-use crate::support::{TestCluster, SERVE_BIN, TOKEN};
-
-fn troupe(args: &[&str], address: &str) -> Output {
-    Command::new(SERVE_BIN)
-        .args(args)
-        .args(["--address", address, "--token", TOKEN])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::support::{TestCluster, SERVE_BIN};
 
 fn noop_config(replicas: u32) -> String {
     format!(

@@ -24,6 +24,7 @@ use crate::api::{
     PreVoteReply, RaftAppend, RaftPreVote, RaftSnapshot, RaftVote, Watch, WatchRequest,
 };
 use crate::command::{Command, Operation, RangeRequest};
+use crate::health::member_id;
 use crate::lease_tracker::LeaseTrackerError;
 use crate::model::RevisionEvents;
 use crate::response::Outcome;
@@ -174,9 +175,10 @@ impl Service for PreVoteService {
 fn for_me<T>(member: &GcsMember, rpc: Addressed<T>) -> Result<T, Status> {
     if rpc.to != member.id {
         return Err(Status::rejected(format!(
-            "this is GCS member {}, not {}: member {} is gone from this address \
-             (its data directory was replaced); remove it with `troupe gcs remove --id {}`",
-            member.id, rpc.to, rpc.to, rpc.to
+            "this is GCS member {me}, not {them}: member {them} is gone from this address \
+             (its data directory was replaced); remove it with `troupe gcs remove --id {them}`",
+            me = member_id(member.id),
+            them = member_id(rpc.to),
         )));
     }
     Ok(rpc.rpc)
@@ -419,8 +421,10 @@ impl AdminService {
             let answering = self.member_at(&addr).await?;
             if answering != id {
                 return Err(GcsError::Invalid(format!(
-                    "{addr} answers as GCS member {answering}, not {id}: two members announce \
-                     the same address; give each node its own --listen address"
+                    "{addr} answers as GCS member {}, not {}: two members announce \
+                     the same address; give each node its own --listen address",
+                    member_id(answering),
+                    member_id(id)
                 )));
             }
         }
@@ -429,8 +433,9 @@ impl AdminService {
             .await
             .map_err(|_| {
                 GcsError::Unavailable(format!(
-                    "member {id} at {addr} did not catch up within {}s; check that it runs and \
+                    "member {} at {addr} did not catch up within {}s; check that it runs and \
                      that the members can reach {addr}, then retry",
+                    member_id(id),
                     JOIN_CATCH_UP.as_secs()
                 ))
             })?
