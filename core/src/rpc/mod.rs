@@ -5,7 +5,8 @@
 //! - Each frame is a 4-byte length and a small header followed by a
 //!   bincode-encoded message; frames over the limit are refused.
 //! - A handshake checks the protocol version and proves, both ways, that the
-//!   peer holds the cluster token, before anything is dispatched.
+//!   peer holds the cluster token (or one accepted while it is rotated,
+//!   [`RpcConfig::also_accept`]), before anything is dispatched.
 //! - Every call has a deadline; a dead peer or a dropped connection fails
 //!   every waiting call with a typed [`RpcError`] at once; keepalives notice
 //!   peers that stop answering without closing the socket, first asking a
