@@ -407,12 +407,11 @@ impl AdminService {
     async fn join(&self, id: NodeId, addr: String) -> Result<AdminReply, GcsError> {
         let member = &self.0;
         self.require_unused(id)?;
-        let plan = join::plan(&member.status().membership, id, &addr);
-        if plan == JoinPlan::AlreadyVoter {
-            return Ok(AdminReply::Membership(member.status().membership));
-        }
-        let JoinPlan::Join { replaces } = plan else {
-            unreachable!("plan is AlreadyVoter or Join")
+        let replaces = match join::plan(&member.status().membership, id, &addr) {
+            JoinPlan::AlreadyVoter => {
+                return Ok(AdminReply::Membership(member.status().membership))
+            }
+            JoinPlan::Join { replaces } => replaces,
         };
         if !replaces.is_empty() {
             // Proof that the old members are gone from `addr`: it answers
