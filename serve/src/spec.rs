@@ -224,6 +224,13 @@ pub fn replica_name(app: &str, deployment: &str, version: u64, replica: ReplicaI
     format!("{app}#{deployment}#{version}#{replica}")
 }
 
+/// The spread group of a deployment's replicas: every version's replicas
+/// of one deployment spread over the nodes together, so losing a node
+/// leaves replicas of every deployment elsewhere while there is room.
+pub fn spread_group(app: &str, deployment: &str) -> String {
+    format!("serve:{app}#{deployment}")
+}
+
 /// A replica actor's name, parsed: app, deployment, version, replica id.
 pub fn parse_replica_name(name: &ActorName) -> Option<(&str, &str, u64, ReplicaId)> {
     if name.namespace() != REPLICA_NAMESPACE {

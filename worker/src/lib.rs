@@ -21,8 +21,8 @@
 //!   every router of the process at once; probes readmit it.
 //! - [`placement`] — the cluster scheduler's decision: [`plan`] maps a
 //!   snapshot of [`NodeView`]s and a queue of [`PlacementRequest`]s to a
-//!   [`PlacementPlan`] of places and pendings with reasons
-//!   ([`PlacementPolicy::Spread`] or [`PlacementPolicy::Pack`]).
+//!   [`PlacementPlan`] of places and pendings with reasons (spread groups
+//!   first, then [`PlacementPolicy::Spread`] or [`PlacementPolicy::Pack`]).
 //! - [`lifecycle`] — the actor state machine: [`step`] maps an
 //!   [`ActorRecord`] and an [`Event`] to a [`Transition`] (the next record
 //!   and the [`Action`]s to carry out); [`ActorState`], [`DeathReason`].

@@ -58,7 +58,7 @@ impl Protocol for Control {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ControlRequest {
-    Spawn(SpawnRequest),
+    Spawn(Box<SpawnRequest>),
     Kill { actor: ActorId },
 }
 

@@ -97,6 +97,7 @@ impl Cluster {
                 actor: a.id,
                 resources: a.options.resources.clone(),
                 name: None,
+                spread_group: a.options.spread_group.clone(),
             })
             .collect();
         for decision in plan(&nodes, &requests, PlacementPolicy::Spread).decisions {

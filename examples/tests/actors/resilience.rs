@@ -191,7 +191,7 @@ async fn a_stream_cut_by_its_replicas_node_is_not_started_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_gcs_follower_resumes_without_raising_the_term() {
     let tmp = tempfile::tempdir().unwrap();
-    let (nodes, _driver, _) = pinned_chain(tmp.path(), &["--gcs"]).await;
+    let (nodes, _driver, _) = spread_chain(tmp.path(), &["--gcs"]).await;
     // (leads, term) of node `i`'s GCS member, from its /metrics.
     let role = |i: usize| -> Option<(bool, u64)> {
         let page = metrics_page(&nodes[i].admin);
@@ -277,7 +277,7 @@ async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
     // replicas; only the data path notices it is silent. Node 0 alone runs
     // the GCS.
     let tmp = tempfile::tempdir().unwrap();
-    let (nodes, driver, _) = pinned_chain(tmp.path(), &[]).await;
+    let (nodes, driver, _) = spread_chain(tmp.path(), &[]).await;
     let paused_id: NodeId = nodes[2].id.parse().unwrap();
     let on_paused = |replicas: &[ReplicaStatus]| -> BTreeSet<ActorId> {
         replicas
@@ -365,7 +365,7 @@ async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() 
     // every stage of the chain. Killing two of them loses the store's
     // quorum; node 0 still holds a replica of every stage.
     let tmp = tempfile::tempdir().unwrap();
-    let (mut nodes, driver, config) = pinned_chain(tmp.path(), &["--gcs"]).await;
+    let (mut nodes, driver, config) = spread_chain(tmp.path(), &["--gcs"]).await;
     let stages = ["count", "normalize", "pipeline"];
     let survivor: NodeId = nodes[0].id.parse().unwrap();
     let placed = running_by_deployment(&driver, "chain").await;
@@ -545,23 +545,18 @@ async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() 
 
 /// Three nodes of the serve examples' binary (node 0 the head; the others
 /// join with `join_args`, e.g. `--gcs`) running the fault scenarios'
-/// chain with one replica of each stage on every node: each node offers
-/// one slot per stage and each replica takes one
-/// (`chaos/scenarios/serve/chain-pinned.yaml`; the spread policy alone once
-/// put two replicas of a stage on one node). Returns the nodes, a driver
-/// connected through node 0, and the deployed config.
-async fn pinned_chain(
+/// chain (`chaos/scenarios/serve/chain.yaml`, three replicas of each
+/// stage), after checking that spreading put one replica of each stage on
+/// every node. Returns the nodes, a driver connected through node 0, and
+/// the deployed config.
+async fn spread_chain(
     dir: &Path,
     join_args: &[&str],
 ) -> (Vec<PausableNode>, Cluster, troupe::serve::ServeConfig) {
-    let slots = r#"{"normalize_slot": 1, "count_slot": 1, "pipeline_slot": 1}"#;
-    let mut nodes = vec![PausableNode::start(
-        &dir.join("n0"),
-        &["--head", "--resources", slots],
-    )];
+    let mut nodes = vec![PausableNode::start(&dir.join("n0"), &["--head"])];
     for i in 1..3 {
         let head = nodes[0].addr.clone();
-        let mut args = vec!["--join", &head, "--resources", slots];
+        let mut args = vec!["--join", &head];
         args.extend_from_slice(join_args);
         nodes.push(PausableNode::start(&dir.join(format!("n{i}")), &args));
     }
@@ -575,7 +570,7 @@ async fn pinned_chain(
     }
     let driver = connect_driver(&nodes[0].addr, 3).await;
     let config = troupe::serve::config::parse_yaml(include_str!(
-        "../../../chaos/scenarios/serve/chain-pinned.yaml"
+        "../../../chaos/scenarios/serve/chain.yaml"
     ))
     .unwrap();
     let deployed = declarative::apply(&driver, &patterns::catalog(), &config)
@@ -584,6 +579,19 @@ async fn pinned_chain(
     declarative::wait_deployed(&driver, &deployed, Duration::from_secs(30), |_| {})
         .await
         .unwrap();
+    let every_node: BTreeSet<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let placed = running_by_deployment(&driver, "chain").await;
+    assert_eq!(placed.len(), 3, "the chain's stages: {placed:?}");
+    for (deployment, replicas) in &placed {
+        let on: BTreeSet<String> = replicas
+            .iter()
+            .filter_map(|r| r.node.map(|n| n.to_string()))
+            .collect();
+        assert_eq!(
+            on, every_node,
+            "{deployment}'s replicas are not spread one per node: {replicas:?}"
+        );
+    }
     (nodes, driver, config)
 }
 

@@ -23,7 +23,8 @@ pub mod reconcile;
 
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
-    replica_name, AppSpec, AppStatus, ReplicaState, REPLICA_NAMESPACE, STATUS_PREFIX, TERM_KEY,
+    replica_name, spread_group, AppSpec, AppStatus, ReplicaState, REPLICA_NAMESPACE, STATUS_PREFIX,
+    TERM_KEY,
 };
 use reconcile::Action;
 
@@ -126,6 +127,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
                             max_restarts: RetryLimit::NEVER,
                             max_task_retries: RetryLimit::NEVER,
                             lifetime: Lifetime::Detached,
+                            spread_group: Some(spread_group(&app, &deployment)),
                         };
                         let name = ActorName::new(
                             REPLICA_NAMESPACE,

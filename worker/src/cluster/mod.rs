@@ -275,7 +275,9 @@ impl Cluster {
             args: serde_bytes::ByteBuf::from(args),
             min_revision: self.inner.registered_at,
         };
-        let reply = self.control(ControlRequest::Spawn(request)).await?;
+        let reply = self
+            .control(ControlRequest::Spawn(Box::new(request)))
+            .await?;
         Ok(reply.record.id)
     }
 

@@ -78,6 +78,16 @@ impl<A: Actor> Spawn<A> {
         self.resources(move |r| r.with_custom(name, amount))
     }
 
+    /// Spreads the actor over the nodes with the others of `group`: it is
+    /// placed on a node with room holding the fewest live actors of the
+    /// group (Ray's `SPREAD` strategy, for a set of actors you name, e.g.
+    /// the shards of one model). A preference: with room on one node only,
+    /// it goes there.
+    pub fn spread_group(mut self, group: impl Into<String>) -> Self {
+        self.options.spread_group = Some(group.into());
+        self
+    }
+
     /// A cluster-wide name (unique within the namespace while the actor
     /// lives), for [`Cluster::get_actor`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -142,7 +152,10 @@ impl<A: Actor> Spawn<A> {
             args: ByteBuf::from(self.args),
             min_revision: inner.registered_at,
         };
-        let reply = self.cluster.control(ControlRequest::Spawn(request)).await?;
+        let reply = self
+            .cluster
+            .control(ControlRequest::Spawn(Box::new(request)))
+            .await?;
         Ok(ActorHandle::new(
             self.cluster.clone(),
             reply.record.id,

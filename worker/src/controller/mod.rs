@@ -252,7 +252,7 @@ fn split(batch: Vec<Queued>) -> (Vec<SpawnRequest>, Vec<ActorId>, Vec<Reply>) {
     for q in batch {
         match q.request {
             ControlRequest::Spawn(s) => {
-                spawns.push(s);
+                spawns.push(*s);
                 spawn_replies.push(q.reply);
             }
             ControlRequest::Kill { actor } => {

@@ -300,20 +300,18 @@ impl Round<'_> {
                 actor: a.id,
                 resources: a.options.resources.clone(),
                 name: a.name.as_ref().map(ToString::to_string),
+                spread_group: a.options.spread_group.clone(),
             })
             .collect();
         if waiting.is_empty() {
             return;
         }
-        let mut assigned: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        let mut assigned: BTreeMap<_, Vec<&ActorRecord>> = BTreeMap::new();
         for actor in self.actors.values() {
             if let (Some(node), false) =
                 (actor.node, matches!(actor.state, ActorState::Dead { .. }))
             {
-                assigned
-                    .entry(node)
-                    .or_default()
-                    .push(&actor.options.resources);
+                assigned.entry(node).or_default().push(actor);
             }
         }
         let nodes: Vec<NodeView> = self
@@ -321,7 +319,12 @@ impl Round<'_> {
             .nodes
             .values()
             .map(|n| {
-                NodeView::from_record(n, true, assigned.get(&n.id).into_iter().flatten().copied())
+                let held = assigned.get(&n.id).map_or(&[][..], Vec::as_slice);
+                NodeView::from_record(n, true, held.iter().map(|a| &a.options.resources))
+                    .with_groups(
+                        held.iter()
+                            .filter_map(|a| a.options.spread_group.as_deref()),
+                    )
             })
             .collect();
         let requests: Vec<_> = waiting.into_iter().collect();

@@ -13,6 +13,10 @@
 //! - requests are decided in the order given (the runtime passes them by
 //!   creation order), and each placement shrinks its node's available
 //!   resources for the requests after it, so a plan never over-commits;
+//! - a request with a spread group goes to a node with room holding the
+//!   fewest live actors of that group (counting those placed earlier in the
+//!   same plan), and the policy decides only among those: replicas of one
+//!   deployment land on different nodes while nodes with room remain;
 //! - an actor that cannot be placed is [`Decision::Pending`] with a
 //!   [`PendingReason`] a person can act on: [`PendingReason::Infeasible`]
 //!   when no schedulable node could hold it even when empty,
@@ -46,6 +50,8 @@ pub struct NodeView {
     pub alive: bool,
     /// Whether the node is leaving the cluster and takes no new actors.
     pub draining: bool,
+    /// How many live actors of each spread group it holds.
+    pub groups: BTreeMap<String, u32>,
 }
 
 impl NodeView {
@@ -69,7 +75,21 @@ impl NodeView {
             available,
             alive,
             draining: record.draining,
+            groups: BTreeMap::new(),
         }
+    }
+
+    /// The view with the live actors' spread groups it holds counted.
+    pub fn with_groups<'a>(mut self, groups: impl IntoIterator<Item = &'a str>) -> Self {
+        for group in groups {
+            *self.groups.entry(group.to_owned()).or_default() += 1;
+        }
+        self
+    }
+
+    /// How many live actors of `group` it holds (0 without a group).
+    fn holding(&self, group: Option<&str>) -> u32 {
+        group.map_or(0, |g| self.groups.get(g).copied().unwrap_or(0))
     }
 
     /// Whether new actors may be placed here: alive and not draining.
@@ -87,6 +107,8 @@ pub struct PlacementRequest {
     pub resources: Resources,
     /// Its cluster-wide name, if any; only used in messages.
     pub name: Option<String>,
+    /// Its spread group, if any (see the module's rules).
+    pub spread_group: Option<String>,
 }
 
 impl PlacementRequest {
@@ -213,7 +235,8 @@ fn decide(
     policy: PlacementPolicy,
 ) -> Decision {
     let actor = request.actor;
-    let Some(node) = choose(nodes, &request.resources, policy) else {
+    let group = request.spread_group.as_deref();
+    let Some(node) = choose(nodes, &request.resources, group, policy) else {
         let reason = pending_reason(nodes, request);
         return Decision::Pending { actor, reason };
     };
@@ -222,15 +245,20 @@ fn decide(
         .available
         .checked_sub(&request.resources)
         .expect("chosen only if the request fits");
+    if let Some(group) = group {
+        *view.groups.entry(group.to_owned()).or_default() += 1;
+    }
     Decision::Place { actor, node }
 }
 
-/// The schedulable node with room that `policy` prefers; ties go to the
-/// lowest id (the map iterates in id order, and only a strictly better
-/// score replaces the current choice).
+/// The schedulable node with room holding the fewest actors of `group`,
+/// and among those the one `policy` prefers; ties go to the lowest id (the
+/// map iterates in id order, and only a strictly better choice replaces the
+/// current one).
 fn choose(
     nodes: &BTreeMap<NodeId, NodeView>,
     request: &Resources,
+    group: Option<&str>,
     policy: PlacementPolicy,
 ) -> Option<NodeId> {
     let mut best = None;
@@ -238,17 +266,21 @@ fn choose(
         if !node.schedulable() || !request.fits_in(&node.available) {
             continue;
         }
+        let held = node.holding(group);
         let score = free_fraction_after(node, request);
-        let better = match (&best, policy) {
-            (None, _) => true,
-            (Some((_, current)), PlacementPolicy::Spread) => score > *current,
-            (Some((_, current)), PlacementPolicy::Pack) => score < *current,
+        let better = match &best {
+            None => true,
+            Some((_, best_held, _)) if held != *best_held => held < *best_held,
+            Some((_, _, current)) => match policy {
+                PlacementPolicy::Spread => score > *current,
+                PlacementPolicy::Pack => score < *current,
+            },
         };
         if better {
-            best = Some((node.id, score));
+            best = Some((node.id, held, score));
         }
     }
-    best.map(|(id, _)| id)
+    best.map(|(id, _, _)| id)
 }
 
 /// Why `request` fits on no schedulable node now.

@@ -135,6 +135,7 @@ mod tests {
             available,
             alive: true,
             draining: false,
+            groups: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ fn node(id: u64, total: Resources) -> NodeView {
         total,
         alive: true,
         draining: false,
+        groups: BTreeMap::new(),
     }
 }
 
@@ -26,7 +27,76 @@ fn request(actor: u64, resources: Resources) -> PlacementRequest {
         actor: ActorId::new(actor),
         resources,
         name: None,
+        spread_group: None,
     }
+}
+
+fn grouped(actor: u64, resources: Resources, group: &str) -> PlacementRequest {
+    PlacementRequest {
+        spread_group: Some(group.to_owned()),
+        ..request(actor, resources)
+    }
+}
+
+#[test]
+fn a_spread_group_goes_to_the_nodes_holding_fewest_of_it_first() {
+    // Node 1 has the most room, so the policy alone puts two of three
+    // there; the group spreads them, one per node.
+    let nodes = [node(1, cpus(8.0)), node(2, cpus(4.0)), node(3, cpus(4.0))];
+    let requests: Vec<_> = (1..=3).map(|a| grouped(a, cpus(1.0), "d")).collect();
+    assert_eq!(
+        spread(&nodes, &requests).decisions,
+        [place(1, 1), place(2, 2), place(3, 3)]
+    );
+    // Without a group the same requests follow free capacity only.
+    let ungrouped: Vec<_> = (1..=3).map(|a| request(a, cpus(1.0))).collect();
+    assert_eq!(
+        spread(&nodes, &ungrouped).decisions,
+        [place(1, 1), place(2, 1), place(3, 2)]
+    );
+    // Pack still spreads a group before packing.
+    assert_eq!(
+        plan(&nodes, &requests, PlacementPolicy::Pack).decisions,
+        [place(1, 2), place(2, 3), place(3, 1)]
+    );
+}
+
+#[test]
+fn a_spread_group_counts_what_nodes_already_hold_and_other_groups_do_not_matter() {
+    let nodes = [
+        node(1, cpus(8.0)).with_groups(["d", "d", "other"]),
+        node(2, cpus(8.0)).with_groups(["d", "other", "other", "other"]),
+        node(3, cpus(8.0)).with_groups(["d"]),
+    ];
+    // Nodes 2 and 3 hold one `d` each against node 1's two: they come
+    // first (equal room, so the lower id first), then all hold two and the
+    // policy picks the emptiest, node 1.
+    let requests: Vec<_> = (1..=3).map(|a| grouped(a, cpus(1.0), "d")).collect();
+    assert_eq!(
+        spread(&nodes, &requests).decisions,
+        [place(1, 2), place(2, 3), place(3, 1)]
+    );
+}
+
+#[test]
+fn a_spread_group_is_a_preference_never_a_reason_to_wait() {
+    // Only node 1 has room: the second replica joins the first there.
+    let nodes = [
+        node(1, cpus(4.0)),
+        NodeView {
+            available: cpus(0.0),
+            ..node(2, cpus(4.0))
+        },
+        NodeView {
+            alive: false,
+            ..node(3, cpus(4.0))
+        },
+    ];
+    let requests: Vec<_> = (1..=2).map(|a| grouped(a, cpus(1.0), "d")).collect();
+    assert_eq!(
+        spread(&nodes, &requests).decisions,
+        [place(1, 1), place(2, 1)]
+    );
 }
 
 fn place(actor: u64, node: u64) -> Decision {
@@ -262,6 +332,7 @@ fn any_node(id: u64) -> impl Strategy<Value = NodeView> {
             total,
             alive,
             draining,
+            groups: BTreeMap::new(),
         })
 }
 

@@ -140,16 +140,24 @@ pub struct ActorOptions {
     pub max_task_retries: RetryLimit,
     /// Whether it dies with its owner.
     pub lifetime: Lifetime,
+    /// Actors with the same spread group are spread over the nodes: each
+    /// is placed on a node with room holding the fewest live actors of its
+    /// group, before the placement policy decides among those (Ray's
+    /// `SPREAD` strategy, per group). Serve gives every deployment's
+    /// replicas one group, so losing a node never takes every replica of a
+    /// deployment while other nodes could hold one.
+    pub spread_group: Option<String>,
 }
 
 impl Default for ActorOptions {
-    /// No resources, no restarts, no retries, owned.
+    /// No resources, no restarts, no retries, owned, no spread group.
     fn default() -> Self {
         Self {
             resources: Resources::new(),
             max_restarts: RetryLimit::NEVER,
             max_task_retries: RetryLimit::NEVER,
             lifetime: Lifetime::Owned,
+            spread_group: None,
         }
     }
 }
@@ -221,6 +229,70 @@ impl ActorRecord {
 
 impl Record for ActorRecord {
     const KIND: &'static str = "actor";
+
+    fn decode_older(version: u16, body: &[u8]) -> Option<Result<Self, String>> {
+        (version == 3).then(|| v3::decode(body))
+    }
+}
+
+/// Actor records as schema version 3 wrote them: without
+/// [`ActorOptions::spread_group`]. Read and converted, never written.
+mod v3 {
+    use serde::Deserialize;
+    use troupe_core::id::{ActorId, NodeId};
+    use troupe_core::resources::Resources;
+
+    use super::{ActorName, ActorOptions, ActorRecord, Lifetime, Owner, RetryLimit};
+    use crate::lifecycle::ActorState;
+
+    #[derive(Deserialize)]
+    struct Options {
+        resources: Resources,
+        max_restarts: RetryLimit,
+        max_task_retries: RetryLimit,
+        lifetime: Lifetime,
+    }
+
+    #[derive(Deserialize)]
+    struct Record {
+        id: ActorId,
+        type_name: String,
+        name: Option<ActorName>,
+        owner: Owner,
+        options: Options,
+        #[serde(with = "serde_bytes")]
+        args: Vec<u8>,
+        state: ActorState,
+        node: Option<NodeId>,
+        restarts: u32,
+        incarnation: u64,
+        pending_reason: Option<String>,
+        term: u64,
+    }
+
+    pub(super) fn decode(body: &[u8]) -> Result<ActorRecord, String> {
+        let r: Record = crate::schema::deserialize(body)?;
+        Ok(ActorRecord {
+            id: r.id,
+            type_name: r.type_name,
+            name: r.name,
+            owner: r.owner,
+            options: ActorOptions {
+                resources: r.options.resources,
+                max_restarts: r.options.max_restarts,
+                max_task_retries: r.options.max_task_retries,
+                lifetime: r.options.lifetime,
+                spread_group: None,
+            },
+            args: r.args,
+            state: r.state,
+            node: r.node,
+            restarts: r.restarts,
+            incarnation: r.incarnation,
+            pending_reason: r.pending_reason,
+            term: r.term,
+        })
+    }
 }
 
 /// The owner of a name, at `/troupe/actor-names/<namespace>/<name>`;

@@ -33,7 +33,13 @@ pub use keys::Key;
 pub use node::NodeRecord;
 
 /// The version of the record layouts this binary writes and reads.
-pub const SCHEMA_VERSION: u16 = 3;
+///
+/// 4: actor options carry a spread group. Version 3 values are still read
+/// (only actor records changed layout).
+pub const SCHEMA_VERSION: u16 = 4;
+
+/// The oldest version whose values this binary reads.
+pub const OLDEST_READABLE_VERSION: u16 = 3;
 
 /// The largest record [`decode`] accepts, so a corrupt length prefix
 /// cannot make it allocate without bound.
@@ -43,6 +49,15 @@ pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
 pub trait Record: Serialize + DeserializeOwned {
     /// What the record is, for errors: `"actor"`, `"node"`.
     const KIND: &'static str;
+
+    /// Decodes a value written at an older `version` (at least
+    /// [`OLDEST_READABLE_VERSION`]), converting it: `None` when the
+    /// record's layout did not change since then (it decodes as the
+    /// current one), an error text when the value does not decode.
+    fn decode_older(version: u16, body: &[u8]) -> Option<Result<Self, String>> {
+        let _ = (version, body);
+        None
+    }
 }
 
 /// Everything that can be wrong with a key, a name or a stored value.
@@ -117,12 +132,21 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, SchemaError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version != SCHEMA_VERSION {
+    if version < OLDEST_READABLE_VERSION {
         return Err(corrupt(format!("unknown schema version {version}")));
     }
-    options()
-        .deserialize(body)
-        .map_err(|e| corrupt(e.to_string()))
+    if version < SCHEMA_VERSION {
+        if let Some(older) = R::decode_older(version, body) {
+            return older.map_err(corrupt);
+        }
+    }
+    deserialize(body).map_err(corrupt)
+}
+
+/// `body` in the value format's bincode, with the record size limit and no
+/// trailing bytes.
+pub(crate) fn deserialize<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    options().deserialize(body).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

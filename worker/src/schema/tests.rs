@@ -33,6 +33,7 @@ fn actor_record(state: ActorState) -> ActorRecord {
         max_restarts: RetryLimit::AtMost(1),
         max_task_retries: RetryLimit::Unlimited,
         lifetime: Lifetime::Detached,
+        spread_group: Some("serve:app/model".into()),
     };
     let mut record = ActorRecord::new(
         ActorId::new(7),
@@ -101,6 +102,44 @@ fn values_start_with_the_schema_version() {
     });
     assert_eq!(&bytes[..2], &SCHEMA_VERSION.to_le_bytes());
     assert_eq!(bytes.len(), 2 + 8 + 8);
+}
+
+#[test]
+fn version_3_actor_records_are_read_without_a_spread_group() {
+    let current = actor_record(ActorState::Alive);
+    let o = &current.options;
+    // Version 3's layout: the record with options lacking `spread_group`,
+    // as a tuple (bincode writes a struct as the tuple of its fields).
+    let old = (
+        current.id,
+        &current.type_name,
+        &current.name,
+        &current.owner,
+        (&o.resources, o.max_restarts, o.max_task_retries, o.lifetime),
+        serde_bytes::Bytes::new(&current.args),
+        &current.state,
+        current.node,
+        current.restarts,
+        current.incarnation,
+        &current.pending_reason,
+        current.term,
+    );
+    let mut bytes = 3_u16.to_le_bytes().to_vec();
+    bincode::serialize_into(&mut bytes, &old).unwrap();
+    let read = decode::<ActorRecord>(&bytes).unwrap();
+    let mut expected = current.clone();
+    expected.options.spread_group = None;
+    assert_eq!(read, expected);
+    // Records whose layout did not change read as they are.
+    let mut node = encode(&node_record());
+    node[..2].copy_from_slice(&3_u16.to_le_bytes());
+    assert_eq!(decode::<NodeRecord>(&node), Ok(node_record()));
+    // A version 3 actor record cut short is corrupt, not a panic.
+    bytes.truncate(bytes.len() - 3);
+    assert!(matches!(
+        decode::<ActorRecord>(&bytes),
+        Err(SchemaError::Corrupt { kind: "actor", .. })
+    ));
 }
 
 #[test]

@@ -331,3 +331,50 @@ fn placements_past_the_round_budget_wait_for_the_next_round() {
         .iter()
         .all(|r| r.as_ref().unwrap().node.is_some()));
 }
+
+#[test]
+fn a_spread_group_spreads_over_rounds_counting_what_each_node_already_holds() {
+    let mut state = ClusterState::default();
+    let cpus = |n: f64| Resources::new().with_cpus(n).unwrap();
+    // Node 1 is the biggest: without a group everything would go there.
+    let big = node(&mut state, 1, cpus(16.0));
+    let n2 = node(&mut state, 2, cpus(4.0));
+    let n3 = node(&mut state, 3, cpus(4.0));
+    let grouped = |id: u64, group: &str| {
+        let mut r = spawn_request(id, big, cpus(1.0));
+        r.options.spread_group = Some(group.into());
+        r
+    };
+    // One replica per round, as a serve controller starting them one by
+    // one would: each round counts the earlier rounds' assignments.
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let plan = round(&mut state, &[grouped(id, "d")], &[]);
+        nodes.push(plan.spawned[0].as_ref().unwrap().node.unwrap());
+    }
+    nodes.sort();
+    assert_eq!(nodes, [big, n2, n3]);
+    // Another group starts from its own counts; an ungrouped actor
+    // follows free capacity alone.
+    let plan = round(
+        &mut state,
+        &[grouped(4, "e"), spawn_request(5, big, cpus(1.0))],
+        &[],
+    );
+    let placed: Vec<_> = plan
+        .spawned
+        .iter()
+        .map(|r| r.as_ref().unwrap().node)
+        .collect();
+    assert_eq!(placed, [Some(big), Some(big)]);
+    // A dead replica no longer counts: its node is the group's emptiest.
+    let on_n2 = *state
+        .actors
+        .iter()
+        .find(|(_, a)| a.node == Some(n2))
+        .unwrap()
+        .0;
+    round(&mut state, &[], &[on_n2]);
+    let plan = round(&mut state, &[grouped(6, "d")], &[]);
+    assert_eq!(plan.spawned[0].as_ref().unwrap().node, Some(n2));
+}
