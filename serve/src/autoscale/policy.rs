@@ -128,7 +128,11 @@ pub fn decide(
 ) -> (u32, ScaleState, Option<Decision>) {
     let mut next = state.clone();
     let target = current.target;
-    let window: Vec<Sample> = window.iter().filter(|s| s.at_ms <= now_ms).copied().collect();
+    let window: Vec<Sample> = window
+        .iter()
+        .filter(|s| s.at_ms <= now_ms)
+        .copied()
+        .collect();
     if let Some(last) = state.last {
         if last.direction == Direction::Up
             && next.caught_up_ms.is_none()
@@ -137,7 +141,10 @@ pub fn decide(
             next.caught_up_ms = Some(now_ms);
         }
     }
-    let (lo, hi) = (policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    let (lo, hi) = (
+        policy.min_replicas,
+        policy.max_replicas.max(policy.min_replicas),
+    );
     let t = policy.target_ongoing_requests;
     if let Some(caught_up) = next.caught_up_ms {
         let newest = after(&window, Some(caught_up)).last().copied();
@@ -152,7 +159,11 @@ pub fn decide(
     // The bounds changed under the current target.
     if target < lo || target > hi {
         let to = target.clamp(lo, hi);
-        let which = if to == lo { "min_replicas" } else { "max_replicas" };
+        let which = if to == lo {
+            "min_replicas"
+        } else {
+            "max_replicas"
+        };
         return decided(next, to, f64::NAN, format!("{which} is {to}"));
     }
 
@@ -240,7 +251,9 @@ pub fn decide(
     }
     let step = policy.downscaling_factor * f64::from(target - wanted);
     let stepped = (f64::from(target) - step).floor();
-    let to = (stepped.max(0.0) as u32).min(target - 1).clamp(lo.max(1), hi);
+    let to = (stepped.max(0.0) as u32)
+        .min(target - 1)
+        .clamp(lo.max(1), hi);
     let mut reason = format!(
         "average {} ongoing requests over {} s, target {} per replica (downscale below {} per replica): {wanted} replicas",
         number(level),
@@ -351,7 +364,11 @@ fn upscale_to(
 ) -> (u32, f64, String) {
     let cut = upscale_cut(policy, state).flatten();
     let eligible = after(window, cut);
-    let held: Vec<Sample> = eligible.iter().filter(|s| s.at_ms >= since).copied().collect();
+    let held: Vec<Sample> = eligible
+        .iter()
+        .filter(|s| s.at_ms >= since)
+        .copied()
+        .collect();
     let used = if held.is_empty() {
         eligible.last().map(|s| vec![*s]).unwrap_or_default()
     } else {
@@ -361,7 +378,10 @@ fn upscale_to(
     let level = if level.is_finite() { level } else { 0.0 };
     let span = used.first().map_or(0, |s| now_ms - s.at_ms);
     let t = policy.target_ongoing_requests;
-    let (lo, hi) = (policy.min_replicas, policy.max_replicas.max(policy.min_replicas));
+    let (lo, hi) = (
+        policy.min_replicas,
+        policy.max_replicas.max(policy.min_replicas),
+    );
     let wanted = count(level / t).clamp(lo, hi);
     let step = policy.upscaling_factor * f64::from(wanted.saturating_sub(target));
     let stepped = (f64::from(target) + step).ceil().min(f64::from(hi)) as u32;
@@ -404,7 +424,11 @@ fn decision(
     load: f64,
     reason: String,
 ) -> (u32, ScaleState, Option<Decision>) {
-    let direction = if to > from { Direction::Up } else { Direction::Down };
+    let direction = if to > from {
+        Direction::Up
+    } else {
+        Direction::Down
+    };
     next.up_since_ms = None;
     next.down_since_ms = None;
     next.zero_since_ms = None;

@@ -178,7 +178,11 @@ fn any_steady_load_inside_the_deadband_keeps_the_count() {
             for _ in 0..300 {
                 sim.tick(per_replica * f64::from(replicas));
             }
-            assert!(sim.decisions.is_empty(), "{replicas} at {per_replica}: {:?}", sim.decisions);
+            assert!(
+                sim.decisions.is_empty(),
+                "{replicas} at {per_replica}: {:?}",
+                sim.decisions
+            );
             checked += 1;
         }
     }
@@ -236,7 +240,11 @@ fn a_step_on_saturated_replicas_reaches_enough_and_does_not_oscillate() {
         .find(|(_, _, running)| *running >= 2)
         .unwrap()
         .0;
-    assert!(enough <= step_at + 2 * S + S + 2 * S, "{}", enough - step_at);
+    assert!(
+        enough <= step_at + 2 * S + S + 2 * S,
+        "{}",
+        enough - step_at
+    );
     // At most one correction, no oscillation, and then steady: the last
     // 20 minutes see no decision.
     assert!(sim.decisions.len() <= 2, "{:?}", sim.decisions);
@@ -248,7 +256,16 @@ fn a_step_on_saturated_replicas_reaches_enough_and_does_not_oscillate() {
 
 #[test]
 fn a_burst_shorter_than_the_upscale_delay_does_not_scale() {
-    for (policy, burst_s) in [(quick(1, 10), 2), (AutoscalingPolicy { max_replicas: 10, ..Default::default() }, 29)] {
+    for (policy, burst_s) in [
+        (quick(1, 10), 2),
+        (
+            AutoscalingPolicy {
+                max_replicas: 10,
+                ..Default::default()
+            },
+            29,
+        ),
+    ] {
         let mut sim = Sim::new(policy, 2, S);
         let mut calls = 0;
         for round in 0..20 {
@@ -326,7 +343,11 @@ fn idle_goes_to_zero_through_one_and_a_request_at_zero_starts_one_at_once() {
     let zero = &sim.decisions[1];
     let since_one = zero.at_ms - sim.decisions[0].at_ms;
     assert!(since_one >= 60 * S, "{since_one}");
-    assert!(zero.reason.starts_with("no ongoing requests for"), "{}", zero.reason);
+    assert!(
+        zero.reason.starts_with("no ongoing requests for"),
+        "{}",
+        zero.reason
+    );
     // Idle at zero: nothing.
     for _ in 0..100 {
         sim.tick(0.0);
@@ -336,7 +357,10 @@ fn idle_goes_to_zero_through_one_and_a_request_at_zero_starts_one_at_once() {
     sim.tick(1.0);
     let up = sim.decisions.last().unwrap();
     assert_eq!((up.from, up.to, up.at_ms), (0, 1, request_at));
-    assert_eq!(up.reason, "1 ongoing requests at zero replicas: starting 1 at once");
+    assert_eq!(
+        up.reason,
+        "1 ongoing requests at zero replicas: starting 1 at once"
+    );
 }
 
 #[test]

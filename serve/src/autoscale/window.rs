@@ -114,7 +114,12 @@ impl MetricsStore {
     /// The sum of each live reporter's latest report on `deployment`:
     /// reporters silent for longer than `stale_after_ms` are left out.
     /// `None` when no reporter is live: an unknown load, not zero.
-    pub fn total(&self, deployment: &DeploymentKey, now_ms: u64, stale_after_ms: u64) -> Option<f64> {
+    pub fn total(
+        &self,
+        deployment: &DeploymentKey,
+        now_ms: u64,
+        stale_after_ms: u64,
+    ) -> Option<f64> {
         let metrics = self.deployments.get(deployment)?;
         let live: Vec<f64> = metrics
             .reports
@@ -129,8 +134,18 @@ impl MetricsStore {
     /// samples no window from `at_ms` on needs (older than `look_back_ms`
     /// before it, but the newest of those). A sample older than the newest
     /// is ignored; one at the same time replaces it.
-    pub fn record(&mut self, deployment: &DeploymentKey, at_ms: u64, ongoing: f64, look_back_ms: u64) {
-        let samples = &mut self.deployments.entry(deployment.clone()).or_default().samples;
+    pub fn record(
+        &mut self,
+        deployment: &DeploymentKey,
+        at_ms: u64,
+        ongoing: f64,
+        look_back_ms: u64,
+    ) {
+        let samples = &mut self
+            .deployments
+            .entry(deployment.clone())
+            .or_default()
+            .samples;
         match samples.back_mut() {
             Some(last) if last.at_ms > at_ms => return,
             Some(last) if last.at_ms == at_ms => last.ongoing = ongoing,
@@ -166,7 +181,12 @@ impl MetricsStore {
     /// `deployment`'s samples taken in the `look_back_ms` up to `now_ms`,
     /// and the newest one at or before the start of that period, oldest
     /// first: the window [`super::decide`] takes.
-    pub fn window(&self, deployment: &DeploymentKey, now_ms: u64, look_back_ms: u64) -> Vec<Sample> {
+    pub fn window(
+        &self,
+        deployment: &DeploymentKey,
+        now_ms: u64,
+        look_back_ms: u64,
+    ) -> Vec<Sample> {
         let start = now_ms.saturating_sub(look_back_ms);
         let Some(metrics) = self.deployments.get(deployment) else {
             return Vec::new();
@@ -182,7 +202,12 @@ impl MetricsStore {
     }
 
     /// The mean of [`MetricsStore::window`], `None` when it is empty.
-    pub fn average(&self, deployment: &DeploymentKey, now_ms: u64, look_back_ms: u64) -> Option<f64> {
+    pub fn average(
+        &self,
+        deployment: &DeploymentKey,
+        now_ms: u64,
+        look_back_ms: u64,
+    ) -> Option<f64> {
         let window = self.window(deployment, now_ms, look_back_ms);
         mean(&window)
     }
@@ -225,7 +250,8 @@ fn is_live(report: &Report, now_ms: u64, stale_after_ms: u64) -> bool {
 
 /// The mean load of `samples`, `None` when there are none.
 pub fn mean(samples: &[Sample]) -> Option<f64> {
-    (!samples.is_empty()).then(|| samples.iter().map(|s| s.ongoing).sum::<f64>() / samples.len() as f64)
+    (!samples.is_empty())
+        .then(|| samples.iter().map(|s| s.ongoing).sum::<f64>() / samples.len() as f64)
 }
 
 #[cfg(test)]
@@ -250,7 +276,10 @@ mod tests {
         store.report("node-1/proxy", &key(), 3_500, 2.0);
         assert_eq!(store.total(&key(), 4_001, 2_000), Some(2.0));
         assert_eq!(store.total(&key(), 6_000, 2_000), None);
-        assert_eq!(store.total(&DeploymentKey::new("app", "other"), 2_000, 2_000), None);
+        assert_eq!(
+            store.total(&DeploymentKey::new("app", "other"), 2_000, 2_000),
+            None
+        );
     }
 
     #[test]

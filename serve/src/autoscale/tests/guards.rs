@@ -25,12 +25,22 @@ fn a_cold_start_with_a_growing_queue_does_not_run_to_max_replicas() {
     // the backlog drains on 4 and nothing more happens.
     assert!(sim.decisions.len() >= 2, "{:?}", sim.decisions);
     assert!(sim.directions().iter().all(|d| *d == Direction::Up));
-    let peak = sim.trace.iter().map(|(_, target, _)| *target).max().unwrap();
+    let peak = sim
+        .trace
+        .iter()
+        .map(|(_, target, _)| *target)
+        .max()
+        .unwrap();
     assert!(peak >= need, "{:?}", sim.decisions);
     assert!(peak <= 2 * need, "{:?}", sim.decisions);
     // No decision while a replica was starting.
     for d in &sim.decisions[1..] {
-        let before = sim.trace.iter().rev().find(|(at, _, _)| *at < d.at_ms).unwrap();
+        let before = sim
+            .trace
+            .iter()
+            .rev()
+            .find(|(at, _, _)| *at < d.at_ms)
+            .unwrap();
         assert_eq!(before.1, before.2, "raised while starting: {d:?}");
     }
     // The backlog is gone and the count holds.
@@ -93,7 +103,11 @@ fn a_failover_with_lost_metrics_does_not_scale_down_in_its_first_look_back_windo
     }
     assert_eq!(new.directions(), [Direction::Down], "{:?}", new.decisions);
     let d = &new.decisions[0];
-    assert!(d.at_ms >= started + new.policy.look_back_ms, "{}", d.at_ms - started);
+    assert!(
+        d.at_ms >= started + new.policy.look_back_ms,
+        "{}",
+        d.at_ms - started
+    );
     assert_eq!((d.from, d.to), (6, 1));
 }
 
@@ -131,7 +145,8 @@ fn a_downscale_ignores_samples_from_before_an_upscale_settled() {
 
 #[test]
 fn factors_scale_the_step_and_move_at_least_one_replica() {
-    let steady = |load: f64| -> Vec<Sample> { (0..=40).map(|s| Sample::new(s * S, load)).collect() };
+    let steady =
+        |load: f64| -> Vec<Sample> { (0..=40).map(|s| Sample::new(s * S, load)).collect() };
     let at = |policy: &AutoscalingPolicy, load: f64, target: u32| {
         let current = Replicas {
             target,
@@ -207,7 +222,9 @@ fn an_upscale_after_an_upscale_waits_for_its_replicas_and_a_growing_load() {
     let mut state = next;
     let mut calls = 0;
     for s in 31..=40u64 {
-        let draining: Vec<Sample> = (31..=s).map(|t| Sample::new(t * S, 40.0 - 2.0 * (t - 31) as f64)).collect();
+        let draining: Vec<Sample> = (31..=s)
+            .map(|t| Sample::new(t * S, 40.0 - 2.0 * (t - 31) as f64))
+            .collect();
         let (to, next, decision) = decide(&policy, &draining, running, s * S, &state);
         assert_eq!((to, decision), (4, None), "at {s}");
         state = next;
@@ -215,17 +232,23 @@ fn an_upscale_after_an_upscale_waits_for_its_replicas_and_a_growing_load() {
     }
     assert_eq!(calls, 10);
     // A growing one is, at most doubling the target.
-    let growing: Vec<Sample> = (31..=45u64).map(|t| Sample::new(t * S, 40.0 + (t - 31) as f64)).collect();
+    let growing: Vec<Sample> = (31..=45u64)
+        .map(|t| Sample::new(t * S, 40.0 + (t - 31) as f64))
+        .collect();
     let mut decided = None;
     for s in 41..=45u64 {
         let (to, next, decision) = decide(&policy, &growing, running, s * S, &state);
         state = next;
-        if decision.is_some() {
-            decided = Some((to, decision.unwrap()));
+        if let Some(decision) = decision {
+            decided = Some((to, decision));
             break;
         }
     }
     let (to, decision) = decided.expect("an upscale");
     assert_eq!(to, 8, "{decision:?}");
-    assert!(decision.reason.contains("at most doubling"), "{}", decision.reason);
+    assert!(
+        decision.reason.contains("at most doubling"),
+        "{}",
+        decision.reason
+    );
 }
