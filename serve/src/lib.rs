@@ -14,6 +14,10 @@
 //!   rate-limited 503 warnings, `x-request-id` on every response.
 //! - [`app`] — [`Application`], [`Bind`] (options with Ray Serve's names),
 //!   [`DeploymentHandle`], [`deploy`], [`delete`].
+//! - [`autoscale`] — the pure autoscaler: the metrics window the
+//!   controller keeps from routers' reports, and the decision (new target,
+//!   carried state, reason) with the rule against each of Ray Serve's
+//!   autoscaling failures.
 //! - [`batch`] — [`batch::Batcher`]: dynamic batching (Ray's `@serve.batch`).
 //! - [`catalog`] — [`Catalog`]: deployment types and applications by name.
 //! - [`config`] — the YAML config file: schema, validation with paths,
@@ -37,6 +41,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod autoscale;
 pub mod batch;
 pub mod catalog;
 pub mod config;

@@ -6,7 +6,8 @@ use troupe_core::config::{suggest, ConfigError, Validator};
 use troupe_core::resources::Resources;
 
 use super::{
-    ActorOptions, AppConfig, AppLayout, DeploymentConfig, Layout, ServeConfig, NO_REPLICAS_WHY,
+    ActorOptions, AppConfig, AppLayout, DeploymentConfig, Layout, NumReplicas, ServeConfig,
+    NO_REPLICAS_WHY,
 };
 use crate::catalog::Catalog;
 use crate::spec::{check_name, AppSpec, DeploymentSpec};
@@ -145,7 +146,7 @@ fn refuse_no_replicas(v: &mut Validator, spec: &AppSpec, config: &AppConfig, lai
             .zip(&laid.deployments)
             .find(|(c, _)| c.name == d.name);
         match listed {
-            Some((c, at)) if c.num_replicas == Some(0) => v.field("deployments", |v| {
+            Some((c, at)) if c.num_replicas == Some(NumReplicas::Fixed(0)) => v.field("deployments", |v| {
                 v.index(at.index, |v| {
                     v.field("num_replicas", |v| v.error(super::no_replicas()))
                 })
@@ -166,7 +167,7 @@ fn apply_overrides(
     d: &DeploymentConfig,
     actor_options: &str,
 ) {
-    if let Some(n) = d.num_replicas {
+    if let Some(NumReplicas::Fixed(n)) = d.num_replicas {
         spec.num_replicas = n;
     }
     if let Some(n) = d.max_ongoing_requests {
@@ -206,7 +207,15 @@ fn apply_overrides(
     if let Some(retry) = d.retry_lost_requests {
         spec.retry_lost_requests = retry;
     }
-    if d.autoscaling_config.is_some() {
+    // Parsed and checked in full, not acted on yet: the controller does
+    // not run the autoscaler.
+    if d.num_replicas == Some(NumReplicas::Auto) {
+        v.field("num_replicas", |v| {
+            v.error(
+                "`auto` (autoscaling) is not available in this version of Troupe; set a number of replicas instead",
+            )
+        });
+    } else if d.autoscaling_config.is_some() {
         v.field("autoscaling_config", |v| {
             v.error(
                 "autoscaling is not available in this version of Troupe; set num_replicas instead",
@@ -264,7 +273,7 @@ pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
     let resources = &spec.resources;
     DeploymentConfig {
         name: spec.name.clone(),
-        num_replicas: Some(spec.num_replicas),
+        num_replicas: Some(NumReplicas::Fixed(spec.num_replicas)),
         max_ongoing_requests: Some(spec.max_ongoing_requests),
         max_queued_requests: Some(spec.max_queued_requests.map_or(-1, i64::from)),
         actor_options: Some(ActorOptions {

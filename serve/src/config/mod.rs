@@ -27,6 +27,9 @@
 //!         health_check_timeout_s: 30
 //!         graceful_shutdown_timeout_s: 20
 //!         retry_lost_requests: true  # resend a request lost with its replica's node (Troupe's)
+//!         # or `num_replicas: auto` and/or an autoscaling_config (Ray's
+//!         # names and defaults: see the `autoscaling` module); checked,
+//!         # refused at deploy until the autoscaler is wired in
 //! ```
 //!
 //! [`parse_yaml`] / [`parse_value`] check a whole file and report every
@@ -42,6 +45,7 @@
 //! the other way for `troupe serve build`. All pure: deploying is
 //! [`crate::declarative`]'s job.
 
+mod autoscaling;
 mod build;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +58,7 @@ use troupe_core::resources::Resources;
 use crate::catalog::Catalog;
 use crate::spec::{check_name, AppSpec};
 
+pub use autoscaling::{AutoscalingConfig, NumReplicas};
 pub use build::{build_specs, deployment_config, describe, BuildError};
 
 /// A whole serve config.
@@ -160,8 +165,9 @@ pub struct AppConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentConfig {
     pub name: String,
+    /// A count, or `auto` (autoscaling with Ray's defaults for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_replicas: Option<u32>,
+    pub num_replicas: Option<NumReplicas>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ongoing_requests: Option<u32>,
     /// `-1`: without limit.
@@ -180,6 +186,8 @@ pub struct DeploymentConfig {
     /// Troupe's: resend a request lost with its replica (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_lost_requests: Option<bool>,
+    /// With `num_replicas: auto`, the effective config (Ray's defaults
+    /// for `auto`, overridden by the fields the file gives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling_config: Option<AutoscalingConfig>,
 }
@@ -190,18 +198,6 @@ pub struct ActorOptions {
     pub num_cpus: f64,
     pub num_gpus: f64,
     pub resources: BTreeMap<String, f64>,
-}
-
-/// Ray Serve's autoscaling options, checked but not acted on yet: a
-/// deployment that sets them is refused at deploy time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AutoscalingConfig {
-    pub min_replicas: u32,
-    pub max_replicas: u32,
-    pub initial_replicas: Option<u32>,
-    pub target_ongoing_requests: f64,
-    pub upscale_delay_s: f64,
-    pub downscale_delay_s: f64,
 }
 
 const TOP_FIELDS: &[&str] = &[
@@ -229,14 +225,6 @@ const DEPLOYMENT_FIELDS: &[&str] = &[
     "autoscaling_config",
 ];
 const ACTOR_FIELDS: &[&str] = &["num_cpus", "num_gpus", "resources"];
-const AUTOSCALING_FIELDS: &[&str] = &[
-    "min_replicas",
-    "max_replicas",
-    "initial_replicas",
-    "target_ongoing_requests",
-    "upscale_delay_s",
-    "downscale_delay_s",
-];
 
 /// Fields accepted under a second name (Ray Serve's spelling).
 const ALIASES: &[(&str, &str)] = &[
@@ -802,8 +790,8 @@ fn read_deployment(
         None if !map.contains_key("name") => v.error("missing field \"name\""),
         None => {}
     }
-    d.num_replicas = integer(v, &map, "num_replicas", 0, u32::MAX as i64).map(|n| n as u32);
-    if d.num_replicas == Some(0) {
+    d.num_replicas = autoscaling::read_num_replicas(v, &map);
+    if d.num_replicas == Some(NumReplicas::Fixed(0)) {
         v.field("num_replicas", |v| v.error(no_replicas()));
         d.num_replicas = None;
     }
@@ -827,15 +815,22 @@ fn read_deployment(
             d.actor_options = read_actor_options(v, options)
         });
     }
-    if let Some(auto) = map.get("autoscaling_config").filter(|a| !a.is_null()) {
+    let auto = d.num_replicas == Some(NumReplicas::Auto);
+    let defaults = match auto {
+        true => AutoscalingConfig::auto(),
+        false => AutoscalingConfig::default(),
+    };
+    if let Some(given) = map.get("autoscaling_config").filter(|a| !a.is_null()) {
         v.field("autoscaling_config", |v| {
-            d.autoscaling_config = read_autoscaling(v, auto)
+            d.autoscaling_config = autoscaling::read_autoscaling(v, given, &defaults)
         });
-        if d.num_replicas.is_some() {
+        if matches!(d.num_replicas, Some(NumReplicas::Fixed(_))) {
             v.field("num_replicas", |v| {
-                v.error("set num_replicas or autoscaling_config, not both")
+                v.error("set num_replicas or autoscaling_config, not both (or `num_replicas: auto` with autoscaling_config, which overrides auto's defaults)")
             });
         }
+    } else if auto {
+        d.autoscaling_config = Some(defaults);
     }
     Some((d, laid))
 }
@@ -893,37 +888,4 @@ fn read_actor_options(v: &mut Validator, value: &Value) -> Option<ActorOptions> 
         v.error(e.to_string());
     }
     Some(options)
-}
-
-fn read_autoscaling(v: &mut Validator, value: &Value) -> Option<AutoscalingConfig> {
-    let map = object(v, value, AUTOSCALING_FIELDS)?;
-    let min = integer(v, &map, "min_replicas", 0, u32::MAX as i64).unwrap_or(1) as u32;
-    let max = integer(v, &map, "max_replicas", 1, u32::MAX as i64).unwrap_or(1) as u32;
-    if min > max {
-        v.field("min_replicas", |v| {
-            v.error(format!("must be <= max_replicas ({max}), got {min}"))
-        });
-    }
-    let initial = integer(v, &map, "initial_replicas", 0, u32::MAX as i64).map(|n| n as u32);
-    if let Some(n) = initial.filter(|&n| n < min || n > max) {
-        v.field("initial_replicas", |v| {
-            v.error(format!(
-                "must be between min_replicas ({min}) and max_replicas ({max}), got {n}"
-            ))
-        });
-    }
-    let target = number(v, &map, "target_ongoing_requests").unwrap_or(2.0);
-    if !(target.is_finite() && target > 0.0) {
-        v.field("target_ongoing_requests", |v| {
-            v.error(format!("must be > 0, got {target}"))
-        });
-    }
-    Some(AutoscalingConfig {
-        min_replicas: min,
-        max_replicas: max,
-        initial_replicas: initial,
-        target_ongoing_requests: target,
-        upscale_delay_s: seconds(v, &map, "upscale_delay_s").unwrap_or(30.0),
-        downscale_delay_s: seconds(v, &map, "downscale_delay_s").unwrap_or(600.0),
-    })
 }

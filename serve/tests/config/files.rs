@@ -113,7 +113,7 @@ fn serve_build_describes_every_application_validly() {
         .iter()
         .find(|d| d.name == "triple")
         .unwrap();
-    assert_eq!(triple.num_replicas, Some(2));
+    assert_eq!(triple.num_replicas, Some(config::NumReplicas::Fixed(2)));
     assert_eq!(triple.max_ongoing_requests, Some(5));
     assert_eq!(triple.max_queued_requests, Some(-1));
     // What `serve build` writes parses back to the same and builds.
@@ -190,6 +190,10 @@ fn invalid_configs_name_every_problem_with_its_path() {
         (
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}\n",
             "applications[0].deployments[0].autoscaling_config: autoscaling is not available in this version of Troupe; set num_replicas instead",
+        ),
+        (
+            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        num_replicas: auto\n        autoscaling_config: {max_replicas: 4, downscale_delay_s: -1}\n",
+            "applications[0].deployments[0].autoscaling_config.downscale_delay_s: must be a number of seconds >= 0, got -1\napplications[0].deployments[0].num_replicas: `auto` (autoscaling) is not available in this version of Troupe; set a number of replicas instead",
         ),
         ("apps: []\n", "apps: unknown field; expected one of \"proxy_location\", \"http_options\", \"logging_config\", \"applications\"\nmissing field \"applications\" (a list; `[]` for none)"),
         ("", "the config is empty; it needs at least `applications: []`"),
@@ -334,7 +338,7 @@ fn no_replicas_from_a_config_or_from_code_is_refused() {
         "applications:\n  - name: a\n    app: hello\n    deployments: [{name: hello, num_replicas: 1}]\n",
     )
     .unwrap();
-    c.applications[0].deployments[0].num_replicas = Some(0);
+    c.applications[0].deployments[0].num_replicas = Some(config::NumReplicas::Fixed(0));
     let got = config::build_specs(&c, &catalog()).unwrap_err().to_string();
     assert!(
         got.starts_with("applications[0].deployments[0].num_replicas: must be >= 1, got 0:"),

@@ -1,0 +1,74 @@
+//! Autoscaling, the pure part: the metrics window a controller keeps
+//! ([`window::MetricsStore`]) and the decision it takes each tick
+//! ([`policy::decide`]) from a deployment's effective
+//! [`AutoscalingPolicy`] (its `autoscaling_config` with Ray Serve's
+//! defaults applied), the samples of its look-back window, its current
+//! target and running counts, the time, and the [`ScaleState`] carried
+//! from the last call.
+//!
+//! No clock, no IO, no tokio: time is a parameter (`now_ms`, milliseconds
+//! since the UNIX epoch, so that a [`ScaleState`] stored in the GCS means
+//! the same on the controller that takes over after a failover). The
+//! serve controller owns the loop: it feeds routers' reports into the
+//! store, records one sample per deployment per tick, calls
+//! [`policy::decide`], stores the new state and applies the new target.
+//!
+//! # The load signal
+//!
+//! The load of a deployment is the **total** number of its ongoing
+//! requests (queued in routers plus in flight on replicas), summed over
+//! every router that reports it. The decision works on that total, never
+//! on a per-replica ratio multiplied by the current count: the total does
+//! not drop when replicas are added, which is what made Ray Serve
+//! oscillate after a scale-up (ray#18925).
+//!
+//! # The rules, and the Ray Serve issue each one answers
+//!
+//! - **Upscale**: desired = ⌈load / target_ongoing_requests⌉, clamped to
+//!   `[min_replicas, max_replicas]`, after the load called for more
+//!   replicas at every call for `upscale_delay_s`. The condition is
+//!   judged on the newest sample (so a burst shorter than the delay does
+//!   not scale); the count is taken from the least load seen over the
+//!   whole span the condition held (the load that was sustained: a queue
+//!   growing during the delay does not inflate it).
+//! - **Downscale**, with a deadband: desired = ⌈load / (target ·
+//!   [`policy::DOWNSCALE_DEADBAND`])⌉ on the mean over the look-back
+//!   window, held for `downscale_delay_s`. A steady load whose
+//!   per-replica average sits between 0.8 · target and target changes
+//!   nothing in either direction.
+//! - **Factors** scale a step: `current + factor · (desired − current)`,
+//!   rounded away from `current`, at least one replica.
+//! - **From zero**: any load at zero replicas scales to
+//!   `max(1, min_replicas)` at once (a request is waiting).
+//! - **To zero** (1 → 0) needs `downscale_to_zero_delay_s` of exactly
+//!   zero load over a whole look-back window.
+//! - **Samples after the last decision only** (ray#26455: thrashing when
+//!   the delays are shorter than the look-back window): a decision uses
+//!   only samples taken after the previous one, and the opposite
+//!   direction only those taken a settle time later, so a delay shorter
+//!   than the look-back window cannot act again on the load that caused
+//!   the last decision.
+//! - **No upscale while replicas start** (ray#61731: the feedback loop to
+//!   `max_replicas` at cold start): while fewer replicas run than the
+//!   target, the target is not raised; requests queued meanwhile are the
+//!   start-up's backlog, not new demand. After they run, a further
+//!   upscale waits until the backlog stops draining, and at most doubles
+//!   the target.
+//! - **No downscale without a full fresh look-back window** (metrics lost
+//!   on a controller failover): a downscale needs eligible samples that
+//!   cover the whole look-back window, so a controller that starts from
+//!   the stored [`ScaleState`] and an empty window cannot scale down
+//!   before it has a look-back window of its own samples.
+//!
+//! [`policy`] says each rule's details where it applies them.
+
+pub mod policy;
+mod state;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use policy::{decide, AutoscalingPolicy, DOWNSCALE_DEADBAND};
+pub use state::{Decision, Direction, LastDecision, Replicas, ScaleState};
+pub use window::{DeploymentKey, MetricsStore, Sample};
