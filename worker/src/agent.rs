@@ -6,9 +6,13 @@
 //! constructed on an arbiter; an instance without an assignment is stopped.
 //! Outcomes (started, constructor failed, handler panicked) are written as
 //! report keys under the node's lease by one reporter, in order, so the
-//! controller never sees an older report after a newer one.
+//! controller never sees an older report after a newer one. The order the
+//! agent learns outcomes in is not the order they happened in (a handler
+//! may panic before the agent hears that its constructor returned), so the
+//! reporter also never lets a report replace one that says more
+//! ([`replaces`]): an instance's start never hides its end.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,10 +167,32 @@ async fn report(
     lease: watch::Receiver<LeaseId>,
     mut rx: mpsc::UnboundedReceiver<ReportWrite>,
 ) {
+    // The last report queued for writing per actor (until its key is
+    // deleted): what a new one must not hide.
+    let mut reported: HashMap<ActorId, ReportRecord> = HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(next) = rx.try_recv() {
             batch.push(next);
+        }
+        batch.retain(|write| match write {
+            ReportWrite::Put(next) => {
+                let keep = replaces(reported.get(&next.actor), next);
+                if keep {
+                    reported.insert(next.actor, next.clone());
+                } else {
+                    tracing::debug!(actor = %next.actor, incarnation = next.incarnation,
+                        outcome = ?next.outcome, "report not written: a later one says more");
+                }
+                keep
+            }
+            ReportWrite::Delete(actor) => {
+                reported.remove(actor);
+                true
+            }
+        });
+        if batch.is_empty() {
+            continue;
         }
         loop {
             let lease = *lease.borrow();
@@ -211,5 +237,116 @@ async fn report(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Whether `next` may replace `reported`, the report last written for the
+/// same actor on this node (they share one key). A report about a later
+/// incarnation replaces anything; one about an earlier incarnation nothing.
+/// For the same incarnation, only an end (the constructor failed, a handler
+/// panicked) replaces a start: the agent may hear of a panic before it hears
+/// that the constructor returned, and a `Started` written after the panic's
+/// report would hide the panic from the controller for good (the actor
+/// would stay ALIVE with no instance, every call waiting for it).
+fn replaces(reported: Option<&ReportRecord>, next: &ReportRecord) -> bool {
+    let Some(reported) = reported else {
+        return true;
+    };
+    match next.incarnation.cmp(&reported.incarnation) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            reported.outcome == ReportOutcome::Started && next.outcome != ReportOutcome::Started
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(incarnation: u64, outcome: ReportOutcome) -> ReportRecord {
+        ReportRecord {
+            actor: ActorId::new(7),
+            incarnation,
+            outcome,
+        }
+    }
+
+    fn panicked() -> ReportOutcome {
+        ReportOutcome::HandlerPanicked {
+            message: "boom".into(),
+        }
+    }
+
+    fn failed() -> ReportOutcome {
+        ReportOutcome::ConstructorFailed {
+            message: "no model".into(),
+        }
+    }
+
+    #[test]
+    fn the_first_report_of_an_actor_is_written() {
+        for outcome in [ReportOutcome::Started, panicked(), failed()] {
+            assert!(replaces(None, &report(1, outcome)));
+        }
+    }
+
+    #[test]
+    fn a_start_heard_after_the_panic_of_the_same_instance_does_not_hide_it() {
+        // The flake this rule fixes: the panic was reported first, then the
+        // constructor's return; one key per actor, so writing the start
+        // would leave the controller believing the instance ALIVE.
+        assert!(!replaces(
+            Some(&report(2, panicked())),
+            &report(2, ReportOutcome::Started)
+        ));
+        assert!(!replaces(
+            Some(&report(2, failed())),
+            &report(2, ReportOutcome::Started)
+        ));
+    }
+
+    #[test]
+    fn an_instance_s_end_replaces_its_start() {
+        let started = report(2, ReportOutcome::Started);
+        assert!(replaces(Some(&started), &report(2, panicked())));
+        assert!(replaces(Some(&started), &report(2, failed())));
+    }
+
+    #[test]
+    fn a_later_incarnation_replaces_anything_and_an_earlier_one_nothing() {
+        let outcomes = [ReportOutcome::Started, panicked(), failed()];
+        let mut cases = 0;
+        for old in &outcomes {
+            for new in &outcomes {
+                assert!(replaces(
+                    Some(&report(2, old.clone())),
+                    &report(3, new.clone())
+                ));
+                assert!(!replaces(
+                    Some(&report(3, old.clone())),
+                    &report(2, new.clone())
+                ));
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 9);
+    }
+
+    #[test]
+    fn a_repeated_report_of_the_same_instance_is_not_written_again() {
+        for outcome in [ReportOutcome::Started, panicked(), failed()] {
+            assert!(!replaces(
+                Some(&report(2, outcome.clone())),
+                &report(2, outcome)
+            ));
+        }
+        // Its first end stands: a panic after a failed constructor cannot
+        // happen, and would say nothing new.
+        assert!(!replaces(
+            Some(&report(2, failed())),
+            &report(2, panicked())
+        ));
     }
 }

@@ -27,19 +27,29 @@ async fn a_panic_restarts_the_actor_and_leaves_the_node_serving() {
     assert_eq!(fragile.call(Get).await.unwrap(), 100);
     assert_eq!(bystander.call(Get).await.unwrap(), 7);
 
-    // The budget is spent now: a second panic kills it for good. Until the
-    // controller has recorded the death, a call may also find the actor
-    // Unavailable (lost, not yet known DEAD): ask until the answer is Died,
-    // within a bound.
-    fragile.call(Crash).await.unwrap_err();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let died = loop {
-        match fragile.call(Get).await {
-            Err(e @ ActorError::Died { .. }) => break e,
-            Err(ActorError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {}
-            other => panic!("a call to an actor whose restarts are spent answered {other:?}"),
-        }
-    };
+    // The budget is spent now: a second panic kills it for good. The call
+    // that panicked says so; the controller then records the death, which
+    // this driver's view shows (a signal, waited for within a bound), and
+    // from then on a call answers Died at once.
+    let crashed = fragile.call(Crash).await.unwrap_err();
+    assert!(
+        matches!(&crashed, ActorError::Unavailable { detail, .. } if detail.contains("panicked")),
+        "{crashed}"
+    );
+    let id = fragile.id();
+    let mut view = driver.state_changes();
+    let dead = view.wait_for(|s| s.actors.get(&id).is_some_and(|a| a.state.name() == "DEAD"));
+    // `is_ok` drops the view's read guard before the view is read again.
+    let recorded =
+        tokio::time::timeout(Duration::from_secs(30), async { dead.await.is_ok() }).await;
+    let record = driver.read_state(|s| s.actors.get(&id).cloned());
+    assert!(
+        matches!(recorded, Ok(true)),
+        "the actor's second panic was not recorded as its death; its record: {record:?}"
+    );
+    let record = record.expect("the actor's record");
+    assert_eq!(record.restarts, 1, "{record:?}");
+    let died = fragile.call(Get).await.unwrap_err();
     assert!(
         matches!(&died, ActorError::Died { reason, .. } if reason.contains("panicked")),
         "{died}"
