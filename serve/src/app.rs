@@ -41,6 +41,7 @@ impl<D: Deployment> Bind<D> {
                 health_check_timeout_ms: 30_000,
                 graceful_shutdown_timeout_ms: 20_000,
                 retry_lost_requests: true,
+                autoscaling: None,
             },
             error: check_name("deployment", name).err(),
             _type: PhantomData,
@@ -103,6 +104,21 @@ impl<D: Deployment> Bind<D> {
                 self.error.get_or_insert(e.to_string());
             }
         }
+        self
+    }
+
+    /// Lets the autoscaler set the replica count (Ray Serve's
+    /// `autoscaling_config`, with its names and defaults): between
+    /// `min_replicas` and `max_replicas` (0 scales to zero when idle),
+    /// starting at `initial_replicas` (else `min_replicas`), on the
+    /// requests queued and in flight per replica.
+    pub fn autoscaling_config(mut self, config: crate::config::AutoscalingConfig) -> Self {
+        if let Err(e) = config.check() {
+            self.error.get_or_insert(format!("autoscaling_config: {e}"));
+        }
+        let policy = config.policy();
+        self.spec.num_replicas = policy.initial_replicas;
+        self.spec.autoscaling = Some(policy);
         self
     }
 

@@ -73,7 +73,12 @@ pub struct AppTarget {
 pub struct DeploymentTarget {
     /// Its replicas' version (older ones are being replaced).
     pub version: u64,
+    /// Its replica count; for an autoscaled deployment, the count it
+    /// starts with.
     pub num_replicas: u32,
+    /// Whether the autoscaler sets its count (then any target the
+    /// controller reports will do).
+    pub autoscaled: bool,
 }
 
 impl AppTarget {
@@ -88,6 +93,7 @@ impl AppTarget {
                         let target = DeploymentTarget {
                             version: d.version,
                             num_replicas: d.num_replicas,
+                            autoscaled: d.autoscaling.is_some(),
                         };
                         (d.name.clone(), target)
                     })
@@ -373,7 +379,7 @@ pub fn progress(target: &AppTarget, status: Option<&AppStatus>) -> Progress {
                 status
                     .deployments
                     .get(d)
-                    .is_some_and(|s| s.target_replicas == t.num_replicas)
+                    .is_some_and(|s| t.autoscaled || s.target_replicas == t.num_replicas)
             });
         if !same {
             return Progress::Waiting;
@@ -412,10 +418,11 @@ pub fn progress_lines(app: &str, target: &AppTarget, status: &AppStatus) -> Vec<
             .iter()
             .filter(|r| r.version != wanted.version)
             .count();
-        let mut line = format!(
-            "  {app}/{d}: {running}/{} replicas running",
-            wanted.num_replicas
-        );
+        let (count, autoscaled) = match wanted.autoscaled {
+            true => (ds.target_replicas, " (autoscaled)"),
+            false => (wanted.num_replicas, ""),
+        };
+        let mut line = format!("  {app}/{d}: {running}/{count} replicas running{autoscaled}");
         if older > 0 {
             line.push_str(&format!(", {older} of an older version still up"));
         }

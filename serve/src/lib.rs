@@ -25,11 +25,14 @@
 //! - [`declarative`] — deploying a whole config as the desired state.
 //! - [`limits`] — a config's size and nesting limits (CLI and admin API).
 //! - [`replica`] — the shared actor hosting a replica.
+//! - [`reporter`] — each process's autoscaling reports (its routers'
+//!   loads) to the serve controller, over the transport.
 //! - [`spec`] — the GCS records (desired applications, statuses) and names.
 //! - [`records`] — serve's GCS records decoded once per view revision,
 //!   shared by the proxy, the routers and the controller.
 //! - [`router`] — the pure replica choice and the per-deployment router.
-//! - [`controller`] — the serve controller (pure round + the loop).
+//! - [`controller`] — the serve controller (pure round + the loop; its
+//!   autoscaler keeps targets and decisions in the GCS).
 //! - [`proxy`] — the actix-web ingress.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the
@@ -56,6 +59,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod records;
 pub mod replica;
+pub mod reporter;
 pub mod roles;
 pub mod router;
 pub mod runtime;

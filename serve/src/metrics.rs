@@ -37,6 +37,14 @@ pub struct ServeMetrics {
     pub batch_size: HistogramVec,
     /// Requests a router sent again to another replica, by deployment.
     pub request_retries: IntCounterVec,
+    /// The autoscaler's target replica count, by deployment (on the node
+    /// running the serve controller).
+    pub autoscaling_target: IntGaugeVec,
+    /// The autoscaler's decisions (changes of target), by deployment.
+    pub autoscaling_decisions: IntCounterVec,
+    /// The load the autoscaler saw last: ongoing requests summed over the
+    /// reporting routers, by deployment.
+    pub autoscaling_load: prometheus::GaugeVec,
     /// 1 while this process's calls have ejected the node (data-path
     /// health), by node.
     node_ejected: IntGaugeVec,
@@ -139,6 +147,27 @@ impl ServeMetrics {
                 "Requests a router sent again to another replica after an attempt failed (replica gone, or lost in flight with retry_lost_requests).",
                 &["application", "deployment"],
             )?,
+            autoscaling_target: gauges(
+                "serve_autoscaling_target_replicas",
+                "The replica count the autoscaler asks for, by deployment.",
+                &["application", "deployment"],
+            )?,
+            autoscaling_decisions: counter(
+                "serve_autoscaling_decisions",
+                "Changes of an autoscaled deployment's target replica count.",
+                &["application", "deployment"],
+            )?,
+            autoscaling_load: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "serve_autoscaling_total_ongoing_requests",
+                        "Ongoing requests (queued plus in flight) the routers last reported for an autoscaled deployment, summed.",
+                    ),
+                    &["application", "deployment"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             node_ejected: gauges(
                 "troupe_node_ejected",
                 "1 while this process's calls have ejected the node from routing (refused, lost or silent connections).",

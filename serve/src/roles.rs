@@ -3,17 +3,20 @@
 //! the HTTP proxy.
 
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use troupe_worker::Node;
 
+use crate::autoscale::MetricsStore;
 use crate::proxy::{Proxy, ProxyConfig};
-use crate::runtime;
+use crate::{reporter, runtime};
 
 /// Serve's roles on one node; stop them before the node.
 pub struct ServeRoles {
     proxy: Option<Proxy>,
     admin: Option<crate::admin::AdminServer>,
     controller: Option<tokio::task::JoinHandle<()>>,
+    reporter: tokio::task::JoinHandle<()>,
 }
 
 /// Starts serve on `node`: the proxy (unless `proxy` is `None`), the admin
@@ -25,11 +28,27 @@ pub fn start(
     admin: Option<crate::admin::AdminConfig>,
 ) -> io::Result<ServeRoles> {
     let runtime = runtime::install(node.cluster());
+    // Autoscaling reports: every node takes them (the controller reads
+    // them where it runs) and sends its own routers' loads.
+    let metrics = Arc::new(Mutex::new(MetricsStore::new()));
+    let inbox = metrics.clone();
+    node.extensions().register(
+        reporter::REPORT,
+        Arc::new(move |body: Vec<u8>| {
+            let result = reporter::receive(&inbox, &body).map(|()| Vec::new());
+            Box::pin(std::future::ready(result))
+        }),
+    );
+    let reporter = tokio::spawn(reporter::run(
+        runtime.clone(),
+        format!("{}/routers", node.id()),
+    ));
     let controller = node.gcs_member().map(|member| {
         tokio::spawn(crate::controller::run(
             member.clone(),
             node.cluster(),
             node.id(),
+            metrics.clone(),
         ))
     });
     let proxy = proxy
@@ -44,6 +63,7 @@ pub fn start(
         proxy,
         admin,
         controller,
+        reporter,
     })
 }
 
@@ -70,5 +90,6 @@ impl ServeRoles {
         if let Some(controller) = self.controller.take() {
             controller.abort();
         }
+        self.reporter.abort();
     }
 }

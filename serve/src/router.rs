@@ -303,6 +303,13 @@ impl Router {
         format!("{}/{}", self.app, self.deployment)
     }
 
+    /// Requests queued here plus those in flight on replicas.
+    fn load(&self) -> f64 {
+        let state = self.lock();
+        let in_flight: u64 = state.in_flight.values().map(|&n| u64::from(n)).sum();
+        (state.queued as u64 + in_flight) as f64
+    }
+
     /// Re-reads the replica set if the view moved.
     fn refresh(&self, state: &mut RouterState) {
         let revision = self.cluster.read_state(|s| s.revision);
@@ -377,6 +384,12 @@ impl Router {
                     }
                     state.queued += 1;
                     self.report_queue(state.queued);
+                    if state.replicas.is_empty() {
+                        // Scaled to zero (or starting): the autoscaler
+                        // hears of this request now, not at the next
+                        // interval.
+                        crate::reporter::urgent();
+                    }
                     drop(state);
                     queued = Some(Queued(self));
                 }
@@ -577,6 +590,17 @@ pub(crate) struct Routers {
 }
 
 impl Routers {
+    /// Every router of the process with its load: the requests it has
+    /// queued plus those in flight on replicas (what it reports to the
+    /// autoscaler).
+    pub(crate) fn loads(&self) -> Vec<((String, String), f64)> {
+        let routers = self.routers.lock().unwrap_or_else(|p| p.into_inner());
+        routers
+            .iter()
+            .map(|(key, router)| (key.clone(), router.load()))
+            .collect()
+    }
+
     pub(crate) fn get(&self, cluster: &Cluster, app: &str, deployment: &str) -> Arc<Router> {
         let mut routers = self.routers.lock().unwrap_or_else(|p| p.into_inner());
         routers

@@ -27,6 +27,11 @@ impl ServeRuntime {
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
+
+    /// The process's routers.
+    pub(crate) fn routers(&self) -> &Routers {
+        &self.routers
+    }
 }
 
 /// Installs the runtime for `cluster` (the first call wins; a process

@@ -19,6 +19,8 @@ use troupe_core::id::{ActorId, NodeId, ReplicaId};
 use troupe_core::resources::Resources;
 use troupe_worker::schema::{ActorName, Record};
 
+use crate::autoscale::AutoscalingPolicy;
+
 /// Prefix of the application specs.
 pub const APPS_PREFIX: &str = "/troupe/serve/apps/";
 /// Prefix of the application statuses.
@@ -29,7 +31,7 @@ pub const TERM_KEY: &str = "/troupe/serve/controller-term";
 pub const REPLICA_NAMESPACE: &str = "serve";
 
 /// One deployment of an application, as deployed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentSpec {
     pub name: String,
     /// Bumped (to the application's version) when its replicas must be
@@ -57,6 +59,11 @@ pub struct DeploymentSpec {
     /// its deadline. The lost replica may have run it, so deployments whose
     /// requests must not run twice set this to false. Default true.
     pub retry_lost_requests: bool,
+    /// Its `autoscaling_config` (Ray's defaults applied), when the
+    /// autoscaler sets its replica count: `num_replicas` is then the
+    /// count it starts with, and the serve controller's autoscaling record
+    /// holds the current target.
+    pub autoscaling: Option<AutoscalingPolicy>,
 }
 
 impl DeploymentSpec {
@@ -77,6 +84,7 @@ impl DeploymentSpec {
             health_check_timeout_ms: 30_000,
             graceful_shutdown_timeout_ms: 20_000,
             retry_lost_requests: true,
+            autoscaling: None,
         }
     }
 
@@ -91,7 +99,7 @@ impl DeploymentSpec {
 }
 
 /// An application, as deployed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppSpec {
     pub name: String,
     /// Where the proxy serves it; `None`: only through handles.
@@ -107,6 +115,78 @@ pub struct AppSpec {
 
 impl Record for AppSpec {
     const KIND: &'static str = "serve application";
+
+    fn decode_older(version: u16, body: &[u8]) -> Option<Result<Self, String>> {
+        (version == 3).then(|| v3::decode(body))
+    }
+}
+
+/// Application specs as schema version 3 wrote them: deployments without
+/// [`DeploymentSpec::autoscaling`]. Read and converted, never written.
+mod v3 {
+    use serde::Deserialize;
+    use troupe_core::resources::Resources;
+
+    use super::{AppSpec, DeploymentSpec};
+
+    #[derive(Deserialize)]
+    struct Deployment {
+        name: String,
+        version: u64,
+        type_name: String,
+        args: Vec<u8>,
+        num_replicas: u32,
+        max_ongoing_requests: u32,
+        max_queued_requests: Option<u32>,
+        resources: Resources,
+        user_config: Option<String>,
+        health_check_period_ms: u64,
+        health_check_timeout_ms: u64,
+        graceful_shutdown_timeout_ms: u64,
+        retry_lost_requests: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct App {
+        name: String,
+        route_prefix: Option<String>,
+        ingress: String,
+        streaming: bool,
+        deployments: Vec<Deployment>,
+        version: u64,
+    }
+
+    pub(super) fn decode(body: &[u8]) -> Result<AppSpec, String> {
+        let app: App = troupe_worker::schema::deserialize(body)?;
+        let deployments = app
+            .deployments
+            .into_iter()
+            .map(|d| DeploymentSpec {
+                name: d.name,
+                version: d.version,
+                type_name: d.type_name,
+                args: d.args,
+                num_replicas: d.num_replicas,
+                max_ongoing_requests: d.max_ongoing_requests,
+                max_queued_requests: d.max_queued_requests,
+                resources: d.resources,
+                user_config: d.user_config,
+                health_check_period_ms: d.health_check_period_ms,
+                health_check_timeout_ms: d.health_check_timeout_ms,
+                graceful_shutdown_timeout_ms: d.graceful_shutdown_timeout_ms,
+                retry_lost_requests: d.retry_lost_requests,
+                autoscaling: None,
+            })
+            .collect();
+        Ok(AppSpec {
+            name: app.name,
+            route_prefix: app.route_prefix,
+            ingress: app.ingress,
+            streaming: app.streaming,
+            deployments,
+            version: app.version,
+        })
+    }
 }
 
 /// Where an application is.

@@ -41,6 +41,7 @@ pub mod cluster;
 pub mod codec;
 mod controller;
 pub mod error;
+pub mod extension;
 pub mod fencing;
 pub mod health;
 mod hosting;

@@ -116,6 +116,7 @@ pub struct Node {
     gcs: GcsClient,
     lease: watch::Receiver<LeaseId>,
     shutdown_requested: Arc<Notify>,
+    extensions: Arc<crate::extension::Extensions>,
     _tasks: Vec<AbortOnDrop>,
 }
 
@@ -210,6 +211,7 @@ impl Node {
             .await
             .map_err(|e| WorkerError::Config(format!("cannot start the data plane: {e}")))?;
         let shutdown_requested = Arc::new(Notify::new());
+        let extensions = Arc::new(crate::extension::Extensions::default());
         let mut server = RpcServer::new(rpc_config)
             .with_service(ActorCallService {
                 me: id,
@@ -227,6 +229,9 @@ impl Node {
             })
             .with_service(NodeAdminService {
                 shutdown: shutdown_requested.clone(),
+            })
+            .with_service(crate::extension::ExtensionService {
+                extensions: extensions.clone(),
             })
             .with_service(troupe_core::rpc::diag::EchoHandler);
         if let Some(member) = &member {
@@ -297,8 +302,15 @@ impl Node {
             gcs,
             lease: lease_rx,
             shutdown_requested,
+            extensions,
             _tasks: tasks,
         })
+    }
+
+    /// The node's extension handlers (`worker.extension`), to which layers
+    /// above the node add theirs.
+    pub fn extensions(&self) -> &Arc<crate::extension::Extensions> {
+        &self.extensions
     }
 
     pub fn id(&self) -> NodeId {

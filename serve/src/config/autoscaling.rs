@@ -143,6 +143,16 @@ impl AutoscalingConfig {
     }
 
     /// The effective numbers, every default applied, times in ms.
+    /// Every problem with these values, as the config file's checks report
+    /// them (`min_replicas: must be <= max_replicas (2), got 3`), for
+    /// options given in code.
+    pub fn check(&self) -> Result<(), String> {
+        let value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let mut v = Validator::new();
+        read_autoscaling(&mut v, &value, &AutoscalingConfig::default());
+        v.finish().map_err(|e| e.to_string())
+    }
+
     pub fn policy(&self) -> AutoscalingPolicy {
         let ms = |s: f64| (s * 1000.0).round().max(0.0) as u64;
         let downscale_delay_ms = ms(self.downscale_delay_s);
@@ -163,6 +173,26 @@ impl AutoscalingConfig {
             metrics_interval_ms: ms(self.metrics_interval_s).max(1),
             upscaling_factor: self.upscaling_factor.unwrap_or(1.0),
             downscaling_factor: self.downscaling_factor.unwrap_or(1.0),
+        }
+    }
+}
+
+impl From<&AutoscalingPolicy> for AutoscalingConfig {
+    /// The config that gives `policy` (every value spelled out).
+    fn from(policy: &AutoscalingPolicy) -> Self {
+        let s = |ms: u64| ms as f64 / 1000.0;
+        AutoscalingConfig {
+            min_replicas: policy.min_replicas,
+            max_replicas: policy.max_replicas,
+            initial_replicas: Some(policy.initial_replicas),
+            target_ongoing_requests: policy.target_ongoing_requests,
+            upscale_delay_s: s(policy.upscale_delay_ms),
+            downscale_delay_s: s(policy.downscale_delay_ms),
+            downscale_to_zero_delay_s: Some(s(policy.downscale_to_zero_delay_ms)),
+            look_back_period_s: s(policy.look_back_ms),
+            metrics_interval_s: s(policy.metrics_interval_ms),
+            upscaling_factor: Some(policy.upscaling_factor),
+            downscaling_factor: Some(policy.downscaling_factor),
         }
     }
 }

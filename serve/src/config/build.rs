@@ -139,7 +139,8 @@ fn build_app(
 /// Refuses deployments left with no replicas by the application's code
 /// (a config's `num_replicas: 0` is refused by the schema).
 fn refuse_no_replicas(v: &mut Validator, spec: &AppSpec, config: &AppConfig, laid: &AppLayout) {
-    for d in spec.deployments.iter().filter(|d| d.num_replicas == 0) {
+    let unscaled_empty = |d: &&DeploymentSpec| d.num_replicas == 0 && d.autoscaling.is_none();
+    for d in spec.deployments.iter().filter(unscaled_empty) {
         let listed = config
             .deployments
             .iter()
@@ -207,20 +208,16 @@ fn apply_overrides(
     if let Some(retry) = d.retry_lost_requests {
         spec.retry_lost_requests = retry;
     }
-    // Parsed and checked in full, not acted on yet: the controller does
-    // not run the autoscaler.
-    if d.num_replicas == Some(NumReplicas::Auto) {
-        v.field("num_replicas", |v| {
-            v.error(
-                "`auto` (autoscaling) is not available in this version of Troupe; set a number of replicas instead",
-            )
-        });
-    } else if d.autoscaling_config.is_some() {
-        v.field("autoscaling_config", |v| {
-            v.error(
-                "autoscaling is not available in this version of Troupe; set num_replicas instead",
-            )
-        });
+    // `num_replicas: auto` comes with its filled-in autoscaling_config;
+    // either way the autoscaler sets the count, from the initial one.
+    let autoscaling = match (&d.num_replicas, &d.autoscaling_config) {
+        (_, Some(config)) => Some(config.policy()),
+        (Some(NumReplicas::Auto), None) => Some(super::AutoscalingConfig::auto().policy()),
+        _ => None,
+    };
+    if let Some(policy) = autoscaling {
+        spec.num_replicas = policy.initial_replicas;
+        spec.autoscaling = Some(policy);
     }
 }
 
@@ -273,7 +270,10 @@ pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
     let resources = &spec.resources;
     DeploymentConfig {
         name: spec.name.clone(),
-        num_replicas: Some(NumReplicas::Fixed(spec.num_replicas)),
+        num_replicas: match spec.autoscaling {
+            Some(_) => None,
+            None => Some(NumReplicas::Fixed(spec.num_replicas)),
+        },
         max_ongoing_requests: Some(spec.max_ongoing_requests),
         max_queued_requests: Some(spec.max_queued_requests.map_or(-1, i64::from)),
         actor_options: Some(ActorOptions {
@@ -292,6 +292,9 @@ pub fn deployment_config(spec: &DeploymentSpec) -> DeploymentConfig {
         health_check_timeout_s: Some(spec.health_check_timeout_ms as f64 / 1000.0),
         graceful_shutdown_timeout_s: Some(spec.graceful_shutdown_timeout_ms as f64 / 1000.0),
         retry_lost_requests: Some(spec.retry_lost_requests),
-        autoscaling_config: None,
+        autoscaling_config: spec
+            .autoscaling
+            .as_ref()
+            .map(super::AutoscalingConfig::from),
     }
 }

@@ -836,7 +836,7 @@ fn read_deployment(
 }
 
 /// Why a deployment with no replicas is refused.
-const NO_REPLICAS_WHY: &str = "a deployment without replicas cannot answer (its requests would wait for a replica until they time out); scaling from zero will come with autoscaling_config, which this version does not act on yet";
+const NO_REPLICAS_WHY: &str = "a deployment without replicas cannot answer (its requests would wait for a replica until they time out); to scale to zero when idle, set autoscaling_config with min_replicas: 0 instead";
 
 /// What `num_replicas: 0` gets.
 fn no_replicas() -> String {

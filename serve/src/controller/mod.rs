@@ -9,6 +9,7 @@
 //! adopts the running ones instead of restarting them.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use troupe_core::id::{NodeId, ReplicaId};
@@ -19,20 +20,29 @@ use troupe_worker::lifecycle::ActorState;
 use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit};
 use troupe_worker::{codec, Cluster};
 
+pub mod autoscaler;
 pub mod reconcile;
 
+use crate::autoscale::MetricsStore;
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
     replica_name, spread_group, AppSpec, AppStatus, ReplicaState, REPLICA_NAMESPACE, STATUS_PREFIX,
     TERM_KEY,
 };
+use autoscaler::Autoscaler;
 use reconcile::Action;
 
 /// A round runs at least this often.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Runs the controller for as long as the task lives.
-pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
+/// Runs the controller for as long as the task lives; `metrics` is where
+/// this node keeps the autoscaling reports it receives.
+pub async fn run(
+    member: GcsMember,
+    cluster: Cluster,
+    me: NodeId,
+    metrics: Arc<Mutex<MetricsStore>>,
+) {
     // The last reason logged for not starting: logged again when it changes.
     let mut waiting: Option<String> = None;
     loop {
@@ -82,21 +92,30 @@ pub async fn run(member: GcsMember, cluster: Cluster, me: NodeId) {
         };
         waiting = None;
         tracing::info!(term, node = %me, "running the serve controller");
-        lead(&member, &cluster, term, &claim).await;
+        lead(&member, &cluster, term, &claim, &metrics).await;
         tracing::info!(term, node = %me, "stopped running the serve controller");
     }
 }
 
-async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
+async fn lead(
+    member: &GcsMember,
+    cluster: &Cluster,
+    term: u64,
+    claim: &[u8],
+    metrics: &Arc<Mutex<MetricsStore>>,
+) {
     let mut changes = cluster.state_changes();
+    let mut autoscaler = Autoscaler::new(metrics.clone(), cluster.read_state(autoscaler::records));
     let mut last_health = tokio::time::Instant::now();
     let mut draining = std::collections::HashSet::new();
     while member.is_leader() && member.status().term == term {
         let (records, actors) =
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
         let (specs, statuses) = (&records.apps, &records.statuses);
-        let actions = reconcile::reconcile(specs, statuses, &actors, &mut ReplicaId::random);
-        let mut writes = Vec::new();
+        let scaled = autoscaler.round(specs, statuses, crate::reporter::now_ms());
+        let actions =
+            reconcile::reconcile(&scaled.specs, statuses, &actors, &mut ReplicaId::random);
+        let mut writes = autoscale_writes(scaled);
         let mut starts = Vec::new();
         let mut stops = Vec::new();
         for action in actions {
@@ -190,6 +209,22 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
             () = tokio::time::sleep(TICK) => {}
         }
     }
+}
+
+/// The autoscaler's record writes and deletes, as transaction operations.
+fn autoscale_writes(scaled: autoscaler::Scaled) -> Vec<TxnOp> {
+    let key = |app: &str| format!("{}{app}", autoscaler::AUTOSCALE_PREFIX).into_bytes();
+    let puts = scaled
+        .write
+        .iter()
+        .map(|r| TxnOp::Put(PutRequest::new(key(&r.app), schema::encode(r))));
+    let deletes = scaled.delete.iter().map(|app| {
+        TxnOp::Delete(troupe_gcs::DeleteRequest {
+            selector: troupe_gcs::KeySelector::Key(key(app)),
+            prev_kv: false,
+        })
+    });
+    puts.chain(deletes).collect()
 }
 
 /// The `graceful_shutdown_timeout` of the deployment `actor` is a replica

@@ -185,15 +185,15 @@ fn invalid_configs_name_every_problem_with_its_path() {
         ),
         (
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 3, max_replicas: 2}\n",
-            "applications[0].deployments[0].autoscaling_config.min_replicas: must be <= max_replicas (2), got 3\napplications[0].deployments[0].autoscaling_config: autoscaling is not available in this version of Troupe; set num_replicas instead",
+            "applications[0].deployments[0].autoscaling_config.min_replicas: must be <= max_replicas (2), got 3",
         ),
         (
-            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}\n",
-            "applications[0].deployments[0].autoscaling_config: autoscaling is not available in this version of Troupe; set num_replicas instead",
+            "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        num_replicas: 2\n        autoscaling_config: {min_replicas: 1, max_replicas: 2}\n",
+            "applications[0].deployments[0].num_replicas: set num_replicas or autoscaling_config, not both (or `num_replicas: auto` with autoscaling_config, which overrides auto's defaults)",
         ),
         (
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        num_replicas: auto\n        autoscaling_config: {max_replicas: 4, downscale_delay_s: -1}\n",
-            "applications[0].deployments[0].autoscaling_config.downscale_delay_s: must be a number of seconds >= 0, got -1\napplications[0].deployments[0].num_replicas: `auto` (autoscaling) is not available in this version of Troupe; set a number of replicas instead",
+            "applications[0].deployments[0].autoscaling_config.downscale_delay_s: must be a number of seconds >= 0, got -1",
         ),
         ("apps: []\n", "apps: unknown field; expected one of \"proxy_location\", \"http_options\", \"logging_config\", \"applications\"\nmissing field \"applications\" (a list; `[]` for none)"),
         ("", "the config is empty; it needs at least `applications: []`"),
@@ -248,7 +248,7 @@ applications:
         [
             // The schema's, in file order.
             "applications[0].route_prefix: must start with '/', got \"api\"",
-            "applications[2].deployments[0].num_replicas: must be >= 1, got 0: a deployment without replicas cannot answer (its requests would wait for a replica until they time out); scaling from zero will come with autoscaling_config, which this version does not act on yet",
+            "applications[2].deployments[0].num_replicas: must be >= 1, got 0: a deployment without replicas cannot answer (its requests would wait for a replica until they time out); to scale to zero when idle, set autoscaling_config with min_replicas: 0 instead",
             "applications[2].deployments[1].ray_actor_options.num_cpu: unknown field; did you mean \"num_cpus\"?",
             // Then the build's: an unknown deployment, an unknown builder.
             "applications[0].deployments[0].name: application \"hello\" has no deployment named \"helo\"; did you mean \"hello\"? it has: hello",

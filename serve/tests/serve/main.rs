@@ -3,6 +3,7 @@
 
 mod admin;
 mod apps;
+mod autoscale;
 mod compose;
 mod errors;
 mod http;

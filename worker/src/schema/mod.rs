@@ -145,7 +145,7 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, SchemaError> {
 
 /// `body` in the value format's bincode, with the record size limit and no
 /// trailing bytes.
-pub(crate) fn deserialize<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+pub fn deserialize<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     options().deserialize(body).map_err(|e| e.to_string())
 }
 
