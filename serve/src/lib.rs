@@ -29,7 +29,8 @@
 //! - [`records`] — serve's GCS records decoded once per view revision,
 //!   shared by the proxy, the routers and the controller.
 //! - [`router`] — the pure replica choice and the per-deployment router.
-//! - [`controller`] — the serve controller (pure round + the loop).
+//! - [`controller`] — the serve controller (pure round + the loop, and
+//!   in-place `user_config` updates).
 //! - [`proxy`] — the actix-web ingress.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the

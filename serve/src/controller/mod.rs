@@ -4,7 +4,9 @@
 //!
 //! Each round reads the desired applications and the replica actors from
 //! the process's cluster view, decides with [`reconcile`], starts and stops
-//! replica actors through the actor API, and writes the statuses. Replicas
+//! replica actors through the actor API, writes the statuses, and hands a
+//! changed `user_config` to the running replicas in place
+//! ([`reconfigure`]). Replicas
 //! are found by their actor names, so a new controller (after a failover)
 //! adopts the running ones instead of restarting them.
 
@@ -20,6 +22,7 @@ use troupe_worker::schema::{self, ActorName, ActorOptions, Lifetime, RetryLimit}
 use troupe_worker::{codec, Cluster};
 
 pub mod reconcile;
+pub mod reconfigure;
 
 use crate::replica::{HealthCheck, ReplicaArgs};
 use crate::spec::{
@@ -91,6 +94,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
     let mut changes = cluster.state_changes();
     let mut last_health = tokio::time::Instant::now();
     let mut draining = std::collections::HashSet::new();
+    let mut reconfigures = reconfigure::Reconfigures::new(term);
     while member.is_leader() && member.status().term == term {
         let (records, actors) =
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
@@ -184,6 +188,7 @@ async fn lead(member: &GcsMember, cluster: &Cluster, term: u64, claim: &[u8]) {
             last_health = tokio::time::Instant::now();
             check_health(cluster, specs, statuses);
         }
+        reconfigures.round(cluster, specs, statuses);
         changes.borrow_and_update();
         tokio::select! {
             _ = changes.changed() => {}

@@ -7,3 +7,4 @@ mod compose;
 mod errors;
 mod http;
 mod support;
+mod updates;
