@@ -287,10 +287,12 @@ impl Application {
 }
 
 /// `new` as the successor of `old` (the spec stored under its name, if
-/// any): a deployment whose code, arguments, resources or user_config
-/// changed gets the application's next version (its replicas are
-/// replaced), one that only changed its replica count or options keeps its
-/// version; the application's version moves on when any deployment's did.
+/// any): a deployment whose code, arguments or resources changed gets the
+/// application's next version (its replicas are replaced), one that only
+/// changed its replica count, options or `user_config` keeps its version
+/// (its replicas are kept; a new `user_config` is applied in place by
+/// `reconfigure`); the application's version moves on when any
+/// deployment's did.
 pub fn successor(old: Option<&AppSpec>, mut new: AppSpec) -> AppSpec {
     let next = old.map_or(1, |o| o.version + 1);
     for d in &mut new.deployments {

@@ -13,7 +13,7 @@ use crate::config::BuildError;
 
 use crate::app::Application;
 use crate::deployment::{Deployment, HttpIngress, Serves};
-use crate::replica::{Drain, HealthCheck, HttpCall, Replica, Request};
+use crate::replica::{Drain, HealthCheck, HttpCall, Reconfigure, Replica, Request};
 
 /// One deployment type's registration.
 pub struct DeploymentType<D: Deployment> {
@@ -21,12 +21,13 @@ pub struct DeploymentType<D: Deployment> {
 }
 
 impl<D: Deployment> DeploymentType<D> {
-    /// `D`, answering health checks.
+    /// `D`, answering health checks, drains and reconfigurations.
     pub fn new() -> Self {
         DeploymentType {
             actor: ActorType::shared()
                 .handles_shared::<HealthCheck>()
-                .handles_shared::<Drain>(),
+                .handles_shared::<Drain>()
+                .handles_shared::<Reconfigure>(),
         }
     }
 

@@ -56,6 +56,10 @@ pub struct Deployed {
     /// The applications of the config that were deployed before, as they
     /// were.
     pub before: BTreeMap<String, AppTarget>,
+    /// By application, its deployments that kept their replicas and got a
+    /// new `user_config`: the serve controller hands it to `reconfigure`
+    /// on each running replica, in place.
+    pub reconfigured: BTreeMap<String, Vec<String>>,
 }
 
 /// What one application was deployed as: its version and each
@@ -137,18 +141,29 @@ pub fn deployed_lines(done: &Deployed) -> Vec<String> {
                 "updated to version {v} (from version {}; new replicas replace the old ones) ({replicas})",
                 before.version
             ),
-            Some(before) if before != target => {
+            Some(before) if before != target || done.changed.contains(name) => {
                 let counts = rescaled(before, target);
-                match counts.is_empty() {
-                    true => format!("options changed at version {v}, replicas kept ({replicas})"),
-                    false => format!(
+                let reconfiguring = done
+                    .reconfigured
+                    .get(name)
+                    .map(|d| reconfiguring(d, target))
+                    .unwrap_or_default();
+                match (counts.is_empty(), reconfiguring.is_empty()) {
+                    (true, true) => {
+                        format!("options changed at version {v}, replicas kept ({replicas})")
+                    }
+                    (false, true) => format!(
                         "rescaled at version {v}: {}, replicas kept",
                         counts.join(", ")
                     ),
+                    (true, false) => format!(
+                        "user_config changed at version {v}: {reconfiguring}, replicas kept ({replicas})"
+                    ),
+                    (false, false) => format!(
+                        "rescaled at version {v}: {}, replicas kept; user_config changed: {reconfiguring}",
+                        counts.join(", ")
+                    ),
                 }
-            }
-            Some(_) if done.changed.contains(name) => {
-                format!("options changed at version {v}, replicas kept ({replicas})")
             }
             Some(_) => format!("unchanged at version {v} ({replicas})"),
         };
@@ -158,6 +173,28 @@ pub fn deployed_lines(done: &Deployed) -> Vec<String> {
         lines.push(format!("application {name}: deleted (not in the config)"));
     }
     lines
+}
+
+/// `reconfiguring x's 3 replicas and y's 1 replica in place`: the
+/// deployments whose new `user_config` is applied by `reconfigure`, with
+/// the replicas they are to have.
+fn reconfiguring(deployments: &[String], target: &AppTarget) -> String {
+    if deployments.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = deployments
+        .iter()
+        .map(|d| {
+            let n = target
+                .deployments
+                .as_ref()
+                .and_then(|t| t.get(d))
+                .map_or(0, |t| t.num_replicas);
+            let noun = if n == 1 { "replica" } else { "replicas" };
+            format!("{d}'s {n} {noun}")
+        })
+        .collect();
+    format!("reconfiguring {} in place", each.join(" and "))
 }
 
 /// `count 1 -> 3` for each deployment whose replica count changed.
@@ -195,6 +232,12 @@ pub fn plan(
         if old != Some(&spec) {
             outcome.changed.push(spec.name.clone());
         }
+        let reconfigured = old
+            .map(|o| reconfigured_in_place(o, &spec))
+            .unwrap_or_default();
+        if !reconfigured.is_empty() {
+            outcome.reconfigured.insert(spec.name.clone(), reconfigured);
+        }
         specs.push(spec);
     }
     outcome.deleted = current
@@ -203,6 +246,23 @@ pub fn plan(
         .cloned()
         .collect();
     (specs, outcome)
+}
+
+/// The deployments of `new` (the successor of `old`) that keep their
+/// replicas and have a new `user_config` to apply in place (a removed one
+/// is not: the replicas keep the last they applied, as in Ray Serve).
+/// Pure.
+pub fn reconfigured_in_place(old: &AppSpec, new: &AppSpec) -> Vec<String> {
+    new.deployments
+        .iter()
+        .filter(|d| {
+            d.user_config.is_some()
+                && old.deployments.iter().any(|p| {
+                    p.name == d.name && p.version == d.version && p.user_config != d.user_config
+                })
+        })
+        .map(|d| d.name.clone())
+        .collect()
 }
 
 /// Deploys `config` as the whole desired state: every application it
@@ -714,6 +774,105 @@ mod tests {
         assert_eq!(
             deployed_lines(&done),
             ["application a: deleted (not in the config)"]
+        );
+    }
+
+    /// `a` deployed (one deployment `x`, 2 replicas), then `change` made
+    /// to `x` and deployed again: the new stored spec and the outcome.
+    fn redeploy(change: impl Fn(&mut crate::spec::DeploymentSpec)) -> (AppSpec, AppSpec, Deployed) {
+        let mut first = spec("a", &[("x", "T", 2)]);
+        first.deployments[0].user_config = Some(r#"{"k":1}"#.into());
+        let (stored, _) = plan(&BTreeMap::new(), vec![first.clone()]);
+        let current: BTreeMap<_, _> = stored.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let mut next = first;
+        change(&mut next.deployments[0]);
+        let (mut specs, done) = plan(&current, vec![next]);
+        (current["a"].clone(), specs.remove(0), done)
+    }
+
+    #[test]
+    fn lightweight_changes_keep_the_version_and_code_arguments_or_resources_replace_replicas() {
+        type Change = fn(&mut crate::spec::DeploymentSpec);
+        let lightweight: [(&str, Change); 9] = [
+            ("num_replicas", |d| d.num_replicas = 5),
+            ("max_ongoing_requests", |d| d.max_ongoing_requests = 100),
+            ("max_queued_requests", |d| d.max_queued_requests = Some(10)),
+            ("health_check_period", |d| d.health_check_period_ms = 1_000),
+            ("health_check_timeout", |d| {
+                d.health_check_timeout_ms = 2_000
+            }),
+            ("graceful_shutdown_timeout", |d| {
+                d.graceful_shutdown_timeout_ms = 1
+            }),
+            ("retry_lost_requests", |d| d.retry_lost_requests = false),
+            ("user_config", |d| d.user_config = Some(r#"{"k":2}"#.into())),
+            ("user_config removed", |d| d.user_config = None),
+        ];
+        for (what, change) in lightweight {
+            let (old, new, done) = redeploy(change);
+            assert_eq!(new.version, old.version, "{what}");
+            assert_eq!(
+                new.deployments[0].version, old.deployments[0].version,
+                "{what}"
+            );
+            assert_eq!(done.changed, ["a"], "{what}: the new spec is stored");
+            let mut expected = old.deployments[0].clone();
+            change(&mut expected);
+            assert_eq!(new.deployments[0], expected, "{what}: stored as given");
+        }
+        let replacing: [(&str, Change); 3] = [
+            ("code", |d| d.type_name = "U".into()),
+            ("arguments", |d| d.args = vec![1]),
+            ("resources", |d| {
+                d.resources = troupe_core::resources::Resources::new()
+                    .with_cpus(1.0)
+                    .unwrap()
+            }),
+        ];
+        for (what, change) in replacing {
+            let (old, new, done) = redeploy(change);
+            assert_eq!(new.version, old.version + 1, "{what}");
+            assert_eq!(new.deployments[0].version, old.version + 1, "{what}");
+            assert!(done.reconfigured.is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_user_config_change_is_reported_as_reconfiguring_in_place() {
+        let (_, _, done) = redeploy(|d| d.user_config = Some(r#"{"k":2}"#.into()));
+        assert_eq!(done.reconfigured["a"], ["x"]);
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: user_config changed at version 1: reconfiguring x's 2 replicas in place, replicas kept (replicas: x 2)"]
+        );
+        // With a rescale.
+        let (_, _, done) = redeploy(|d| {
+            d.user_config = Some(r#"{"k":2}"#.into());
+            d.num_replicas = 1;
+        });
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: rescaled at version 1: x 2 -> 1 replicas, replicas kept; user_config changed: reconfiguring x's 1 replica in place"]
+        );
+        // Removed: the replicas keep what they applied; nothing to call.
+        let (_, _, done) = redeploy(|d| d.user_config = None);
+        assert!(done.reconfigured.is_empty());
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: options changed at version 1, replicas kept (replicas: x 2)"]
+        );
+        // Another option only.
+        let (_, _, done) = redeploy(|d| d.max_ongoing_requests = 9);
+        assert!(done.reconfigured.is_empty());
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: options changed at version 1, replicas kept (replicas: x 2)"]
+        );
+        // The same user_config: unchanged.
+        let (_, _, done) = redeploy(|_| {});
+        assert_eq!(
+            deployed_lines(&done),
+            ["application a: unchanged at version 1 (replicas: x 2)"]
         );
     }
 }

@@ -39,7 +39,12 @@ pub trait Deployment: Sized + Unpin + 'static {
     /// three failures the deployment is DEPLOY_FAILED with the message.
     fn new(args: Self::Args, cx: &ReplicaContext) -> impl Future<Output = Result<Self, String>>;
 
-    /// Applies a new `user_config` (JSON) without restarting the replica.
+    /// Applies a `user_config` (JSON): once after `new` when the
+    /// deployment has one (an `Err` then fails the replica's start), and on
+    /// each running replica when a deploy changes it, without restarting
+    /// the replica. Calls run one at a time, while requests go on. An
+    /// `Err` on a change leaves the replica running with the config it
+    /// had; the serve controller logs it and tries again later.
     fn reconfigure(
         &self,
         user_config: &serde_json::Value,

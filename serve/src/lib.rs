@@ -32,7 +32,8 @@
 //!   shared by the proxy, the routers and the controller.
 //! - [`router`] — the pure replica choice and the per-deployment router.
 //! - [`controller`] — the serve controller (pure round + the loop; its
-//!   autoscaler keeps targets and decisions in the GCS).
+//!   autoscaler keeps targets and decisions in the GCS; in-place
+//!   `user_config` updates).
 //! - [`proxy`] — the actix-web ingress.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the

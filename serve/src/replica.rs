@@ -18,6 +18,18 @@ pub struct Replica<D: Deployment> {
     in_flight: std::rc::Rc<std::cell::Cell<usize>>,
     /// Its metric labels: application, deployment, replica.
     labels: std::rc::Rc<[String; 3]>,
+    /// The `user_config` it applied last; held while `reconfigure` runs,
+    /// so reconfigurations run one at a time, in the order they came.
+    config: std::rc::Rc<tokio::sync::Mutex<Applied>>,
+}
+
+/// The `user_config` a replica applied, and the order of the
+/// [`Reconfigure`] that brought it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Applied {
+    text: Option<String>,
+    /// `(0, 0)` for the one it was constructed with.
+    order: (u64, u64),
 }
 
 /// Counts a request or a stream while it runs (and in the metrics).
@@ -105,6 +117,10 @@ impl<D: Deployment> Actor for Replica<D> {
             inner: std::rc::Rc::new(inner),
             in_flight: Default::default(),
             labels,
+            config: std::rc::Rc::new(tokio::sync::Mutex::new(Applied {
+                text: args.user_config,
+                order: (0, 0),
+            })),
         })
     }
 }
@@ -158,6 +174,72 @@ impl Message for HealthCheck {
 impl<D: Deployment> SharedHandler<HealthCheck> for Replica<D> {
     async fn handle(&self, _: HealthCheck, _: &ActorContext) -> Result<(), String> {
         self.inner.check_health().await
+    }
+}
+
+/// What a replica does with a [`Reconfigure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Older than the config applied: nothing.
+    Ignore,
+    /// The text applied already: only note the newer order.
+    Keep,
+    /// Call `reconfigure`, and on success record it.
+    Apply,
+}
+
+impl Applied {
+    /// What to do with `update`. Pure.
+    fn step(&self, update: &Reconfigure) -> Step {
+        if update.order < self.order {
+            Step::Ignore
+        } else if self.text.as_ref() == Some(&update.user_config) {
+            Step::Keep
+        } else {
+            Step::Apply
+        }
+    }
+}
+
+/// The serve controller's lightweight update: a new `user_config` (JSON
+/// text) for a running replica, applied in place by the deployment's
+/// `reconfigure`. `order` is the controller's (term, sequence number) of
+/// the send: a reconfiguration older than the one applied last (delayed
+/// past a newer one, or from a deposed controller) is ignored, so the
+/// latest text wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconfigure {
+    pub user_config: String,
+    pub order: (u64, u64),
+}
+
+impl Message for Reconfigure {
+    /// `Err` with `reconfigure`'s error (the replica keeps running, with
+    /// the config it had).
+    type Reply = Result<(), String>;
+    const NAME: &'static str = "serve.reconfigure";
+}
+
+impl<D: Deployment> SharedHandler<Reconfigure> for Replica<D> {
+    async fn handle(&self, update: Reconfigure, _: &ActorContext) -> Result<(), String> {
+        // Held across `reconfigure`: one at a time, in arrival order.
+        let mut applied = self.config.lock().await;
+        match applied.step(&update) {
+            Step::Ignore => return Ok(()),
+            Step::Keep => {
+                applied.order = update.order;
+                return Ok(());
+            }
+            Step::Apply => {}
+        }
+        let value: serde_json::Value = serde_json::from_str(&update.user_config)
+            .map_err(|e| format!("user_config is not JSON: {e}"))?;
+        self.inner.reconfigure(&value).await?;
+        *applied = Applied {
+            text: Some(update.user_config),
+            order: update.order,
+        };
+        Ok(())
     }
 }
 
@@ -248,5 +330,45 @@ impl Deployment for Untyped {
 
     async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
         Ok(Untyped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(text: &str, order: (u64, u64)) -> Reconfigure {
+        Reconfigure {
+            user_config: text.into(),
+            order,
+        }
+    }
+
+    #[test]
+    fn a_reconfiguration_applies_a_new_text_once_and_never_an_older_one() {
+        let built = Applied {
+            text: Some("a".into()),
+            order: (0, 0),
+        };
+        // The text it was built with: nothing to call (a new controller
+        // re-sends once).
+        assert_eq!(built.step(&update("a", (1, 1))), Step::Keep);
+        assert_eq!(built.step(&update("b", (1, 1))), Step::Apply);
+        let none = Applied {
+            text: None,
+            order: (0, 0),
+        };
+        assert_eq!(none.step(&update("a", (1, 1))), Step::Apply);
+        // b applied at (2, 5): a send from before it (a deposed term, or
+        // delayed in this term) is ignored; a later one applies.
+        let applied = Applied {
+            text: Some("b".into()),
+            order: (2, 5),
+        };
+        assert_eq!(applied.step(&update("a", (1, 9))), Step::Ignore);
+        assert_eq!(applied.step(&update("a", (2, 4))), Step::Ignore);
+        assert_eq!(applied.step(&update("b", (2, 6))), Step::Keep);
+        assert_eq!(applied.step(&update("c", (2, 6))), Step::Apply);
+        assert_eq!(applied.step(&update("c", (3, 0))), Step::Apply);
     }
 }

@@ -90,11 +90,14 @@ impl DeploymentSpec {
 
     /// Whether replicas of `self` and `other` are interchangeable (same
     /// code, arguments and resources): if not, a new version replaces them.
+    /// Every other field is a lightweight option, changed in place as in
+    /// Ray Serve: the replica count, the queue limits, the health-check
+    /// and shutdown options, and `user_config` (the serve controller hands
+    /// the new one to `reconfigure` on each running replica).
     pub fn same_replicas(&self, other: &DeploymentSpec) -> bool {
         self.type_name == other.type_name
             && self.args == other.args
             && self.resources == other.resources
-            && self.user_config == other.user_config
     }
 }
 

@@ -34,8 +34,9 @@ async fn everything_answers(cluster: &TestCluster, marker: &str) {
         post(&node.http, "/select?model=thorough", "good").is_ok_and(|(code, _)| code == 200)
     })
     .await;
-    // An update is RUNNING once its new replicas are (the old ones serve
-    // meanwhile); `serve status` answers throughout.
+    // An update is RUNNING once its replicas run (new ones, or the same
+    // ones when only `user_config` or the count changed); `serve status`
+    // answers throughout.
     wait_until("select is RUNNING", Duration::from_secs(60), || async {
         let status: serde_json::Value =
             serde_json::from_str(&ok(troupe(&["serve", "status", "--json"], &node.addr))).unwrap();

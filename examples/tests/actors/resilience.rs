@@ -404,8 +404,11 @@ async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() 
     let mut changed = config.clone();
     let deployments = &mut changed.applications[0].deployments;
     let count = deployments.iter_mut().find(|d| d.name == "count").unwrap();
-    assert_eq!(count.num_replicas, Some(3));
-    count.num_replicas = Some(2);
+    assert_eq!(
+        count.num_replicas,
+        Some(troupe::serve::config::NumReplicas::Fixed(3))
+    );
+    count.num_replicas = Some(troupe::serve::config::NumReplicas::Fixed(2));
     let body = serde_json::to_string(&changed).unwrap();
     let value: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(troupe::serve::config::parse_value(&value).is_ok(), "{body}");

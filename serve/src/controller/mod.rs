@@ -4,7 +4,9 @@
 //!
 //! Each round reads the desired applications and the replica actors from
 //! the process's cluster view, decides with [`reconcile`], starts and stops
-//! replica actors through the actor API, and writes the statuses. Replicas
+//! replica actors through the actor API, writes the statuses, and hands a
+//! changed `user_config` to the running replicas in place
+//! ([`reconfigure`]). Replicas
 //! are found by their actor names, so a new controller (after a failover)
 //! adopts the running ones instead of restarting them.
 
@@ -22,6 +24,7 @@ use troupe_worker::{codec, Cluster};
 
 pub mod autoscaler;
 pub mod reconcile;
+pub mod reconfigure;
 
 use crate::autoscale::MetricsStore;
 use crate::replica::{HealthCheck, ReplicaArgs};
@@ -108,6 +111,7 @@ async fn lead(
     let mut autoscaler = Autoscaler::new(metrics.clone(), cluster.read_state(autoscaler::records));
     let mut last_health = tokio::time::Instant::now();
     let mut draining = std::collections::HashSet::new();
+    let mut reconfigures = reconfigure::Reconfigures::new(term);
     while member.is_leader() && member.status().term == term {
         let (records, actors) =
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
@@ -203,6 +207,7 @@ async fn lead(
             last_health = tokio::time::Instant::now();
             check_health(cluster, specs, statuses);
         }
+        reconfigures.round(cluster, specs, statuses);
         changes.borrow_and_update();
         tokio::select! {
             _ = changes.changed() => {}

@@ -260,6 +260,55 @@ impl troupe_serve::StreamingIngress for Ticker {
     }
 }
 
+/// Answers `<replica id> <greeting>`, the greeting from its `user_config`
+/// (`{"greeting": ...}`); `reconfigure` refuses `{"fail": true}`. Every
+/// replica built and every `reconfigure` call is recorded.
+pub struct Tuned {
+    replica: String,
+    greeting: std::cell::RefCell<String>,
+}
+
+/// Replicas of `Tuned` built (each constructor call), by replica id.
+pub static TUNED_BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Every `Tuned::reconfigure` call: the replica id and the greeting it
+/// applied, or `refused`.
+pub static TUNED_CALLS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+impl Deployment for Tuned {
+    const NAME: &'static str = "test.Tuned";
+    type Args = ();
+
+    async fn new((): (), cx: &ReplicaContext) -> Result<Self, String> {
+        let replica = cx.replica.to_string();
+        TUNED_BUILT.lock().unwrap().push(replica.clone());
+        Ok(Tuned {
+            replica,
+            greeting: Default::default(),
+        })
+    }
+
+    async fn reconfigure(&self, config: &serde_json::Value) -> Result<(), String> {
+        if config["fail"] == true {
+            let call = (self.replica.clone(), "refused".to_string());
+            TUNED_CALLS.lock().unwrap().push(call);
+            return Err("this user_config sets fail".into());
+        }
+        let greeting = config["greeting"].as_str().unwrap_or_default().to_owned();
+        let call = (self.replica.clone(), greeting.clone());
+        TUNED_CALLS.lock().unwrap().push(call);
+        *self.greeting.borrow_mut() = greeting;
+        Ok(())
+    }
+}
+
+impl HttpIngress for Tuned {
+    async fn http(&self, _: ServeRequest) -> Result<ServeResponse, ServeError> {
+        let greeting = self.greeting.borrow().clone();
+        Ok(ServeResponse::text(format!("{} {greeting}", self.replica)))
+    }
+}
+
 /// The arguments of the `scaled` application builder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +341,7 @@ pub fn catalog() -> Catalog {
     Catalog::new()
         .deployment(DeploymentType::<Ticker>::new().http_streaming())
         .deployment(DeploymentType::<Hello>::new().http())
+        .deployment(DeploymentType::<Tuned>::new().http())
         .deployment(DeploymentType::<Upper>::new().serves::<Shout>())
         .deployment(DeploymentType::<Scale>::new().serves::<Apply>())
         .deployment(DeploymentType::<Chain>::new().http())

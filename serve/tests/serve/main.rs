@@ -8,3 +8,4 @@ mod compose;
 mod errors;
 mod http;
 mod support;
+mod updates;
