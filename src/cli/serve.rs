@@ -10,8 +10,9 @@ use clap::{Args, Subcommand};
 use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
 use troupe_serve::config::{self, HttpOptionsUse, ProxyLocation, ServeConfig};
+use troupe_serve::controller::autoscaler;
 use troupe_serve::limits;
-use troupe_serve::spec::STATUS_PREFIX;
+use troupe_serve::spec::{AppSpec, STATUS_PREFIX};
 use troupe_serve::{declarative, AppStatus, Catalog, ProxyConfig};
 use troupe_worker::{schema, Node, NodeConfig, Role};
 
@@ -242,7 +243,7 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
         }
         ServeCommand::Shutdown { cluster } => {
             let cluster = cluster.connect().await?;
-            let names: Vec<String> = statuses(&cluster).await?.keys().cloned().collect();
+            let names: Vec<String> = statuses(&cluster).await?.apps.keys().cloned().collect();
             declarative::delete_all(&cluster).await?;
             println!(
                 "deleted {} application(s): {}",
@@ -260,14 +261,23 @@ fn report_deployed(done: &declarative::Deployed) {
     }
 }
 
-/// Every deployed application and its last status (if the controller wrote
-/// one yet), read linearizably.
-async fn statuses(
-    cluster: &troupe_worker::Cluster,
-) -> anyhow::Result<std::collections::BTreeMap<String, Option<AppStatus>>> {
+/// Every deployed application with its spec, its last status (if the
+/// controller wrote one yet) and its autoscaling record, read
+/// linearizably.
+#[derive(Default)]
+struct Statuses {
+    apps: std::collections::BTreeMap<String, Option<AppStatus>>,
+    specs: std::collections::BTreeMap<String, AppSpec>,
+    scaling: std::collections::BTreeMap<String, autoscaler::AutoscaleRecord>,
+}
+
+async fn statuses(cluster: &troupe_worker::Cluster) -> anyhow::Result<Statuses> {
     let state = cluster.state().await?;
-    let mut out = std::collections::BTreeMap::new();
-    for (key, _) in state
+    let mut out = Statuses {
+        scaling: autoscaler::records(&state),
+        ..Statuses::default()
+    };
+    for (key, value) in state
         .extra
         .range(troupe_serve::spec::APPS_PREFIX.as_bytes().to_vec()..)
     {
@@ -279,15 +289,21 @@ async fn statuses(
             .extra
             .get(format!("{STATUS_PREFIX}{name}").as_bytes())
             .and_then(|v| schema::decode::<AppStatus>(v).ok());
-        out.insert(name, status);
+        if let Ok(spec) = schema::decode::<AppSpec>(value) {
+            out.specs.insert(name.clone(), spec);
+        }
+        out.apps.insert(name, status);
     }
     Ok(out)
 }
 
-fn status_json(
-    statuses: &std::collections::BTreeMap<String, Option<AppStatus>>,
-) -> serde_json::Value {
-    let apps: serde_json::Map<String, serde_json::Value> = statuses
+fn status_json(statuses: &Statuses) -> serde_json::Value {
+    let Statuses {
+        apps,
+        specs,
+        scaling,
+    } = statuses;
+    let apps: serde_json::Map<String, serde_json::Value> = apps
         .iter()
         .map(|(name, status)| {
             let value = match status {
@@ -299,6 +315,7 @@ fn status_json(
                         "status": ds.state.name(),
                         "message": ds.message,
                         "target_replicas": ds.target_replicas,
+                        "autoscaling": specs.get(name).and_then(|spec| autoscaler::status_json(spec, d, scaling.get(name))),
                         "replicas": ds.replicas.iter().map(|r| serde_json::json!({
                             "replica_id": r.id.to_string(),
                             "actor_id": r.actor.to_string(),
@@ -314,13 +331,13 @@ fn status_json(
     serde_json::json!({ "applications": apps })
 }
 
-fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>) -> String {
+fn status_table(statuses: &Statuses) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    if statuses.is_empty() {
+    if statuses.apps.is_empty() {
         out.push_str("no applications\n");
     }
-    for (name, status) in statuses {
+    for (name, status) in &statuses.apps {
         let Some(s) = status else {
             let _ = writeln!(out, "{name}  NOT_STARTED");
             continue;
@@ -333,6 +350,13 @@ fn status_table(statuses: &std::collections::BTreeMap<String, Option<AppStatus>>
         let _ = writeln!(out, "{name}  {}{message}", s.state.name());
         for (d, ds) in &s.deployments {
             let _ = writeln!(out, "  {d}  {}  {}", ds.state.name(), ds.summary());
+            let scaling = statuses
+                .specs
+                .get(name)
+                .and_then(|spec| autoscaler::status_line(spec, d, statuses.scaling.get(name)));
+            if let Some(line) = scaling {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     out

@@ -263,6 +263,7 @@ async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Ans
         .and_then(|v| serde_json::from_slice(v).ok())
         .and_then(|v: serde_json::Value| config::parse_value(&v).ok());
     let mut apps = BTreeMap::new();
+    let scaling = crate::controller::autoscaler::records(&cluster);
     for (key, value) in &cluster.extra {
         let Some(name) = key.strip_prefix(APPS_PREFIX.as_bytes()) else {
             continue;
@@ -287,6 +288,7 @@ async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Ans
                                 "status": ds.state.name(),
                                 "message": ds.message,
                                 "target_replicas": ds.target_replicas,
+                                "autoscaling": crate::controller::autoscaler::status_json(&spec, d, scaling.get(name)),
                                 "replicas": ds.replicas.iter().map(|r| json!({
                                     "replica_id": r.id.to_string(),
                                     "actor_id": r.actor.to_string(),

@@ -222,3 +222,62 @@ fn running(
 
 #[cfg(test)]
 mod tests;
+
+/// What status shows of `app`/`deployment`'s autoscaling (admin API and
+/// `serve status --json`): its bounds, target and last decision; `None`
+/// when it is not autoscaled.
+pub fn status_json(
+    spec: &AppSpec,
+    deployment: &str,
+    record: Option<&AutoscaleRecord>,
+) -> Option<serde_json::Value> {
+    let d = spec.deployments.iter().find(|d| d.name == deployment)?;
+    let policy = d.autoscaling?;
+    let scale = record.and_then(|r| r.deployments.get(deployment));
+    let last = scale.and_then(|s| s.last.as_ref()).map(|l| {
+        serde_json::json!({
+            "direction": match l.direction {
+                crate::autoscale::Direction::Up => "UP",
+                crate::autoscale::Direction::Down => "DOWN",
+            },
+            "from": l.from,
+            "to": l.to,
+            "at_ms": l.at_ms,
+            "reason": l.reason,
+        })
+    });
+    Some(serde_json::json!({
+        "min_replicas": policy.min_replicas,
+        "max_replicas": policy.max_replicas,
+        "target_replicas": scale.map_or(d.num_replicas, |s| s.target),
+        "last_decision": last,
+    }))
+}
+
+/// The line `serve status` prints under an autoscaled deployment:
+/// `autoscaled 0..8; last: up 1 -> 4 (at least 8 ongoing requests ...)`.
+pub fn status_line(
+    spec: &AppSpec,
+    deployment: &str,
+    record: Option<&AutoscaleRecord>,
+) -> Option<String> {
+    let d = spec.deployments.iter().find(|d| d.name == deployment)?;
+    let policy = d.autoscaling?;
+    let last = record
+        .and_then(|r| r.deployments.get(deployment))
+        .and_then(|s| s.last.as_ref())
+        .map_or_else(
+            || "no scaling decision yet".to_owned(),
+            |l| {
+                let way = match l.direction {
+                    crate::autoscale::Direction::Up => "up",
+                    crate::autoscale::Direction::Down => "down",
+                };
+                format!("last: {way} {} -> {} ({})", l.from, l.to, l.reason)
+            },
+        );
+    Some(format!(
+        "autoscaled {}..{}; {last}",
+        policy.min_replicas, policy.max_replicas
+    ))
+}

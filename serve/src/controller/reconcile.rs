@@ -3,7 +3,8 @@
 //! start and stop and the statuses to write out.
 //!
 //! Per deployment: replicas of the current version are started up to
-//! `num_replicas` and stopped beyond it (starting ones first); replicas of
+//! `num_replicas` and stopped beyond it (starting ones first, then from
+//! the nodes holding the most of them); replicas of
 //! an older version are stopped once the current version has
 //! `num_replicas` running, so an update never drops below the target
 //! (zero downtime). Three constructor failures of the current version
@@ -184,9 +185,22 @@ fn app_round(
             }
         }
         if current.len() > target {
-            // Starting replicas go first, then the newest.
+            // Starting replicas go first, then those on the nodes holding
+            // the most of the deployment (what is left stays spread), then
+            // the newest.
+            let mut on_node: BTreeMap<Option<troupe_core::id::NodeId>, usize> = BTreeMap::new();
+            for r in &current {
+                *on_node.entry(r.record.node).or_default() += 1;
+            }
             let mut extra = current.clone();
-            extra.sort_by_key(|r| (r.running(), std::cmp::Reverse(r.replica)));
+            extra.sort_by_key(|r| {
+                let crowd = on_node.get(&r.record.node).copied().unwrap_or(0);
+                (
+                    r.running(),
+                    std::cmp::Reverse(crowd),
+                    std::cmp::Reverse(r.replica),
+                )
+            });
             for r in extra.into_iter().take(current.len() - target) {
                 stopping.insert(r.record.id);
             }
