@@ -220,9 +220,12 @@ fn the_documented_operations_are_exactly_the_served_ones() {
 fn every_answer_matches_the_document() {
     let _one = exclusive();
     let doc = document();
-    // With an application deployed, so the lists are not empty.
+    // With an application deployed, so the lists are not empty, and one
+    // of its deployments autoscaled.
     let config = json!({ "applications": [
-        { "name": "doc", "route_prefix": "/doc", "app": "scaled" },
+        { "name": "doc", "route_prefix": "/doc", "app": "scaled", "deployments": [
+            { "name": "double", "autoscaling_config": { "min_replicas": 1, "max_replicas": 2 } },
+        ] },
     ] });
     let r = call(
         "PUT",
@@ -243,6 +246,13 @@ fn every_answer_matches_the_document() {
         let r = call(method, path, &Value::Null, Some(ADMIN_TOKEN));
         assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
         conforms(&doc, method, path, &r);
+        if path == "/api/serve/applications/" {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            let scaling = &body["applications"]["doc"]["deployments"]["double"]["autoscaling"];
+            assert_eq!(scaling["min_replicas"], 1, "{body}");
+            assert_eq!(scaling["max_replicas"], 2, "{body}");
+            assert_eq!(scaling["target_replicas"], 1, "{body}");
+        }
         let needs_token = doc["paths"][path][method.to_lowercase()]
             .get("security")
             .is_none_or(|s| s.as_array().is_some_and(|a| !a.is_empty()));

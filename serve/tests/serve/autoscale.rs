@@ -11,7 +11,7 @@ use troupe_serve::spec::ReplicaState;
 use troupe_serve::{Application, Bind};
 
 use crate::apps::Hello;
-use crate::support::{app_status, deploy, get, post, wait_until};
+use crate::support::{app_status, deploy, get, post, serve, wait_until};
 
 /// `(target, running)` of `app`/`deployment` in its status.
 fn counts(app: &str, deployment: &str) -> Option<(u32, usize)> {
@@ -89,6 +89,14 @@ fn a_burst_scales_up_idle_scales_to_zero_and_a_request_at_zero_is_answered() {
         Duration::from_secs(40),
         || counts("autoscaled", "hello") == Some((0, 0)),
     );
+    // The decision is on record with its reason, for status.
+    let records = serve()
+        .cluster
+        .read_state(troupe_serve::controller::autoscaler::records);
+    let last = records["autoscaled"].deployments["hello"].last.clone();
+    let last = last.expect("a decision on record");
+    assert_eq!((last.from, last.to), (1, 0), "{last:?}");
+    assert!(!last.reason.is_empty());
     // A request at zero waits for a replica and is answered by it.
     let r = get("/autoscaled/x");
     assert_eq!((r.status, r.body.as_str()), (200, "hello /x"));

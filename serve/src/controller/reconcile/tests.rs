@@ -243,8 +243,7 @@ fn a_rescale_at_the_same_version_is_deploying_not_unhealthy() {
 
 #[test]
 fn scaling_down_takes_replicas_from_the_most_crowded_node_first() {
-    // Five running: three on node 1, two on node 2; down to three leaves
-    // two and one... no: it takes from node 1 until it is no more crowded.
+    // Five running: three on node 1, two on node 2; down to three.
     let on = |id: u64, node: u64| {
         let mut r = replica(id, 1, ActorState::Alive);
         r.node = Some(NodeId::new(node));
@@ -253,8 +252,8 @@ fn scaling_down_takes_replicas_from_the_most_crowded_node_first() {
     let actors = [on(1, 1), on(2, 1), on(3, 1), on(4, 2), on(5, 2)];
     let mut stopped = stops(&run(&[spec(3, 1)], &[], &actors));
     stopped.sort();
-    // Node 1 holds the most: both go from there first (3 > 2, then the
-    // node's count is computed once, so ties keep the newest rule).
+    // Node 1 holds the most, so both come from there (the counts are
+    // taken before the round's stops).
     assert_eq!(stopped.len(), 2);
     assert!(stopped.iter().all(|id| *id <= 3), "{stopped:?}");
 }
