@@ -1,6 +1,7 @@
 //! The actor API and the serve layer across real node processes (`troupe-actors start`) on
 //! loopback; the test process is a driver (`Cluster::connect`).
 
+mod autoscale;
 mod backup;
 mod calls;
 mod cli;

@@ -16,7 +16,7 @@ use troupe_examples::patterns::{
     WordCount,
 };
 
-use crate::support::{away_from_others, wait_until, TestCluster, SERVE_BIN, TOKEN};
+use crate::support::{wait_until, TestCluster, SERVE_BIN, TOKEN};
 
 /// `METHOD path` with `body` on a fresh connection: status and body.
 pub(crate) fn http(
@@ -54,7 +54,7 @@ pub(crate) fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     http(addr, "GET", path, "")
 }
 
-async fn status_of(cluster: &Cluster, app: &str) -> Option<AppStatus> {
+pub(crate) async fn status_of(cluster: &Cluster, app: &str) -> Option<AppStatus> {
     let key = format!("{STATUS_PREFIX}{app}").into_bytes();
     let state = cluster.state().await.ok()?;
     state
@@ -214,15 +214,7 @@ async fn losing_the_gcs_leader_and_controller_fails_no_request() {
     // load go through another node. Which node leads is read from the
     // nodes, not assumed: the replicas then ask for a resource that every
     // node but the leader's has.
-    let mut cluster = TestCluster::head_of(
-        SERVE_BIN,
-        &["--num-cpus", "2", "--resources", &away_from_others(0, 3)],
-    );
-    for i in 1..3 {
-        let resources = away_from_others(i, 3);
-        cluster.join(&["--gcs", "--num-cpus", "2", "--resources", &resources]);
-    }
-    let (leader, term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+    let (mut cluster, leader, term) = TestCluster::serve_gcs_trio().await;
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let (via, proxy) = (others[0], others[1]);
     let driver = cluster.driver_via(via, 3).await;

@@ -224,6 +224,24 @@ impl TestCluster {
         cluster
     }
 
+    /// Three GCS nodes of the serve examples' binary with 2 CPUs each,
+    /// node `i` offering `away_from_<j>` for every other node `j` (see
+    /// [`away_from_others`]), once they agree on a GCS leader; with that
+    /// leader's index and term. Work asking for `away_from_<leader>` stays
+    /// off the controllers' node.
+    pub async fn serve_gcs_trio() -> (TestCluster, usize, u64) {
+        let mut cluster = Self::head_of(
+            SERVE_BIN,
+            &["--num-cpus", "2", "--resources", &away_from_others(0, 3)],
+        );
+        for i in 1..3 {
+            let resources = away_from_others(i, 3);
+            cluster.join(&["--gcs", "--num-cpus", "2", "--resources", &resources]);
+        }
+        let (leader, term) = cluster.gcs_leader(Duration::from_secs(30)).await;
+        (cluster, leader, term)
+    }
+
     /// Starts a node that joins through the head; returns its index.
     pub fn join(&mut self, args: &[&str]) -> usize {
         let dir = self.tmp.path().join(format!("n{}", self.nodes.len()));

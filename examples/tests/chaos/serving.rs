@@ -18,7 +18,11 @@ fn scenario(name: &str) -> std::path::PathBuf {
 /// Runs `name` and checks what every serving scenario must show: exit 0,
 /// every fault injected and healed, at least `min_requests` requests, and
 /// not one failure.
-fn passes_without_a_failed_request(name: &str, faults: usize, min_requests: u64) {
+fn passes_without_a_failed_request(
+    name: &str,
+    faults: usize,
+    min_requests: u64,
+) -> serde_json::Value {
     let out_dir = tempfile::tempdir().unwrap();
     let Run {
         code,
@@ -40,6 +44,7 @@ fn passes_without_a_failed_request(name: &str, faults: usize, min_requests: u64)
     let requests = overall["requests"].as_u64().unwrap();
     assert!(requests >= min_requests, "only {requests} requests");
     assert_eq!(overall["success_rate"].as_f64(), Some(1.0), "{stdout}");
+    report
 }
 
 #[test]
@@ -58,4 +63,34 @@ fn the_survivor_of_a_quorum_loss_serves_every_request() {
     }
     // 30 s at 60 requests/s.
     passes_without_a_failed_request("quorum-loss.yaml", 2, 1_400);
+}
+
+#[test]
+fn an_autoscaled_deployment_loses_a_node_and_fails_no_request() {
+    if !namespaces_or_skip("an_autoscaled_deployment_loses_a_node_and_fails_no_request") {
+        return;
+    }
+    // 36 s at 60 requests/s.
+    let report = passes_without_a_failed_request("autoscale-node-kill.yaml", 1, 1_800);
+    // The autoscaler scaled up before the kill (from the initial 1), and
+    // the replacement kept its target.
+    let targets: Vec<(u64, u64)> = report["series"]["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["at_ms"].as_u64()?,
+                p["targets"]["sleepy/sleepy"].as_u64()?,
+            ))
+        })
+        .collect();
+    let before_kill = targets
+        .iter()
+        .filter(|(at, _)| *at < 16_000)
+        .map(|(_, t)| *t);
+    let peak = before_kill.max().unwrap_or(0);
+    assert!(peak >= 2, "no scale-up before the kill: {targets:?}");
+    let last = targets.last().map_or(0, |(_, t)| *t);
+    assert!(last >= peak, "the target fell after the kill: {targets:?}");
 }
