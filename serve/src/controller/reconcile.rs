@@ -235,10 +235,18 @@ fn app_round(
         } else if running_current == target && old.is_empty() && stopping.is_empty() {
             (DeploymentState::Healthy, String::new())
         } else {
-            (
-                DeploymentState::Updating,
-                format!("{running_current} of {target} replicas running"),
-            )
+            let mut message = format!("{running_current} of {target} replicas running");
+            let waiting: Vec<&str> = current
+                .iter()
+                .filter(|r| r.record.state == ActorState::Pending)
+                .filter_map(|r| r.record.pending_reason.as_deref())
+                .collect();
+            if let Some(reason) = waiting.first() {
+                // The scheduler's reason (no room, or no node could ever
+                // hold one): what a person must act on.
+                message.push_str(&format!("; {} PENDING: {reason}", waiting.len()));
+            }
+            (DeploymentState::Updating, message)
         };
         deployments.insert(
             d.name.clone(),

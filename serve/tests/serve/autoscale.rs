@@ -10,7 +10,7 @@ use troupe_serve::config::AutoscalingConfig;
 use troupe_serve::spec::ReplicaState;
 use troupe_serve::{Application, Bind};
 
-use crate::apps::Hello;
+use crate::apps::{Chain, ChainArgs, Hello, Upper};
 use crate::support::{app_status, deploy, get, post, serve, wait_until};
 
 /// `(target, running)` of `app`/`deployment` in its status.
@@ -105,4 +105,28 @@ fn a_burst_scales_up_idle_scales_to_zero_and_a_request_at_zero_is_answered() {
     let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
     assert!(ok >= 6, "only {ok} requests in the burst");
+}
+
+#[test]
+fn a_handle_inside_a_graph_waits_for_a_deployment_scaled_to_zero_and_is_answered() {
+    // `upper` starts at zero replicas; the chain's ingress calls it
+    // through a handle, whose router holds the call and wakes the
+    // reporter, and the controller starts a replica for it.
+    let config = AutoscalingConfig {
+        min_replicas: 0,
+        max_replicas: 2,
+        target_ongoing_requests: 1.0,
+        downscale_delay_s: 600.0,
+        metrics_interval_s: 0.1,
+        ..AutoscalingConfig::default()
+    };
+    let mut app = Application::new("chain0").route_prefix(Some("/chain0"));
+    let upper = app.add(Bind::<Upper>::new("upper", ()).autoscaling_config(config));
+    deploy(app.ingress(Bind::<Chain>::new("chain", ChainArgs { upper })));
+    assert_eq!(counts("chain0", "upper"), Some((0, 0)));
+    let r = post("/chain0", "quiet");
+    assert_eq!((r.status, r.body.as_str()), (200, "QUIET!"));
+    assert!(counts("chain0", "upper").is_some_and(|(target, _)| target >= 1));
+    // The cheap stage stayed as it was.
+    assert_eq!(counts("chain0", "chain"), Some((1, 1)));
 }

@@ -257,3 +257,19 @@ fn scaling_down_takes_replicas_from_the_most_crowded_node_first() {
     assert_eq!(stopped.len(), 2);
     assert!(stopped.iter().all(|id| *id <= 3), "{stopped:?}");
 }
+
+#[test]
+fn replicas_waiting_for_a_node_say_why_in_the_deployment_status() {
+    let mut waiting = replica(2, 1, ActorState::Pending);
+    waiting.node = None;
+    waiting.pending_reason = Some("no node has 0.5 CPU free now".into());
+    let actors = [replica(1, 1, ActorState::Alive), waiting];
+    let actions = run(&[spec(2, 1)], &[], &actors);
+    let d = &status(&actions).deployments["front"];
+    assert_eq!(
+        d.message,
+        "1 of 2 replicas running; 1 PENDING: no node has 0.5 CPU free now"
+    );
+    // Nothing more is started for it: it is one of the two.
+    assert_eq!(starts(&actions), 0);
+}
