@@ -1,7 +1,8 @@
 //! The autoscaling reporter: every process that routes requests tells the
 //! serve controller, at the deployments' `metrics_interval_s`, how many
 //! requests it holds for each autoscaled deployment (queued in its router
-//! plus in flight on replicas, zero when idle), over the transport
+//! plus in flight on replicas, zero when idle) and how many its replicas
+//! run, over the transport
 //! (`worker.extension`, handler [`REPORT`]): soft state, never written to
 //! the GCS, never on a request's path. A request that finds its deployment
 //! without replicas (scaled to zero) makes the reporter send at once.
@@ -19,7 +20,7 @@ use tokio::sync::Notify;
 use troupe_worker::schema::{self, ControllerTermRecord};
 use troupe_worker::{codec, Cluster};
 
-use crate::autoscale::{DeploymentKey, MetricsStore};
+use crate::autoscale::{DeploymentKey, MetricsStore, Source};
 use crate::runtime::ServeRuntime;
 use crate::spec::TERM_KEY;
 
@@ -37,12 +38,16 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// One process's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// Who reports: `<node>/routers`, one per process.
+    /// Who reports: the node's id, one per process.
     pub reporter: String,
     /// `(app, deployment, ongoing requests)` for every autoscaled
-    /// deployment, zeros included (an idle router's zero is what lets a
+    /// deployment, as the process's routers count them (queued plus in
+    /// flight), zeros included (an idle router's zero is what lets a
     /// deployment scale down).
     pub loads: Vec<(String, String, f64)>,
+    /// `(app, deployment, requests running)` on the process's replicas of
+    /// each autoscaled deployment it hosts.
+    pub replicas: Vec<(String, String, f64)>,
 }
 
 /// Wakes the reporter to send now (a request waits for a replica).
@@ -69,10 +74,13 @@ pub(crate) fn receive(store: &Mutex<MetricsStore>, body: &[u8]) -> Result<(), St
     let at = now_ms();
     let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
     for (app, deployment, load) in report.loads {
-        if load.is_finite() && load >= 0.0 {
-            let key = DeploymentKey::new(app, deployment);
-            store.report(report.reporter.clone(), &key, at, load);
-        }
+        let key = DeploymentKey::new(app, deployment);
+        store.report(format!("{}/routers", report.reporter), &key, at, load);
+    }
+    for (app, deployment, running) in report.replicas {
+        let key = DeploymentKey::new(app, deployment);
+        let reporter = format!("{}/replicas", report.reporter);
+        store.report_from(Source::Replicas, reporter, &key, at, running);
     }
     Ok(())
 }
@@ -93,8 +101,14 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
             continue;
         };
         let loads = runtime.routers().loads();
+        let running = replica_loads();
         let report = Report {
             reporter: reporter.clone(),
+            replicas: running
+                .into_iter()
+                .filter(|(key, _)| autoscaled.contains(key))
+                .map(|((app, deployment), n)| (app, deployment, n))
+                .collect(),
             loads: autoscaled
                 .into_iter()
                 .map(|(app, deployment)| {
@@ -115,6 +129,28 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
             tracing::debug!(error = %e, "autoscaling report not delivered");
         }
     }
+}
+
+/// Requests this process's replicas run now, by `(app, deployment)`: the
+/// sum of the `serve_replica_processing_queries` gauges.
+fn replica_loads() -> std::collections::BTreeMap<(String, String), f64> {
+    use prometheus::core::Collector;
+    let mut out = std::collections::BTreeMap::new();
+    for family in crate::metrics::metrics().replica_processing.collect() {
+        for metric in family.get_metric() {
+            let label = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_owned())
+            };
+            if let (Some(app), Some(deployment)) = (label("application"), label("deployment")) {
+                *out.entry((app, deployment)).or_insert(0.0) += metric.get_gauge().get_value();
+            }
+        }
+    }
+    out
 }
 
 /// The autoscaled deployments the view knows, and the shortest of their

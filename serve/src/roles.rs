@@ -39,10 +39,7 @@ pub fn start(
             Box::pin(std::future::ready(result))
         }),
     );
-    let reporter = tokio::spawn(reporter::run(
-        runtime.clone(),
-        format!("{}/routers", node.id()),
-    ));
+    let reporter = tokio::spawn(reporter::run(runtime.clone(), node.id().to_string()));
     let controller = node.gcs_member().map(|member| {
         tokio::spawn(crate::controller::run(
             member.clone(),

@@ -17,7 +17,9 @@
 //!
 //! The load of a deployment is the **total** number of its ongoing
 //! requests (queued in routers plus in flight on replicas), summed over
-//! every router that reports it. The decision works on that total, never
+//! every router that reports it; when the replicas, which report what they
+//! run, count more (callers that report nothing, such as a driver's
+//! handles), their sum. The decision works on that total, never
 //! on a per-replica ratio multiplied by the current count: the total does
 //! not drop when replicas are added, which is what made Ray Serve
 //! oscillate after a scale-up (ray#18925).
@@ -71,4 +73,4 @@ mod tests;
 
 pub use policy::{decide, AutoscalingPolicy, DOWNSCALE_DEADBAND};
 pub use state::{Decision, Direction, LastDecision, Replicas, ScaleState};
-pub use window::{DeploymentKey, MetricsStore, Sample};
+pub use window::{DeploymentKey, MetricsStore, Sample, Source};

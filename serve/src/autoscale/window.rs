@@ -63,6 +63,19 @@ impl Sample {
 struct Report {
     at_ms: u64,
     ongoing: f64,
+    source: Source,
+}
+
+/// Who counted a report's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A process's routers: requests queued there plus those in flight on
+    /// replicas. Their sum over processes is the deployment's demand.
+    Routers,
+    /// A process's replicas: the requests they run now. It counts calls
+    /// from callers that report nothing (a driver's handles), so the load
+    /// is never taken below it.
+    Replicas,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -85,16 +98,28 @@ impl MetricsStore {
     }
 
     /// Takes `reporter`'s count of `deployment`'s ongoing requests
-    /// (queued plus in flight, as that reporter sees them) at `at_ms`.
-    /// Reporters must count disjoint requests (each router counts the
-    /// requests it routes), so their sum is the deployment's load; a
-    /// reporter names itself stably (`node-…/proxy`, a handle id).
-    /// `at_ms` is best the controller's receive time, so clock skew
-    /// between nodes cannot make a reporter look stale. A report older
-    /// than the reporter's latest, or not a finite number >= 0, is
-    /// ignored.
+    /// (queued plus in flight, as that reporter's routers see them) at
+    /// `at_ms`: [`Source::Routers`].
     pub fn report(
         &mut self,
+        reporter: impl Into<String>,
+        deployment: &DeploymentKey,
+        at_ms: u64,
+        ongoing: f64,
+    ) {
+        self.report_from(Source::Routers, reporter, deployment, at_ms, ongoing);
+    }
+
+    /// Takes a report counted by `source`. Reporters of one source must
+    /// count disjoint requests (each router the requests it routes, each
+    /// process its own replicas), so their sum is what that source sees;
+    /// a reporter names itself stably (`node-…/routers`). `at_ms` is best
+    /// the controller's receive time, so clock skew between nodes cannot
+    /// make a reporter look stale. A report older than the reporter's
+    /// latest, or not a finite number >= 0, is ignored.
+    pub fn report_from(
+        &mut self,
+        source: Source,
         reporter: impl Into<String>,
         deployment: &DeploymentKey,
         at_ms: u64,
@@ -104,14 +129,20 @@ impl MetricsStore {
             return;
         }
         let metrics = self.deployments.entry(deployment.clone()).or_default();
-        let report = Report { at_ms, ongoing };
+        let report = Report {
+            at_ms,
+            ongoing,
+            source,
+        };
         let latest = metrics.reports.entry(reporter.into()).or_insert(report);
         if at_ms >= latest.at_ms {
             *latest = report;
         }
     }
 
-    /// The sum of each live reporter's latest report on `deployment`:
+    /// The deployment's load from each live reporter's latest report: the
+    /// sum over the routers' reports, or over the replicas' reports when
+    /// that is larger (requests from callers that do not report);
     /// reporters silent for longer than `stale_after_ms` are left out.
     /// `None` when no reporter is live: an unknown load, not zero.
     pub fn total(
@@ -121,13 +152,18 @@ impl MetricsStore {
         stale_after_ms: u64,
     ) -> Option<f64> {
         let metrics = self.deployments.get(deployment)?;
-        let live: Vec<f64> = metrics
+        let live: Vec<&Report> = metrics
             .reports
             .values()
             .filter(|r| is_live(r, now_ms, stale_after_ms))
-            .map(|r| r.ongoing)
             .collect();
-        (!live.is_empty()).then(|| live.iter().sum())
+        let sum = |source: Source| -> f64 {
+            live.iter()
+                .filter(|r| r.source == source)
+                .map(|r| r.ongoing)
+                .sum()
+        };
+        (!live.is_empty()).then(|| sum(Source::Routers).max(sum(Source::Replicas)))
     }
 
     /// Records `ongoing` as `deployment`'s total at `at_ms` and evicts the
@@ -280,6 +316,24 @@ mod tests {
             store.total(&DeploymentKey::new("app", "other"), 2_000, 2_000),
             None
         );
+    }
+
+    #[test]
+    fn the_replicas_count_is_a_floor_under_the_routers_count() {
+        let mut store = MetricsStore::new();
+        store.report("node-1/routers", &key(), 1_000, 4.0);
+        store.report("node-2/routers", &key(), 1_000, 2.0);
+        // The replicas run 5 of the routers' 6: the routers' count stands.
+        store.report_from(Source::Replicas, "node-1/replicas", &key(), 1_000, 3.0);
+        store.report_from(Source::Replicas, "node-2/replicas", &key(), 1_000, 2.0);
+        assert_eq!(store.total(&key(), 1_000, 2_000), Some(6.0));
+        // A driver's calls nobody reports: the replicas run 9.
+        store.report_from(Source::Replicas, "node-2/replicas", &key(), 1_100, 6.0);
+        assert_eq!(store.total(&key(), 1_100, 2_000), Some(9.0));
+        // Replica reports alone still give a load.
+        let other = DeploymentKey::new("app", "other");
+        store.report_from(Source::Replicas, "node-1/replicas", &other, 1_000, 1.0);
+        assert_eq!(store.total(&other, 1_000, 2_000), Some(1.0));
     }
 
     #[test]
