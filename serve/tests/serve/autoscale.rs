@@ -47,10 +47,13 @@ fn a_burst_scales_up_idle_scales_to_zero_and_a_request_at_zero_is_answered() {
     assert_eq!(counts("autoscaled", "hello"), Some((1, 1)));
 
     // A burst: six callers, each with a 1 s request always in flight.
-    let stop = Arc::new(AtomicBool::new(false));
+    // Caller 0 stops last: it keeps traffic flowing through the downscale.
+    let stop_most = Arc::new(AtomicBool::new(false));
+    let stop_last = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let callers: Vec<_> = (0..6)
-        .map(|_| {
+        .map(|i| {
+            let stop = if i == 0 { &stop_last } else { &stop_most };
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
@@ -78,7 +81,26 @@ fn a_burst_scales_up_idle_scales_to_zero_and_a_request_at_zero_is_answered() {
             seen.len() == 3
         },
     );
-    stop.store(true, Ordering::SeqCst);
+    // Down to one caller: the replicas taken away leave the routers first
+    // and drain, so the caller's requests never fail.
+    stop_most.store(true, Ordering::SeqCst);
+    // (One request in flight at target 1 keeps two replicas: the
+    // downscale deadband wants at most 0.8 of the target per replica.)
+    wait_until(
+        "replicas are taken away under traffic",
+        Duration::from_secs(40),
+        || {
+            counts("autoscaled", "hello")
+                .is_some_and(|(target, running)| target < 3 && running == target as usize)
+        },
+    );
+    let after_downscale = ok.load(Ordering::SeqCst);
+    wait_until(
+        "the last caller is still answered",
+        Duration::from_secs(10),
+        || ok.load(Ordering::SeqCst) > after_downscale,
+    );
+    stop_last.store(true, Ordering::SeqCst);
     for caller in callers {
         caller.join().unwrap();
     }
