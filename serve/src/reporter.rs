@@ -45,9 +45,9 @@ pub struct Report {
     /// flight), zeros included (an idle router's zero is what lets a
     /// deployment scale down).
     pub loads: Vec<(String, String, f64)>,
-    /// `(app, deployment, requests running)` on the process's replicas of
-    /// each autoscaled deployment it hosts.
-    pub replicas: Vec<(String, String, f64)>,
+    /// `(app, deployment, replica id, requests running)` for the
+    /// process's replicas of each autoscaled deployment it hosts.
+    pub replicas: Vec<(String, String, String, f64)>,
 }
 
 /// Wakes the reporter to send now (a request waits for a replica).
@@ -77,7 +77,12 @@ pub(crate) fn receive(store: &Mutex<MetricsStore>, body: &[u8]) -> Result<(), St
         let key = DeploymentKey::new(app, deployment);
         store.report(format!("{}/routers", report.reporter), &key, at, load);
     }
-    for (app, deployment, running) in report.replicas {
+    let mut sums: std::collections::BTreeMap<(String, String), f64> = Default::default();
+    for (app, deployment, replica, running) in report.replicas {
+        store.report_replica(replica, at, running);
+        *sums.entry((app, deployment)).or_insert(0.0) += running;
+    }
+    for ((app, deployment), running) in sums {
         let key = DeploymentKey::new(app, deployment);
         let reporter = format!("{}/replicas", report.reporter);
         store.report_from(Source::Replicas, reporter, &key, at, running);
@@ -106,8 +111,9 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
             reporter: reporter.clone(),
             replicas: running
                 .into_iter()
-                .filter(|(key, _)| autoscaled.contains(key))
-                .map(|((app, deployment), n)| (app, deployment, n))
+                .filter(|(app, deployment, _, _)| {
+                    autoscaled.contains(&(app.clone(), deployment.clone()))
+                })
                 .collect(),
             loads: autoscaled
                 .into_iter()
@@ -131,11 +137,12 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
     }
 }
 
-/// Requests this process's replicas run now, by `(app, deployment)`: the
-/// sum of the `serve_replica_processing_queries` gauges.
-fn replica_loads() -> std::collections::BTreeMap<(String, String), f64> {
+/// Requests each of this process's replicas runs now, as `(app,
+/// deployment, replica, count)`: the `serve_replica_processing_queries`
+/// gauges.
+fn replica_loads() -> Vec<(String, String, String, f64)> {
     use prometheus::core::Collector;
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
     for family in crate::metrics::metrics().replica_processing.collect() {
         for metric in family.get_metric() {
             let label = |name: &str| {
@@ -145,8 +152,10 @@ fn replica_loads() -> std::collections::BTreeMap<(String, String), f64> {
                     .find(|l| l.name() == name)
                     .map(|l| l.value().to_owned())
             };
-            if let (Some(app), Some(deployment)) = (label("application"), label("deployment")) {
-                *out.entry((app, deployment)).or_insert(0.0) += metric.get_gauge().get_value();
+            if let (Some(app), Some(deployment), Some(replica)) =
+                (label("application"), label("deployment"), label("replica"))
+            {
+                out.push((app, deployment, replica, metric.get_gauge().get_value()));
             }
         }
     }

@@ -90,6 +90,9 @@ struct Metrics {
 #[derive(Debug, Clone, Default)]
 pub struct MetricsStore {
     deployments: BTreeMap<DeploymentKey, Metrics>,
+    /// Each replica's latest count of the requests it runs, by replica id
+    /// (its text form): which replicas a downscale takes away.
+    replicas: BTreeMap<String, Report>,
 }
 
 impl MetricsStore {
@@ -138,6 +141,33 @@ impl MetricsStore {
         if at_ms >= latest.at_ms {
             *latest = report;
         }
+    }
+
+    /// Takes how many requests `replica` runs, at `at_ms`.
+    pub fn report_replica(&mut self, replica: impl Into<String>, at_ms: u64, running: f64) {
+        if !(running.is_finite() && running >= 0.0) {
+            return;
+        }
+        let report = Report {
+            at_ms,
+            ongoing: running,
+            source: Source::Replicas,
+        };
+        let latest = self.replicas.entry(replica.into()).or_insert(report);
+        if at_ms >= latest.at_ms {
+            *latest = report;
+        }
+    }
+
+    /// Every replica's latest count reported within `stale_after_ms` of
+    /// `now_ms` (older ones are forgotten).
+    pub fn replica_loads(&mut self, now_ms: u64, stale_after_ms: u64) -> BTreeMap<String, f64> {
+        self.replicas
+            .retain(|_, r| is_live(r, now_ms, stale_after_ms));
+        self.replicas
+            .iter()
+            .map(|(id, r)| (id.clone(), r.ongoing))
+            .collect()
     }
 
     /// The deployment's load from each live reporter's latest report: the
@@ -334,6 +364,19 @@ mod tests {
         let other = DeploymentKey::new("app", "other");
         store.report_from(Source::Replicas, "node-1/replicas", &other, 1_000, 1.0);
         assert_eq!(store.total(&other, 1_000, 2_000), Some(1.0));
+    }
+
+    #[test]
+    fn replica_loads_keep_the_latest_live_count() {
+        let mut store = MetricsStore::new();
+        store.report_replica("replica-a", 1_000, 2.0);
+        store.report_replica("replica-a", 900, 7.0);
+        store.report_replica("replica-b", 1_500, 0.0);
+        store.report_replica("replica-c", 1_000, f64::NAN);
+        let loads = store.replica_loads(2_000, 2_000);
+        assert_eq!(loads.len(), 2);
+        assert_eq!((loads["replica-a"], loads["replica-b"]), (2.0, 0.0));
+        assert_eq!(store.replica_loads(3_200, 2_000).len(), 1);
     }
 
     #[test]

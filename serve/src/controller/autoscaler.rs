@@ -66,7 +66,13 @@ pub struct Scaled {
     /// Applications whose record to delete (deleted, or no longer
     /// autoscaled).
     pub delete: Vec<String>,
+    /// The requests each replica of an autoscaled deployment ran at its
+    /// last report: a downscale takes the least loaded.
+    pub replica_loads: BTreeMap<troupe_core::id::ReplicaId, f64>,
 }
+
+/// How long a replica's reported load counts for a downscale's choice.
+const REPLICA_LOAD_FRESH_MS: u64 = 5_000;
 
 /// The controller's autoscaler, for one leadership term.
 pub struct Autoscaler {
@@ -187,6 +193,11 @@ impl Autoscaler {
             }
             self.records.insert(spec.name.clone(), record);
         }
+        scaled.replica_loads = store
+            .replica_loads(now_ms, REPLICA_LOAD_FRESH_MS)
+            .into_iter()
+            .filter_map(|(id, load)| Some((id.parse().ok()?, load)))
+            .collect();
         let gone: Vec<String> = self
             .records
             .keys()

@@ -117,8 +117,13 @@ async fn lead(
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
         let (specs, statuses) = (&records.apps, &records.statuses);
         let scaled = autoscaler.round(specs, statuses, crate::reporter::now_ms());
-        let actions =
-            reconcile::reconcile(&scaled.specs, statuses, &actors, &mut ReplicaId::random);
+        let actions = reconcile::reconcile(
+            &scaled.specs,
+            statuses,
+            &actors,
+            &scaled.replica_loads,
+            &mut ReplicaId::random,
+        );
         let mut writes = autoscale_writes(scaled);
         let mut starts = Vec::new();
         let mut stops = Vec::new();

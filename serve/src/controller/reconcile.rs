@@ -4,7 +4,7 @@
 //!
 //! Per deployment: replicas of the current version are started up to
 //! `num_replicas` and stopped beyond it (starting ones first, then from
-//! the nodes holding the most of them); replicas of
+//! the nodes holding the most of them, then the least loaded); replicas of
 //! an older version are stopped once the current version has
 //! `num_replicas` running, so an update never drops below the target
 //! (zero downtime). Three constructor failures of the current version
@@ -78,11 +78,14 @@ impl Seen<'_> {
     }
 }
 
-/// Decides one round. `new_id` names new replicas.
+/// Decides one round. `loads` are the requests replicas ran at their last
+/// report (a downscale takes the least loaded); `new_id` names new
+/// replicas.
 pub fn reconcile(
     specs: &BTreeMap<String, AppSpec>,
     statuses: &BTreeMap<String, AppStatus>,
     actors: &BTreeMap<ActorId, ActorRecord>,
+    loads: &BTreeMap<ReplicaId, f64>,
     new_id: &mut dyn FnMut() -> ReplicaId,
 ) -> Vec<Action> {
     let mut by_app: BTreeMap<&str, Vec<Seen<'_>>> = BTreeMap::new();
@@ -102,7 +105,14 @@ pub fn reconcile(
     let mut actions = Vec::new();
     for spec in specs.values() {
         let seen = by_app.remove(spec.name.as_str()).unwrap_or_default();
-        let status = app_round(spec, statuses.get(&spec.name), &seen, new_id, &mut actions);
+        let status = app_round(
+            spec,
+            statuses.get(&spec.name),
+            &seen,
+            loads,
+            new_id,
+            &mut actions,
+        );
         if statuses.get(&spec.name) != Some(&status) {
             actions.push(Action::WriteStatus(status));
         }
@@ -145,6 +155,7 @@ fn app_round(
     spec: &AppSpec,
     last: Option<&AppStatus>,
     seen: &[Seen<'_>],
+    loads: &BTreeMap<ReplicaId, f64>,
     new_id: &mut dyn FnMut() -> ReplicaId,
     actions: &mut Vec<Action>,
 ) -> AppStatus {
@@ -187,19 +198,20 @@ fn app_round(
         if current.len() > target {
             // Starting replicas go first, then those on the nodes holding
             // the most of the deployment (what is left stays spread), then
-            // the newest.
+            // the least loaded (the shortest drain), then the newest.
             let mut on_node: BTreeMap<Option<troupe_core::id::NodeId>, usize> = BTreeMap::new();
             for r in &current {
                 *on_node.entry(r.record.node).or_default() += 1;
             }
+            let load = |r: &Seen<'_>| loads.get(&r.replica).copied().unwrap_or(0.0);
             let mut extra = current.clone();
-            extra.sort_by_key(|r| {
-                let crowd = on_node.get(&r.record.node).copied().unwrap_or(0);
-                (
-                    r.running(),
-                    std::cmp::Reverse(crowd),
-                    std::cmp::Reverse(r.replica),
-                )
+            extra.sort_by(|a, b| {
+                let crowd = |r: &Seen<'_>| on_node.get(&r.record.node).copied().unwrap_or(0);
+                a.running()
+                    .cmp(&b.running())
+                    .then(crowd(b).cmp(&crowd(a)))
+                    .then(load(a).total_cmp(&load(b)))
+                    .then(b.replica.cmp(&a.replica))
             });
             for r in extra.into_iter().take(current.len() - target) {
                 stopping.insert(r.record.id);

@@ -43,8 +43,17 @@ fn run(specs: &[AppSpec], statuses: &[AppStatus], actors: &[ActorRecord]) -> Vec
         .map(|s| (s.name.clone(), s.clone()))
         .collect();
     let actors = actors.iter().map(|a| (a.id, a.clone())).collect();
+    run_with_loads(specs, statuses, actors, &BTreeMap::new())
+}
+
+fn run_with_loads(
+    specs: BTreeMap<String, AppSpec>,
+    statuses: BTreeMap<String, AppStatus>,
+    actors: BTreeMap<ActorId, ActorRecord>,
+    loads: &BTreeMap<ReplicaId, f64>,
+) -> Vec<Action> {
     let mut next = 100;
-    reconcile(&specs, &statuses, &actors, &mut || {
+    reconcile(&specs, &statuses, &actors, loads, &mut || {
         next += 1;
         ReplicaId::new(next)
     })
@@ -272,4 +281,25 @@ fn replicas_waiting_for_a_node_say_why_in_the_deployment_status() {
     );
     // Nothing more is started for it: it is one of the two.
     assert_eq!(starts(&actions), 0);
+}
+
+#[test]
+fn scaling_down_takes_the_least_loaded_replicas_among_equally_spread_ones() {
+    let on = |id: u64, node: u64| {
+        let mut r = replica(id, 1, ActorState::Alive);
+        r.node = Some(NodeId::new(node));
+        r
+    };
+    let actors = [on(1, 1), on(2, 2), on(3, 3)];
+    let loads = BTreeMap::from([
+        (ReplicaId::new(1), 4.0),
+        (ReplicaId::new(2), 0.0),
+        (ReplicaId::new(3), 1.0),
+    ]);
+    let specs = BTreeMap::from([("app".to_owned(), spec(1, 1))]);
+    let actors = actors.iter().map(|a| (a.id, a.clone())).collect();
+    let actions = run_with_loads(specs, BTreeMap::new(), actors, &loads);
+    let mut stopped = stops(&actions);
+    stopped.sort();
+    assert_eq!(stopped, [2, 3]);
 }
