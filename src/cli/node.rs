@@ -58,6 +58,11 @@ pub struct StartArgs {
     /// declared dead and its actors restarted elsewhere.
     #[arg(long, default_value_t = 3.0)]
     node_ttl: f64,
+    /// Seconds a DEAD actor's record (why it died) and its reports stay in
+    /// the control store before they are deleted; calls to it then fail
+    /// with "no actor with id" instead of its death reason.
+    #[arg(long, value_name = "SECONDS", default_value_t = troupe_worker::DEFAULT_DEAD_ACTOR_RETENTION.as_secs_f64())]
+    dead_actor_retention: f64,
     /// Threads hosting actors (default: one per core).
     #[arg(long)]
     actor_threads: Option<usize>,
@@ -172,6 +177,13 @@ fn config(args: &StartArgs) -> anyhow::Result<(NodeConfig, Option<String>)> {
         );
     }
     config.node_ttl = Duration::from_secs_f64(args.node_ttl);
+    if !(args.dead_actor_retention.is_finite() && args.dead_actor_retention >= 0.0) {
+        bail!(
+            "--dead-actor-retention must be a number of seconds, 0 or more, got {}",
+            args.dead_actor_retention
+        );
+    }
+    config.dead_actor_retention = Duration::from_secs_f64(args.dead_actor_retention);
     if let Some(threads) = args.actor_threads {
         if threads == 0 {
             bail!("--actor-threads must be at least 1");

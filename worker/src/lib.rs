@@ -15,7 +15,8 @@
 //! - `agent` / `hosting` — starting and stopping this node's assigned
 //!   instances on arbiters (each start and stop is logged at info on
 //!   [`INSTANCE_LOG`]); `controller` — the cluster controller (placement,
-//!   restarts) on the GCS leader's node.
+//!   restarts, collecting the long dead: `controller::gc`) on the GCS
+//!   leader's node.
 //! - [`health`] — the data path's view of node health: [`HealthTable`]
 //!   ejects a node whose calls fail (refused, lost, silent, timed out) from
 //!   every router of the process at once; probes readmit it.
@@ -63,7 +64,9 @@ pub use error::{Result, WorkerError};
 pub use health::{HealthPolicy, HealthTable};
 pub use hosting::INSTANCE_LOG;
 pub use lifecycle::{step, Action, ActorState, DeathReason, Event, Transition};
-pub use node::{gcs_data_dir, write_node_id, GcsTiming, Node, NodeConfig, Role};
+pub use node::{
+    gcs_data_dir, write_node_id, GcsTiming, Node, NodeConfig, Role, DEFAULT_DEAD_ACTOR_RETENTION,
+};
 pub use placement::{
     plan, Decision, NodeView, PendingReason, PlacementPlan, PlacementPolicy, PlacementRequest,
 };

@@ -81,11 +81,16 @@ pub struct NodeConfig {
     /// Arbiter threads hosting actors.
     pub actor_threads: usize,
     pub gcs: GcsTiming,
+    /// How long a DEAD actor's record (and its reports) stays in the GCS
+    /// before the controller deletes it (`--dead-actor-retention`); used
+    /// by the controller of GCS member nodes.
+    pub dead_actor_retention: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: listen on `127.0.0.1:0`, a 3-second node lease, one
-    /// arbiter per core, the machine's cores as CPUs, no GPUs.
+    /// arbiter per core, the machine's cores as CPUs, no GPUs, dead actors
+    /// kept 10 minutes.
     pub fn new(role: Role, token: ClusterToken, data_dir: impl Into<PathBuf>) -> NodeConfig {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         NodeConfig {
@@ -101,9 +106,15 @@ impl NodeConfig {
             node_ttl: Duration::from_secs(3),
             actor_threads: cores,
             gcs: GcsTiming::default(),
+            dead_actor_retention: DEFAULT_DEAD_ACTOR_RETENTION,
         }
     }
 }
+
+/// How long DEAD actors are kept by default (`--dead-actor-retention`):
+/// long enough to read why something died, short enough that the GCS
+/// tracks the live cluster.
+pub const DEFAULT_DEAD_ACTOR_RETENTION: Duration = Duration::from_secs(600);
 
 /// A running node.
 pub struct Node {
@@ -184,8 +195,13 @@ impl Node {
         );
         let (controller, controller_task) = match &member {
             Some(member) => {
-                let (handle, task) =
-                    crate::controller::start(member.clone(), gcs.clone(), view.clone(), id);
+                let (handle, task) = crate::controller::start(
+                    member.clone(),
+                    gcs.clone(),
+                    view.clone(),
+                    id,
+                    config.dead_actor_retention,
+                );
                 (Some(handle), Some(AbortOnDrop(task)))
             }
             None => (None, None),

@@ -7,7 +7,8 @@
 //! writes are one transaction that first compares the term key with its
 //! own claim, so a deposed controller's writes never land. Between rounds
 //! it waits for its own writes to show in the view, so a round never
-//! decides on a state older than the last one's outcome.
+//! decides on a state older than the last one's outcome. Rounds also
+//! delete what has been dead for the retention ([`gc`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use troupe_gcs::client::GcsClient;
 use troupe_gcs::member::GcsMember;
 use troupe_gcs::{DeleteRequest, KeySelector, PutRequest, TxnOp};
 
+pub(crate) mod gc;
 pub(crate) mod reconcile;
 
 use crate::actor::ActorError;
@@ -86,6 +88,7 @@ pub(crate) fn start(
     gcs: GcsClient,
     view: ClusterView,
     me: NodeId,
+    retention: Duration,
 ) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(MAX_BATCH);
     let active = Arc::new(AtomicBool::new(false));
@@ -93,7 +96,7 @@ pub(crate) fn start(
         queue,
         active: active.clone(),
     };
-    let task = tokio::spawn(run(member, gcs, view, me, rx, active));
+    let task = tokio::spawn(run(member, gcs, view, me, retention, rx, active));
     (handle, task)
 }
 
@@ -102,6 +105,7 @@ async fn run(
     gcs: GcsClient,
     view: ClusterView,
     me: NodeId,
+    retention: Duration,
     mut rx: mpsc::Receiver<Queued>,
     active: Arc<AtomicBool>,
 ) {
@@ -135,7 +139,7 @@ async fn run(
             continue;
         }
         active.store(true, Ordering::Release);
-        lead(&member, &gcs, &view, term, &claim.value, &mut rx).await;
+        lead(&member, &gcs, &view, term, &claim.value, retention, &mut rx).await;
         active.store(false, Ordering::Release);
         tracing::info!(term, node = %me, "stopped running the cluster controller");
     }
@@ -148,6 +152,7 @@ async fn lead(
     view: &ClusterView,
     term: u64,
     claim: &[u8],
+    retention: Duration,
     rx: &mut mpsc::Receiver<Queued>,
 ) {
     let mut changes = view.subscribe();
@@ -193,8 +198,9 @@ async fn lead(
             continue;
         }
         let (spawns, kills, replies) = split(batch);
+        let clock = gc::Clock::now(retention);
         let plan = view.read(|state| {
-            reconcile::reconcile(state, term, &spawns, &kills, PlacementPolicy::Spread)
+            reconcile::reconcile(state, term, clock, &spawns, &kills, PlacementPolicy::Spread)
         });
         let revision = if plan.writes.is_empty() {
             view.read(|s| s.revision)

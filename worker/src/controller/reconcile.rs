@@ -2,8 +2,9 @@
 //! state and the queued requests in, the writes and the answers out.
 //!
 //! A round, in order: create spawned actors, apply kills, notice dead nodes
-//! and dead owners, apply the nodes' reports, then place everything that
-//! waits for a node. Each change goes through [`lifecycle::step`], and its
+//! and dead owners, apply the nodes' reports, place everything that waits
+//! for a node, then collect what has been dead for the retention
+//! ([`super::gc`]). Each change goes through [`lifecycle::step`], and its
 //! actions become key writes; the controller commits all of a round's
 //! writes in one transaction fenced by its term.
 
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use troupe_core::id::ActorId;
 
+use super::gc::{self, Clock};
 use crate::actor::ActorError;
 use crate::lifecycle::{self, Action, ActorState, Event, Transition};
 use crate::placement::{plan, Decision, NodeView, PlacementPolicy, PlacementRequest};
@@ -36,6 +38,7 @@ pub(crate) struct RoundPlan {
 struct Round<'a> {
     state: &'a ClusterState,
     term: u64,
+    clock: Clock,
     actors: BTreeMap<ActorId, ActorRecord>,
     names: BTreeMap<ActorName, ActorId>,
     changed: BTreeSet<ActorId>,
@@ -51,15 +54,17 @@ struct Round<'a> {
 /// noticed or placed many such actors at once would be refused.
 pub(crate) const ROUND_BYTES: usize = troupe_gcs::MAX_WRITE_BYTES - (256 << 10);
 
-/// Decides one round at `term` on `state`.
+/// Decides one round at `term` on `state`, at `clock` (death times,
+/// collection).
 pub(crate) fn reconcile(
     state: &ClusterState,
     term: u64,
+    clock: Clock,
     spawns: &[SpawnRequest],
     kills: &[ActorId],
     policy: PlacementPolicy,
 ) -> RoundPlan {
-    reconcile_within(state, term, spawns, kills, policy, ROUND_BYTES)
+    reconcile_within(state, term, clock, spawns, kills, policy, ROUND_BYTES)
 }
 
 /// [`reconcile`] making the changes that can wait (deaths, reports,
@@ -69,6 +74,7 @@ pub(crate) fn reconcile(
 pub(crate) fn reconcile_within(
     state: &ClusterState,
     term: u64,
+    clock: Clock,
     spawns: &[SpawnRequest],
     kills: &[ActorId],
     policy: PlacementPolicy,
@@ -77,6 +83,7 @@ pub(crate) fn reconcile_within(
     let mut round = Round {
         state,
         term,
+        clock,
         actors: state.actors.clone(),
         names: state.names.clone(),
         changed: BTreeSet::new(),
@@ -91,6 +98,7 @@ pub(crate) fn reconcile_within(
     round.notice_deaths();
     round.apply_reports();
     round.place(policy);
+    round.collect();
     round.stamp();
     let finished =
         |r: Result<ActorId, ActorError>, round: &Round| r.map(|id| round.actors[&id].clone());
@@ -344,11 +352,48 @@ impl Round<'_> {
         }
     }
 
-    /// Stamps every changed actor record with the round's term.
+    /// Deletes what [`gc::garbage`] finds, as far as the round's budget
+    /// and [`gc::MAX_DELETES`] admit, never a key the round writes
+    /// otherwise nor anything of an actor it changed; dead records without
+    /// a death time join the changed ones (to be stamped).
+    fn collect(&mut self) {
+        let garbage = gc::garbage(self.state, self.clock);
+        for id in garbage.unstamped {
+            if !self.changed.contains(&id) && self.admits(id) {
+                self.changed.insert(id);
+            }
+        }
+        let mut used = self.bytes();
+        let mut deleted = 0;
+        for key in garbage.keys {
+            // A delete's cost in the transaction: its key and framing.
+            let cost = key.len() + 64;
+            if deleted == gc::MAX_DELETES || used + cost > self.budget {
+                break;
+            }
+            let touched = match Key::parse(&key) {
+                Ok(Key::Actor(id) | Key::Report { actor: id, .. })
+                | Ok(Key::Assignment { actor: id, .. }) => self.changed.contains(&id),
+                _ => false,
+            };
+            if touched || self.writes.contains_key(&key) {
+                continue;
+            }
+            self.writes.insert(key, None);
+            used += cost;
+            deleted += 1;
+        }
+    }
+
+    /// Stamps every changed actor record with the round's term, and those
+    /// DEAD without a death time with the round's time.
     fn stamp(&mut self) {
         for id in &self.changed {
             if let Some(record) = self.actors.get_mut(id) {
                 record.term = self.term;
+                if matches!(record.state, ActorState::Dead { .. }) && record.died_at_ms.is_none() {
+                    record.died_at_ms = Some(self.clock.now_ms);
+                }
             }
         }
     }

@@ -192,6 +192,12 @@ pub struct ActorRecord {
     pub pending_reason: Option<String>,
     /// The Raft term of the scheduler that last wrote this record.
     pub term: u64,
+    /// When it became DEAD, in milliseconds since the Unix epoch by the
+    /// clock of the controller that noticed it (version 4). The record
+    /// is collected this long plus the retention later (see
+    /// `controller::gc`). `None` while it lives, and for a DEAD record
+    /// written before the field existed until a controller stamps it.
+    pub died_at_ms: Option<u64>,
 }
 
 impl ActorRecord {
@@ -215,6 +221,7 @@ impl ActorRecord {
             incarnation: 0,
             pending_reason: None,
             term: 0,
+            died_at_ms: None,
         }
     }
 
@@ -236,7 +243,8 @@ impl Record for ActorRecord {
 }
 
 /// Actor records as schema version 3 wrote them: without
-/// [`ActorOptions::spread_group`]. Read and converted, never written.
+/// [`ActorOptions::spread_group`] and [`ActorRecord::died_at_ms`]. Read
+/// and converted, never written.
 mod v3 {
     use serde::Deserialize;
     use troupe_core::id::{ActorId, NodeId};
@@ -291,6 +299,7 @@ mod v3 {
             incarnation: r.incarnation,
             pending_reason: r.pending_reason,
             term: r.term,
+            died_at_ms: None,
         })
     }
 }

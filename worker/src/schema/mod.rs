@@ -34,8 +34,8 @@ pub use node::NodeRecord;
 
 /// The version of the record layouts this binary writes and reads.
 ///
-/// 4: actor options carry a spread group. Version 3 values are still read
-/// (only actor records changed layout).
+/// 4: actor options carry a spread group, actor records their death time.
+/// Version 3 values are still read (only actor records changed layout).
 pub const SCHEMA_VERSION: u16 = 4;
 
 /// The oldest version whose values this binary reads.

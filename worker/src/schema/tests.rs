@@ -49,6 +49,7 @@ fn actor_record(state: ActorState) -> ActorRecord {
     record.incarnation = 2;
     record.pending_reason = Some("waiting".into());
     record.term = 5;
+    record.died_at_ms = Some(1_764_000_000_000);
     record
 }
 
@@ -105,7 +106,7 @@ fn values_start_with_the_schema_version() {
 }
 
 #[test]
-fn version_3_actor_records_are_read_without_a_spread_group() {
+fn version_3_actor_records_are_read_without_a_spread_group_or_death_time() {
     let current = actor_record(ActorState::Alive);
     let o = &current.options;
     // Version 3's layout: the record with options lacking `spread_group`,
@@ -129,6 +130,7 @@ fn version_3_actor_records_are_read_without_a_spread_group() {
     let read = decode::<ActorRecord>(&bytes).unwrap();
     let mut expected = current.clone();
     expected.options.spread_group = None;
+    expected.died_at_ms = None;
     assert_eq!(read, expected);
     // Records whose layout did not change read as they are.
     let mut node = encode(&node_record());

@@ -10,6 +10,12 @@ use crate::schema::{ActorOptions, NodeRecord, RetryLimit};
 
 const TERM: u64 = 7;
 
+/// The rounds' time: nothing dies long enough before it to be collected.
+const CLOCK: Clock = Clock {
+    now_ms: 1_000_000,
+    retention_ms: 600_000,
+};
+
 fn node(state: &mut ClusterState, id: u64, resources: Resources) -> NodeId {
     let id = NodeId::new(id);
     let record = NodeRecord {
@@ -49,7 +55,7 @@ fn spawn_request(id: u64, owner: NodeId, resources: Resources) -> SpawnRequest {
 
 /// Runs a round and applies its writes, as committing and watching would.
 fn round(state: &mut ClusterState, spawns: &[SpawnRequest], kills: &[ActorId]) -> RoundPlan {
-    let plan = reconcile(state, TERM, spawns, kills, PlacementPolicy::Spread);
+    let plan = reconcile(state, TERM, CLOCK, spawns, kills, PlacementPolicy::Spread);
     for (key, value) in &plan.writes {
         state.apply(key, value.as_deref());
     }
@@ -282,7 +288,15 @@ fn placements_past_the_round_budget_wait_for_the_next_round() {
     let spawns = [big(1), big(2), big(3)];
     // Room for the three records and one placement, not two.
     let budget = 5 * (1000 + 512) + 100;
-    let plan = reconcile_within(&state, TERM, &spawns, &[], PlacementPolicy::Spread, budget);
+    let plan = reconcile_within(
+        &state,
+        TERM,
+        CLOCK,
+        &spawns,
+        &[],
+        PlacementPolicy::Spread,
+        budget,
+    );
     let placed: Vec<bool> = plan
         .spawned
         .iter()
@@ -297,7 +311,15 @@ fn placements_past_the_round_budget_wait_for_the_next_round() {
     // The next rounds place the rest, one by one under this budget.
     let mut rounds = 0;
     while state.actors.values().any(|a| a.node.is_none()) {
-        let plan = reconcile_within(&state, TERM, &[], &[], PlacementPolicy::Spread, budget);
+        let plan = reconcile_within(
+            &state,
+            TERM,
+            CLOCK,
+            &[],
+            &[],
+            PlacementPolicy::Spread,
+            budget,
+        );
         assert!(!plan.writes.is_empty(), "a round placed nothing");
         for (key, value) in &plan.writes {
             state.apply(key, value.as_deref());
@@ -311,12 +333,20 @@ fn placements_past_the_round_budget_wait_for_the_next_round() {
     // A round that writes nothing else places one actor even over budget.
     let mut state = ClusterState::default();
     node(&mut state, 1, Resources::new().with_cpus(8.0).unwrap());
-    let plan = reconcile_within(&state, TERM, &spawns, &[], PlacementPolicy::Spread, 0);
+    let plan = reconcile_within(
+        &state,
+        TERM,
+        CLOCK,
+        &spawns,
+        &[],
+        PlacementPolicy::Spread,
+        0,
+    );
     for (key, value) in &plan.writes {
         state.apply(key, value.as_deref());
     }
     assert!(state.actors.values().all(|a| a.node.is_none()));
-    let plan = reconcile_within(&state, TERM, &[], &[], PlacementPolicy::Spread, 0);
+    let plan = reconcile_within(&state, TERM, CLOCK, &[], &[], PlacementPolicy::Spread, 0);
     for (key, value) in &plan.writes {
         state.apply(key, value.as_deref());
     }
@@ -325,7 +355,7 @@ fn placements_past_the_round_budget_wait_for_the_next_round() {
     // The default budget takes them all at once.
     let mut state = ClusterState::default();
     node(&mut state, 1, Resources::new().with_cpus(8.0).unwrap());
-    let plan = reconcile(&state, TERM, &spawns, &[], PlacementPolicy::Spread);
+    let plan = reconcile(&state, TERM, CLOCK, &spawns, &[], PlacementPolicy::Spread);
     assert!(plan
         .spawned
         .iter()
