@@ -183,7 +183,14 @@ fn app_round(
             })
             .collect();
         let target = d.num_replicas as usize;
-        let failed = failures.len() >= MAX_CONSTRUCTOR_FAILURES;
+        // A deployment that failed at this version stays failed until a
+        // new deploy, also once the records of its failed replicas are
+        // collected (the cluster forgets dead actors after a retention).
+        let failed_before = last
+            .filter(|l| l.version == spec.version)
+            .and_then(|l| l.deployments.get(&d.name))
+            .filter(|l| l.state == DeploymentState::DeployFailed);
+        let failed = failures.len() >= MAX_CONSTRUCTOR_FAILURES || failed_before.is_some();
         let mut stopping: BTreeSet<ActorId> = BTreeSet::new();
         if !failed && current.len() < target {
             for _ in current.len()..target {
@@ -235,7 +242,11 @@ fn app_round(
             .map(|r| r.status(stopping.contains(&r.record.id)))
             .collect();
         replicas.sort_by_key(|r| r.id);
-        let (state, message) = if failed {
+        let (state, message) = if let (true, Some(before)) =
+            (failures.len() < MAX_CONSTRUCTOR_FAILURES, failed_before)
+        {
+            (DeploymentState::DeployFailed, before.message.clone())
+        } else if failed {
             (
                 DeploymentState::DeployFailed,
                 format!(

@@ -172,6 +172,14 @@ fn three_constructor_failures_fail_the_deployment_with_the_error() {
     assert_eq!(starts(&actions), 1, "two failures: try again");
     let actions = run(&[spec(1, 1)], &[], &[failed(1), failed(2), failed(3)]);
     assert_eq!(starts(&actions), 0);
+    // Once the failed replicas' records are collected, the status keeps
+    // it failed at this version: nothing is started again.
+    let last = status(&actions).clone();
+    let later = run(&[spec(1, 1)], std::slice::from_ref(&last), &[]);
+    assert_eq!(starts(&later), 0);
+    assert!(later.iter().all(|a| !matches!(a, Action::WriteStatus(_))));
+    // A new version starts again.
+    assert_eq!(starts(&run(&[spec(1, 2)], &[last], &[])), 1);
     let s = status(&actions);
     assert_eq!(s.state, AppState::DeployFailed);
     assert!(s.message.contains("model file missing"), "{}", s.message);
