@@ -186,7 +186,7 @@ impl Node {
                 members
             }
         };
-        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members.clone()))
+        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members))
             .map_err(|e| WorkerError::Gcs(e.to_string()))?;
         let view = ClusterView::start(gcs.clone());
         let hosting = Arc::new(
@@ -241,7 +241,7 @@ impl Node {
             .with_service(NodeInfoService {
                 me: id,
                 member: member.clone(),
-                gcs_members,
+                gcs: gcs.clone(),
             })
             .with_service(NodeAdminService {
                 shutdown: shutdown_requested.clone(),
