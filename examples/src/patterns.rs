@@ -9,6 +9,9 @@
 //!   (`?model=`), dynamic selection.
 //! - `noop` / `noop-chain`: the benchmark apps (a short string; the same
 //!   through a second deployment).
+//! - `sleepy`: the autoscaling benchmark's app, Ray Serve's `Sleepy` peer
+//!   (a 50 ms async sleep, then "ok"); its YAML config gives it an
+//!   `autoscaling_config` (`examples/serve/autoscale/`).
 //! - `Ticker`: a streaming ingress (a line naming the stream, then one line
 //!   at a time), for the tests of streamed bodies across node failures.
 
@@ -264,6 +267,31 @@ impl Serves<Ping> for Noop {
     }
 }
 
+/// Sleeps 50 ms without holding a thread, then answers "ok": the
+/// autoscaling benchmark's deployment, the same as Ray Serve's `Sleepy`
+/// peer (`asyncio.sleep(0.05)`), so its replicas are bound by concurrency,
+/// not CPU.
+pub struct Sleepy;
+
+/// How long [`Sleepy`] sleeps per request.
+pub const SLEEPY_SERVICE_TIME: Duration = Duration::from_millis(50);
+
+impl Deployment for Sleepy {
+    const NAME: &'static str = "patterns.Sleepy";
+    type Args = ();
+
+    async fn new((): (), _: &ReplicaContext) -> Result<Self, String> {
+        Ok(Sleepy)
+    }
+}
+
+impl HttpIngress for Sleepy {
+    async fn http(&self, _: ServeRequest) -> Result<ServeResponse, ServeError> {
+        tokio::time::sleep(SLEEPY_SERVICE_TIME).await;
+        Ok(ServeResponse::text("ok"))
+    }
+}
+
 /// The benchmarks' chain: ingress → `Noop` through a handle.
 pub struct NoopChain {
     next: DeploymentHandle<Noop>,
@@ -408,6 +436,13 @@ pub fn noop_app(replicas: u32) -> Application {
     Application::new("noop").ingress(Bind::<Noop>::new("noop", ()).num_replicas(replicas))
 }
 
+/// The autoscaling benchmark's application: one `sleepy` replica unless
+/// a config gives it an `autoscaling_config`
+/// (`examples/serve/autoscale/sleepy.yaml`).
+pub fn sleepy_app() -> Application {
+    Application::new("sleepy").ingress(Bind::<Sleepy>::new("sleepy", ()))
+}
+
 pub fn noop_chain_app() -> Application {
     let mut app = Application::new("noop-chain");
     let next = app.add(Bind::<Noop>::new("noop", ()));
@@ -426,10 +461,53 @@ pub fn catalog() -> Catalog {
         .deployment(DeploymentType::<Noop>::new().http().serves::<Ping>())
         .deployment(DeploymentType::<NoopChain>::new().http())
         .deployment(DeploymentType::<Ticker>::new().http_streaming())
+        .deployment(DeploymentType::<Sleepy>::new().http())
         .app("chain", || chain_app(1))
         .app("ensemble", ensemble_app)
         .app("select", select_app)
         .app("noop", || noop_app(1))
         .app("noop-2", || noop_app(2).route_prefix(Some("/")))
         .app("noop-chain", noop_chain_app)
+        .app("sleepy", sleepy_app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The autoscaling benchmark's config builds against this catalog:
+    /// `sleepy` autoscaled as the file says, with Ray's `Sleepy`'s limits.
+    #[test]
+    fn the_autoscaling_benchmark_config_builds_an_autoscaled_sleepy() {
+        let text = include_str!("../serve/autoscale/sleepy.yaml");
+        for min in [0u32, 1] {
+            let yaml = text.replace("MIN_REPLICAS", &min.to_string());
+            let config = troupe::serve::config::parse_yaml(&yaml).unwrap();
+            let specs = troupe::serve::config::build_specs(&config, &catalog()).unwrap();
+            assert_eq!(specs.len(), 1);
+            let app = &specs[0];
+            assert_eq!(
+                (app.name.as_str(), app.ingress.as_str()),
+                ("sleepy", "sleepy")
+            );
+            assert_eq!(app.route_prefix.as_deref(), Some("/"));
+            let d = &app.deployments[0];
+            let policy = d.autoscaling.expect("sleepy is autoscaled");
+            assert_eq!(
+                (policy.min_replicas, policy.max_replicas, d.num_replicas),
+                (min, 8, min)
+            );
+            assert_eq!(policy.target_ongoing_requests, 2.0);
+            assert_eq!(
+                (policy.upscale_delay_ms, policy.downscale_delay_ms),
+                (2_000, 20_000)
+            );
+            assert_eq!(
+                (policy.look_back_ms, policy.metrics_interval_ms),
+                (10_000, 1_000)
+            );
+            assert_eq!(d.max_ongoing_requests, 5);
+            assert_eq!(d.resources.cpus().to_string(), "0.25");
+        }
+    }
 }

@@ -207,7 +207,8 @@ fn serve_build_then_serve_run_of_the_built_config() {
             "noop",
             "noop-2",
             "noop-chain",
-            "select"
+            "select",
+            "sleepy"
         ]
     );
     text = text.replace("encoding: TEXT", "encoding: JSON");
