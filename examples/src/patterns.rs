@@ -470,3 +470,44 @@ pub fn catalog() -> Catalog {
         .app("noop-chain", noop_chain_app)
         .app("sleepy", sleepy_app)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The autoscaling benchmark's config builds against this catalog:
+    /// `sleepy` autoscaled as the file says, with Ray's `Sleepy`'s limits.
+    #[test]
+    fn the_autoscaling_benchmark_config_builds_an_autoscaled_sleepy() {
+        let text = include_str!("../serve/autoscale/sleepy.yaml");
+        for min in [0u32, 1] {
+            let yaml = text.replace("MIN_REPLICAS", &min.to_string());
+            let config = troupe::serve::config::parse_yaml(&yaml).unwrap();
+            let specs = troupe::serve::config::build_specs(&config, &catalog()).unwrap();
+            assert_eq!(specs.len(), 1);
+            let app = &specs[0];
+            assert_eq!(
+                (app.name.as_str(), app.ingress.as_str()),
+                ("sleepy", "sleepy")
+            );
+            assert_eq!(app.route_prefix.as_deref(), Some("/"));
+            let d = &app.deployments[0];
+            let policy = d.autoscaling.expect("sleepy is autoscaled");
+            assert_eq!(
+                (policy.min_replicas, policy.max_replicas, d.num_replicas),
+                (min, 8, min)
+            );
+            assert_eq!(policy.target_ongoing_requests, 2.0);
+            assert_eq!(
+                (policy.upscale_delay_ms, policy.downscale_delay_ms),
+                (2_000, 20_000)
+            );
+            assert_eq!(
+                (policy.look_back_ms, policy.metrics_interval_ms),
+                (10_000, 1_000)
+            );
+            assert_eq!(d.max_ongoing_requests, 5);
+            assert_eq!(d.resources.cpus().to_string(), "0.25");
+        }
+    }
+}
