@@ -43,7 +43,10 @@
 //! - **From zero**: any load at zero replicas scales to
 //!   `max(1, min_replicas)` at once (a request is waiting).
 //! - **To zero** (1 → 0) needs `downscale_to_zero_delay_s` of exactly
-//!   zero load over a whole look-back window.
+//!   zero load over a whole look-back window; after a downscale to one
+//!   taken on zero load, the samples from before it count (zero load does
+//!   not depend on the count), so zero comes one zero delay after one,
+//!   not a look-back window later.
 //! - **Samples after the last decision only** (ray#26455: thrashing when
 //!   the delays are shorter than the look-back window): a decision uses
 //!   only samples taken after the previous one, and the opposite
@@ -54,8 +57,10 @@
 //!   `max_replicas` at cold start): while fewer replicas run than the
 //!   target, the target is not raised; requests queued meanwhile are the
 //!   start-up's backlog, not new demand. After they run, a further
-//!   upscale waits until the backlog stops draining, and at most doubles
-//!   the target.
+//!   upscale waits while the backlog drains (the load fell by half a
+//!   replica's target or more over the last two upscale delays: only
+//!   recent samples, so a backlog gone long ago does not hold it back),
+//!   and at most doubles the target.
 //! - **No downscale without a full fresh look-back window** (metrics lost
 //!   on a controller failover): a downscale needs eligible samples that
 //!   cover the whole look-back window, so a controller that starts from

@@ -209,6 +209,10 @@ pub fn decide(
     // Downscale.
     let cut = match state.last {
         None => None,
+        // Idle before and after a downscale to one: zero load does not
+        // depend on the count, so the 1 -> 0 rule may use the samples
+        // from before it (no second look-back window to wait for).
+        Some(l) if l.direction == Direction::Down && l.load == 0.0 && target == 1 => None,
         Some(l) if l.direction == Direction::Down => Some(l.at_ms),
         Some(l) => Some(l.at_ms.saturating_add(policy.settle_ms())),
     };
@@ -322,7 +326,8 @@ fn upscale(
     if wanted <= current.target {
         return Upscale::No;
     }
-    if following_upscale(state) && draining(&eligible) {
+    let by = policy.target_ongoing_requests / 2.0;
+    if following_upscale(state) && draining(&eligible, recent_span(policy), by) {
         return Upscale::No;
     }
     Upscale::Wants
@@ -336,15 +341,36 @@ fn following_upscale(state: &ScaleState) -> bool {
     last_up && state.caught_up_ms.is_some() && !state.fit_after_upscale
 }
 
-/// Whether the load falls: the newer half of `samples` averages below the
-/// older half.
-fn draining(samples: &[Sample]) -> bool {
-    if samples.len() < 2 {
+/// How far back [`draining`] looks: twice the upscale delay, and at least
+/// four metrics intervals (two before, two after its midpoint).
+fn recent_span(policy: &AutoscalingPolicy) -> u64 {
+    policy
+        .upscale_delay_ms
+        .max(policy.metrics_interval_ms.saturating_mul(2))
+        .saturating_mul(2)
+}
+
+/// Whether the load is falling now: over the last `span` ms of
+/// `samples`, the newer half averages at least `by` below the older half
+/// (half a replica's target: a load settling a little once its backlog is
+/// gone is not a backlog, a queue shrinking by a few requests a second
+/// is). Only recent samples count: a backlog that has already drained
+/// (the cold start's, a whole look-back window ago) says nothing about
+/// now.
+fn draining(samples: &[Sample], span: u64, by: f64) -> bool {
+    let Some(newest) = samples.last() else {
         return false;
-    }
-    let (older, newer) = samples.split_at(samples.len() / 2);
-    match (mean(older), mean(newer)) {
-        (Some(o), Some(n)) => n < o,
+    };
+    let start = newest.at_ms.saturating_sub(span);
+    let middle = newest.at_ms.saturating_sub(span / 2);
+    let recent: Vec<Sample> = samples
+        .iter()
+        .filter(|s| s.at_ms > start)
+        .copied()
+        .collect();
+    let (older, newer): (Vec<Sample>, Vec<Sample>) = recent.iter().partition(|s| s.at_ms <= middle);
+    match (mean(&older), mean(&newer)) {
+        (Some(o), Some(n)) => o - n >= by,
         _ => false,
     }
 }

@@ -378,3 +378,56 @@ fn from_zero_starts_min_replicas_when_above_one() {
     assert_eq!(sim.decisions[1].reason, "max_replicas is 2");
     assert_eq!(sim.target, 2);
 }
+
+/// The benchmark's policy (BENCHMARKS.md, autoscaling vs Ray Serve):
+/// 10 s look-back.
+fn benchmarked(min: u32) -> AutoscalingPolicy {
+    AutoscalingPolicy {
+        look_back_ms: 10 * S,
+        ..quick(min, 8)
+    }
+}
+
+#[test]
+fn after_a_start_from_zero_the_next_upscale_does_not_wait_for_the_backlog_to_leave_the_window() {
+    // Found by the benchmark: a burst from zero went 0 -> 1 at once, then
+    // 1 -> 2 only 13 s later, when the cold start's backlog sample left
+    // the 10 s window (the whole window's halves said "draining").
+    let mut sim = Sim::new(benchmarked(0), 0, 200);
+    sim.tick(11.0);
+    assert_eq!(sim.target, 1, "{:?}", sim.decisions);
+    let started = sim.now;
+    // The replica runs, drains the backlog, then 3.2 ongoing hold (the
+    // burst needs 2 replicas at target 2).
+    for load in [6.0, 3.3] {
+        sim.tick(load);
+    }
+    for _ in 0..10 {
+        sim.tick(3.2);
+        if sim.target == 2 {
+            break;
+        }
+    }
+    let up = sim.decisions.last().unwrap();
+    assert_eq!((up.from, up.to), (1, 2), "{:?}", sim.decisions);
+    // Within the upscale delay and a few reports of the replica running,
+    // well before the 10 s look-back window passes.
+    assert!(up.at_ms - started <= 6 * S, "{:?}", sim.decisions);
+}
+
+#[test]
+fn idle_reaches_zero_one_zero_delay_after_reaching_one() {
+    // Found by the benchmark: 2 -> 1 and then 1 -> 0 a whole look-back
+    // window later than the zero delay asks (a fresh window after the
+    // downscale to one). Zero load does not depend on the count.
+    let mut sim = Sim::new(benchmarked(0), 2, S);
+    for _ in 0..120 {
+        sim.tick(0.0);
+    }
+    let tos: Vec<u32> = sim.decisions.iter().map(|d| d.to).collect();
+    assert_eq!(tos, [1, 0], "{:?}", sim.decisions);
+    let gap = sim.decisions[1].at_ms - sim.decisions[0].at_ms;
+    let zero_delay = sim.policy.downscale_to_zero_delay_ms;
+    assert!(gap >= zero_delay, "{gap}");
+    assert!(gap <= zero_delay + 2 * S, "{gap}: {:?}", sim.decisions);
+}

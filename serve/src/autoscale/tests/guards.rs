@@ -24,7 +24,11 @@ fn a_cold_start_with_a_growing_queue_does_not_run_to_max_replicas() {
     // ran (capped at doubling: the queue then holds 140 and 240), then
     // the backlog drains on 4 and nothing more happens.
     assert!(sim.decisions.len() >= 2, "{:?}", sim.decisions);
-    assert!(sim.directions().iter().all(|d| *d == Direction::Up));
+    assert!(
+        sim.directions().iter().all(|d| *d == Direction::Up),
+        "{:?}",
+        sim.decisions
+    );
     let peak = sim
         .trace
         .iter()
