@@ -58,7 +58,7 @@
 //!   target, the target is not raised; requests queued meanwhile are the
 //!   start-up's backlog, not new demand. After they run, a further
 //!   upscale waits while the backlog drains (the load fell by half a
-//!   replica's target or more over the last two upscale delays: only
+//!   replica's target or more over the last upscale delay: only
 //!   recent samples, so a backlog gone long ago does not hold it back),
 //!   and at most doubles the target.
 //! - **No downscale without a full fresh look-back window** (metrics lost

@@ -341,13 +341,12 @@ fn following_upscale(state: &ScaleState) -> bool {
     last_up && state.caught_up_ms.is_some() && !state.fit_after_upscale
 }
 
-/// How far back [`draining`] looks: twice the upscale delay, and at least
-/// four metrics intervals (two before, two after its midpoint).
+/// How far back [`draining`] looks: the upscale delay, and at least two
+/// metrics intervals (one before, one after its midpoint).
 fn recent_span(policy: &AutoscalingPolicy) -> u64 {
     policy
         .upscale_delay_ms
         .max(policy.metrics_interval_ms.saturating_mul(2))
-        .saturating_mul(2)
 }
 
 /// Whether the load is falling now: over the last `span` ms of

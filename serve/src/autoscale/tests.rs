@@ -412,7 +412,7 @@ fn after_a_start_from_zero_the_next_upscale_does_not_wait_for_the_backlog_to_lea
     assert_eq!((up.from, up.to), (1, 2), "{:?}", sim.decisions);
     // Within the upscale delay and a few reports of the replica running,
     // well before the 10 s look-back window passes.
-    assert!(up.at_ms - started <= 6 * S, "{:?}", sim.decisions);
+    assert!(up.at_ms - started <= 5 * S, "{:?}", sim.decisions);
 }
 
 #[test]
