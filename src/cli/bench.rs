@@ -173,7 +173,7 @@ async fn measure(
         "rss_loaded": rss_loaded,
         "idle_empty": cpu_idle,
         "idle_loaded": cpu_loaded,
-        "leader_kill_to_first_spawn_s": recovery,
+        "leader_kill": recovery,
         "gcs_member_dir_bytes": gcs_bytes,
         "gcs_keys": keys.ok(),
     }))
@@ -414,13 +414,14 @@ async fn spawn_actors(driver: &Cluster, m: usize, concurrency: usize) -> anyhow:
 }
 
 /// SIGKILLs the node of the GCS leader (as the driver's client last saw
-/// it) and returns the seconds until a spawn succeeds again (bounded:
-/// each attempt has the driver's own timeout, 60 s in all).
+/// it) and returns the seconds until a spawn succeeds again and the
+/// failed attempts before it (bounded: each attempt has the driver's own
+/// timeout, 60 s in all).
 async fn leader_recovery(
     driver: &Cluster,
     cluster: &mut Launched,
     gcs_members: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<serde_json::Value> {
     use troupe_chaos::workload::actor::Tally;
     driver.state().await?;
     let leader = driver
@@ -437,13 +438,26 @@ async fn leader_recovery(
     let t = Instant::now();
     cluster.nodes[k].child.kill()?;
     cluster.nodes[k].child.wait()?;
+    let mut failures = Vec::new();
     loop {
+        let attempt = Instant::now();
         match driver.spawn::<Tally>(0).num_cpus(0.01).await {
-            Ok(_) => return Ok(t.elapsed().as_secs_f64()),
+            Ok(_) => {
+                return Ok(serde_json::json!({
+                    "first_spawn_s": t.elapsed().as_secs_f64(),
+                    "failed_attempts": failures,
+                }))
+            }
             Err(e) if t.elapsed() > Duration::from_secs(60) => {
                 bail!("no spawn succeeded within 60 s of killing the GCS leader: {e}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                failures.push(format!(
+                    "after {:.2} s: {e}",
+                    attempt.elapsed().as_secs_f64()
+                ));
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
         }
     }
 }
