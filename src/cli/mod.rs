@@ -1,6 +1,7 @@
 //! The `troupe` command line. Binaries stay thin: parse arguments, set up
 //! tracing, call into the library.
 
+mod bench;
 mod chaos;
 mod gcs;
 mod node;
@@ -62,6 +63,10 @@ enum Command {
     /// open-loop load, seeded faults) and report availability and safety.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Measure the control plane: start N node processes on this machine,
+    /// time spawns and a deploy, read memory and idle CPU, stop them all.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the process's arguments and runs the command. `catalog` holds
@@ -128,6 +133,7 @@ fn execute(cli: Cli, catalog: Catalog) -> anyhow::Result<()> {
         Command::Stop(args) => multi_thread()?.block_on(node::stop(args)),
         Command::Gcs(command) => gcs::run(command),
         Command::Chaos(command) => multi_thread()?.block_on(chaos::run(command)),
+        Command::Bench(command) => multi_thread()?.block_on(bench::run(command, catalog)),
         Command::Version => {
             println!(
                 "troupe {} (RPC protocol {})",

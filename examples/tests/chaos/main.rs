@@ -4,6 +4,7 @@
 //! Namespace tests need root (CI runs as root); elsewhere they say they
 //! were skipped, except under `CI=true`, where a missing capability fails.
 
+mod bench;
 mod cleanup;
 mod cli;
 mod network;

@@ -1,0 +1,717 @@
+//! `troupe bench cluster --nodes N`: the control plane's envelope measured
+//! on one machine (issue #17). Launching (N node processes of the running
+//! binary on loopback, stopped by pid whatever happens) is kept apart from
+//! measuring (spawns, a deploy, RSS, idle CPU, the GCS's size on disk);
+//! the parsing and arithmetic are pure functions, tested below.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use troupe_core::rpc::ClusterToken;
+use troupe_serve::config::{self, HttpOptionsUse};
+use troupe_serve::{declarative, Catalog};
+use troupe_worker::Cluster;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Start N node processes of this binary on 127.0.0.1, wait until all
+    /// registered, measure spawns, a deploy, memory, idle CPU and the
+    /// control store's size, print a table, then stop every process.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Node processes to start (the first `--gcs-members` hold the GCS).
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// How many of the nodes are GCS members (1 or 3 are usual).
+    #[arg(long, default_value_t = 3)]
+    gcs_members: usize,
+    /// Actors (`troupe.chaos.Tally`, 0.01 CPU each) spawned by a driver.
+    #[arg(long, default_value_t = 1000)]
+    actors: usize,
+    /// Spawns in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Replicas of the deployed application (0: no deploy).
+    #[arg(long, default_value_t = 100)]
+    replicas: u32,
+    /// The application of this binary to deploy, and its deployment whose
+    /// replica count is set (the examples' `noop`).
+    #[arg(long, default_value = "noop")]
+    app: String,
+    #[arg(long, default_value = "noop")]
+    deployment: String,
+    /// Seconds over which idle CPU is measured (before and after the load).
+    #[arg(long, default_value_t = 10.0)]
+    idle_secs: f64,
+    /// Give up if the nodes are not all registered after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    start_timeout: f64,
+    /// At the end, SIGKILL the GCS leader's node and time the first
+    /// successful spawn after it.
+    #[arg(long)]
+    kill_leader: bool,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub async fn run(command: BenchCommand, catalog: Catalog) -> anyhow::Result<()> {
+    let BenchCommand::Cluster(args) = command;
+    if args.nodes == 0 || args.gcs_members == 0 || args.gcs_members > args.nodes {
+        bail!("need --nodes ≥ --gcs-members ≥ 1");
+    }
+    if args.replicas > 0 && !catalog.app_names().any(|n| n == args.app) {
+        bail!(
+            "this binary has no application {:?} to deploy; run the bench from a binary that has \
+             one (e.g. troupe-chain has `noop`) or pass --replicas 0",
+            args.app
+        );
+    }
+    let started = Instant::now();
+    let launch = Launched::start(
+        args.nodes,
+        args.gcs_members,
+        Duration::from_secs_f64(args.start_timeout),
+    );
+    let results = tokio::select! {
+        r = measure(launch, &args, &catalog) => r?,
+        r = super::wait_for_shutdown_signal() => { r?; bail!("interrupted; every node was stopped") }
+    };
+    let mut results = results;
+    results["wall_s"] = serde_json::json!(started.elapsed().as_secs_f64());
+    print!("{}", table(&results));
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&results)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("results: {}", out.display());
+    }
+    Ok(())
+}
+
+/// Launches the cluster, then runs the measurements in order; the cluster
+/// is stopped when this returns (or is dropped on Ctrl-C).
+async fn measure(
+    launch: impl std::future::Future<Output = anyhow::Result<Launched>>,
+    args: &ClusterArgs,
+    catalog: &Catalog,
+) -> anyhow::Result<serde_json::Value> {
+    let t0 = Instant::now();
+    let mut cluster = launch.await?;
+    let driver = Cluster::connect(&cluster.nodes[0].addr, ClusterToken::new(&cluster.token)?)
+        .await
+        .context("connecting a driver to the head")?;
+    wait_registered(
+        &driver,
+        args.nodes,
+        Duration::from_secs_f64(args.start_timeout).saturating_sub(t0.elapsed()),
+    )
+    .await?;
+    let up_s = t0.elapsed().as_secs_f64();
+    eprintln!("bench: {} nodes registered in {up_s:.1} s", args.nodes);
+    let idle = Duration::from_secs_f64(args.idle_secs);
+    let pids = cluster.pids();
+    let gcs_pids: Vec<u32> = cluster.pids()[..args.gcs_members].to_vec();
+    let rss_idle = rss_summary(&pids, &gcs_pids)?;
+    let cpu_idle = idle_window(&driver, &pids, &gcs_pids, idle).await?;
+    eprintln!("bench: spawning {} actors", args.actors);
+    let (all0, gcs0) = (ticks(&pids), per_pid_ticks(&gcs_pids));
+    let spawns = spawn_actors(&driver, args.actors, args.concurrency).await?;
+    let (all1, gcs1) = (ticks(&pids), per_pid_ticks(&gcs_pids));
+    let spawn_cpu_s = all1.saturating_sub(all0) as f64 / CLOCK_TICKS_PER_S;
+    let spawn_gcs_cpu_s = gcs0
+        .iter()
+        .zip(&gcs1)
+        .map(|(a, b)| b.saturating_sub(*a))
+        .max()
+        .unwrap_or(0) as f64
+        / CLOCK_TICKS_PER_S;
+    let gcs_bytes: u64 = cluster.nodes[..args.gcs_members]
+        .iter()
+        .map(|n| dir_bytes(&n.data_dir))
+        .max()
+        .unwrap_or(0);
+    let deploy_s = match args.replicas {
+        0 => None,
+        r => {
+            eprintln!("bench: deploying {} with {r} replicas", args.app);
+            Some(deploy(&driver, catalog, &args.app, &args.deployment, r).await?)
+        }
+    };
+    let rss_loaded = rss_summary(&pids, &gcs_pids)?;
+    let cpu_loaded = idle_window(&driver, &pids, &gcs_pids, idle).await?;
+    let keys = driver.state().await.map(|s| {
+        s.nodes.len() + s.actors.len() + s.assignments.len() + s.reports.len() + s.extra.len()
+    });
+    let recovery = match args.kill_leader {
+        false => None,
+        true => Some(leader_recovery(&driver, &mut cluster, args.gcs_members).await?),
+    };
+    drop(driver);
+    cluster.clean = true;
+    Ok(serde_json::json!({
+        "nodes": args.nodes,
+        "gcs_members": args.gcs_members,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "up_s": up_s,
+        "actors": args.actors,
+        "spawn_per_s": spawns.per_s,
+        "spawn_p50_ms": spawns.p50_ms,
+        "spawn_p99_ms": spawns.p99_ms,
+        "spawn_cpu_ms_per_actor": spawn_cpu_s * 1000.0 / args.actors.max(1) as f64,
+        "spawn_busiest_gcs_member_cpu_s": spawn_gcs_cpu_s,
+        "replicas": args.replicas,
+        "deploy_s": deploy_s,
+        "rss_idle": rss_idle,
+        "rss_loaded": rss_loaded,
+        "idle_empty": cpu_idle,
+        "idle_loaded": cpu_loaded,
+        "leader_kill": recovery,
+        "gcs_member_dir_bytes": gcs_bytes,
+        "gcs_keys": keys.ok(),
+    }))
+}
+
+// ---- Launching ----------------------------------------------------------
+
+/// One node process.
+struct NodeProc {
+    child: Child,
+    addr: String,
+    data_dir: PathBuf,
+}
+
+/// The node processes of a run. Dropping it SIGKILLs and reaps every one;
+/// their directory is removed only after a clean run (else kept for its
+/// logs).
+struct Launched {
+    nodes: Vec<NodeProc>,
+    token: String,
+    dir: PathBuf,
+    clean: bool,
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+        }
+        for node in &mut self.nodes {
+            let _ = node.child.wait();
+        }
+        if self.clean {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("bench: node logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+impl Launched {
+    /// Starts the head, then the other GCS members one at a time, then the
+    /// rest all at once; returns once every process printed its address.
+    async fn start(n: usize, gcs_members: usize, timeout: Duration) -> anyhow::Result<Launched> {
+        let binary = std::env::current_exe().context("finding the running executable")?;
+        let dir = std::env::temp_dir().join(format!("troupe-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let token: String = rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut launched = Launched {
+            nodes: Vec::with_capacity(n),
+            token,
+            dir,
+            clean: false,
+        };
+        let deadline = Instant::now() + timeout;
+        for k in 0..n {
+            let join = (k > 0).then(|| launched.nodes[0].addr.clone());
+            let listen = match k < gcs_members {
+                // GCS members are named by address: a fixed port each.
+                true => format!("127.0.0.1:{}", free_port()?),
+                false => "127.0.0.1:0".into(),
+            };
+            let node = launched.spawn(&binary, k, join.as_deref(), k < gcs_members, &listen)?;
+            launched.nodes.push(node);
+            if k < gcs_members {
+                launched.await_address(k, deadline).await?;
+            }
+        }
+        for k in gcs_members..n {
+            launched.await_address(k, deadline).await?;
+        }
+        Ok(launched)
+    }
+
+    fn spawn(
+        &self,
+        binary: &Path,
+        k: usize,
+        join: Option<&str>,
+        gcs: bool,
+        listen: &str,
+    ) -> anyhow::Result<NodeProc> {
+        let data_dir = self.dir.join(format!("node-{k}"));
+        let out = File::create(self.dir.join(format!("node-{k}.out")))?;
+        let log = File::create(self.dir.join(format!("node-{k}.log")))?;
+        let mut command = Command::new(binary);
+        command.args(node_args(join, gcs, listen, &data_dir, &self.token));
+        command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting node {k} ({})", binary.display()))?;
+        Ok(NodeProc {
+            child,
+            addr: String::new(),
+            data_dir,
+        })
+    }
+
+    /// Waits for node `k`'s "listening on" line (its stdout is a file).
+    async fn await_address(&mut self, k: usize, deadline: Instant) -> anyhow::Result<()> {
+        let out = self.dir.join(format!("node-{k}.out"));
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(addr) = listening_addr(&text) {
+                self.nodes[k].addr = addr;
+                return Ok(());
+            }
+            if let Some(status) = self.nodes[k].child.try_wait()? {
+                bail!(
+                    "node {k} exited ({status}) before listening; see {}",
+                    self.dir.join(format!("node-{k}.log")).display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {k} did not print its address in time ({} of {} nodes up)",
+                    k,
+                    self.nodes.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.child.id()).collect()
+    }
+}
+
+/// The `start` arguments of a bench node: no HTTP proxy or admin API (the
+/// control plane is measured), one actor thread, CPUs enough that
+/// placement is never the limit.
+fn node_args(
+    join: Option<&str>,
+    gcs: bool,
+    listen: &str,
+    data_dir: &Path,
+    token: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["start".into()];
+    match join {
+        None => args.push("--head".into()),
+        Some(addr) => {
+            args.extend(["--join".into(), addr.into()]);
+            if gcs {
+                args.push("--gcs".into());
+            }
+        }
+    }
+    args.extend(
+        [
+            "--listen",
+            listen,
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--token",
+            token,
+            "--num-cpus",
+            "100",
+            "--actor-threads",
+            "1",
+            "--no-http",
+            "--no-dashboard",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// The address in a node's "node ID listening on ADDR ..." line.
+fn listening_addr(stdout: &str) -> Option<String> {
+    let rest = stdout.split("listening on ").nth(1)?;
+    let addr = rest.split_whitespace().next()?;
+    Some(addr.to_owned())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_registered(driver: &Cluster, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let registered = driver.state().await.map(|s| s.nodes.len()).unwrap_or(0);
+        if registered >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {registered} of {n} nodes registered in time");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---- Measuring ----------------------------------------------------------
+
+struct Spawns {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Spawns `m` Tally actors, `concurrency` at a time, timing each.
+async fn spawn_actors(driver: &Cluster, m: usize, concurrency: usize) -> anyhow::Result<Spawns> {
+    use troupe_chaos::workload::actor::Tally;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for _ in 0..m {
+        let permit = permits.clone().acquire_owned().await?;
+        let driver = driver.clone();
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let r = driver.spawn::<Tally>(0).num_cpus(0.01).await.map(|_| ());
+            drop(permit);
+            r.map(|()| t.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(m);
+    while let Some(r) = tasks.join_next().await {
+        latencies.push(r?.context("spawning an actor")?);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok(Spawns {
+        per_s: m as f64 / wall.max(1e-9),
+        p50_ms: percentile_ms(&mut latencies, 0.50),
+        p99_ms: percentile_ms(&mut latencies, 0.99),
+    })
+}
+
+/// SIGKILLs the node of the GCS leader (as the driver's client last saw
+/// it) and returns the seconds until a spawn succeeds again and the
+/// failed attempts before it (bounded: each attempt has the driver's own
+/// timeout, 60 s in all).
+async fn leader_recovery(
+    driver: &Cluster,
+    cluster: &mut Launched,
+    gcs_members: usize,
+) -> anyhow::Result<serde_json::Value> {
+    use troupe_chaos::workload::actor::Tally;
+    driver.state().await?;
+    let leader = driver
+        .gcs()
+        .leader_hint()
+        .context("the driver's GCS client knows no leader")?;
+    let Some(k) = cluster.nodes[..gcs_members]
+        .iter()
+        .position(|n| n.addr == leader)
+    else {
+        bail!("the GCS leader {leader} is none of the launched members");
+    };
+    eprintln!("bench: SIGKILL node {k} (GCS leader {leader})");
+    let t = Instant::now();
+    cluster.nodes[k].child.kill()?;
+    cluster.nodes[k].child.wait()?;
+    let mut failures = Vec::new();
+    loop {
+        let attempt = Instant::now();
+        match driver.spawn::<Tally>(0).num_cpus(0.01).await {
+            Ok(_) => {
+                return Ok(serde_json::json!({
+                    "first_spawn_s": t.elapsed().as_secs_f64(),
+                    "failed_attempts": failures,
+                }))
+            }
+            Err(e) if t.elapsed() > Duration::from_secs(60) => {
+                bail!("no spawn succeeded within 60 s of killing the GCS leader: {e}")
+            }
+            Err(e) => {
+                failures.push(format!(
+                    "after {:.2} s: {e}",
+                    attempt.elapsed().as_secs_f64()
+                ));
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+        }
+    }
+}
+
+/// Deploys `app` with `replicas` replicas of `deployment` (0.01 CPU each)
+/// and returns the seconds until it is RUNNING with all of them.
+async fn deploy(
+    driver: &Cluster,
+    catalog: &Catalog,
+    app: &str,
+    deployment: &str,
+    replicas: u32,
+) -> anyhow::Result<f64> {
+    let yaml = deploy_yaml(app, deployment, replicas);
+    let (config, _) = config::check_yaml(&yaml, catalog, HttpOptionsUse::Fixed)
+        .map_err(|e| anyhow::anyhow!("the bench's config is not valid:\n{e}"))?;
+    let t = Instant::now();
+    let done = declarative::apply(driver, catalog, &config).await?;
+    declarative::wait_deployed(driver, &done, Duration::from_secs(900), |_| {}).await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn deploy_yaml(app: &str, deployment: &str, replicas: u32) -> String {
+    format!(
+        "applications:\n  - name: {app}\n    route_prefix: /{app}\n    app: {app}\n    deployments:\n      \
+         - name: {deployment}\n        num_replicas: {replicas}\n        actor_options: {{ num_cpus: 0.01 }}\n"
+    )
+}
+
+/// RSS of every node (sum, max) and of the GCS members, in MiB.
+fn rss_summary(pids: &[u32], gcs_pids: &[u32]) -> anyhow::Result<serde_json::Value> {
+    let rss = |pid: &u32| -> anyhow::Result<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status (did the node exit?)"))?;
+        Ok(rss_kib(&text).unwrap_or(0) as f64 / 1024.0)
+    };
+    let all: Vec<f64> = pids.iter().map(rss).collect::<anyhow::Result<_>>()?;
+    let gcs: Vec<f64> = gcs_pids.iter().map(rss).collect::<anyhow::Result<_>>()?;
+    let others = &all[gcs.len()..];
+    Ok(serde_json::json!({
+        "sum_mib": all.iter().sum::<f64>(),
+        "max_mib": all.iter().cloned().fold(0.0, f64::max),
+        "mean_non_gcs_mib": others.iter().sum::<f64>() / others.len().max(1) as f64,
+        "gcs_members_mib": gcs,
+    }))
+}
+
+/// An idle window of `span`: CPU (in cores) of all nodes together and of
+/// the busiest GCS member, and the GCS's write rate (revisions per second).
+async fn idle_window(
+    driver: &Cluster,
+    pids: &[u32],
+    gcs_pids: &[u32],
+    span: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let revision = || async { driver.state().await.map(|s| s.revision) };
+    let (all0, gcs0, rev0) = (ticks(pids), per_pid_ticks(gcs_pids), revision().await?);
+    tokio::time::sleep(span).await;
+    let (all1, gcs1, rev1) = (ticks(pids), per_pid_ticks(gcs_pids), revision().await?);
+    let cores = |ticks: u64| ticks as f64 / CLOCK_TICKS_PER_S / span.as_secs_f64();
+    let gcs_max = gcs0
+        .iter()
+        .zip(&gcs1)
+        .map(|(a, b)| b.saturating_sub(*a))
+        .max()
+        .unwrap_or(0);
+    Ok(serde_json::json!({
+        "all_cores": cores(all1.saturating_sub(all0)),
+        "gcs_member_max_cores": cores(gcs_max),
+        // Reads do not advance the revision: every step is a write.
+        "gcs_writes_per_s": (rev1.saturating_sub(rev0)) as f64 / span.as_secs_f64(),
+    }))
+}
+
+/// utime + stime of every process in `pids`, summed, in clock ticks.
+fn ticks(pids: &[u32]) -> u64 {
+    per_pid_ticks(pids).iter().sum()
+}
+
+fn per_pid_ticks(pids: &[u32]) -> Vec<u64> {
+    pids.iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| cpu_ticks(&s))
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Linux's USER_HZ (100 on every architecture Troupe builds for).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// utime + stime from a /proc/PID/stat line (fields 14 and 15; the
+/// command name in parentheses may hold spaces).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS in KiB from /proc/PID/status.
+fn rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The value at quantile `q` (nearest rank), in milliseconds.
+fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort();
+    let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1].as_secs_f64() * 1000.0
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn table(r: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "nodes {} (gcs members {}), {} cores, up in {:.1} s\n",
+        r["nodes"],
+        r["gcs_members"],
+        r["cores"],
+        f(&r["up_s"])
+    ));
+    out.push_str(&format!(
+        "spawn {} actors: {:.0}/s, p50 {:.1} ms, p99 {:.1} ms\n",
+        r["actors"],
+        f(&r["spawn_per_s"]),
+        f(&r["spawn_p50_ms"]),
+        f(&r["spawn_p99_ms"])
+    ));
+    match r["deploy_s"].as_f64() {
+        Some(s) => out.push_str(&format!(
+            "deploy {} replicas: {s:.1} s to RUNNING\n",
+            r["replicas"]
+        )),
+        None => out.push_str("deploy: skipped\n"),
+    }
+    for (label, key) in [("idle", "rss_idle"), ("loaded", "rss_loaded")] {
+        let m = &r[key];
+        out.push_str(&format!(
+            "RSS {label}: sum {:.0} MiB, max {:.1} MiB, non-GCS mean {:.1} MiB, GCS members {}\n",
+            f(&m["sum_mib"]),
+            f(&m["max_mib"]),
+            f(&m["mean_non_gcs_mib"]),
+            m["gcs_members_mib"]
+        ));
+    }
+    for (label, key) in [("empty", "idle_empty"), ("with the load", "idle_loaded")] {
+        let m = &r[key];
+        out.push_str(&format!(
+            "idle CPU {label}: {:.3} cores in all, busiest GCS member {:.3} cores, {:.1} GCS writes/s\n",
+            f(&m["all_cores"]),
+            f(&m["gcs_member_max_cores"]),
+            f(&m["gcs_writes_per_s"])
+        ));
+    }
+    out.push_str(&format!(
+        "spawn CPU: {:.2} ms per actor over all processes, busiest GCS member {:.1} s\n",
+        f(&r["spawn_cpu_ms_per_actor"]),
+        f(&r["spawn_busiest_gcs_member_cpu_s"])
+    ));
+    if let Some(s) = r["leader_kill_to_first_spawn_s"].as_f64() {
+        out.push_str(&format!(
+            "GCS leader's node SIGKILLed: first spawn after {s:.2} s\n"
+        ));
+    }
+    out.push_str(&format!(
+        "GCS member data dir: {:.1} MiB, {} keys under /troupe/\n",
+        f(&r["gcs_member_dir_bytes"]) / (1 << 20) as f64,
+        r["gcs_keys"]
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_read_from_the_listening_line() {
+        let line = "node node-ab12 listening on 127.0.0.1:4567 admin 127.0.0.1:9\n";
+        assert_eq!(listening_addr(line).as_deref(), Some("127.0.0.1:4567"));
+        assert_eq!(listening_addr("starting\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_skip_a_command_name_with_spaces() {
+        let stat = "42 (troupe x) S 1 42 42 0 -1 4194304 100 0 0 0 7 5 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat), Some(12));
+    }
+
+    #[test]
+    fn rss_is_read_in_kib() {
+        let status = "Name:\ttroupe\nVmPeak:\t 1 kB\nVmRSS:\t    9216 kB\n";
+        assert_eq!(rss_kib(status), Some(9216));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        samples.reverse();
+        assert_eq!(percentile_ms(&mut samples, 0.99), 99.0);
+        assert_eq!(percentile_ms(&mut samples, 0.50), 50.0);
+        assert_eq!(percentile_ms(&mut [], 0.99), 0.0);
+    }
+
+    #[test]
+    fn the_first_node_is_the_head_and_members_join_with_gcs() {
+        let head = node_args(None, true, "127.0.0.1:1", Path::new("/d"), "t");
+        assert_eq!(&head[..2], ["start", "--head"]);
+        let member = node_args(
+            Some("127.0.0.1:1"),
+            true,
+            "127.0.0.1:2",
+            Path::new("/d"),
+            "t",
+        );
+        assert_eq!(&member[..4], ["start", "--join", "127.0.0.1:1", "--gcs"]);
+        let plain = node_args(
+            Some("127.0.0.1:1"),
+            false,
+            "127.0.0.1:0",
+            Path::new("/d"),
+            "t",
+        );
+        assert!(!plain.contains(&"--gcs".to_string()));
+        assert!(plain.windows(2).any(|w| w == ["--token", "t"]));
+    }
+
+    #[test]
+    fn the_deploy_config_sets_the_replica_count() {
+        let yaml = deploy_yaml("noop", "noop", 1000);
+        assert!(yaml.contains("num_replicas: 1000"));
+        assert!(yaml.contains("app: noop"));
+    }
+}
