@@ -186,7 +186,7 @@ impl Node {
                 members
             }
         };
-        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members))
+        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members.clone()))
             .map_err(|e| WorkerError::Gcs(e.to_string()))?;
         let view = ClusterView::start(gcs.clone());
         let hosting = Arc::new(
@@ -241,7 +241,7 @@ impl Node {
             .with_service(NodeInfoService {
                 me: id,
                 member: member.clone(),
-                gcs: gcs.clone(),
+                gcs_members,
             })
             .with_service(NodeAdminService {
                 shutdown: shutdown_requested.clone(),

@@ -119,9 +119,7 @@ impl Service for ControlService {
 pub(crate) struct NodeInfoService {
     pub me: NodeId,
     pub member: Option<GcsMember>,
-    /// This node's GCS client: on a node without a member, its current
-    /// member list is what joiners and drivers are told.
-    pub gcs: troupe_gcs::client::GcsClient,
+    pub gcs_members: Vec<String>,
 }
 
 impl Service for NodeInfoService {
@@ -137,7 +135,7 @@ impl Service for NodeInfoService {
                     .map(|(_, addr)| addr)
                     .collect()
             }
-            None => self.gcs.members(),
+            None => self.gcs_members.clone(),
         };
         Ok(NodeInfoReply {
             node: self.me,

@@ -9,24 +9,15 @@
 //! so a client runs at most one write per session at a time and keeps a
 //! pool of sessions for concurrent writes.
 //!
-//! The member list is kept current (`members.rs`): whenever the client
-//! finds a new leader, and every [`ClientConfig::membership_refresh`]
-//! while it is in use, it asks the leader for the membership and tries
-//! those addresses from then on, so members added after it started are
-//! found and removed ones are not tried; the seed addresses it started
-//! with remain a last resort.
-//!
 //! Errors separate what a caller can act on: [`GcsClientError::Unavailable`]
 //! (no member answered in time: try later), [`GcsClientError::Rejected`]
 //! (the store refused the request: retrying will not help), and
 //! [`GcsClientError::Transport`] (this process cannot talk to the cluster
 //! at all: wrong token or version).
 
-mod members;
 mod watch;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,15 +29,13 @@ use crate::command::{Command, KeySelector, Operation, RangeRequest};
 use crate::model::{KeyValue, LeaseId};
 use crate::response::{Outcome, Response};
 use crate::store::RangeRead;
-use members::MemberList;
 
 pub use watch::WatchStream;
 
 /// How a client talks to the cluster.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Addresses of some or all members (the seeds); the leader is found
-    /// from there, and the current membership learned from the leader.
+    /// Addresses of some or all members; the leader is found from there.
     pub members: Vec<String>,
     /// How long one request may take, retries and failovers included.
     pub request_timeout: Duration,
@@ -62,9 +51,6 @@ pub struct ClientConfig {
     /// would only make control operations hang. Much longer than an
     /// election (150–300 ms).
     pub no_leader_grace: Duration,
-    /// How often a client in use asks the leader for the membership (it
-    /// also asks whenever it finds a new leader).
-    pub membership_refresh: Duration,
 }
 
 impl ClientConfig {
@@ -77,7 +63,6 @@ impl ClientConfig {
             // refused), and the new leader is usually there within ~0.5 s.
             backoff: (Duration::from_millis(10), Duration::from_millis(100)),
             no_leader_grace: Duration::from_secs(2),
-            membership_refresh: Duration::from_secs(3),
         }
     }
 }
@@ -151,16 +136,6 @@ struct Inner {
     leader: Mutex<Option<String>>,
     /// Sessions not in use by a write now.
     idle_sessions: Mutex<Vec<Session>>,
-    /// The addresses tried: learned from leaders, seeds as a last resort.
-    members: Mutex<MemberList>,
-    /// The known addresses, published on every change (watches move off
-    /// a member that was removed).
-    member_changes: tokio::sync::watch::Sender<Vec<String>>,
-    /// A membership refresh is running (at most one at a time).
-    refreshing: AtomicBool,
-    /// The periodic refresh task was started (on first use: `new` may run
-    /// outside a runtime).
-    refresher_started: AtomicBool,
 }
 
 /// A handle on the control store. Cheap to clone.
@@ -215,125 +190,14 @@ impl GcsClient {
         if config.members.is_empty() {
             return Err(GcsClientError::NoMembers);
         }
-        let members = MemberList::new(config.members.clone());
-        let (member_changes, _) = tokio::sync::watch::channel(members.known().to_vec());
         Ok(GcsClient {
             inner: Arc::new(Inner {
                 rpc,
                 config,
                 leader: Mutex::new(None),
                 idle_sessions: Mutex::new(Vec::new()),
-                members: Mutex::new(members),
-                member_changes,
-                refreshing: AtomicBool::new(false),
-                refresher_started: AtomicBool::new(false),
             }),
         })
-    }
-
-    /// The member addresses this client tries now: the membership last
-    /// learned from a leader (the seed addresses until then).
-    pub fn members(&self) -> Vec<String> {
-        Self::lock(&self.inner.members).known().to_vec()
-    }
-
-    /// The known addresses, then the seeds not among them.
-    fn members_with_seeds(&self) -> Vec<String> {
-        Self::lock(&self.inner.members).with_seeds()
-    }
-
-    /// Follows the known addresses as they change.
-    pub(crate) fn member_changes(&self) -> tokio::sync::watch::Receiver<Vec<String>> {
-        self.inner.member_changes.subscribe()
-    }
-
-    /// Takes a member's status answer into the member list (a believed
-    /// leader's only, see `MemberList::learn`).
-    fn learn(&self, status: &MemberStatus) {
-        let mut list = Self::lock(&self.inner.members);
-        if list.learn(status) {
-            debug!(members = ?list.known(), "GCS membership learned");
-            self.inner
-                .member_changes
-                .send_replace(list.known().to_vec());
-        }
-    }
-
-    /// Asks the leader for the membership now: the believed leader first,
-    /// then the members in turn, following a follower's hint, each
-    /// address at most once and each attempt bounded by the attempt
-    /// timeout. Nothing changes when no leader answers.
-    pub async fn refresh_members(&self) {
-        let config = &self.inner.config;
-        let options = CallOptions {
-            timeout: Some(config.attempt_timeout),
-            fail_fast: true,
-        };
-        let mut targets: Vec<String> = self.leader_hint().into_iter().collect();
-        targets.extend(self.members_with_seeds());
-        // Each address asked once: removed members may name each other as
-        // the leader.
-        let mut asked: Vec<String> = Vec::new();
-        let mut queue: std::collections::VecDeque<String> = targets.into();
-        loop {
-            let Some(addr) = queue.pop_front() else {
-                return;
-            };
-            if asked.contains(&addr) {
-                continue;
-            }
-            asked.push(addr.clone());
-            let answer = self
-                .inner
-                .rpc
-                .channel(&addr)
-                .call_with::<Admin>(&AdminRequest::Status, options)
-                .await;
-            if let Ok(Ok(AdminReply::Status(status))) = answer {
-                if Self::lock(&self.inner.members).believes(&status) {
-                    self.learn(&status);
-                    *Self::lock(&self.inner.leader) = Some(addr);
-                    return;
-                }
-                // The leader it names next; the members it lists (some
-                // perhaps unknown here) after the rest.
-                queue.extend(status.membership.addrs());
-                if let Some(leader) = members::leader_addr(&status) {
-                    queue.push_front(leader);
-                }
-            }
-        }
-    }
-
-    /// Refreshes the membership in the background unless a refresh runs.
-    fn refresh_soon(&self) {
-        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client = self.clone();
-        tokio::spawn(async move {
-            client.refresh_members().await;
-            client.inner.refreshing.store(false, Ordering::Release);
-        });
-    }
-
-    /// Starts, once, the task that refreshes the membership every
-    /// `membership_refresh` for as long as the client exists.
-    fn start_refresher(&self) {
-        if self.inner.refresher_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let every = self.inner.config.membership_refresh;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                GcsClient { inner }.refresh_soon();
-            }
-        });
     }
 
     fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -351,12 +215,10 @@ impl GcsClient {
     where
         P: troupe_core::rpc::Protocol<Response = std::result::Result<T, GcsError>>,
     {
-        self.start_refresher();
         let config = &self.inner.config;
         let started = Instant::now();
         let deadline = started + config.request_timeout;
-        let mut members = self.members();
-        let believed_leader = self.leader_hint();
+        let members = &config.members;
         let mut target = self.leader_hint().unwrap_or_else(|| members[0].clone());
         let mut next_member = members
             .iter()
@@ -386,11 +248,6 @@ impl GcsClient {
                 .await
             {
                 Ok(Ok(answer)) => {
-                    if believed_leader.as_ref() != Some(&target) {
-                        // A new leader (or the first found): the
-                        // membership may have changed with it.
-                        self.refresh_soon();
-                    }
                     *Self::lock(&self.inner.leader) = Some(target);
                     return Ok(answer);
                 }
@@ -424,12 +281,8 @@ impl GcsClient {
                     *Self::lock(&self.inner.leader) = None;
                     tried_this_round += 1;
                     if tried_this_round >= members.len() {
-                        // Every member failed once: wait before the next
-                        // round, which also tries the seeds (the learned
-                        // members may all be gone) and whatever the
-                        // refresher learned meanwhile.
+                        // Every member failed once: wait before the next round.
                         tried_this_round = 0;
-                        members = self.members_with_seeds();
                         let wake = (Instant::now() + backoff).min(deadline);
                         tokio::time::sleep_until(wake).await;
                         backoff = (backoff * 2).min(config.backoff.1);

@@ -1,9 +1,6 @@
 //! A watch that survives member failures: it resumes from the revision
 //! after the last one delivered, on whichever member answers, so events
-//! arrive in revision order, none lost and none repeated. It connects to
-//! the client's current member list (learned from leaders), and leaves a
-//! member that the membership no longer lists: a removed member hears of
-//! no new writes, so a watch left on it would stall.
+//! arrive in revision order, none lost and none repeated.
 
 use std::time::Duration;
 
@@ -24,8 +21,6 @@ pub struct WatchStream {
     /// The next revision to deliver.
     next_revision: u64,
     open: Option<Events>,
-    /// The address the open stream comes from.
-    open_on: String,
     member: usize,
 }
 
@@ -36,7 +31,6 @@ impl WatchStream {
             selector,
             next_revision: from,
             open: None,
-            open_on: String::new(),
             member: 0,
         }
     }
@@ -54,17 +48,9 @@ impl WatchStream {
         let config = self.client.config().clone();
         let mut failing_since: Option<tokio::time::Instant> = None;
         let mut backoff = config.backoff.0;
-        let mut failures = 0usize;
-        let mut member_changes = self.client.member_changes();
         loop {
             if self.open.is_none() {
-                // The known members; after each of them failed once, the
-                // seeds too.
-                let members = match failures >= self.client.members().len() {
-                    false => self.client.members(),
-                    true => self.client.members_with_seeds(),
-                };
-                let addr = members[self.member % members.len()].clone();
+                let addr = config.members[self.member % config.members.len()].clone();
                 let request = WatchRequest {
                     selector: self.selector.clone(),
                     from_revision: self.next_revision,
@@ -76,15 +62,9 @@ impl WatchStream {
                     .stream::<Watch>(&request)
                     .await
                 {
-                    Ok(stream) => {
-                        // Only changes from now on can move it off.
-                        member_changes.borrow_and_update();
-                        self.open = Some(stream);
-                        self.open_on = addr;
-                    }
+                    Ok(stream) => self.open = Some(stream),
                     Err(e) if !e.is_retryable() => return Err(GcsClientError::Transport(e)),
                     Err(e) => {
-                        failures += 1;
                         self.failed(
                             &mut failing_since,
                             &mut backoff,
@@ -97,17 +77,7 @@ impl WatchStream {
                 }
             }
             let stream = self.open.as_mut().expect("opened above");
-            let open_on = self.open_on.clone();
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = removed(&mut member_changes, &open_on) => {
-                    // Not a failure: move to a listed member at once.
-                    self.open = None;
-                    self.member += 1;
-                    continue;
-                }
-            };
-            let reason = match next {
+            let reason = match stream.next().await {
                 Some(Ok(Ok(events))) => {
                     self.next_revision = events.revision + 1;
                     return Ok(events);
@@ -122,7 +92,6 @@ impl WatchStream {
             };
             // Resume from the next undelivered revision elsewhere.
             self.open = None;
-            failures += 1;
             self.failed(
                 &mut failing_since,
                 &mut backoff,
@@ -153,20 +122,5 @@ impl WatchStream {
         tokio::time::sleep(*backoff).await;
         *backoff = (*backoff * 2).min(self.client.config().backoff.1);
         Ok(())
-    }
-}
-
-/// Resolves once a change of the known member list leaves `addr` out
-/// (never, if the client goes away first). Changes seen before the call
-/// do not count: a watch opened on a seed outside the list stays there
-/// until the membership changes again.
-async fn removed(changes: &mut tokio::sync::watch::Receiver<Vec<String>>, addr: &str) {
-    loop {
-        if changes.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        if !changes.borrow_and_update().iter().any(|a| a == addr) {
-            return;
-        }
     }
 }
