@@ -1,11 +1,13 @@
 //! The autoscaling reporter: every process that routes requests tells the
 //! serve controller, at the deployments' `metrics_interval_s`, how many
 //! requests it holds for each autoscaled deployment (queued in its router
-//! plus in flight on replicas, zero when idle) and how many its replicas
-//! run, over the transport
+//! plus in flight on replicas, zero when idle) with its routers' running
+//! totals of arrivals and service time (the demand the controller
+//! derives), and how many its replicas run, over the transport
 //! (`worker.extension`, handler [`REPORT`]): soft state, never written to
 //! the GCS, never on a request's path. A request that finds its deployment
-//! without replicas (scaled to zero) makes the reporter send at once.
+//! without replicas (scaled to zero), or that starts a queue (every
+//! replica full), makes the reporter send at once (at most every 250 ms).
 //!
 //! The controller side ([`receive`]) stamps each report with its own clock
 //! when it arrives, so clock skew between nodes cannot make a reporter look
@@ -20,7 +22,7 @@ use tokio::sync::Notify;
 use troupe_worker::schema::{self, ControllerTermRecord};
 use troupe_worker::{codec, Cluster};
 
-use crate::autoscale::{DeploymentKey, MetricsStore, Source};
+use crate::autoscale::{DeploymentKey, Flow, MetricsStore, Source};
 use crate::runtime::ServeRuntime;
 use crate::spec::TERM_KEY;
 
@@ -32,6 +34,10 @@ pub const REPORT: &str = "serve.autoscale.report";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
+/// Reports woken by [`urgent`] go at most this often (a queue that forms
+/// and empties many times a second does not flood the controller; its
+/// tick is 250 ms).
+const URGENT_GAP: Duration = Duration::from_millis(250);
 /// How long a report may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -40,11 +46,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Report {
     /// Who reports: the node's id, one per process.
     pub reporter: String,
-    /// `(app, deployment, ongoing requests)` for every autoscaled
-    /// deployment, as the process's routers count them (queued plus in
-    /// flight), zeros included (an idle router's zero is what lets a
-    /// deployment scale down).
-    pub loads: Vec<(String, String, f64)>,
+    /// `(app, deployment, ongoing requests, running totals)` for every
+    /// autoscaled deployment, as the process's routers count them (queued
+    /// plus in flight; arrivals, completions and time on replicas since
+    /// the router was made), zeros included (an idle router's zero is
+    /// what lets a deployment scale down).
+    pub loads: Vec<(String, String, f64, Flow)>,
     /// `(app, deployment, replica id, requests running)` for the
     /// process's replicas of each autoscaled deployment it hosts.
     pub replicas: Vec<(String, String, String, f64)>,
@@ -73,9 +80,11 @@ pub(crate) fn receive(store: &Mutex<MetricsStore>, body: &[u8]) -> Result<(), St
     let report: Report = codec::decode(body).map_err(|e| e.to_string())?;
     let at = now_ms();
     let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-    for (app, deployment, load) in report.loads {
+    for (app, deployment, load, flow) in report.loads {
         let key = DeploymentKey::new(app, deployment);
-        store.report(format!("{}/routers", report.reporter), &key, at, load);
+        let reporter = format!("{}/routers", report.reporter);
+        store.report(reporter.clone(), &key, at, load);
+        store.report_flow(reporter, &key, at, flow);
     }
     let mut sums: std::collections::BTreeMap<(String, String), f64> = Default::default();
     for (app, deployment, replica, running) in report.replicas {
@@ -93,12 +102,16 @@ pub(crate) fn receive(store: &Mutex<MetricsStore>, body: &[u8]) -> Result<(), St
 /// Sends this process's reports for as long as the task lives.
 pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
     let cluster = runtime.cluster().clone();
+    let mut sent = tokio::time::Instant::now();
     loop {
         let (autoscaled, interval) = autoscaled(&cluster);
         tokio::select! {
-            () = wake().notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = wake().notified() => {
+                tokio::time::sleep_until(sent + URGENT_GAP).await;
+            }
+            () = tokio::time::sleep_until(sent + interval) => {}
         }
+        sent = tokio::time::Instant::now();
         if autoscaled.is_empty() {
             continue;
         }
@@ -118,11 +131,11 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
             loads: autoscaled
                 .into_iter()
                 .map(|(app, deployment)| {
-                    let load = loads
+                    let (load, flow) = loads
                         .iter()
-                        .find(|((a, d), _)| *a == app && *d == deployment)
-                        .map_or(0.0, |(_, load)| *load);
-                    (app, deployment, load)
+                        .find(|((a, d), _, _)| *a == app && *d == deployment)
+                        .map_or((0.0, Flow::default()), |(_, load, flow)| (*load, *flow));
+                    (app, deployment, load, flow)
                 })
                 .collect(),
         };

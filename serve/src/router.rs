@@ -30,6 +30,7 @@ use troupe_core::id::{ActorId, NodeId};
 use troupe_worker::lifecycle::ActorState;
 use troupe_worker::{ActorError, Cluster, ClusterState, Message, SharedHandler};
 
+use crate::autoscale::Flow;
 use crate::deployment::Deployment;
 use crate::http::{ServeError, ServeRequest, ServeResponse, StreamPart};
 use crate::records::ServeRecords;
@@ -129,6 +130,9 @@ struct RouterState {
     missing: String,
     in_flight: HashMap<ActorId, u32>,
     queued: usize,
+    /// Running totals for the autoscaler: arrivals, and requests that
+    /// left a replica with the time they spent there.
+    flow: Flow,
 }
 
 /// A deployment as its router sees it.
@@ -232,16 +236,13 @@ pub struct Router {
 struct Slot<'a> {
     router: &'a Router,
     actor: ActorId,
+    /// When it was taken: the time on the replica, for the service time.
+    since: Instant,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut state = self.router.lock();
-        if let Some(n) = state.in_flight.get_mut(&self.actor) {
-            *n = n.saturating_sub(1);
-        }
-        drop(state);
-        self.router.freed.notify_one();
+        self.router.free(self.actor, self.since);
     }
 }
 
@@ -253,16 +254,12 @@ pub(crate) type StreamBody =
 struct OwnedSlot {
     router: Arc<Router>,
     actor: ActorId,
+    since: Instant,
 }
 
 impl Drop for OwnedSlot {
     fn drop(&mut self) {
-        let mut state = self.router.lock();
-        if let Some(n) = state.in_flight.get_mut(&self.actor) {
-            *n = n.saturating_sub(1);
-        }
-        drop(state);
-        self.router.freed.notify_one();
+        self.router.free(self.actor, self.since);
     }
 }
 
@@ -290,6 +287,24 @@ impl Router {
 
     fn lock(&self) -> MutexGuard<'_, RouterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Frees `actor`'s slot taken at `since`, counting the request's time
+    /// on the replica.
+    fn free(&self, actor: ActorId, since: Instant) {
+        let mut state = self.lock();
+        if let Some(n) = state.in_flight.get_mut(&actor) {
+            *n = n.saturating_sub(1);
+        }
+        state.flow.completed += 1;
+        state.flow.served_us += since.elapsed().as_micros() as u64;
+        drop(state);
+        self.freed.notify_one();
+    }
+
+    /// The router's running totals (what it reports to the autoscaler).
+    fn flow(&self) -> Flow {
+        self.lock().flow
     }
 
     fn report_queue(&self, queued: usize) {
@@ -369,6 +384,7 @@ impl Router {
                         Slot {
                             router: self,
                             actor,
+                            since: Instant::now(),
                         },
                         retry_lost,
                     ));
@@ -384,10 +400,11 @@ impl Router {
                     }
                     state.queued += 1;
                     self.report_queue(state.queued);
-                    if state.replicas.is_empty() {
-                        // Scaled to zero (or starting): the autoscaler
-                        // hears of this request now, not at the next
-                        // interval.
+                    if state.replicas.is_empty() || state.queued == 1 {
+                        // Scaled to zero (or starting), or a queue forms
+                        // (the replicas are full): the autoscaler hears of
+                        // it now, not at the next interval (the reporter
+                        // bounds how often that sends).
                         crate::reporter::urgent();
                     }
                     drop(state);
@@ -423,6 +440,7 @@ impl Router {
         Fut: std::future::Future<Output = Result<R, ActorError>>,
     {
         let deadline = Instant::now() + timeout;
+        self.lock().flow.arrived += 1;
         let mut tried = Vec::new();
         loop {
             let (slot, retry_lost) = self.acquire(&tried, deadline, timeout).await?;
@@ -551,11 +569,12 @@ impl Router {
             .await?;
         let (status, headers, items) = opened?;
         // The slot lives as long as the body stream.
-        let actor = slot.actor;
+        let (actor, since) = (slot.actor, slot.since);
         std::mem::forget(slot);
         let guard = OwnedSlot {
             router: self.clone(),
             actor,
+            since,
         };
         let body = items
             .map(move |item| {
@@ -590,14 +609,14 @@ pub(crate) struct Routers {
 }
 
 impl Routers {
-    /// Every router of the process with its load: the requests it has
-    /// queued plus those in flight on replicas (what it reports to the
-    /// autoscaler).
-    pub(crate) fn loads(&self) -> Vec<((String, String), f64)> {
+    /// Every router of the process with its load (the requests it has
+    /// queued plus those in flight on replicas) and its running totals:
+    /// what it reports to the autoscaler.
+    pub(crate) fn loads(&self) -> Vec<((String, String), f64, Flow)> {
         let routers = self.routers.lock().unwrap_or_else(|p| p.into_inner());
         routers
             .iter()
-            .map(|(key, router)| (key.clone(), router.load()))
+            .map(|(key, router)| (key.clone(), router.load(), router.flow()))
             .collect()
     }
 

@@ -17,7 +17,9 @@
 //!
 //! The load of a deployment is the **total** number of its ongoing
 //! requests (queued in routers plus in flight on replicas), summed over
-//! every router that reports it; when the replicas, which report what they
+//! every router that reports it (routers also report running totals of
+//! arrivals, completions and time on replicas, from which the store
+//! derives the demand, see below); when the replicas, which report what they
 //! run, count more (callers that report nothing, such as a driver's
 //! handles), their sum. The decision works on that total, never
 //! on a per-replica ratio multiplied by the current count: the total does
@@ -30,9 +32,15 @@
 //!   `[min_replicas, max_replicas]`, after the load called for more
 //!   replicas at every call for `upscale_delay_s`. The condition is
 //!   judged on the newest sample (so a burst shorter than the delay does
-//!   not scale); the count is taken from the least load seen over the
-//!   whole span the condition held (the load that was sustained: a queue
-//!   growing during the delay does not inflate it).
+//!   not scale). The count is taken from the **demand** when it is known:
+//!   the routers' arrival rate times the replicas' mean service time
+//!   (Little's law: the requests that would be ongoing with no queue).
+//!   Saturated replicas make the queue, and so the ongoing count, grow
+//!   with time, whatever the need; the demand does not (a step from 10 to
+//!   120 requests/s on one replica goes to the 4 replicas it needs in one
+//!   decision). Without it (no service time measured yet, or callers that
+//!   report nothing carry the load) the count is taken from the least
+//!   load seen over the whole span the condition held.
 //! - **Downscale**, with a deadband: desired = ⌈load / (target ·
 //!   [`policy::DOWNSCALE_DEADBAND`])⌉ on the mean over the look-back
 //!   window, held for `downscale_delay_s`. A steady load whose
@@ -40,8 +48,9 @@
 //!   nothing in either direction.
 //! - **Factors** scale a step: `current + factor · (desired − current)`,
 //!   rounded away from `current`, at least one replica.
-//! - **From zero**: any load at zero replicas scales to
-//!   `max(1, min_replicas)` at once (a request is waiting).
+//! - **From zero**: any load at zero replicas scales at once (a request
+//!   is waiting) to `max(1, min_replicas)`, or to what the demand asks
+//!   for when the service time measured before zero is still known.
 //! - **To zero** (1 → 0) needs `downscale_to_zero_delay_s` of exactly
 //!   zero load over a whole look-back window; after a downscale to one
 //!   taken on zero load, the samples from before it count (zero load does
@@ -56,7 +65,10 @@
 //! - **No upscale while replicas start** (ray#61731: the feedback loop to
 //!   `max_replicas` at cold start): while fewer replicas run than the
 //!   target, the target is not raised; requests queued meanwhile are the
-//!   start-up's backlog, not new demand. After they run, a further
+//!   start-up's backlog, not new demand. One exception: a start from zero
+//!   (sized on one waiting request) may be followed, while its replica
+//!   starts, by an upscale sized on a known demand, which the backlog
+//!   does not move. After they run, a further
 //!   upscale waits while the backlog drains (the load fell by half a
 //!   replica's target or more over the last upscale delay: only
 //!   recent samples, so a backlog gone long ago does not hold it back),
@@ -78,4 +90,4 @@ mod tests;
 
 pub use policy::{decide, AutoscalingPolicy, DOWNSCALE_DEADBAND};
 pub use state::{Decision, Direction, LastDecision, Replicas, ScaleState};
-pub use window::{DeploymentKey, MetricsStore, Sample, Source};
+pub use window::{DeploymentKey, Flow, MetricsStore, Sample, Source};

@@ -173,7 +173,11 @@ pub fn decide(
         let newest = after(&window, cut).last().copied();
         return match newest.filter(|s| s.ongoing > 0.0) {
             Some(s) => {
-                let to = lo.max(1).min(hi);
+                // With a known demand (a service time measured before the
+                // deployment went to zero), as many as it asks for; else
+                // one: the queue at zero is no measure of the need.
+                let sized = s.demand.map_or(1, |_| count(s.sizing_load() / t));
+                let to = lo.max(1).max(sized).min(hi);
                 let reason = format!(
                     "{} ongoing requests at zero replicas: starting {to} at once",
                     number(s.ongoing)
@@ -195,7 +199,7 @@ pub fn decide(
         Upscale::Wants => {
             let since = *next.up_since_ms.get_or_insert(now_ms);
             if now_ms.saturating_sub(since) >= policy.upscale_delay_ms {
-                let (to, load, reason) = upscale_to(policy, &window, target, now_ms, &next, since);
+                let (to, load, reason) = upscale_to(policy, &window, current, now_ms, &next, since);
                 if to > target {
                     return decided(next, to, load, reason);
                 }
@@ -291,43 +295,75 @@ fn after(window: &[Sample], cut: Option<u64>) -> Vec<Sample> {
 }
 
 /// Where an upscale's samples start: see the module doc. `None` inside
-/// `Some`: frozen (the last upscale's replicas have not all run yet).
-fn upscale_cut(policy: &AutoscalingPolicy, state: &ScaleState) -> Option<Option<u64>> {
+/// `Some`: frozen (replicas are starting, or the last upscale's have not
+/// all run yet), except after a start from zero ([`sized_blind`]).
+fn upscale_cut(
+    policy: &AutoscalingPolicy,
+    state: &ScaleState,
+    current: Replicas,
+) -> Option<Option<u64>> {
+    let starting = current.running < current.target;
     match state.last {
-        None => Some(None),
-        Some(l) if l.direction == Direction::Up => state.caught_up_ms.map(Some),
-        Some(l) => Some(Some(l.at_ms.saturating_add(policy.settle_ms()))),
+        _ if sized_blind(state, current) => state.last.map(|l| Some(l.at_ms)),
+        None => (!starting).then_some(None),
+        Some(l) if l.direction == Direction::Up => {
+            state.caught_up_ms.filter(|_| !starting).map(Some)
+        }
+        Some(l) => (!starting).then_some(Some(l.at_ms.saturating_add(policy.settle_ms()))),
     }
+}
+
+/// Whether the last decision was a start from zero whose replicas do not
+/// all run yet. That start was sized on one waiting request, so while it
+/// runs up the upscale delay may already be counting, from samples after
+/// it, on the condition that the decision is sized on a known demand
+/// (which, unlike the start-up's queue, cannot feed back into itself:
+/// ray#61731): a burst from zero gets its second replica one delay after
+/// it began, not one delay after the first replica ran.
+fn sized_blind(state: &ScaleState, current: Replicas) -> bool {
+    state.last.is_some_and(|l| {
+        l.direction == Direction::Up
+            && l.from == 0
+            && l.to == current.target
+            && (state.caught_up_ms.is_none() || current.running < current.target)
+    })
 }
 
 /// Whether this call wants more replicas: the newest eligible sample (the
 /// latest report of every router) asks for more than the target, no
-/// replica is starting, and no backlog is draining after the last
-/// upscale. One sample, so that the condition stops holding as soon as a
-/// burst ends; the delay (every call in it wanted more) is the
-/// smoothing.
+/// replica is starting, and (when the sample has no demand to size on)
+/// no backlog is draining after the last upscale. One sample, so that the
+/// condition stops holding as soon as a burst ends; the delay (every call
+/// in it wanted more) is the smoothing. The condition is on the ongoing
+/// count, which shows saturation at once; the count is then sized on the
+/// demand ([`upscale_to`]), which decides nothing when it fits.
 fn upscale(
     policy: &AutoscalingPolicy,
     window: &[Sample],
     current: Replicas,
     state: &ScaleState,
 ) -> Upscale {
-    if current.running < current.target || current.target >= policy.max_replicas {
+    if current.target >= policy.max_replicas {
         return Upscale::Frozen;
     }
-    let Some(cut) = upscale_cut(policy, state) else {
+    let Some(cut) = upscale_cut(policy, state, current) else {
         return Upscale::Frozen;
     };
     let eligible = after(window, cut);
     let Some(newest) = eligible.last() else {
         return Upscale::No;
     };
+    if sized_blind(state, current) && newest.demand.is_none() {
+        return Upscale::Frozen;
+    }
     let wanted = count(newest.ongoing / policy.target_ongoing_requests);
     if wanted <= current.target {
         return Upscale::No;
     }
     let by = policy.target_ongoing_requests / 2.0;
-    if following_upscale(state) && draining(&eligible, recent_span(policy), by) {
+    // A known demand leaves the backlog out already.
+    let backlog_counts = newest.demand.is_none();
+    if backlog_counts && following_upscale(state) && draining(&eligible, recent_span(policy), by) {
         return Upscale::No;
     }
     Upscale::Wants
@@ -374,20 +410,22 @@ fn draining(samples: &[Sample], span: u64, by: f64) -> bool {
     }
 }
 
-/// The target an upscale goes to, on the load sustained over the span its
-/// condition held (from `since`): the least of those samples, so that a
-/// queue growing during the delay (replicas saturated) does not inflate
-/// the count, and noise errs on the side a later upscale can correct.
-/// Then the factor and the doubling cap.
+/// The target an upscale goes to: on the newest sample's demand when it
+/// is known (it leaves any queue out), else on the load sustained over the
+/// span its condition held (from `since`): the least of those samples, so
+/// that a queue growing during the delay (replicas saturated) does not
+/// inflate the count, and noise errs on the side a later upscale can
+/// correct. Then the factor and the doubling cap.
 fn upscale_to(
     policy: &AutoscalingPolicy,
     window: &[Sample],
-    target: u32,
+    current: Replicas,
     now_ms: u64,
     state: &ScaleState,
     since: u64,
 ) -> (u32, f64, String) {
-    let cut = upscale_cut(policy, state).flatten();
+    let target = current.target;
+    let cut = upscale_cut(policy, state, current).flatten();
     let eligible = after(window, cut);
     let held: Vec<Sample> = eligible
         .iter()
@@ -399,15 +437,30 @@ fn upscale_to(
     } else {
         held
     };
-    let level = used.iter().map(|s| s.ongoing).fold(f64::INFINITY, f64::min);
-    let level = if level.is_finite() { level } else { 0.0 };
     let span = used.first().map_or(0, |s| now_ms - s.at_ms);
+    let newest = used.last().copied();
+    let (level, measure) = match newest.and_then(|s| s.demand.map(|_| s.sizing_load())) {
+        // The demand leaves the backlog out: the newest is the best
+        // measure of the need (the delay, over which the condition held
+        // at every call, was the smoothing).
+        Some(demand) => (demand, Measure::Demand),
+        None => {
+            let least = used.iter().map(|s| s.ongoing).fold(f64::INFINITY, f64::min);
+            (if least.is_finite() { least } else { 0.0 }, Measure::Least)
+        }
+    };
     let t = policy.target_ongoing_requests;
     let (lo, hi) = (
         policy.min_replicas,
         policy.max_replicas.max(policy.min_replicas),
     );
     let wanted = count(level / t).clamp(lo, hi);
+    let blind = sized_blind(state, current) && matches!(measure, Measure::Least);
+    if blind || matches!(measure, Measure::Demand) && wanted <= target {
+        // The load above the target is a queue the demand does not
+        // explain (a backlog draining): no more replicas.
+        return (target, level, String::new());
+    }
     let step = policy.upscaling_factor * f64::from(wanted.saturating_sub(target));
     let stepped = (f64::from(target) + step).ceil().min(f64::from(hi)) as u32;
     let mut to = stepped.max(target + 1).min(hi);
@@ -427,16 +480,32 @@ fn upscale_to(
             ));
         }
     }
-    let mut reason = format!(
-        "at least {} ongoing requests throughout {} s, target {} per replica: {wanted} replicas",
-        number(level),
-        seconds(span),
-        number(t),
-    );
+    let mut reason = match measure {
+        Measure::Demand => format!(
+            "a demand of {} ongoing requests (arrival rate x service time), above the target for {} s, target {} per replica: {wanted} replicas",
+            number(level),
+            seconds(span),
+            number(t),
+        ),
+        Measure::Least => format!(
+            "at least {} ongoing requests throughout {} s, target {} per replica: {wanted} replicas",
+            number(level),
+            seconds(span),
+            number(t),
+        ),
+    };
     if !notes.is_empty() {
         reason.push_str(&format!(" ({})", notes.join("; ")));
     }
     (to, level, reason)
+}
+
+/// What an upscale was sized on.
+enum Measure {
+    /// The newest sample's demand.
+    Demand,
+    /// The least load over the span the condition held.
+    Least,
 }
 
 /// A decision from `from` to `to` at `now_ms`: the state restarts its

@@ -139,6 +139,39 @@ impl Sim {
         self.tick(self.backlog + in_flight);
     }
 
+    /// [`Sim::tick_fluid`] with the router's running totals reported as
+    /// well (arrivals, completions, time on replicas), as real routers do:
+    /// the store derives the demand from them.
+    fn tick_flows(&mut self, rate: f64, model: Fluid, flow: &mut Flow) {
+        let running = f64::from(self.running);
+        let capacity = running * model.concurrency / model.service_s;
+        let served = (self.backlog + rate).min(capacity);
+        flow.arrived += rate.round() as u64;
+        flow.completed += served.round() as u64;
+        flow.served_us += (served * model.service_s * 1e6).round() as u64;
+        self.store
+            .report_flow("node-1/proxy", &self.key, self.now + S, *flow);
+        self.tick_fluid(rate, model);
+    }
+
+    /// One second with the total and the demand given directly.
+    fn tick_with_demand(&mut self, ongoing: f64, demand: Option<f64>) {
+        self.now += S;
+        let now = self.now;
+        let before = self.starting.len();
+        self.starting.retain(|&at| at > now);
+        self.running += (before - self.starting.len()) as u32;
+        let sample = Sample {
+            at_ms: now,
+            ongoing,
+            demand,
+        };
+        let look_back = self.policy.look_back_ms;
+        self.store.record_sample(&self.key, sample, look_back);
+        let window = self.store.window(&self.key, now, look_back);
+        self.decide(&window);
+    }
+
     fn directions(&self) -> Vec<Direction> {
         self.decisions.iter().map(|d| d.direction).collect()
     }
@@ -430,4 +463,124 @@ fn idle_reaches_zero_one_zero_delay_after_reaching_one() {
     let zero_delay = sim.policy.downscale_to_zero_delay_ms;
     assert!(gap >= zero_delay, "{gap}");
     assert!(gap <= zero_delay + 2 * S, "{gap}: {:?}", sim.decisions);
+}
+
+/// The benchmark's deployment: 53 ms per request (a 50 ms sleep, timer
+/// and transport), at most 5 at once per replica.
+const SLEEPY: Fluid = Fluid {
+    service_s: 0.053,
+    concurrency: 5.0,
+};
+
+#[test]
+fn a_step_on_a_saturated_replica_is_sized_by_the_demand_in_one_decision() {
+    // Found by the benchmark: 10 -> 120 requests/s on one replica (94/s
+    // at most) first went to 3, 5 or 7 replicas (the least load over the
+    // delay was the router's growing queue), then corrected to 4 inside
+    // the steady phase. With the routers' arrivals and service time the
+    // demand is 120 x 0.053 = 6.4 ongoing requests: 4 replicas, once.
+    let mut sim = Sim::new(benchmarked(1), 1, 300);
+    let mut flow = Flow::default();
+    for _ in 0..30 {
+        sim.tick_flows(10.0, SLEEPY, &mut flow);
+    }
+    assert!(sim.decisions.is_empty(), "{:?}", sim.decisions);
+    let step_at = sim.now;
+    for _ in 0..600 {
+        sim.tick_flows(120.0, SLEEPY, &mut flow);
+    }
+    assert_eq!(sim.decisions.len(), 1, "{:?}", sim.decisions);
+    let d = &sim.decisions[0];
+    assert_eq!((d.from, d.to), (1, 4), "{d:?}");
+    assert!(
+        d.reason.starts_with("a demand of 6.4 ongoing requests"),
+        "{}",
+        d.reason
+    );
+    // Within the upscale delay and the first reports (simulated time).
+    assert!(d.at_ms - step_at <= 4 * S, "{d:?}");
+    assert_eq!((sim.target, sim.running), (4, 4));
+    assert_eq!(flow.arrived, 30 * 10 + 600 * 120);
+}
+
+#[test]
+fn a_backlog_after_a_scale_up_does_not_raise_a_target_the_demand_fits() {
+    // A replica that takes 5 s to start: at 120/s the queue grows by ~26
+    // a second meanwhile. The ongoing count says 20+ replicas; the demand
+    // says 4, and nothing more is asked for while the backlog drains.
+    let mut sim = Sim::new(benchmarked(1), 1, 5 * S);
+    let mut flow = Flow::default();
+    for _ in 0..30 {
+        sim.tick_flows(10.0, SLEEPY, &mut flow);
+    }
+    for _ in 0..300 {
+        sim.tick_flows(120.0, SLEEPY, &mut flow);
+    }
+    let tos: Vec<u32> = sim.decisions.iter().map(|d| d.to).collect();
+    assert_eq!(tos, [4], "{:?}", sim.decisions);
+    assert!(sim.backlog < 1.0, "{}", sim.backlog);
+}
+
+#[test]
+fn a_burst_from_zero_starts_what_the_remembered_service_time_asks_for() {
+    // The service time measured before going to zero sizes the start
+    // from zero: 60/s x 0.053 = 3.2 ongoing, 2 replicas at target 2.
+    let mut sim = Sim::new(benchmarked(0), 1, 200);
+    let mut flow = Flow::default();
+    for _ in 0..30 {
+        sim.tick_flows(10.0, SLEEPY, &mut flow);
+    }
+    let mut idle = 0;
+    while sim.target > 0 {
+        sim.tick_flows(0.0, SLEEPY, &mut flow);
+        idle += 1;
+        assert!(idle < 120, "{:?}", sim.decisions);
+    }
+    let burst_at = sim.now;
+    for _ in 0..30 {
+        sim.tick_flows(60.0, SLEEPY, &mut flow);
+    }
+    let ups: Vec<(u32, u32)> = sim
+        .decisions
+        .iter()
+        .filter(|d| d.at_ms > burst_at)
+        .map(|d| (d.from, d.to))
+        .collect();
+    assert_eq!(ups, [(0, 2)], "{:?}", sim.decisions);
+    assert_eq!(sim.running, 2);
+}
+
+#[test]
+fn a_start_from_zero_may_grow_while_its_replica_starts_only_on_a_known_demand() {
+    // 0 -> 1 on one waiting request; the replica takes 5 s to start while
+    // 60/s arrive (a demand of 3.2: 2 replicas). With the demand known the
+    // second replica is asked for one upscale delay after the start, not
+    // after the first replica runs; without it nothing is asked for while
+    // the start-up's queue grows (ray#61731).
+    for demand in [Some(3.2), None] {
+        let mut sim = Sim::new(benchmarked(0), 0, 5 * S);
+        sim.tick_with_demand(1.0, None);
+        assert_eq!(sim.target, 1);
+        let started = sim.now;
+        let mut queue = 1.0;
+        for _ in 0..4 {
+            queue += 60.0;
+            sim.tick_with_demand(queue, demand);
+        }
+        assert_eq!(sim.running, 0, "the first replica is still starting");
+        match demand {
+            Some(_) => {
+                let up = sim.decisions.last().unwrap();
+                assert_eq!((up.from, up.to), (1, 2), "{:?}", sim.decisions);
+                assert!(up.at_ms - started <= 3 * S, "{:?}", sim.decisions);
+            }
+            None => assert_eq!(sim.decisions.len(), 1, "{:?}", sim.decisions),
+        }
+        // And no further growth on the queue while they start.
+        for _ in 0..3 {
+            queue += 60.0;
+            sim.tick_with_demand(queue, demand);
+        }
+        assert!(sim.target <= 2, "{:?}", sim.decisions);
+    }
 }

@@ -3,7 +3,11 @@
 //! many of its requests they have ongoing; the store keeps each
 //! reporter's latest report, sums the live ones into the deployment's
 //! total, and keeps the totals the controller records each tick as the
-//! look-back window [`super::decide`] reads. Pure: times are parameters.
+//! look-back window [`super::decide`] reads. Routers also report running
+//! totals ([`Flow`]); from their differences the store keeps each
+//! router's arrival rate and the deployment's mean service time, whose
+//! product is the sample's demand ([`MetricsStore::demand`]). Pure:
+//! times are parameters.
 //!
 //! The window of a time `now` is the samples taken in the look-back
 //! period before it, plus the newest one taken at or before its start
@@ -51,12 +55,75 @@ pub struct Sample {
     pub at_ms: u64,
     /// Queued plus in flight, summed over every live reporter.
     pub ongoing: f64,
+    /// The requests the deployment would have ongoing with no queue: the
+    /// routers' arrival rate times the replicas' mean service time
+    /// (Little's law). Unlike `ongoing` it does not grow with a backlog,
+    /// so it sizes an upscale from saturated replicas. `None` when it is
+    /// not known (no arrival rate yet, no service time ever measured, or
+    /// callers that report nothing).
+    #[serde(default)]
+    pub demand: Option<f64>,
 }
 
 impl Sample {
     pub fn new(at_ms: u64, ongoing: f64) -> Self {
-        Sample { at_ms, ongoing }
+        Sample {
+            at_ms,
+            ongoing,
+            demand: None,
+        }
     }
+
+    /// A sample with a known demand.
+    pub fn with_demand(at_ms: u64, ongoing: f64, demand: f64) -> Self {
+        Sample {
+            at_ms,
+            ongoing,
+            demand: Some(demand),
+        }
+    }
+
+    /// The load a scale-up is sized on: the demand when known (never above
+    /// `ongoing`: a rate measured over an interval whose burst has ended
+    /// does not outweigh what is ongoing now), else `ongoing`.
+    pub fn sizing_load(&self) -> f64 {
+        self.demand.map_or(self.ongoing, |d| d.min(self.ongoing))
+    }
+}
+
+/// A router's running totals for one deployment since the router was
+/// made. Totals rather than rates, so a lost report loses nothing: the
+/// store takes the rates from the difference of two reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Requests that reached the router.
+    pub arrived: u64,
+    /// Requests a replica finished (answered or failed), each counted
+    /// once per replica it was sent to.
+    pub completed: u64,
+    /// The time those requests spent on replicas, in microseconds (from
+    /// taking a replica's slot to freeing it).
+    pub served_us: u64,
+}
+
+/// Rates need at least this long between two reports: an urgent report
+/// a few milliseconds after the last periodic one would make one request
+/// look like a flood.
+pub const MIN_RATE_SPAN_MS: u64 = 500;
+
+/// What a reporter's flows say over its last measured interval.
+#[derive(Debug, Clone, Copy)]
+struct FlowState {
+    /// The totals the next interval is measured from, and when.
+    base: Flow,
+    base_at_ms: u64,
+    /// Arrivals per second over the last interval.
+    arrivals_per_s: Option<f64>,
+    /// Completions and their service time over that interval.
+    completed: u64,
+    served_us: u64,
+    /// When the last report came (stale like a load report).
+    at_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +151,12 @@ struct Metrics {
     reports: BTreeMap<String, Report>,
     /// Recorded totals, oldest first.
     samples: VecDeque<Sample>,
+    /// Each router reporter's flows.
+    flows: BTreeMap<String, FlowState>,
+    /// The replicas' mean service time in seconds, as last measured: kept
+    /// while nothing completes (at zero replicas, the time a new one will
+    /// take).
+    service_s: Option<f64>,
 }
 
 /// Every deployment's latest reports and look-back samples.
@@ -159,6 +232,85 @@ impl MetricsStore {
         }
     }
 
+    /// Takes `reporter`'s running totals of `deployment`'s requests at
+    /// `at_ms` (a router reporter: the same name as its load reports).
+    /// The rates are measured from the reporter's previous totals at least
+    /// [`MIN_RATE_SPAN_MS`] older; totals lower than those (the router
+    /// was made anew) start the measurement over.
+    pub fn report_flow(
+        &mut self,
+        reporter: impl Into<String>,
+        deployment: &DeploymentKey,
+        at_ms: u64,
+        flow: Flow,
+    ) {
+        let metrics = self.deployments.entry(deployment.clone()).or_default();
+        let fresh = FlowState {
+            base: flow,
+            base_at_ms: at_ms,
+            arrivals_per_s: None,
+            completed: 0,
+            served_us: 0,
+            at_ms,
+        };
+        let state = metrics.flows.entry(reporter.into()).or_insert(fresh);
+        if at_ms < state.at_ms {
+            return;
+        }
+        let base = state.base;
+        let went_back = flow.arrived < base.arrived
+            || flow.completed < base.completed
+            || flow.served_us < base.served_us;
+        if went_back {
+            *state = fresh;
+            return;
+        }
+        state.at_ms = at_ms;
+        let span = at_ms.saturating_sub(state.base_at_ms);
+        if span < MIN_RATE_SPAN_MS {
+            return;
+        }
+        state.arrivals_per_s = Some((flow.arrived - base.arrived) as f64 * 1000.0 / span as f64);
+        state.completed = flow.completed - base.completed;
+        state.served_us = flow.served_us - base.served_us;
+        state.base = flow;
+        state.base_at_ms = at_ms;
+        if state.completed > 0 {
+            // The deployment's service time: over every live reporter's
+            // last interval, weighted by completions.
+            let (mut completed, mut served) = (0u64, 0u64);
+            for f in metrics.flows.values() {
+                completed += f.completed;
+                served += f.served_us;
+            }
+            metrics.service_s = Some(served as f64 / completed as f64 / 1e6);
+        }
+    }
+
+    /// The deployment's demand now: the live routers' arrival rates
+    /// summed, times the last measured service time. `None` when a live
+    /// router reporter has no rate yet or no service time was ever
+    /// measured.
+    pub fn demand(
+        &self,
+        deployment: &DeploymentKey,
+        now_ms: u64,
+        stale_after_ms: u64,
+    ) -> Option<f64> {
+        let metrics = self.deployments.get(deployment)?;
+        let service = metrics.service_s?;
+        let mut arrivals = 0.0;
+        let mut any = false;
+        for f in metrics.flows.values() {
+            if f.at_ms.saturating_add(stale_after_ms) < now_ms {
+                continue;
+            }
+            arrivals += f.arrivals_per_s?;
+            any = true;
+        }
+        any.then_some(arrivals * service)
+    }
+
     /// Every replica's latest count reported within `stale_after_ms` of
     /// `now_ms` (older ones are forgotten).
     pub fn replica_loads(&mut self, now_ms: u64, stale_after_ms: u64) -> BTreeMap<String, f64> {
@@ -207,6 +359,12 @@ impl MetricsStore {
         ongoing: f64,
         look_back_ms: u64,
     ) {
+        self.record_sample(deployment, Sample::new(at_ms, ongoing), look_back_ms);
+    }
+
+    /// [`MetricsStore::record`] of a whole sample.
+    pub fn record_sample(&mut self, deployment: &DeploymentKey, sample: Sample, look_back_ms: u64) {
+        let at_ms = sample.at_ms;
         let samples = &mut self
             .deployments
             .entry(deployment.clone())
@@ -214,8 +372,8 @@ impl MetricsStore {
             .samples;
         match samples.back_mut() {
             Some(last) if last.at_ms > at_ms => return,
-            Some(last) if last.at_ms == at_ms => last.ongoing = ongoing,
-            _ => samples.push_back(Sample::new(at_ms, ongoing)),
+            Some(last) if last.at_ms == at_ms => *last = sample,
+            _ => samples.push_back(sample),
         }
         let start = at_ms.saturating_sub(look_back_ms);
         let outside = |s: Option<&Sample>| s.is_some_and(|s| s.at_ms <= start);
@@ -238,10 +396,34 @@ impl MetricsStore {
             metrics
                 .reports
                 .retain(|_, r| is_live(r, now_ms, stale_after_ms));
+            metrics
+                .flows
+                .retain(|_, f| f.at_ms.saturating_add(stale_after_ms) >= now_ms);
         }
         let total = self.total(deployment, now_ms, stale_after_ms)?;
-        self.record(deployment, now_ms, total, look_back_ms);
+        let routers = self.routers_total(deployment, now_ms, stale_after_ms);
+        // Callers that report nothing carry part of the load: the routers'
+        // arrivals do not say the demand.
+        let demand = self
+            .demand(deployment, now_ms, stale_after_ms)
+            .filter(|_| routers >= total);
+        let sample = Sample {
+            at_ms: now_ms,
+            ongoing: total,
+            demand,
+        };
+        self.record_sample(deployment, sample, look_back_ms);
         Some(total)
+    }
+
+    fn routers_total(&self, deployment: &DeploymentKey, now_ms: u64, stale_after_ms: u64) -> f64 {
+        self.deployments.get(deployment).map_or(0.0, |m| {
+            m.reports
+                .values()
+                .filter(|r| r.source == Source::Routers && is_live(r, now_ms, stale_after_ms))
+                .map(|r| r.ongoing)
+                .sum()
+        })
     }
 
     /// `deployment`'s samples taken in the `look_back_ms` up to `now_ms`,
@@ -285,6 +467,8 @@ impl MetricsStore {
         let oldest = now_ms.saturating_sub(look_back_ms);
         self.deployments.retain(|_, m| {
             m.reports.retain(|_, r| is_live(r, now_ms, stale_after_ms));
+            m.flows
+                .retain(|_, f| f.at_ms.saturating_add(stale_after_ms) >= now_ms);
             if m.samples.back().is_some_and(|s| s.at_ms < oldest) {
                 m.samples.clear();
             }
@@ -439,5 +623,65 @@ mod tests {
         assert_eq!(window, vec![Sample::new(last, 7.0)]);
         store.remove(&key());
         assert_eq!(store.sizes(&key()), (0, 0));
+    }
+
+    fn flow(arrived: u64, completed: u64, served_ms: u64) -> Flow {
+        Flow {
+            arrived,
+            completed,
+            served_us: served_ms * 1_000,
+        }
+    }
+
+    #[test]
+    fn the_demand_is_the_arrival_rate_times_the_service_time() {
+        let mut store = MetricsStore::new();
+        // No service time yet, no rate from one report.
+        store.report_flow("a", &key(), 1_000, flow(0, 0, 0));
+        assert_eq!(store.demand(&key(), 1_000, 2_000), None);
+        // 100 arrivals and 100 completions of 50 ms in 1 s at a, 20
+        // arrivals at b (its first interval) and 10 completions of 80 ms.
+        store.report_flow("a", &key(), 2_000, flow(100, 100, 5_000));
+        store.report_flow("b", &key(), 1_000, flow(0, 0, 0));
+        store.report_flow("b", &key(), 2_000, flow(20, 10, 800));
+        // Service time (5_000 + 800 ms) / 110 = 52.7 ms; 120/s.
+        let demand = store.demand(&key(), 2_000, 2_000).unwrap();
+        assert!((demand - 120.0 * 5.8 / 110.0).abs() < 1e-9, "{demand}");
+        // A report sooner than MIN_RATE_SPAN_MS after the last measured
+        // one measures nothing (one request in 10 ms is not 100/s).
+        store.report_flow("b", &key(), 2_010, flow(21, 10, 800));
+        let same = store.demand(&key(), 2_010, 2_000).unwrap();
+        assert!((same - demand).abs() < 1e-9);
+        // b's totals went back (its router was made anew): its rate is
+        // unknown until its next interval, so the demand is.
+        store.report_flow("b", &key(), 2_600, flow(3, 0, 0));
+        assert_eq!(store.demand(&key(), 2_600, 2_000), None);
+        // b goes silent and is left out once stale; a goes on at 100/s
+        // of 50 ms.
+        store.report_flow("a", &key(), 3_000, flow(200, 200, 10_000));
+        let demand = store.demand(&key(), 4_700, 2_000).unwrap();
+        assert!((demand - 5.0).abs() < 1e-9, "{demand}");
+    }
+
+    #[test]
+    fn the_service_time_outlives_an_interval_with_no_completions() {
+        let mut store = MetricsStore::new();
+        store.report_flow("a", &key(), 0, flow(0, 0, 0));
+        store.report_flow("a", &key(), 1_000, flow(10, 10, 500));
+        // Scaled to zero: requests arrive, none completes.
+        store.report_flow("a", &key(), 2_000, flow(10, 10, 500));
+        store.report_flow("a", &key(), 3_000, flow(70, 10, 500));
+        let demand = store.demand(&key(), 3_000, 2_000).unwrap();
+        assert!((demand - 60.0 * 0.05).abs() < 1e-9, "{demand}");
+        // A tick records it with the load, unless callers that report
+        // nothing carry more of the load than the routers.
+        store.report("a", &key(), 3_000, 60.0);
+        store.tick(&key(), 3_000, 2_000, 10_000);
+        assert_eq!(store.window(&key(), 3_000, 10_000)[0].demand, Some(demand));
+        store.report_from(Source::Replicas, "n/replicas", &key(), 3_100, 90.0);
+        store.tick(&key(), 3_100, 2_000, 10_000);
+        let window = store.window(&key(), 3_100, 10_000);
+        assert_eq!(window.last().unwrap().demand, None);
+        assert_eq!(window.last().unwrap().sizing_load(), 90.0);
     }
 }
