@@ -188,7 +188,13 @@ impl Node {
         };
         let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members.clone()))
             .map_err(|e| WorkerError::Gcs(e.to_string()))?;
-        let view = ClusterView::start(gcs.clone());
+        // A GCS member's node may run the controller, which reads all of
+        // `/troupe/`; any other node follows only what it uses.
+        let scope = match &member {
+            Some(_) => crate::view::Scope::Full,
+            None => crate::view::Scope::Narrow { node: Some(id) },
+        };
+        let view = ClusterView::start(gcs.clone(), scope);
         let hosting = Arc::new(
             Hosting::new(config.actor_threads)
                 .map_err(|e| WorkerError::Config(format!("cannot start actor threads: {e}")))?,
