@@ -78,4 +78,4 @@ pub use schema::{
     ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, ReportOutcome, ReportRecord,
     RetryLimit, SchemaError,
 };
-pub use view::{ClusterState, Scope, WatchStats};
+pub use view::{ClusterState, Scope, WatchCounts, WatchStats};

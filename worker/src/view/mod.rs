@@ -235,6 +235,24 @@ pub enum Lookup<'a> {
     NotYet,
 }
 
+/// A process's [`WatchStats`] at one moment, as another process asks for
+/// them ([`WATCH_STATS_EXTENSION`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatchCounts {
+    /// Key events received through watches.
+    pub events: u64,
+    /// Watch items (revisions) received.
+    pub batches: u64,
+    /// Selections followed now.
+    pub follows: u64,
+    /// Whether the view holds all of `/troupe/`.
+    pub full: bool,
+}
+
+/// The node extension (`worker.extension`) answering a node's
+/// [`WatchCounts`], bincode-encoded: what `troupe bench cluster` reads.
+pub const WATCH_STATS_EXTENSION: &str = "worker.watch_stats";
+
 /// What a view received from the GCS, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct WatchStats {
@@ -257,6 +275,16 @@ impl WatchStats {
     /// Selections followed now (one watch each).
     pub fn follows(&self) -> u64 {
         self.follows.load(Ordering::Relaxed)
+    }
+
+    /// The counts now; `full` says what the view covers.
+    pub fn counts(&self, full: bool) -> WatchCounts {
+        WatchCounts {
+            events: self.events(),
+            batches: self.batches(),
+            follows: self.follows(),
+            full,
+        }
     }
 
     fn received(&self, batch: &RevisionEvents) {
