@@ -64,38 +64,49 @@ pub(super) async fn run(
     let mut listed: BTreeSet<Follow> = BTreeSet::new();
     // The latest revision any selection reached.
     let mut latest = 0u64;
+    // Whether every base selection was listed once (then the revision
+    // never goes back to 0).
+    let mut loaded = false;
+    // Whether what to follow may have changed: at start, when the
+    // interests grew or idle actors were dropped, and when names under a
+    // followed prefix changed.
+    let mut dirty = true;
     let mut evict = tokio::time::interval(EVICT_EVERY);
     evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let Some(sender) = state.upgrade() else {
             return;
         };
-        // The actors named under followed name prefixes (a narrow state
-        // holds no other names).
-        let named: Vec<ActorId> = match shared.scope {
-            Scope::Full => Vec::new(),
-            Scope::Narrow { .. } => sender.borrow().names.values().copied().collect(),
-        };
-        let wanted = {
-            let interests = shared.interests.lock().unwrap_or_else(|p| p.into_inner());
-            needs::follows(shared.scope, &interests, named)
-        };
-        let current: BTreeSet<Follow> = running.keys().cloned().collect();
-        let (start, stop) = needs::diff(&current, &wanted);
-        for follow in stop {
-            running.remove(&follow);
-            listed.remove(&follow);
-            sender.send_modify(|s| s.clear(&follow));
+        if dirty {
+            dirty = false;
+            // The actors named under followed name prefixes (a narrow
+            // state holds no other names).
+            let named: Vec<ActorId> = match shared.scope {
+                Scope::Full => Vec::new(),
+                Scope::Narrow { .. } => sender.borrow().names.values().copied().collect(),
+            };
+            let wanted = {
+                let interests = shared.interests.lock().unwrap_or_else(|p| p.into_inner());
+                needs::follows(shared.scope, &interests, named)
+            };
+            let current: BTreeSet<Follow> = running.keys().cloned().collect();
+            let (start, stop) = needs::diff(&current, &wanted);
+            for follow in stop {
+                running.remove(&follow);
+                listed.remove(&follow);
+                sender.send_modify(|s| s.clear(&follow));
+            }
+            for follow in start {
+                serial += 1;
+                let task =
+                    tokio::spawn(follow_one(gcs.clone(), follow.clone(), serial, tx.clone()));
+                running.insert(follow, (serial, AbortOnDrop(task)));
+            }
+            shared
+                .stats
+                .follows
+                .store(running.len() as u64, Ordering::Relaxed);
         }
-        for follow in start {
-            serial += 1;
-            let task = tokio::spawn(follow_one(gcs.clone(), follow.clone(), serial, tx.clone()));
-            running.insert(follow, (serial, AbortOnDrop(task)));
-        }
-        shared
-            .stats
-            .follows
-            .store(running.len() as u64, Ordering::Relaxed);
         drop(sender);
         tokio::select! {
             Some(item) = rx.recv() => {
@@ -103,6 +114,7 @@ pub(super) async fn run(
                 if running.get(follow).is_none_or(|(serial, _)| *serial != from) {
                     continue;
                 }
+                dirty |= matches!(follow, Follow::Names(_));
                 let Some(sender) = state.upgrade() else { return };
                 sender.send_modify(|s| {
                     match &item {
@@ -118,14 +130,17 @@ pub(super) async fn run(
                         }
                     }
                     if shared.scope != Scope::Full {
-                        // Loaded once every base selection was listed.
-                        let loaded = running.keys().filter(|f| f.is_base()).all(|f| listed.contains(f));
+                        // Loaded once every base selection was listed;
+                        // from then on the revision never goes back to 0.
+                        loaded = loaded
+                            || running.keys().filter(|f| f.is_base()).all(|f| listed.contains(f));
                         s.revision = if loaded { latest } else { 0 };
                     }
                 });
             }
-            () = shared.wake.notified() => {}
+            () = shared.wake.notified() => dirty = true,
             _ = evict.tick() => {
+                dirty = true;
                 let mut interests = shared.interests.lock().unwrap_or_else(|p| p.into_inner());
                 let now = tokio::time::Instant::now();
                 for actor in needs::idle(&interests.actors, now, needs::IDLE_ACTOR_TTL) {
