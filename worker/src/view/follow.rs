@@ -21,6 +21,9 @@ use super::needs::{self, Follow, Scope};
 use super::{ClusterState, Shared};
 use crate::cluster::AbortOnDrop;
 
+/// Items the selections' tasks may have queued for the coordinator.
+const ITEMS_IN_FLIGHT: usize = 256;
+
 /// How often idle actors are looked for.
 const EVICT_EVERY: Duration = Duration::from_secs(15);
 
@@ -55,7 +58,9 @@ pub(super) async fn run(
     state: Weak<watch::Sender<ClusterState>>,
     shared: Arc<Shared>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
+    // Bounded: a coordinator that falls behind holds back the watches
+    // (the GCS streams' credit), instead of buffering without bound.
+    let (tx, mut rx) = mpsc::channel::<Item>(ITEMS_IN_FLIGHT);
     // The running tasks by selection, each with its serial number (so
     // items of a stopped task that are still queued are told apart).
     let mut running: BTreeMap<Follow, (u64, AbortOnDrop)> = BTreeMap::new();
@@ -155,7 +160,7 @@ pub(super) async fn run(
 /// Lists `follow`'s keys, then watches them, forever (until aborted or the
 /// coordinator is gone); lists again when the watch falls behind
 /// compaction or cannot resume; waits while the GCS is unavailable.
-async fn follow_one(gcs: GcsClient, follow: Follow, serial: u64, tx: mpsc::UnboundedSender<Item>) {
+async fn follow_one(gcs: GcsClient, follow: Follow, serial: u64, tx: mpsc::Sender<Item>) {
     let selector = follow.selector();
     let mut backoff = Duration::from_millis(50);
     // When a listing failure was last logged at warn level: at most one
@@ -196,7 +201,7 @@ async fn follow_one(gcs: GcsClient, follow: Follow, serial: u64, tx: mpsc::Unbou
             revision,
             kvs: listing.kvs,
         };
-        if tx.send(listed).is_err() {
+        if tx.send(listed).await.is_err() {
             return;
         }
         let Ok(mut watch) = gcs.watch(selector.clone(), revision + 1).await else {
@@ -210,7 +215,7 @@ async fn follow_one(gcs: GcsClient, follow: Follow, serial: u64, tx: mpsc::Unbou
                         serial,
                         batch,
                     };
-                    if tx.send(item).is_err() {
+                    if tx.send(item).await.is_err() {
                         return;
                     }
                     backoff = Duration::from_millis(50);
