@@ -544,6 +544,7 @@ async fn wait_for(
     timeout: std::time::Duration,
     mut show: impl FnMut(&str),
 ) -> Result<(), WaitError> {
+    crate::records::follow(cluster);
     let mut changes = cluster.state_changes();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shown: BTreeMap<String, Vec<String>> = BTreeMap::new();

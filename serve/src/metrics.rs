@@ -50,6 +50,12 @@ pub struct ServeMetrics {
     node_ejected: IntGaugeVec,
     /// Ejections since this process started.
     node_ejections: IntGauge,
+    /// Key events this process's cluster view received through GCS
+    /// watches (issue #17: what a change to one actor costs the others).
+    watch_events: prometheus::IntCounter,
+    /// Selections of keys this process's cluster view follows (one watch
+    /// each).
+    watches: IntGauge,
 }
 
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -177,6 +183,18 @@ impl ServeMetrics {
                 "troupe_node_ejections",
                 "Nodes ejected from routing by this process's calls since it started.",
             )?,
+            watch_events: {
+                let c = prometheus::IntCounter::new(
+                    "troupe_gcs_watch_events_total",
+                    "Key events (puts, deletes) this process's cluster view received through GCS watches.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            watches: gauge(
+                "troupe_gcs_watches",
+                "Selections of keys this process's cluster view follows, one GCS watch each (1 on GCS members' nodes: all of /troupe/).",
+            )?,
             batch_size: {
                 let h = HistogramVec::new(
                     HistogramOpts::new("serve_batch_size", "Items per batch of a replica's batcher.")
@@ -233,5 +251,14 @@ impl ServeMetrics {
                 .set(i64::from(node.ejected));
         }
         self.node_ejections.set(health.total_ejections() as i64);
+    }
+
+    /// Copies what the cluster view received into the counters (before a
+    /// render).
+    pub fn record_view(&self, stats: &troupe_worker::WatchStats) {
+        let seen = self.watch_events.get();
+        self.watch_events
+            .inc_by(stats.events().saturating_sub(seen));
+        self.watches.set(stats.follows() as i64);
     }
 }

@@ -19,6 +19,9 @@ use crate::spec::{AppSpec, AppStatus, DeploymentSpec, ReplicaState, APPS_PREFIX,
 pub struct ServeRecords {
     /// The view revision they were decoded from.
     pub revision: u64,
+    /// The view generation they were decoded from (what the cache
+    /// compares: a narrow view changes without its revision moving).
+    pub generation: u64,
     /// Desired applications by name.
     pub apps: BTreeMap<String, AppSpec>,
     /// The controller's last statuses by application name.
@@ -46,6 +49,7 @@ impl ServeRecords {
         }
         ServeRecords {
             revision: state.revision,
+            generation: state.generation,
             routes: routes(apps.values().cloned()),
             apps,
             statuses,
@@ -134,15 +138,25 @@ fn caches() -> &'static Mutex<HashMap<NodeId, Arc<ServeRecords>>> {
 /// The typed records of `state`, which is `cluster`'s view: from the cache
 /// when this revision was decoded already.
 pub fn of(cluster: &Cluster, state: &ClusterState) -> Arc<ServeRecords> {
+    follow(cluster);
     let mut caches = caches().lock().unwrap_or_else(|p| p.into_inner());
     match caches.get(&cluster.id()) {
-        Some(cached) if cached.revision == state.revision && state.revision != 0 => cached.clone(),
+        Some(cached) if cached.generation == state.generation && state.generation != 0 => {
+            cached.clone()
+        }
         _ => {
             let decoded = Arc::new(ServeRecords::decode(state));
             caches.insert(cluster.id(), decoded.clone());
             decoded
         }
     }
+}
+
+/// Makes `cluster`'s view follow serve's records (`/troupe/serve/`); a
+/// view that holds all of `/troupe/` has them already. Idempotent, never
+/// waits: every reader of the records calls it.
+pub fn follow(cluster: &Cluster) {
+    cluster.follow_prefix(crate::spec::SERVE_ROOT);
 }
 
 /// The typed records of `cluster`'s view now.

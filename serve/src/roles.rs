@@ -27,6 +27,7 @@ pub fn start(
     proxy: Option<ProxyConfig>,
     admin: Option<crate::admin::AdminConfig>,
 ) -> io::Result<ServeRoles> {
+    crate::records::follow(&node.cluster());
     let runtime = runtime::install(node.cluster());
     // Autoscaling reports: every node takes them (the controller reads
     // them where it runs) and sends its own routers' loads.

@@ -119,7 +119,7 @@ pub fn choose(
 /// What a router knows about its deployment.
 #[derive(Debug, Default)]
 struct RouterState {
-    /// The view revision `replicas` and the limits were read at.
+    /// The view generation `replicas` and the limits were read at.
     revision: u64,
     /// Replicas and the nodes they run on.
     replicas: Vec<(ActorId, NodeId)>,
@@ -276,6 +276,10 @@ impl Drop for Queued<'_> {
 
 impl Router {
     pub(crate) fn new(app: &str, deployment: &str, cluster: Cluster) -> Router {
+        // The process's view follows this deployment's replicas (and
+        // serve's records) from now on.
+        cluster.follow_names(&crate::spec::replica_names_of(app, deployment));
+        crate::records::follow(&cluster);
         Router {
             app: app.to_owned(),
             deployment: deployment.to_owned(),
@@ -327,7 +331,7 @@ impl Router {
 
     /// Re-reads the replica set if the view moved.
     fn refresh(&self, state: &mut RouterState) {
-        let revision = self.cluster.read_state(|s| s.revision);
+        let revision = self.cluster.read_state(|s| s.generation);
         if revision == state.revision && revision != 0 {
             return;
         }

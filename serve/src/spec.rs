@@ -21,6 +21,9 @@ use troupe_worker::schema::{ActorName, Record};
 
 use crate::autoscale::AutoscalingPolicy;
 
+/// The root of every key serve writes: a process's cluster view follows it
+/// (see [`crate::records::follow`]).
+pub const SERVE_ROOT: &str = "/troupe/serve/";
 /// Prefix of the application specs.
 pub const APPS_PREFIX: &str = "/troupe/serve/apps/";
 /// Prefix of the application statuses.
@@ -307,6 +310,15 @@ pub fn replica_name(app: &str, deployment: &str, version: u64, replica: ReplicaI
     format!("{app}#{deployment}#{version}#{replica}")
 }
 
+/// The key prefix of the names of `app`/`deployment`'s replicas (every
+/// version): what a router's process follows to learn its replica set.
+pub fn replica_names_of(app: &str, deployment: &str) -> String {
+    format!(
+        "{}{REPLICA_NAMESPACE}/{app}#{deployment}#",
+        troupe_worker::schema::keys::ACTOR_NAMES_PREFIX
+    )
+}
+
 /// The spread group of a deployment's replicas: every version's replicas
 /// of one deployment spread over the nodes together, so losing a node
 /// leaves replicas of every deployment elsewhere while there is room.
@@ -359,6 +371,9 @@ mod tests {
         let id = ReplicaId::new(42);
         let name = ActorName::new(REPLICA_NAMESPACE, replica_name("app", "dep", 3, id)).unwrap();
         assert_eq!(parse_replica_name(&name), Some(("app", "dep", 3, id)));
+        let key = troupe_worker::Key::ActorName(name).to_string();
+        assert!(key.starts_with(&replica_names_of("app", "dep")), "{key}");
+        assert!(!key.starts_with(&replica_names_of("app", "de")), "{key}");
         let other = ActorName::new("default", replica_name("app", "dep", 3, id)).unwrap();
         assert_eq!(parse_replica_name(&other), None);
         let short = ActorName::new(REPLICA_NAMESPACE, "app#dep").unwrap();

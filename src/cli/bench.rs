@@ -1,9 +1,11 @@
 //! `troupe bench cluster --nodes N`: the control plane's envelope measured
 //! on one machine (issue #17). Launching (N node processes of the running
 //! binary on loopback, stopped by pid whatever happens) is kept apart from
-//! measuring (spawns, a deploy, RSS, idle CPU, the GCS's size on disk);
+//! measuring (spawns, a deploy, RSS, idle CPU, the GCS's size on disk, the
+//! watch events each process's cluster view received);
 //! the parsing and arithmetic are pure functions, tested below.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use troupe_core::id::NodeId;
 use troupe_core::rpc::ClusterToken;
 use troupe_serve::config::{self, HttpOptionsUse};
 use troupe_serve::{declarative, Catalog};
-use troupe_worker::Cluster;
+use troupe_worker::{Cluster, WatchCounts};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -122,9 +125,11 @@ async fn measure(
     let rss_idle = rss_summary(&pids, &gcs_pids)?;
     let cpu_idle = idle_window(&driver, &pids, &gcs_pids, idle).await?;
     eprintln!("bench: spawning {} actors", args.actors);
+    let watch0 = watch_counts(&driver).await;
     let (all0, gcs0) = (ticks(&pids), per_pid_ticks(&gcs_pids));
     let spawns = spawn_actors(&driver, args.actors, args.concurrency).await?;
     let (all1, gcs1) = (ticks(&pids), per_pid_ticks(&gcs_pids));
+    let watch1 = watch_counts(&driver).await;
     let spawn_cpu_s = all1.saturating_sub(all0) as f64 / CLOCK_TICKS_PER_S;
     let spawn_gcs_cpu_s = gcs0
         .iter()
@@ -145,6 +150,7 @@ async fn measure(
             Some(deploy(&driver, catalog, &args.app, &args.deployment, r).await?)
         }
     };
+    let watch2 = watch_counts(&driver).await;
     let rss_loaded = rss_summary(&pids, &gcs_pids)?;
     let cpu_loaded = idle_window(&driver, &pids, &gcs_pids, idle).await?;
     let keys = driver.state().await.map(|s| {
@@ -176,6 +182,8 @@ async fn measure(
         "leader_kill": recovery,
         "gcs_member_dir_bytes": gcs_bytes,
         "gcs_keys": keys.ok(),
+        "watch_events_spawn": watch_summary(&watch0, &watch1),
+        "watch_events_deploy": deploy_s.map(|_| watch_summary(&watch1, &watch2)),
     }))
 }
 
@@ -488,6 +496,64 @@ fn deploy_yaml(app: &str, deployment: &str, replicas: u32) -> String {
 }
 
 /// RSS of every node (sum, max) and of the GCS members, in MiB.
+/// Every registered node's watch counts (`worker.watch_stats`), asked
+/// concurrently; a node that does not answer within 5 s is left out.
+async fn watch_counts(driver: &Cluster) -> BTreeMap<NodeId, WatchCounts> {
+    let nodes: Vec<NodeId> = driver.read_state(|s| s.nodes.keys().copied().collect());
+    let mut asks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let driver = driver.clone();
+        asks.spawn(async move {
+            let counts = driver.watch_counts_of(node, Duration::from_secs(5)).await;
+            (node, counts)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(Ok((node, counts))) = asks.join_next().await {
+        match counts {
+            Ok(counts) => {
+                out.insert(node, counts);
+            }
+            Err(e) => eprintln!("bench: no watch counts from {node}: {e}"),
+        }
+    }
+    out
+}
+
+/// The watch events each node received between `before` and `after`:
+/// nodes with a full view (GCS members') and the others apart. Nodes
+/// missing from either are left out.
+fn watch_summary(
+    before: &BTreeMap<NodeId, WatchCounts>,
+    after: &BTreeMap<NodeId, WatchCounts>,
+) -> serde_json::Value {
+    let mut full = Vec::new();
+    let mut narrow = Vec::new();
+    let mut follows = Vec::new();
+    for (node, a) in after {
+        let Some(b) = before.get(node) else { continue };
+        let events = a.events.saturating_sub(b.events);
+        if a.full {
+            full.push(events);
+        } else {
+            narrow.push(events);
+            follows.push(a.follows);
+        }
+    }
+    let mean = |v: &[u64]| match v.len() {
+        0 => None,
+        n => Some(v.iter().sum::<u64>() as f64 / n as f64),
+    };
+    serde_json::json!({
+        "full_views": full.len(),
+        "full_mean_events": mean(&full),
+        "narrow_views": narrow.len(),
+        "narrow_mean_events": mean(&narrow),
+        "narrow_max_events": narrow.iter().max(),
+        "narrow_mean_watches": mean(&follows),
+    })
+}
+
 fn rss_summary(pids: &[u32], gcs_pids: &[u32]) -> anyhow::Result<serde_json::Value> {
     let rss = |pid: &u32| -> anyhow::Result<f64> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -645,6 +711,25 @@ fn table(r: &serde_json::Value) -> String {
             "GCS leader's node SIGKILLed: first spawn after {s:.2} s\n"
         ));
     }
+    for (label, key) in [
+        ("spawns", "watch_events_spawn"),
+        ("deploy", "watch_events_deploy"),
+    ] {
+        let m = &r[key];
+        if m.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "watch events per process during the {label}: {:.0} on the {} full views (GCS members), \
+             mean {:.0} and max {} on the {} others (mean {:.1} watches each)\n",
+            f(&m["full_mean_events"]),
+            m["full_views"],
+            f(&m["narrow_mean_events"]),
+            m["narrow_max_events"],
+            m["narrow_views"],
+            f(&m["narrow_mean_watches"])
+        ));
+    }
     out.push_str(&format!(
         "GCS member data dir: {:.1} MiB, {} keys under /troupe/\n",
         f(&r["gcs_member_dir_bytes"]) / (1 << 20) as f64,
@@ -706,6 +791,42 @@ mod tests {
         );
         assert!(!plain.contains(&"--gcs".to_string()));
         assert!(plain.windows(2).any(|w| w == ["--token", "t"]));
+    }
+
+    #[test]
+    fn watch_events_are_summed_per_kind_of_view() {
+        let counts = |events, follows, full| WatchCounts {
+            events,
+            batches: events,
+            follows,
+            full,
+        };
+        let (a, b, c, gone) = (
+            NodeId::new(1),
+            NodeId::new(2),
+            NodeId::new(3),
+            NodeId::new(4),
+        );
+        let before = BTreeMap::from([
+            (a, counts(100, 1, true)),
+            (b, counts(10, 4, false)),
+            (c, counts(10, 4, false)),
+            (gone, counts(5, 4, false)),
+        ]);
+        let after = BTreeMap::from([
+            (a, counts(3_100, 1, true)),
+            (b, counts(40, 4, false)),
+            (c, counts(20, 6, false)),
+        ]);
+        let s = watch_summary(&before, &after);
+        assert_eq!(s["full_views"], 1);
+        assert_eq!(s["full_mean_events"], 3000.0);
+        assert_eq!(s["narrow_views"], 2);
+        assert_eq!(s["narrow_mean_events"], 20.0);
+        assert_eq!(s["narrow_max_events"], 30);
+        assert_eq!(s["narrow_mean_watches"], 5.0);
+        let none = watch_summary(&before, &BTreeMap::new());
+        assert!(none["full_mean_events"].is_null());
     }
 
     #[test]

@@ -87,6 +87,24 @@ impl Service for ExtensionService {
 }
 
 impl Cluster {
+    /// How many watch events `node`'s cluster view received, and what it
+    /// follows (through [`crate::view::WATCH_STATS_EXTENSION`]).
+    pub async fn watch_counts_of(
+        &self,
+        node: NodeId,
+        timeout: Duration,
+    ) -> Result<crate::view::WatchCounts, String> {
+        let body = self
+            .call_extension(
+                node,
+                crate::view::WATCH_STATS_EXTENSION,
+                Vec::new(),
+                timeout,
+            )
+            .await?;
+        bincode::deserialize(&body).map_err(|e| format!("watch counts of {node}: {e}"))
+    }
+
     /// Calls the extension handler `name` on `node`, within `timeout`.
     /// Errors are texts: the node is unknown, unreachable, or has no such
     /// handler, or the handler failed.

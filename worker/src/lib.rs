@@ -30,7 +30,9 @@
 //! - [`schema`] — the GCS key layout ([`Key`], prefixes in
 //!   [`schema::keys`]) and the versioned records ([`NodeRecord`],
 //!   [`ActorRecord`], [`AssignmentRecord`], ...) with [`encode`] and
-//!   [`decode`]; [`view`] — [`ClusterState`], the process's cached view.
+//!   [`decode`]; [`view`] — [`ClusterState`], the process's cached view
+//!   (all of `/troupe/` on GCS members' nodes, else only what the process
+//!   uses: [`view::needs`]).
 //! - [`fencing`], [`status`], [`codec`] — term fencing for controllers,
 //!   the text of `troupe status`, message encoding.
 //! - [`error`] — [`WorkerError`] and [`Result`].
@@ -76,4 +78,4 @@ pub use schema::{
     ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, ReportOutcome, ReportRecord,
     RetryLimit, SchemaError,
 };
-pub use view::ClusterState;
+pub use view::{ClusterState, Scope, WatchCounts, WatchStats};

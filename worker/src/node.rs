@@ -188,7 +188,13 @@ impl Node {
         };
         let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members.clone()))
             .map_err(|e| WorkerError::Gcs(e.to_string()))?;
-        let view = ClusterView::start(gcs.clone());
+        // A GCS member's node may run the controller, which reads all of
+        // `/troupe/`; any other node follows only what it uses.
+        let scope = match &member {
+            Some(_) => crate::view::Scope::Full,
+            None => crate::view::Scope::Narrow { node: Some(id) },
+        };
+        let view = ClusterView::start(gcs.clone(), scope);
         let hosting = Arc::new(
             Hosting::new(config.actor_threads)
                 .map_err(|e| WorkerError::Config(format!("cannot start actor threads: {e}")))?,
@@ -228,6 +234,17 @@ impl Node {
             .map_err(|e| WorkerError::Config(format!("cannot start the data plane: {e}")))?;
         let shutdown_requested = Arc::new(Notify::new());
         let extensions = Arc::new(crate::extension::Extensions::default());
+        let stats_view = view.clone();
+        extensions.register(
+            crate::view::WATCH_STATS_EXTENSION,
+            Arc::new(move |_: Vec<u8>| {
+                let counts = stats_view
+                    .stats()
+                    .counts(stats_view.scope() == crate::view::Scope::Full);
+                let answer = bincode::serialize(&counts).map_err(|e| e.to_string());
+                Box::pin(std::future::ready(answer))
+            }),
+        );
         let mut server = RpcServer::new(rpc_config)
             .with_service(ActorCallService {
                 me: id,

@@ -19,7 +19,7 @@ use crate::protocol::{
     ActorCall, CallRefusal, CallRequest, Control, ControlError, ControlReply, ControlRequest,
     NodeAdmin, NodeAdminRequest, NodeInfo, NodeInfoReply,
 };
-use crate::view::ClusterView;
+use crate::view::{ClusterView, Lookup};
 
 /// How long a call waits for an instance this node is about to construct.
 const WAIT_FOR_INSTANCE: Duration = Duration::from_secs(5);
@@ -33,10 +33,18 @@ pub(crate) struct ActorCallService {
 impl ActorCallService {
     /// Whether an instance for `request` may still appear here.
     fn may_come(&self, actor: ActorId, incarnation: u64) -> bool {
-        self.view.read(|s| match s.actors.get(&actor) {
-            None => true,
-            Some(r) if r.incarnation < incarnation => true,
-            Some(r) => r.node == Some(self.me) && !matches!(r.state, ActorState::Dead { .. }),
+        self.view.read(|s| match s.lookup(actor, 0) {
+            Lookup::NotFound => true,
+            Lookup::NotYet => {
+                // A narrow view looks it up; the wait below ends when it
+                // has.
+                self.view.want_actor(actor);
+                true
+            }
+            Lookup::Found(r) if r.incarnation < incarnation => true,
+            Lookup::Found(r) => {
+                r.node == Some(self.me) && !matches!(r.state, ActorState::Dead { .. })
+            }
         })
     }
 }

@@ -23,3 +23,4 @@ mod support;
 #[allow(dead_code)]
 #[path = "../vision/support.rs"]
 mod vision_support;
+mod watches;

@@ -156,18 +156,16 @@ impl NodeProcess {
     /// it leads, and its term. `None` if the page does not answer or has
     /// no GCS gauges (not a GCS node).
     pub fn gcs_role(&self) -> Option<(bool, u64)> {
-        let (code, page) = crate::serve::get(&self.admin, "/metrics").ok()?;
-        if code != 200 {
-            return None;
-        }
-        let sample = |name: &str| -> Option<f64> {
-            page.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        let leads = sample("troupe_gcs_is_leader")? == 1.0;
-        let term = sample("troupe_gcs_term")? as u64;
+        let page = self.metrics()?;
+        let leads = sample(&page, "troupe_gcs_is_leader")? == 1.0;
+        let term = sample(&page, "troupe_gcs_term")? as u64;
         Some((leads, term))
+    }
+
+    /// This node's admin `/metrics` page, if it answers.
+    pub fn metrics(&self) -> Option<String> {
+        let (code, page) = crate::serve::get(&self.admin, "/metrics").ok()?;
+        (code == 200).then_some(page)
     }
 
     /// SIGKILL: no goodbye, the lease has to expire.
@@ -183,6 +181,13 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The value of the unlabelled metric `name` on a `/metrics` page.
+pub fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Node processes sharing one temp dir; the first is the head.

@@ -169,6 +169,7 @@ fn authorize(request: &HttpRequest, state: &AdminState) -> Result<(), ApiError> 
 async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
     let metrics = crate::metrics::metrics();
     metrics.record_health(state.cluster.health());
+    metrics.record_view(state.cluster.watch_stats());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render(state.member.as_ref()))

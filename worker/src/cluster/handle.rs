@@ -27,6 +27,7 @@ type LocalSend<R> = std::pin::Pin<
 use crate::lifecycle::ActorState;
 use crate::protocol::{ActorCall, CallRefusal, CallRequest};
 use crate::schema::RetryLimit;
+use crate::view::Lookup;
 
 /// How long a node's own address may take to say it lives when one of
 /// its arbiter connections went silent.
@@ -473,14 +474,19 @@ impl<A: Actor> ActorHandle<A> {
         loop {
             let waiting = {
                 let state = rx.borrow_and_update();
-                if state.revision == 0 || state.revision < self.known_at {
-                    "the cluster state has not caught up yet".to_string()
-                } else {
-                    let Some(record) = state.actors.get(&self.id) else {
+                // Notes the use (a narrow view looks the actor up once, and
+                // keeps it fresh while it is used); never waits.
+                inner.view.want_actor(self.id);
+                let record = match state.lookup(self.id, self.known_at) {
+                    Lookup::NotYet => None,
+                    Lookup::NotFound => {
                         return Err(ActorError::NotFound {
                             what: format!("with id {}", self.id),
-                        });
-                    };
+                        })
+                    }
+                    Lookup::Found(record) => Some(record),
+                };
+                if let Some(record) = record {
                     if let ActorState::Dead { reason } = &record.state {
                         return Err(ActorError::Died {
                             actor: self.id.to_string(),
@@ -511,6 +517,10 @@ impl<A: Actor> ActorHandle<A> {
                             _ => "restarting after its instance was lost".into(),
                         },
                     }
+                } else if state.full {
+                    "the cluster state has not caught up yet".to_string()
+                } else {
+                    "looking the actor up in the GCS".to_string()
                 }
             };
             let changed = tokio::time::timeout_at(deadline, rx.changed()).await;

@@ -149,7 +149,7 @@ impl Cluster {
             .map_err(|e| ActorError::Cluster(e.to_string()))?;
         let me = NodeId::random();
         let (registered_at, keep_alive) = register_owner(&gcs, me, Duration::from_secs(10)).await?;
-        let view = ClusterView::start(gcs.clone());
+        let view = ClusterView::start(gcs.clone(), crate::view::Scope::Narrow { node: None });
         Ok(Cluster::assemble(
             rpc,
             gcs,
@@ -318,6 +318,27 @@ impl Cluster {
     /// A receiver of the cached cluster state, to wait for changes.
     pub fn state_changes(&self) -> tokio::sync::watch::Receiver<ClusterState> {
         self.inner.view.subscribe()
+    }
+
+    /// Asks this process's cluster view to follow every key under
+    /// `prefix`, a layer's own records under `/troupe/` (serve's): a view
+    /// that does not hold all of `/troupe/` follows only the prefixes
+    /// asked for. Idempotent; never waits on the GCS.
+    pub fn follow_prefix(&self, prefix: &str) {
+        self.inner.view.want_prefix(prefix);
+    }
+
+    /// Asks this process's cluster view to follow the actor names under
+    /// the key prefix `prefix` (`/troupe/actor-names/<namespace>/<start>`)
+    /// and the actors they name: what a router over a deployment's
+    /// replicas reads. Idempotent; never waits on the GCS.
+    pub fn follow_names(&self, prefix: &str) {
+        self.inner.view.want_names(prefix);
+    }
+
+    /// What this process's cluster view received from the GCS's watches.
+    pub fn watch_stats(&self) -> &crate::view::WatchStats {
+        self.inner.view.stats()
     }
 
     /// The GCS client this process uses (for layers that keep their own
