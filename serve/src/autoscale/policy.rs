@@ -296,7 +296,7 @@ fn after(window: &[Sample], cut: Option<u64>) -> Vec<Sample> {
 
 /// Where an upscale's samples start: see the module doc. `None` inside
 /// `Some`: frozen (replicas are starting, or the last upscale's have not
-/// all run yet), except after a start from zero ([`sized_blind`]).
+/// all run yet).
 fn upscale_cut(
     policy: &AutoscalingPolicy,
     state: &ScaleState,
@@ -304,7 +304,6 @@ fn upscale_cut(
 ) -> Option<Option<u64>> {
     let starting = current.running < current.target;
     match state.last {
-        _ if sized_blind(state, current) => state.last.map(|l| Some(l.at_ms)),
         None => (!starting).then_some(None),
         Some(l) if l.direction == Direction::Up => {
             state.caught_up_ms.filter(|_| !starting).map(Some)
@@ -313,20 +312,35 @@ fn upscale_cut(
     }
 }
 
-/// Whether the last decision was a start from zero whose replicas do not
-/// all run yet. That start was sized on one waiting request, so while it
-/// runs up the upscale delay may already be counting, from samples after
-/// it, on the condition that the decision is sized on a known demand
-/// (which, unlike the start-up's queue, cannot feed back into itself:
-/// ray#61731): a burst from zero gets its second replica one delay after
-/// it began, not one delay after the first replica ran.
+/// Whether the last decision was a start from zero, and nothing since.
+/// That start was sized on one waiting request.
 fn sized_blind(state: &ScaleState, current: Replicas) -> bool {
-    state.last.is_some_and(|l| {
-        l.direction == Direction::Up
-            && l.from == 0
-            && l.to == current.target
-            && (state.caught_up_ms.is_none() || current.running < current.target)
-    })
+    state
+        .last
+        .is_some_and(|l| l.direction == Direction::Up && l.from == 0 && l.to == current.target)
+}
+
+/// The samples an upscale may use, and whether they are those after a
+/// start from zero ([`sized_blind`]); `None` when frozen. After a start
+/// from zero the samples since it count, even while its replica starts,
+/// as long as the newest has a known demand to size on (which, unlike the
+/// start-up's queue, cannot feed back into itself: ray#61731): a burst
+/// from zero gets its second replica one upscale delay after it began, not
+/// one delay after the first replica ran. Otherwise [`upscale_cut`].
+fn upscale_samples(
+    policy: &AutoscalingPolicy,
+    window: &[Sample],
+    state: &ScaleState,
+    current: Replicas,
+) -> Option<(Vec<Sample>, bool)> {
+    if let Some(last) = state.last.filter(|_| sized_blind(state, current)) {
+        let eligible = after(window, Some(last.at_ms));
+        if eligible.last().is_some_and(|s| s.demand.is_some()) {
+            return Some((eligible, true));
+        }
+    }
+    let cut = upscale_cut(policy, state, current)?;
+    Some((after(window, cut), false))
 }
 
 /// Whether this call wants more replicas: the newest eligible sample (the
@@ -346,16 +360,12 @@ fn upscale(
     if current.target >= policy.max_replicas {
         return Upscale::Frozen;
     }
-    let Some(cut) = upscale_cut(policy, state, current) else {
+    let Some((eligible, _)) = upscale_samples(policy, window, state, current) else {
         return Upscale::Frozen;
     };
-    let eligible = after(window, cut);
     let Some(newest) = eligible.last() else {
         return Upscale::No;
     };
-    if sized_blind(state, current) && newest.demand.is_none() {
-        return Upscale::Frozen;
-    }
     let wanted = count(newest.ongoing / policy.target_ongoing_requests);
     if wanted <= current.target {
         return Upscale::No;
@@ -425,8 +435,7 @@ fn upscale_to(
     since: u64,
 ) -> (u32, f64, String) {
     let target = current.target;
-    let cut = upscale_cut(policy, state, current).flatten();
-    let eligible = after(window, cut);
+    let (eligible, blind) = upscale_samples(policy, window, state, current).unwrap_or_default();
     let held: Vec<Sample> = eligible
         .iter()
         .filter(|s| s.at_ms >= since)
@@ -455,7 +464,7 @@ fn upscale_to(
         policy.max_replicas.max(policy.min_replicas),
     );
     let wanted = count(level / t).clamp(lo, hi);
-    let blind = sized_blind(state, current) && matches!(measure, Measure::Least);
+    let blind = blind && matches!(measure, Measure::Least);
     if blind || matches!(measure, Measure::Demand) && wanted <= target {
         // The load above the target is a queue the demand does not
         // explain (a backlog draining): no more replicas.

@@ -584,3 +584,22 @@ fn a_start_from_zero_may_grow_while_its_replica_starts_only_on_a_known_demand() 
         assert!(sim.target <= 2, "{:?}", sim.decisions);
     }
 }
+
+#[test]
+fn a_start_from_zero_whose_replica_runs_during_the_delay_keeps_its_timer() {
+    // Found by the benchmark: the first replica ran 0.3 s after 0 -> 1,
+    // the samples switched to "after it ran", the first call after that had
+    // none, and the upscale timer started over: the second replica came a
+    // delay after the first ran. With a demand, the timer runs on.
+    let mut sim = Sim::new(benchmarked(0), 0, S);
+    sim.tick_with_demand(1.0, None);
+    let started = sim.now;
+    let mut queue = 1.0;
+    for _ in 0..3 {
+        queue = (queue + 60.0 - 94.0 * f64::from(sim.running)).max(3.2);
+        sim.tick_with_demand(queue, Some(3.2));
+    }
+    let up = sim.decisions.last().unwrap();
+    assert_eq!((up.from, up.to), (1, 2), "{:?}", sim.decisions);
+    assert!(up.at_ms - started <= 3 * S, "{:?}", sim.decisions);
+}
