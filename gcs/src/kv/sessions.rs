@@ -11,11 +11,12 @@
 //! expire anything early; and time without a leader does not count (a
 //! session then lives longer, never shorter).
 //!
-//! A session is stamped with the clock when it is used. The clock lags the
-//! real time of a use by at most one tick interval, and a tick proposed by a
-//! deposed leader and committed by the next one may count its interval
-//! twice; the leader asks for `idle = retention + 2 × interval`, so a session
-//! is kept at least `retention` of real leader time after its last use.
+//! A session is stamped with the clock when it is used. The first tick
+//! after a use may also cover time before it (up to one interval and the
+//! quarter interval the ticker may be late), and a tick proposed by a
+//! deposed leader and committed by the next one may count its time twice;
+//! the leader asks for `idle = retention + 3 × interval`, so a session is
+//! kept at least `retention` of real leader time after its last use.
 
 use std::time::Duration;
 
@@ -80,10 +81,10 @@ impl SessionRetention {
         (self.retention / 8).clamp(Duration::from_millis(100), Duration::from_secs(60))
     }
 
-    /// The idle time the leader asks for: the retention plus two intervals
-    /// (see the module doc).
+    /// The idle time the leader asks for: the retention plus three
+    /// intervals (see the module doc).
     pub fn idle_ms(&self) -> u64 {
-        (self.retention + 2 * self.interval()).as_millis() as u64
+        (self.retention + 3 * self.interval()).as_millis() as u64
     }
 }
 
@@ -138,12 +139,12 @@ mod tests {
     fn the_interval_and_idle_time_follow_the_retention_within_bounds() {
         let hour = SessionRetention::default();
         assert_eq!(hour.interval(), Duration::from_secs(60));
-        assert_eq!(hour.idle_ms(), 3_720_000);
+        assert_eq!(hour.idle_ms(), 3_780_000);
         let short = SessionRetention {
             retention: Duration::from_secs(2),
         };
         assert_eq!(short.interval(), Duration::from_millis(250));
-        assert_eq!(short.idle_ms(), 2_500);
+        assert_eq!(short.idle_ms(), 2_750);
         let tiny = SessionRetention {
             retention: Duration::from_millis(100),
         };
