@@ -27,7 +27,7 @@ pub mod cli;
 pub use troupe_core as core;
 pub use troupe_worker::{
     Actor, ActorContext, ActorError, ActorHandle, ActorType, Cluster, Handler, Message, Node,
-    NodeConfig, Registry, Role, Spawn,
+    NodeConfig, NodeInfoProtocol, NodeInfoReply, Registry, Role, Spawn,
 };
 
 /// The text `troupe status` prints for `state`.

@@ -390,6 +390,8 @@ mod tests {
             leases: Vec::new(),
             sessions: Vec::new(),
             history: Vec::new(),
+            session_clock: 0,
+            session_used: Vec::new(),
         };
         let body = payload.encode().unwrap();
         save(&path, &body).unwrap();
@@ -422,6 +424,8 @@ mod tests {
                 leases: Vec::new(),
                 sessions: Vec::new(),
                 history: Vec::new(),
+                session_clock: 0,
+                session_used: Vec::new(),
             }
             .encode()
             .unwrap(),

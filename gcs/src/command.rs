@@ -54,6 +54,10 @@ impl From<Command> for Proposal {
 /// number. The state machine keeps the last `(seq, response)` per client: the
 /// same `seq` again returns the stored response without applying anything; a
 /// lower `seq` returns [`CommandError::StaleSequence`](crate::CommandError).
+/// Sequence 1 opens a session; a higher one for a client the table does not
+/// hold (its session expired, see [`Operation::ExpireSessions`]) returns
+/// [`CommandError::SessionExpired`](crate::CommandError) and applies
+/// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSession {
     pub client_id: u64,
@@ -75,6 +79,15 @@ pub enum Operation {
     /// Deletes the lease and every key attached to it, in one revision.
     LeaseRevoke {
         id: LeaseId,
+    },
+    /// Advances the state machine's session clock by `elapsed_ms` (time the
+    /// proposing leader measured on its own monotonic clock since its
+    /// previous one) and removes every client session unused for `idle_ms`
+    /// of that clock. Proposed by the leader only (`member::sessions`);
+    /// apply never reads a clock, so every replica removes the same ones.
+    ExpireSessions {
+        elapsed_ms: u64,
+        idle_ms: u64,
     },
 }
 

@@ -15,7 +15,8 @@
 //! - [`model`] — stored data: [`KeyValue`], [`Lease`], [`Event`], sessions.
 //! - [`kv`] — the pure engine: `apply(view, command) -> (response, mutations,
 //!   events)`, no IO; its size limits ([`MAX_VALUE_BYTES`],
-//!   [`MAX_WRITE_BYTES`], [`RANGE_PAGE_BYTES`]).
+//!   [`MAX_WRITE_BYTES`], [`RANGE_PAGE_BYTES`]); which exactly-once
+//!   sessions expire and when ([`kv::sessions`], [`SessionRetention`]).
 //! - [`store`] — storage (WAL + sled): [`open`], [`LogStore`], [`StateMachineStore`],
 //!   [`GcsReader`] for local reads.
 //! - [`watch`] — [`Watcher`], history then live events without gaps.
@@ -25,7 +26,11 @@
 //!   leader, restoring one as a new cluster's first member.
 //! - [`member`] — a running member: Raft over the store, its services,
 //!   PreVote elections ([`member::election`]), joins that replace a member
-//!   back at its address under a new id ([`member::join`]).
+//!   back at its address under a new id ([`member::join`]), the leader's
+//!   session expiry (`member::sessions`).
+//! - [`client`] — [`client::GcsClient`]: leader discovery, retries,
+//!   exactly-once sessions, the member list kept current from the leader
+//!   in the background (`client::members`).
 //! - [`network`] — Raft's RPCs between members, each addressed to one id.
 //! - [`lease_tracker`] — [`LeaseTracker`], the leader's lease deadlines.
 //! - [`error`] — [`GcsStoreError`].
@@ -73,7 +78,9 @@ pub use command::{
     Operation, Proposal, PutRequest, RangeRequest, TxnOp, TxnRequest,
 };
 pub use error::{GcsStoreError, Result};
-pub use kv::{MAX_VALUE_BYTES, MAX_WRITE_BYTES, RANGE_PAGE_BYTES};
+pub use kv::{
+    SessionRetention, DEFAULT_SESSION_RETENTION, MAX_VALUE_BYTES, MAX_WRITE_BYTES, RANGE_PAGE_BYTES,
+};
 pub use lease_tracker::{LeaseTracker, LeaseTrackerError};
 pub use model::{Event, EventKind, KeyValue, Lease, LeaseId, RevisionEvents, SessionRecord};
 pub use response::{

@@ -29,8 +29,20 @@ pub enum Outcome {
     Delete(DeleteOutcome),
     Txn(TxnOutcome),
     Range(RangeOutcome),
-    LeaseGranted { id: LeaseId, ttl_ms: u64 },
-    LeaseRevoked { id: LeaseId, deleted: u64 },
+    LeaseGranted {
+        id: LeaseId,
+        ttl_ms: u64,
+    },
+    LeaseRevoked {
+        id: LeaseId,
+        deleted: u64,
+    },
+    /// [`Operation::ExpireSessions`](crate::Operation): how many sessions
+    /// were removed, and the session clock after it.
+    SessionsExpired {
+        expired: u64,
+        clock_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,4 +105,11 @@ pub enum CommandError {
         bytes: u64,
         limit: u64,
     },
+    /// The client's session is not in the table although `seq` is not the
+    /// session's first: it was unused for longer than the GCS's session
+    /// retention and removed. Nothing was applied. A client that sent this
+    /// write for the first time may send it again under a new session; one
+    /// that was retrying it cannot know whether an earlier attempt applied.
+    #[error("client {client_id}: the exactly-once session expired (unused for longer than the control store's --session-retention) before sequence {seq}; nothing was applied. Open a new session; if this was a retry, read the state to see whether the earlier attempt applied")]
+    SessionExpired { client_id: u64, seq: u64 },
 }

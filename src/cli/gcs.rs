@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// yet committed); writes arriving meanwhile join the next entry.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     max_proposals_in_flight: u64,
+    /// Seconds after which the store forgets the exactly-once session of a
+    /// client that stopped writing (at least 30).
+    #[arg(long, value_name = "SECONDS", default_value_t = troupe_gcs::DEFAULT_SESSION_RETENTION.as_secs_f64())]
+    session_retention: f64,
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +323,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.snapshot_every = args.snapshot_every;
     config.snapshot_log_bytes = args.snapshot_log_mib.saturating_mul(1 << 20);
     config.batch.max_in_flight = args.max_proposals_in_flight as usize;
+    config.sessions = troupe_gcs::SessionRetention::from_flag(args.session_retention)
+        .map_err(anyhow::Error::msg)?;
     let [min, max] = args.election_timeout_ms[..] else {
         bail!("--election-timeout-ms takes two numbers: MIN MAX");
     };

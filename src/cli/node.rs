@@ -92,9 +92,18 @@ pub struct StartArgs {
     /// Control-store leader heartbeat, milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
+    /// Seconds after which the control store forgets the exactly-once
+    /// session of a client that stopped writing (on GCS members; at least
+    /// 30).
+    #[arg(long, value_name = "SECONDS", default_value_t = default_session_retention())]
+    session_retention: f64,
     /// Control-store election timeout range, milliseconds.
     #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [150, 300])]
     election_timeout_ms: Vec<u64>,
+}
+
+fn default_session_retention() -> f64 {
+    troupe_gcs::DEFAULT_SESSION_RETENTION.as_secs_f64()
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +211,8 @@ fn config(args: &StartArgs) -> anyhow::Result<(NodeConfig, Option<String>)> {
     config.gcs = GcsTiming {
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         election_timeout: (Duration::from_millis(min), Duration::from_millis(max)),
+        sessions: troupe_gcs::SessionRetention::from_flag(args.session_retention)
+            .map_err(anyhow::Error::msg)?,
         ..GcsTiming::default()
     };
     Ok((config, made_up))

@@ -72,7 +72,9 @@ pub use node::{
 pub use placement::{
     plan, Decision, NodeView, PendingReason, PlacementPlan, PlacementPolicy, PlacementRequest,
 };
-pub use protocol::{NodeAdmin as NodeAdminProtocol, NodeAdminRequest};
+pub use protocol::{
+    NodeAdmin as NodeAdminProtocol, NodeAdminRequest, NodeInfo as NodeInfoProtocol, NodeInfoReply,
+};
 pub use schema::{
     decode, encode, ActorName, ActorNameRecord, ActorOptions, ActorRecord, AssignmentRecord,
     ControllerTermRecord, Key, Lifetime, NodeRecord, Owner, Record, ReportOutcome, ReportRecord,

@@ -48,6 +48,9 @@ pub struct GcsTiming {
     pub heartbeat: Duration,
     pub election_timeout: (Duration, Duration),
     pub snapshot_every: u64,
+    /// Exactly-once client sessions unused this long are removed
+    /// (`--session-retention`).
+    pub sessions: troupe_gcs::SessionRetention,
 }
 
 impl Default for GcsTiming {
@@ -56,6 +59,7 @@ impl Default for GcsTiming {
             heartbeat: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
             snapshot_every: 10_000,
+            sessions: troupe_gcs::SessionRetention::default(),
         }
     }
 }
@@ -158,6 +162,7 @@ impl Node {
             gcs_config.heartbeat = config.gcs.heartbeat;
             gcs_config.election_timeout = config.gcs.election_timeout;
             gcs_config.snapshot_every = config.gcs.snapshot_every;
+            gcs_config.sessions = config.gcs.sessions;
             Some(
                 GcsMember::open(gcs_config, rpc.clone())
                     .await
@@ -186,7 +191,7 @@ impl Node {
                 members
             }
         };
-        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members.clone()))
+        let gcs = GcsClient::new(rpc.clone(), ClientConfig::new(gcs_members))
             .map_err(|e| WorkerError::Gcs(e.to_string()))?;
         // A GCS member's node may run the controller, which reads all of
         // `/troupe/`; any other node follows only what it uses.
@@ -258,7 +263,7 @@ impl Node {
             .with_service(NodeInfoService {
                 me: id,
                 member: member.clone(),
-                gcs_members,
+                gcs: gcs.clone(),
             })
             .with_service(NodeAdminService {
                 shutdown: shutdown_requested.clone(),

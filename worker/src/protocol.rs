@@ -91,8 +91,10 @@ pub(crate) enum ControlError {
     Actor(ActorError),
 }
 
-/// What a node tells a process that joins or connects through it.
-pub(crate) struct NodeInfo;
+/// What a node tells a process that joins or connects through it: its id
+/// and the GCS member addresses it knows now (its member's membership, or
+/// its GCS client's current list).
+pub struct NodeInfo;
 
 impl Protocol for NodeInfo {
     const NAME: &'static str = "worker.info";
@@ -100,8 +102,9 @@ impl Protocol for NodeInfo {
     type Response = NodeInfoReply;
 }
 
+/// The answer of [`NodeInfo`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct NodeInfoReply {
+pub struct NodeInfoReply {
     pub node: NodeId,
     /// Addresses of the GCS members.
     pub gcs_members: Vec<String>,

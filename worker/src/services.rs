@@ -127,7 +127,9 @@ impl Service for ControlService {
 pub(crate) struct NodeInfoService {
     pub me: NodeId,
     pub member: Option<GcsMember>,
-    pub gcs_members: Vec<String>,
+    /// This node's GCS client: on a node without a member, its current
+    /// member list is what joiners and drivers are told.
+    pub gcs: troupe_gcs::client::GcsClient,
 }
 
 impl Service for NodeInfoService {
@@ -143,7 +145,7 @@ impl Service for NodeInfoService {
                     .map(|(_, addr)| addr)
                     .collect()
             }
-            None => self.gcs_members.clone(),
+            None => self.gcs.members(),
         };
         Ok(NodeInfoReply {
             node: self.me,

@@ -208,8 +208,19 @@ impl Channel {
         &self,
         request: &P::Request,
     ) -> Result<RpcStream<P::Response>, RpcError> {
+        self.stream_with::<P>(request, false).await
+    }
+
+    /// [`Self::stream`]; with `fail_fast`, fails at once with `Connect`
+    /// while the peer is down instead of waiting for it to come back (a
+    /// caller that can open the stream elsewhere, like a GCS watch).
+    pub async fn stream_with<P: Protocol>(
+        &self,
+        request: &P::Request,
+        fail_fast: bool,
+    ) -> Result<RpcStream<P::Response>, RpcError> {
         let deadline = Instant::now() + self.inner.config.default_timeout;
-        let conn = self.connection(deadline, false).await?;
+        let conn = self.connection(deadline, fail_fast).await?;
         let id = conn.next_id();
         let window = self.inner.config.stream_window;
         let header = Header::StreamOpen {
@@ -253,17 +264,19 @@ impl Channel {
             addr: self.inner.addr.to_string(),
             reason,
         };
-        let mut backoff = tokio::time::timeout_at(deadline, self.inner.connecting.lock())
-            .await
-            .map_err(|_| {
-                not_by_deadline("another caller's connection attempt did not finish in time".into())
-            })?;
-        // Someone else may have connected while we waited for the lock.
-        if let Some(conn) = self.live() {
-            return Ok(conn);
-        }
         let mut last_error = None;
         loop {
+            let mut backoff = tokio::time::timeout_at(deadline, self.inner.connecting.lock())
+                .await
+                .map_err(|_| {
+                    not_by_deadline(
+                        "another caller's connection attempt did not finish in time".into(),
+                    )
+                })?;
+            // Someone else may have connected while we waited for the lock.
+            if let Some(conn) = self.live() {
+                return Ok(conn);
+            }
             if let Some(at) = backoff.next_attempt() {
                 if at > Instant::now() {
                     if fail_fast || at >= deadline {
@@ -271,7 +284,15 @@ impl Channel {
                             not_by_deadline("the peer was unreachable on the last attempt; retrying after a backoff".into())
                         }));
                     }
+                    // Wait out the backoff without the lock: a fail-fast
+                    // caller (leader discovery, Raft) must learn at once that
+                    // the peer is down, not queue behind this sleep (a watch
+                    // reopening on a killed GCS member held it for seconds
+                    // while keep-alives, sent there by stale leader hints,
+                    // waited their whole attempt timeout).
+                    drop(backoff);
                     tokio::time::sleep_until(at).await;
+                    continue;
                 }
             }
             let attempt_deadline = deadline.min(Instant::now() + self.inner.config.connect_timeout);
@@ -358,5 +379,59 @@ mod tests {
                 .into_vec(),
             vec![2]
         );
+    }
+
+    /// A caller waiting out a reconnect backoff does not hold the channel:
+    /// a fail-fast call to the same dead peer fails at once instead of
+    /// queueing behind it until its own deadline (what stalled GCS
+    /// keep-alives after a leader's node was killed, issue #17).
+    #[tokio::test(start_paused = true)]
+    async fn a_fail_fast_call_is_not_held_up_by_a_caller_in_backoff() {
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        };
+        let ch = RpcClient::new(config()).channel(&dead);
+        let fail_fast = CallOptions {
+            timeout: Some(Duration::from_secs(2)),
+            fail_fast: true,
+        };
+        // A refused connection: the channel now backs off.
+        let first = ch
+            .call_with::<Echo>(&ByteBuf::from(vec![1]), fail_fast)
+            .await;
+        assert!(matches!(first, Err(RpcError::Connect { .. })), "{first:?}");
+        // A patient caller (a watch opening a stream) waits for the peer.
+        let patient = tokio::spawn({
+            let ch = ch.clone();
+            async move {
+                ch.call_with::<Echo>(
+                    &ByteBuf::from(vec![2]),
+                    CallOptions::timeout(Duration::from_secs(60)),
+                )
+                .await
+            }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        let second = ch
+            .call_with::<Echo>(&ByteBuf::from(vec![3]), fail_fast)
+            .await;
+        let Err(RpcError::Connect { reason, .. }) = second else {
+            panic!("expected a connect error, got {second:?}");
+        };
+        assert!(
+            !reason.contains("another caller"),
+            "the fail-fast call queued behind the patient one: {reason}"
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no time passed: {reason}"
+        );
+        assert!(!patient.is_finished(), "the patient caller still waits");
+        patient.abort();
     }
 }

@@ -9,15 +9,25 @@
 //! so a client runs at most one write per session at a time and keeps a
 //! pool of sessions for concurrent writes.
 //!
+//! The member list is kept current in the background (`members.rs`): a
+//! task asks the leader the client last reached for the membership every
+//! [`ClientConfig::membership_refresh`], and at once when requests find a
+//! new leader; members added later are then tried too, and removed ones
+//! dropped once a leader that heard a quorum says so. Requests and watches
+//! only read the list: none ever waits for a refresh, and a refresh never
+//! touches the leader a request will try.
+//!
 //! Errors separate what a caller can act on: [`GcsClientError::Unavailable`]
 //! (no member answered in time: try later), [`GcsClientError::Rejected`]
 //! (the store refused the request: retrying will not help), and
 //! [`GcsClientError::Transport`] (this process cannot talk to the cluster
 //! at all: wrong token or version).
 
+mod members;
 mod watch;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,15 +37,17 @@ use troupe_core::rpc::{CallOptions, RpcClient, RpcError};
 use crate::api::{Admin, AdminReply, AdminRequest, GcsError, Kv, KvReply, KvRequest, MemberStatus};
 use crate::command::{Command, KeySelector, Operation, RangeRequest};
 use crate::model::{KeyValue, LeaseId};
-use crate::response::{Outcome, Response};
+use crate::response::{CommandError, Outcome, Response};
 use crate::store::RangeRead;
+use members::MemberList;
 
 pub use watch::WatchStream;
 
 /// How a client talks to the cluster.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Addresses of some or all members; the leader is found from there.
+    /// Addresses of some or all members; the leader is found from there,
+    /// and the current membership learned from the leader.
     pub members: Vec<String>,
     /// How long one request may take, retries and failovers included.
     pub request_timeout: Duration,
@@ -51,6 +63,10 @@ pub struct ClientConfig {
     /// would only make control operations hang. Much longer than an
     /// election (150–300 ms).
     pub no_leader_grace: Duration,
+    /// How often a client in use asks the leader for the membership (it
+    /// also asks whenever its requests find a new leader). In the
+    /// background: no request waits for it.
+    pub membership_refresh: Duration,
 }
 
 impl ClientConfig {
@@ -63,6 +79,7 @@ impl ClientConfig {
             // refused), and the new leader is usually there within ~0.5 s.
             backoff: (Duration::from_millis(10), Duration::from_millis(100)),
             no_leader_grace: Duration::from_secs(2),
+            membership_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -127,6 +144,23 @@ pub type Result<T, E = GcsClientError> = std::result::Result<T, E>;
 struct Session {
     client_id: u64,
     next_seq: u64,
+    /// The store answered a write of this session: it holds the session
+    /// (until it expires). A session whose first write got no answer may
+    /// be unknown to the store, where its next sequence number would be
+    /// refused as expired: it is dropped instead of reused.
+    opened: bool,
+}
+
+impl Session {
+    /// A new session: a random id (64 bits: no two clients pick the same),
+    /// starting at sequence 1, which opens it in the store.
+    fn fresh() -> Session {
+        Session {
+            client_id: rand::random::<u64>() | 1,
+            next_seq: 1,
+            opened: false,
+        }
+    }
 }
 
 struct Inner {
@@ -136,6 +170,13 @@ struct Inner {
     leader: Mutex<Option<String>>,
     /// Sessions not in use by a write now.
     idle_sessions: Mutex<Vec<Session>>,
+    /// The addresses tried (`members.rs`); held only to copy or update.
+    members: Mutex<MemberList>,
+    /// Wakes the refresher (a request found a new leader).
+    refresh_now: Arc<tokio::sync::Notify>,
+    /// The refresher was started (on first use: `new` may run outside a
+    /// runtime).
+    refresher_started: AtomicBool,
 }
 
 /// A handle on the control store. Cheap to clone.
@@ -169,6 +210,16 @@ pub(crate) fn after_error(error: &Attempt) -> Next {
     }
 }
 
+/// Whether a failed attempt may have reached a leader that applied it:
+/// only a refused connection and a "not the leader" answer prove it did
+/// not. Pure.
+pub(crate) fn may_have_applied(attempt: &Attempt) -> bool {
+    !matches!(
+        attempt,
+        Attempt::Store(GcsError::NotLeader { .. }) | Attempt::Rpc(RpcError::Connect { .. })
+    )
+}
+
 /// How one attempt failed.
 #[derive(Debug, Clone)]
 pub(crate) enum Attempt {
@@ -193,15 +244,75 @@ impl GcsClient {
         Ok(GcsClient {
             inner: Arc::new(Inner {
                 rpc,
-                config,
                 leader: Mutex::new(None),
                 idle_sessions: Mutex::new(Vec::new()),
+                members: Mutex::new(MemberList::new(config.members.clone())),
+                config,
+                refresh_now: Arc::default(),
+                refresher_started: AtomicBool::new(false),
             }),
         })
     }
 
     fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The member addresses this client tries now: those it started with,
+    /// then those learned from the leader, less those the leader said were
+    /// removed.
+    pub fn members(&self) -> Vec<String> {
+        Self::lock(&self.inner.members).addrs().to_vec()
+    }
+
+    /// Asks the leader this client last reached for the membership, once,
+    /// and takes a believed answer into the member list. Does nothing
+    /// without a known leader (requests find one) or when it does not
+    /// answer within the attempt timeout. True if the list changed.
+    pub async fn refresh_members(&self) -> bool {
+        let Some(leader) = self.leader_hint() else {
+            return false;
+        };
+        let options = CallOptions {
+            timeout: Some(self.inner.config.attempt_timeout),
+            fail_fast: true,
+        };
+        let answer = self
+            .inner
+            .rpc
+            .channel(&leader)
+            .call_with::<Admin>(&AdminRequest::Status, options)
+            .await;
+        let Ok(Ok(AdminReply::Status(status))) = answer else {
+            return false;
+        };
+        let mut list = Self::lock(&self.inner.members);
+        let changed = list.learn(&status);
+        if changed {
+            debug!(members = ?list.addrs(), "GCS membership learned");
+        }
+        changed
+    }
+
+    /// Starts, once, the task that refreshes the member list every
+    /// `membership_refresh` and whenever woken, for as long as the client
+    /// exists. One refresh at a time; a refresh is one bounded call.
+    fn start_refresher(&self) {
+        if self.inner.refresher_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Only a weak handle between refreshes: the task ends within one
+        // period of the last clone of the client being dropped.
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let wake = self.inner.refresh_now.clone();
+        let every = self.inner.config.membership_refresh;
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(every, wake.notified()).await;
+                let Some(inner) = weak.upgrade() else { return };
+                GcsClient { inner }.refresh_members().await;
+            }
+        });
     }
 
     /// The member believed to lead, if any.
@@ -215,10 +326,23 @@ impl GcsClient {
     where
         P: troupe_core::rpc::Protocol<Response = std::result::Result<T, GcsError>>,
     {
+        Ok(self.to_leader_traced::<P, T>(request).await?.0)
+    }
+
+    /// [`Self::to_leader`], also saying whether an attempt before the one
+    /// answered may have reached a leader (see [`may_have_applied`]) long
+    /// enough ago that its session may have expired since.
+    async fn to_leader_traced<P, T>(&self, request: &P::Request) -> Result<(T, bool)>
+    where
+        P: troupe_core::rpc::Protocol<Response = std::result::Result<T, GcsError>>,
+    {
+        let mut uncertain = false;
+        self.start_refresher();
         let config = &self.inner.config;
         let started = Instant::now();
         let deadline = started + config.request_timeout;
-        let members = &config.members;
+        let mut members = self.members();
+        let believed_leader = self.leader_hint();
         let mut target = self.leader_hint().unwrap_or_else(|| members[0].clone());
         let mut next_member = members
             .iter()
@@ -248,12 +372,24 @@ impl GcsClient {
                 .await
             {
                 Ok(Ok(answer)) => {
+                    // An attempt applied earlier stamped its session then:
+                    // the store cannot have expired it within less than
+                    // the shortest retention it accepts.
+                    let uncertain =
+                        uncertain && started.elapsed() >= crate::kv::MIN_SESSION_RETENTION;
+                    if believed_leader.as_ref() != Some(&target) {
+                        // A new leader (or the first found): the
+                        // membership may have changed with it. Never
+                        // waited for.
+                        self.inner.refresh_now.notify_one();
+                    }
                     *Self::lock(&self.inner.leader) = Some(target);
-                    return Ok(answer);
+                    return Ok((answer, uncertain));
                 }
                 Ok(Err(e)) => Attempt::Store(e),
                 Err(e) => Attempt::Rpc(e),
             };
+            uncertain |= may_have_applied(&outcome);
             last = format!("{target}: {outcome}");
             debug!(%last, "GCS attempt failed");
             let now = Instant::now();
@@ -281,8 +417,10 @@ impl GcsClient {
                     *Self::lock(&self.inner.leader) = None;
                     tried_this_round += 1;
                     if tried_this_round >= members.len() {
-                        // Every member failed once: wait before the next round.
+                        // Every member failed once: wait before the next
+                        // round, over what the refresher knows by then.
                         tried_this_round = 0;
+                        members = self.members();
                         let wake = (Instant::now() + backoff).min(deadline);
                         tokio::time::sleep_until(wake).await;
                         backoff = (backoff * 2).min(config.backoff.1);
@@ -297,34 +435,72 @@ impl GcsClient {
     fn take_session(&self) -> Session {
         Self::lock(&self.inner.idle_sessions)
             .pop()
-            .unwrap_or_else(|| Session {
-                client_id: rand::random::<u64>() | 1,
-                next_seq: 1,
-            })
+            .unwrap_or_else(Session::fresh)
     }
 
-    fn return_session(&self, mut session: Session) {
+    /// Puts `session` back for the next write, its sequence number spent;
+    /// `answered`: the store answered this write. A session the store may
+    /// not know (no write of it was ever answered) is dropped.
+    fn return_session(&self, mut session: Session, answered: bool) {
+        session.opened |= answered;
+        if !session.opened {
+            return;
+        }
         session.next_seq += 1;
         Self::lock(&self.inner.idle_sessions).push(session);
     }
 
     /// Replicates `op` exactly once and returns the store's response (which
     /// may be a replicated rejection, e.g. an unknown lease).
+    ///
+    /// A session idle for longer than the GCS's session retention has been
+    /// removed there: the store answers [`CommandError::SessionExpired`]
+    /// without applying anything. The write is then sent again under a new
+    /// session, unless an earlier attempt of it may have been applied and
+    /// the session expired since (possible only when this request took
+    /// longer than the shortest retention, 30 s): then that answer is
+    /// returned, and the caller must look whether the write applied.
     pub async fn write(&self, op: Operation) -> Result<Response> {
         let session = self.take_session();
         let command = Command::with_session(session.client_id, session.next_seq, op);
         // Refused here as the leader would refuse it, without sending it.
         if let Err(refusal) = crate::kv::check_write(&command) {
-            self.return_session(session);
+            // Never sent: the sequence number is still free.
+            Self::lock(&self.inner.idle_sessions).push(session);
             return Ok(Response {
                 revision: 0,
                 outcome: Err(refusal),
             });
         }
-        let result = self.to_leader::<Kv, _>(&KvRequest::Write(command)).await;
-        // Whatever happened, this sequence number is spent: a later write
-        // uses the next one, which the store orders after it.
-        self.return_session(session);
+        let result = self
+            .to_leader_traced::<Kv, _>(&KvRequest::Write(command.clone()))
+            .await;
+        let (response, uncertain) = match result {
+            Ok((KvReply::Written(response), uncertain)) => (response, uncertain),
+            Ok((other, _)) => {
+                self.return_session(session, false);
+                return Err(unexpected(other));
+            }
+            Err(e) => {
+                // This sequence number is spent: a later write uses the
+                // next one, which the store orders after it.
+                self.return_session(session, false);
+                return Err(e);
+            }
+        };
+        if !matches!(response.outcome, Err(CommandError::SessionExpired { .. })) {
+            self.return_session(session, true);
+            return Ok(response);
+        }
+        // The session is gone from the store: never use it again.
+        debug!(client_id = session.client_id, "GCS session expired");
+        if uncertain {
+            return Ok(response);
+        }
+        let fresh = Session::fresh();
+        let again = Command::with_session(fresh.client_id, fresh.next_seq, command.op);
+        let result = self.to_leader::<Kv, _>(&KvRequest::Write(again)).await;
+        self.return_session(fresh, matches!(result, Ok(KvReply::Written(_))));
         match result? {
             KvReply::Written(response) => Ok(response),
             other => Err(unexpected(other)),
@@ -535,6 +711,25 @@ mod tests {
         );
         let rest = next_page(&RangeRequest::prefix("p/", Some(5)), &page(&["p/a"], true));
         assert_eq!(rest.map(|r| r.limit), Some(Some(4)));
+    }
+
+    #[test]
+    fn only_a_refused_connection_or_not_the_leader_prove_a_write_was_not_applied() {
+        let not_leader = Attempt::Store(GcsError::NotLeader {
+            member: 1,
+            leader: None,
+        });
+        let refused = Attempt::Rpc(RpcError::Connect {
+            addr: "a".into(),
+            reason: "refused".into(),
+        });
+        assert!(!may_have_applied(&not_leader) && !may_have_applied(&refused));
+        let lost = Attempt::Rpc(RpcError::ConnectionLost {
+            addr: "a".into(),
+            reason: "eof".into(),
+        });
+        let busy = Attempt::Store(GcsError::Unavailable("taking over".into()));
+        assert!(may_have_applied(&lost) && may_have_applied(&busy));
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl WatchStream {
         let mut backoff = config.backoff.0;
         loop {
             if self.open.is_none() {
-                let addr = config.members[self.member % config.members.len()].clone();
+                // The client's current list (its start addresses until
+                // the refresher learns more; never empty).
+                let members = self.client.members();
+                let addr = members[self.member % members.len()].clone();
                 let request = WatchRequest {
                     selector: self.selector.clone(),
                     from_revision: self.next_revision,
@@ -59,7 +62,9 @@ impl WatchStream {
                     .client
                     .rpc()
                     .channel(&addr)
-                    .stream::<Watch>(&request)
+                    // Fail fast: a dead member is skipped at once (the
+                    // next one may serve), not waited for.
+                    .stream_with::<Watch>(&request, true)
                     .await
                 {
                     Ok(stream) => self.open = Some(stream),

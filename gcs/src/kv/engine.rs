@@ -11,9 +11,9 @@
 use crate::command::{
     Command, DeleteRequest, Operation, PutRequest, RangeRequest, TxnOp, TxnRequest,
 };
-use crate::kv::compare;
 use crate::kv::limits::{page_len, RANGE_PAGE_BYTES};
 use crate::kv::view::{KvView, Mutation, Overlay};
+use crate::kv::{compare, sessions};
 use crate::model::{Event, EventKind, KeyValue, Lease, LeaseId, RevisionEvents, SessionRecord};
 use crate::response::{
     CommandError, DeleteOutcome, OpOutcome, Outcome, PutOutcome, RangeOutcome, Response, TxnOutcome,
@@ -50,6 +50,15 @@ pub fn apply<V: KvView>(view: &V, command: &Command) -> Result<Applied, V::Error
                     }),
                 }));
             }
+        } else if session.seq > 1 {
+            // Not a new session's first write, yet unknown: it expired.
+            return Ok(unchanged(Response {
+                revision: base_revision,
+                outcome: Err(CommandError::SessionExpired {
+                    client_id: session.client_id,
+                    seq: session.seq,
+                }),
+            }));
         }
     }
 
@@ -60,6 +69,8 @@ pub fn apply<V: KvView>(view: &V, command: &Command) -> Result<Applied, V::Error
         events: Vec::new(),
     };
     let outcome = exec.run(&command.op)?;
+    // After the command: an expiry command advances the clock.
+    let used_ms = exec.overlay.session_clock()?;
     let (mut mutations, events, revision) = match outcome {
         Ok(_) if !exec.events.is_empty() => {
             let revision = exec.revision;
@@ -83,6 +94,7 @@ pub fn apply<V: KvView>(view: &V, command: &Command) -> Result<Applied, V::Error
                 seq: session.seq,
                 response: response.clone(),
             },
+            used_ms,
         });
     }
     Ok(Applied {
@@ -144,6 +156,10 @@ impl<V: KvView> Execution<V> {
             Operation::Range(req) => Ok(Outcome::Range(range(&self.overlay, req)?)),
             Operation::LeaseGrant { id, ttl_ms } => self.lease_grant(*id, *ttl_ms)?,
             Operation::LeaseRevoke { id } => self.lease_revoke(*id)?,
+            Operation::ExpireSessions {
+                elapsed_ms,
+                idle_ms,
+            } => self.expire_sessions(*elapsed_ms, *idle_ms)?,
         })
     }
 
@@ -277,6 +293,22 @@ impl<V: KvView> Execution<V> {
         }
         self.write(Mutation::DeleteLease(id));
         Ok(Ok(Outcome::LeaseRevoked { id, deleted }))
+    }
+
+    /// Advances the session clock and removes the sessions idle for
+    /// `idle_ms` of it (see [`sessions`]). Changes no key: no revision.
+    fn expire_sessions(&mut self, elapsed_ms: u64, idle_ms: u64) -> Step<Outcome, V::Error> {
+        let clock_ms = self.overlay.session_clock()?.saturating_add(elapsed_ms);
+        let stamps = self.overlay.session_stamps()?;
+        let gone = sessions::expired(&stamps, clock_ms, idle_ms);
+        for client_id in &gone {
+            self.write(Mutation::DeleteSession(*client_id));
+        }
+        self.write(Mutation::SetSessionClock(clock_ms));
+        Ok(Ok(Outcome::SessionsExpired {
+            expired: gone.len() as u64,
+            clock_ms,
+        }))
     }
 
     fn attach(&mut self, id: LeaseId, key: &[u8]) -> Result<(), V::Error> {

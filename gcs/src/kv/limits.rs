@@ -132,7 +132,9 @@ pub(crate) fn write_bytes(command: &Command) -> usize {
                 + t.success.iter().map(txn_op).sum::<usize>()
                 + t.failure.iter().map(txn_op).sum::<usize>()
         }
-        Operation::LeaseGrant { .. } | Operation::LeaseRevoke { .. } => 16,
+        Operation::LeaseGrant { .. }
+        | Operation::LeaseRevoke { .. }
+        | Operation::ExpireSessions { .. } => 16,
     }
 }
 

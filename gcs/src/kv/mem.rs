@@ -14,7 +14,9 @@ pub struct MemKv {
     pub revision: u64,
     pub kvs: BTreeMap<Vec<u8>, KeyValue>,
     pub leases: BTreeMap<LeaseId, Lease>,
-    pub sessions: BTreeMap<u64, SessionRecord>,
+    /// Each session's record and last use on the session clock.
+    pub sessions: BTreeMap<u64, (SessionRecord, u64)>,
+    pub session_clock: u64,
     pub history: Vec<RevisionEvents>,
 }
 
@@ -44,9 +46,17 @@ impl MemKv {
                 None => self.leases.remove(&id),
             };
         }
-        self.sessions.extend(pending.sessions);
+        for (client_id, session) in pending.sessions {
+            match session {
+                Some(session) => self.sessions.insert(client_id, session),
+                None => self.sessions.remove(&client_id),
+            };
+        }
         if let Some(revision) = pending.revision {
             self.revision = revision;
+        }
+        if let Some(clock) = pending.session_clock {
+            self.session_clock = clock;
         }
         if let Some(events) = &applied.events {
             self.history.push(events.clone());
@@ -84,6 +94,21 @@ impl KvView for MemKv {
     }
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, Infallible> {
-        Ok(self.sessions.get(&client_id).cloned())
+        Ok(self
+            .sessions
+            .get(&client_id)
+            .map(|(record, _)| record.clone()))
+    }
+
+    fn session_clock(&self) -> Result<u64, Infallible> {
+        Ok(self.session_clock)
+    }
+
+    fn session_stamps(&self) -> Result<Vec<(u64, u64)>, Infallible> {
+        Ok(self
+            .sessions
+            .iter()
+            .map(|(id, (_, used))| (*id, *used))
+            .collect())
     }
 }

@@ -467,3 +467,114 @@ fn overlay_scan_merges_pending_writes_under_a_limit() {
     assert_eq!(overlay.get(b"a").expect("infallible"), None);
     assert_eq!(overlay.revision().expect("infallible"), 4);
 }
+
+fn expire(kv: &mut MemKv, elapsed_ms: u64, idle_ms: u64) -> (u64, u64) {
+    match run(
+        kv,
+        Operation::ExpireSessions {
+            elapsed_ms,
+            idle_ms,
+        },
+    )
+    .outcome
+    {
+        Ok(Outcome::SessionsExpired { expired, clock_ms }) => (expired, clock_ms),
+        other => panic!("expected an expiry, got {other:?}"),
+    }
+}
+
+#[test]
+fn sessions_idle_for_the_retention_expire_and_used_ones_stay() {
+    let mut kv = MemKv::default();
+    kv.apply(&Command::with_session(1, 1, put("a", "1")));
+    kv.apply(&Command::with_session(2, 1, put("b", "1")));
+    let revision = kv.revision;
+    assert_eq!(
+        expire(&mut kv, 600, 1_000),
+        (0, 600),
+        "nothing idle long enough"
+    );
+    // Client 2 writes at clock 600; client 1 stays idle since 0.
+    kv.apply(&Command::with_session(2, 2, put("b", "2")));
+    assert_eq!(kv.sessions[&2].1, 600, "stamped with the clock of its use");
+    assert_eq!(expire(&mut kv, 400, 1_000), (1, 1_000));
+    assert_eq!(kv.sessions.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(kv.session_clock, 1_000);
+    assert_eq!(kv.revision, revision + 1, "an expiry changes no key");
+    // The live client goes on; its retry is still answered from the table.
+    let third = kv.apply(&Command::with_session(2, 3, put("b", "3")));
+    let retry = kv.apply(&Command::with_session(2, 3, put("b", "3")));
+    assert_eq!(retry.response, third.response);
+    assert!(retry.mutations.is_empty());
+    assert_eq!(kv.kvs[&b"b".to_vec()].version, 3, "applied once");
+}
+
+#[test]
+fn an_expired_session_s_next_or_retried_write_is_refused_and_changes_nothing() {
+    let mut kv = MemKv::default();
+    kv.apply(&Command::with_session(5, 1, put("k", "1")));
+    kv.apply(&Command::with_session(5, 2, put("k", "2")));
+    assert_eq!(expire(&mut kv, 10, 10), (1, 10));
+    let before = kv.clone();
+    for seq in [2, 3] {
+        // 2: a retry of the last write; 3: the next one of an idle client.
+        let refused = kv.apply(&Command::with_session(5, seq, put("k", "again")));
+        assert_eq!(
+            refused.response.outcome,
+            Err(CommandError::SessionExpired { client_id: 5, seq })
+        );
+        assert!(refused.mutations.is_empty() && refused.events.is_none());
+        assert_eq!(kv, before, "nothing applied, no session opened");
+    }
+    let message = CommandError::SessionExpired {
+        client_id: 5,
+        seq: 3,
+    }
+    .to_string();
+    assert!(message.contains("--session-retention") && message.contains("new session"));
+    // A new session (sequence 1) opens as always, even under an old id.
+    let reopened = kv.apply(&Command::with_session(5, 1, put("k", "3")));
+    assert!(reopened.response.outcome.is_ok());
+    assert_eq!(kv.sessions[&5].0.seq, 1);
+}
+
+#[test]
+fn expiry_is_deterministic_and_sees_sessions_written_earlier_in_the_same_entry() {
+    // Two replicas applying the same commands end in the same state; an
+    // overlay (several commands of one entry) sees a session put before
+    // the expiry and stamps it with the clock before the expiry.
+    let commands = vec![
+        Command::with_session(1, 1, put("a", "1")),
+        Command::new(Operation::ExpireSessions {
+            elapsed_ms: 50,
+            idle_ms: 50,
+        }),
+        Command::with_session(2, 1, put("b", "1")),
+        Command::new(Operation::ExpireSessions {
+            elapsed_ms: 30,
+            idle_ms: 50,
+        }),
+    ];
+    let (mut one, mut two) = (MemKv::default(), MemKv::default());
+    for c in &commands {
+        one.apply(c);
+        two.apply(c);
+    }
+    assert_eq!(one, two);
+    assert_eq!(one.sessions.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(one.sessions[&2].1, 50);
+    let base = MemKv::default();
+    let mut overlay = Overlay::new(&base);
+    for c in &commands[..2] {
+        for m in super::engine::apply(&overlay, c).unwrap().mutations {
+            overlay.record(m);
+        }
+    }
+    assert_eq!(overlay.session_stamps().unwrap(), vec![]);
+    assert_eq!(overlay.session_clock().unwrap(), 50);
+    assert!(overlay
+        .pending()
+        .sessions
+        .get(&1)
+        .is_some_and(|s| s.is_none()));
+}

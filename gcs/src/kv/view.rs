@@ -29,6 +29,15 @@ pub trait KvView {
     fn lease(&self, id: LeaseId) -> Result<Option<Lease>, Self::Error>;
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, Self::Error>;
+
+    /// The session clock (see [`crate::kv::sessions`]); 0 before the first
+    /// expiry command.
+    fn session_clock(&self) -> Result<u64, Self::Error>;
+
+    /// Every session as `(client id, last used on the session clock)`, in
+    /// client id order. A session stored before sessions were stamped
+    /// counts as used at 0.
+    fn session_stamps(&self) -> Result<Vec<(u64, u64)>, Self::Error>;
 }
 
 impl<V: KvView + ?Sized> KvView for &V {
@@ -57,6 +66,14 @@ impl<V: KvView + ?Sized> KvView for &V {
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, Self::Error> {
         (**self).session(client_id)
     }
+
+    fn session_clock(&self) -> Result<u64, Self::Error> {
+        (**self).session_clock()
+    }
+
+    fn session_stamps(&self) -> Result<Vec<(u64, u64)>, Self::Error> {
+        (**self).session_stamps()
+    }
 }
 
 /// One change to the state machine, as decided by the engine. The storage
@@ -67,11 +84,16 @@ pub enum Mutation {
     DeleteKv(Vec<u8>),
     PutLease(Lease),
     DeleteLease(LeaseId),
+    /// A session's last write, used at `used_ms` of the session clock.
     PutSession {
         client_id: u64,
         record: SessionRecord,
+        used_ms: u64,
     },
+    /// An expired session.
+    DeleteSession(u64),
     SetRevision(u64),
+    SetSessionClock(u64),
 }
 
 /// The net effect of a sequence of mutations: the last write per item wins.
@@ -80,8 +102,10 @@ pub enum Mutation {
 pub struct PendingWrites {
     pub kvs: BTreeMap<Vec<u8>, Option<KeyValue>>,
     pub leases: BTreeMap<LeaseId, Option<Lease>>,
-    pub sessions: BTreeMap<u64, SessionRecord>,
+    /// A session's record and last use, or `None` for an expired one.
+    pub sessions: BTreeMap<u64, Option<(SessionRecord, u64)>>,
     pub revision: Option<u64>,
+    pub session_clock: Option<u64>,
 }
 
 impl PendingWrites {
@@ -99,10 +123,18 @@ impl PendingWrites {
             Mutation::DeleteLease(id) => {
                 self.leases.insert(id, None);
             }
-            Mutation::PutSession { client_id, record } => {
-                self.sessions.insert(client_id, record);
+            Mutation::PutSession {
+                client_id,
+                record,
+                used_ms,
+            } => {
+                self.sessions.insert(client_id, Some((record, used_ms)));
+            }
+            Mutation::DeleteSession(client_id) => {
+                self.sessions.insert(client_id, None);
             }
             Mutation::SetRevision(revision) => self.revision = Some(revision),
+            Mutation::SetSessionClock(clock) => self.session_clock = Some(clock),
         }
     }
 
@@ -111,6 +143,7 @@ impl PendingWrites {
             && self.leases.is_empty()
             && self.sessions.is_empty()
             && self.revision.is_none()
+            && self.session_clock.is_none()
     }
 }
 
@@ -198,8 +231,26 @@ impl<V: KvView> KvView for Overlay<V> {
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, Self::Error> {
         match self.pending.sessions.get(&client_id) {
-            Some(record) => Ok(Some(record.clone())),
+            Some(pending) => Ok(pending.as_ref().map(|(record, _)| record.clone())),
             None => self.base.session(client_id),
         }
+    }
+
+    fn session_clock(&self) -> Result<u64, Self::Error> {
+        match self.pending.session_clock {
+            Some(clock) => Ok(clock),
+            None => self.base.session_clock(),
+        }
+    }
+
+    fn session_stamps(&self) -> Result<Vec<(u64, u64)>, Self::Error> {
+        let mut stamps: BTreeMap<u64, u64> = self.base.session_stamps()?.into_iter().collect();
+        for (client_id, pending) in &self.pending.sessions {
+            match pending {
+                Some((_, used)) => stamps.insert(*client_id, *used),
+                None => stamps.remove(client_id),
+            };
+        }
+        Ok(stamps.into_iter().collect())
     }
 }

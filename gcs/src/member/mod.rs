@@ -13,6 +13,7 @@ pub mod join;
 mod leases;
 mod proposer;
 mod services;
+mod sessions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use troupe_core::rpc::{RpcClient, RpcServer};
 
 use crate::api::{MemberStatus, Membership};
 use crate::command::Command;
+use crate::kv::SessionRetention;
 use crate::network::Network;
 use crate::response::Response;
 use crate::store::{self, GcsReader, StoreConfig};
@@ -58,6 +60,9 @@ pub struct GcsConfig {
     pub store: StoreConfig,
     /// How the leader batches concurrent writes into one log entry.
     pub batch: BatchLimits,
+    /// Client sessions unused for this long are removed from the
+    /// exactly-once table (`--session-retention`; 1 hour by default).
+    pub sessions: SessionRetention,
     /// Test hook: dial these addresses instead of the members' own (a
     /// fault-injecting proxy per link).
     pub dial_overrides: HashMap<NodeId, String>,
@@ -81,6 +86,7 @@ impl GcsConfig {
             purge_batch: 256,
             store: StoreConfig::default(),
             batch: BatchLimits::default(),
+            sessions: SessionRetention::default(),
             dial_overrides: HashMap::new(),
         }
     }
@@ -144,6 +150,8 @@ pub struct GcsMember {
     proposer: Proposer,
     snapshots: tokio::task::AbortHandle,
     elections: tokio::task::AbortHandle,
+    /// The leader's session expiry task (`sessions`).
+    session_expiry: tokio::task::AbortHandle,
     /// Pre-vote rounds asked and won.
     election_rounds: Arc<election::Rounds>,
     /// Membership changes are made one at a time (see `services`).
@@ -189,6 +197,12 @@ impl GcsMember {
             .map_err(|e| GcsMemberError::Raft(e.to_string()))?;
         let leases = LeaseKeeper::start(config.id, raft.clone(), reader.clone());
         let proposer = Proposer::start(raft.clone(), reader.clone(), config.batch);
+        let session_expiry = tokio::spawn(sessions::run(
+            raft.clone(),
+            proposer.clone(),
+            config.sessions,
+        ))
+        .abort_handle();
         let snapshots = tokio::spawn(snapshot_by_size(
             raft.clone(),
             log_size,
@@ -233,6 +247,7 @@ impl GcsMember {
             proposer,
             snapshots,
             elections,
+            session_expiry,
             membership_changes: Arc::default(),
             election_rounds: rounds,
             rpc,
@@ -369,6 +384,7 @@ impl GcsMember {
         self.leases.stop();
         self.snapshots.abort();
         self.elections.abort();
+        self.session_expiry.abort();
         self.raft
             .shutdown()
             .await

@@ -188,6 +188,12 @@ struct KvService(GcsMember);
 impl KvService {
     async fn write(&self, command: Command) -> Result<KvReply, GcsError> {
         let member = &self.0;
+        if matches!(command.op, crate::Operation::ExpireSessions { .. }) {
+            // The session clock moves by leader time only (`member::sessions`).
+            return Err(GcsError::Invalid(
+                "sessions are expired by the GCS leader itself; clients cannot ask for it".into(),
+            ));
+        }
         let started = std::time::Instant::now();
         let response = member
             .write(command)

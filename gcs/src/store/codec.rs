@@ -4,11 +4,14 @@
 //! - `k ++ key`              → [`KeyValue`](crate::KeyValue)
 //! - `l ++ lease id (BE)`    → [`Lease`](crate::Lease)
 //! - `s ++ client id (BE)`   → [`SessionRecord`](crate::SessionRecord)
+//! - `u ++ client id (BE)`   → when that session was last used, on the
+//!   session clock (u64 BE; absent for sessions stored by store format 2:
+//!   used at 0)
 //! - `h ++ revision (BE)`    → `Vec<`[`RevisionEvents`](crate::RevisionEvents)`>`:
 //!   the revisions one apply made, from this one on (a record ends where
 //!   the next begins)
 //! - `m ++ name`             → revision, compaction point, last applied log
-//!   id, last membership.
+//!   id, last membership, session clock.
 
 use std::ops::Bound;
 
@@ -22,11 +25,13 @@ pub const KV: u8 = b'k';
 pub const LEASE: u8 = b'l';
 pub const SESSION: u8 = b's';
 pub const HISTORY: u8 = b'h';
+pub const SESSION_USED: u8 = b'u';
 
 pub const META_REVISION: &[u8] = b"mrevision";
 pub const META_COMPACTED: &[u8] = b"mcompacted";
 pub const META_APPLIED: &[u8] = b"mapplied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";
+pub const META_SESSION_CLOCK: &[u8] = b"msessionclock";
 
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(bincode::serialize(value)?)

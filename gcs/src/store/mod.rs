@@ -88,14 +88,23 @@ impl StoreConfig {
 /// `Raft::shutdown`), and retry while the error says the lock is held: sled's
 /// IO threads may keep the database open for a moment after the last handle.
 /// The on-disk layout this build reads and writes: 2 since log entries are
-/// batches of commands and history records hold one apply's revisions.
-pub const STORE_FORMAT: u32 = 2;
+/// batches of commands and history records hold one apply's revisions; 3
+/// since sessions carry their last use (a `u` table, the session clock)
+/// and the log may hold [`Operation::ExpireSessions`](crate::Operation)
+/// entries, which a format-2 build cannot decode.
+pub const STORE_FORMAT: u32 = 3;
+/// The older format this build upgrades in place: a format-2 directory is
+/// read as it is (its sessions count as used at clock 0) and its `FORMAT`
+/// file rewritten, so a format-2 build refuses it afterwards instead of
+/// failing on an entry it cannot decode.
+const UPGRADES_FROM: u32 = 2;
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "troupe-gcs store format ";
 
 /// What to do about a data directory's format, from its `FORMAT` file's
 /// text (if any) and whether it holds data: `Ok(true)` to write the file
-/// (a new directory), `Ok(false)` to go on, or the error to report. Pure.
+/// (a new directory, or an upgrade from [`UPGRADES_FROM`]), `Ok(false)` to
+/// go on, or the error to report. Pure.
 fn format_verdict(
     dir: &Path,
     file: Option<&str>,
@@ -134,6 +143,9 @@ fn format_verdict(
         })?;
     if found == STORE_FORMAT {
         return Ok(false);
+    }
+    if found == UPGRADES_FROM {
+        return Ok(true);
     }
     Err(format!(
         "{} holds GCS data in store format {found}; this build reads format {STORE_FORMAT}. \
@@ -190,7 +202,7 @@ mod format_tests {
         let missing = format_verdict(dir, None, true).unwrap_err();
         assert!(missing.contains("no FORMAT file"), "{missing}");
         assert!(
-            missing.contains("printf 'troupe-gcs store format 2\\n' > /data/FORMAT"),
+            missing.contains("printf 'troupe-gcs store format 3\\n' > /data/FORMAT"),
             "{missing}"
         );
         assert!(missing.contains("single-member cluster"), "{missing}");
@@ -200,10 +212,17 @@ mod format_tests {
         );
         let newer = format_verdict(dir, Some("troupe-gcs store format 9"), true).unwrap_err();
         assert!(
-            newer.contains("format 9") && newer.contains("reads format 2"),
+            newer.contains("format 9") && newer.contains("reads format 3"),
             "{newer}"
         );
         assert!(newer.contains("only copy: keep it"), "{newer}");
+        // Format 2 is upgraded in place (the file rewritten); 1 is refused.
+        assert_eq!(
+            format_verdict(dir, Some("troupe-gcs store format 2\n"), true),
+            Ok(true)
+        );
+        let older = format_verdict(dir, Some("troupe-gcs store format 1"), true).unwrap_err();
+        assert!(older.contains("format 1"), "{older}");
         let junk = format_verdict(dir, Some("hello"), true).unwrap_err();
         assert!(junk.contains("not a Troupe GCS format file"), "{junk}");
     }

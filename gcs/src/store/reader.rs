@@ -83,6 +83,13 @@ impl GcsReader {
         self.shared.read_current().leases()
     }
 
+    /// Every exactly-once client session as `(client id, last used on the
+    /// session clock)`, and the session clock (`crate::kv::sessions`).
+    pub fn sessions(&self) -> Result<(Vec<(u64, u64)>, u64)> {
+        let current = self.shared.read_current();
+        Ok((current.session_stamps()?, current.session_clock()?))
+    }
+
     /// The highest revision whose history was compacted away (0: none).
     pub fn compacted(&self) -> Result<u64> {
         self.shared.read_current().compacted()

@@ -145,8 +145,24 @@ impl SmTree {
                 None => batch.remove(k),
             }
         }
-        for (client_id, record) in &pending.sessions {
-            batch.insert(u64_key(codec::SESSION, *client_id), encode(record)?);
+        for (client_id, session) in &pending.sessions {
+            let (record_key, used_key) = (
+                u64_key(codec::SESSION, *client_id),
+                u64_key(codec::SESSION_USED, *client_id),
+            );
+            match session {
+                Some((record, used)) => {
+                    batch.insert(record_key, encode(record)?);
+                    batch.insert(used_key, &used.to_be_bytes());
+                }
+                None => {
+                    batch.remove(record_key);
+                    batch.remove(used_key);
+                }
+            }
+        }
+        if let Some(clock) = pending.session_clock {
+            batch.insert(codec::META_SESSION_CLOCK, &clock.to_be_bytes());
         }
         if let Some(revision) = pending.revision {
             batch.insert(codec::META_REVISION, &revision.to_be_bytes());
@@ -210,5 +226,19 @@ impl KvView for SmTree {
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>> {
         self.get_decoded(&u64_key(codec::SESSION, client_id))
+    }
+
+    fn session_clock(&self) -> Result<u64> {
+        self.get_u64(codec::META_SESSION_CLOCK)
+    }
+
+    fn session_stamps(&self) -> Result<Vec<(u64, u64)>> {
+        let mut stamps = Vec::new();
+        for item in self.tree.range(codec::table_bounds(codec::SESSION)) {
+            let client_id = codec::u64_of_key(&item?.0)?;
+            let used = self.get_u64(&u64_key(codec::SESSION_USED, client_id))?;
+            stamps.push((client_id, used));
+        }
+        Ok(stamps)
     }
 }

@@ -7,5 +7,7 @@ mod basics;
 mod batching;
 mod leases;
 mod limits;
+mod membership;
+mod sessions;
 mod support;
 mod watch;
