@@ -391,6 +391,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
                     name: args.target.clone(),
                     route_prefix: spec.route_prefix.clone(),
                     app: args.target.clone(),
+                    import_path: None,
                     args: serde_json::Value::Null,
                     deployments: Vec::new(),
                 }],
