@@ -115,13 +115,13 @@ pub(super) const DEPLOYMENT: &[Foreign] = &[
     f("request_router_config", Domain::Map, Neutral::Empty, "Troupe's routers always send a request to the least loaded of two replicas chosen at random (Ray's default router); remove request_router_config"),
     f("gang_scheduling_config", Domain::Map, Neutral::Null, "Troupe starts and places replicas one by one; remove gang_scheduling_config"),
     f("deployment_actors", Domain::List, Neutral::Null, "Troupe has no deployment-scoped actors; spawn them from the application (the actor API) instead"),
-    f("rolling_update_percentage", Domain::Fraction, Neutral::Is(1.0), "Troupe replaces all of a deployment's replicas in one step, starting the new ones before the old ones drain; remove the field (or give 1.0)"),
-    f("max_surge_percent", Domain::Int(0, 100), Neutral::Is(100.0), "Troupe starts all of a deployment's new replicas before the old ones drain (a 100% surge); remove the field (or give 100)"),
+    f("rolling_update_percentage", Domain::Fraction, Neutral::Is(1.0), "Troupe replaces all of a deployment's replicas in one step, starting the new ones before the old ones drain"),
+    f("max_surge_percent", Domain::Int(0, 100), Neutral::Is(100.0), "Troupe starts all of a deployment's new replicas before the old ones drain (a 100% surge)"),
 ];
 
 /// `autoscaling_config` (`AutoscalingConfig`).
 pub(super) const AUTOSCALING: &[Foreign] = &[
-    f("aggregation_function", Domain::Str, Neutral::Text("mean"), "Troupe's autoscaler averages the load over look_back_period_s; remove the field (or give \"mean\")"),
+    f("aggregation_function", Domain::Str, Neutral::Text("mean"), "Troupe's autoscaler averages the load over look_back_period_s"),
     f("policy", Domain::Map, Neutral::Empty, "Troupe's autoscaling policy is built in (see `serve/src/autoscale`); custom Python policies cannot run in it"),
 ];
 

@@ -48,6 +48,8 @@
 mod autoscaling;
 mod build;
 mod foreign;
+#[cfg(test)]
+mod ray_domains;
 
 use std::collections::{BTreeMap, BTreeSet};
 
