@@ -12,7 +12,7 @@ use troupe_worker::{codec, schema, Cluster, Message};
 use crate::deployment::{Deployment, Serves};
 use crate::http::ServeError;
 use crate::runtime;
-use crate::spec::{check_name, AppSpec, DeploymentSpec, APPS_PREFIX};
+use crate::spec::{check_name, AppSpec, DeploymentSpec, APPS_PREFIX, DEPLOYED_AT_PREFIX};
 
 /// A deployment with its arguments and options, ready to add to an
 /// [`Application`]. Option names and defaults follow Ray Serve.
@@ -343,12 +343,17 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
         if old.as_ref() == Some(&spec) {
             return Ok(spec.version);
         }
+        let stamp = serde_json::to_vec(&crate::declarative::unix_now_s())
+            .expect("a number serializes");
         let txn = TxnRequest {
             compares: vec![compare],
-            success: vec![TxnOp::Put(PutRequest::new(
-                key.clone(),
-                schema::encode(&spec),
-            ))],
+            success: vec![
+                TxnOp::Put(PutRequest::new(key.clone(), schema::encode(&spec))),
+                TxnOp::Put(PutRequest::new(
+                    format!("{DEPLOYED_AT_PREFIX}{}", spec.name),
+                    stamp,
+                )),
+            ],
             failure: vec![],
         };
         let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;
