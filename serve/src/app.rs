@@ -343,8 +343,8 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
         if old.as_ref() == Some(&spec) {
             return Ok(spec.version);
         }
-        let stamp = serde_json::to_vec(&crate::declarative::unix_now_s())
-            .expect("a number serializes");
+        let stamp =
+            serde_json::to_vec(&crate::declarative::unix_now_s()).expect("a number serializes");
         let txn = TxnRequest {
             compares: vec![compare],
             success: vec![

@@ -657,16 +657,28 @@ mod tests {
     #[test]
     fn deploy_times_are_stamped_on_changed_applications_and_dropped_with_deleted_ones() {
         let current = BTreeMap::from([
-            ("kept".to_string(), successor(None, spec("kept", &[("a", "A", 1)]))),
-            ("gone".to_string(), successor(None, spec("gone", &[("a", "A", 1)]))),
+            (
+                "kept".to_string(),
+                successor(None, spec("kept", &[("a", "A", 1)])),
+            ),
+            (
+                "gone".to_string(),
+                successor(None, spec("gone", &[("a", "A", 1)])),
+            ),
         ]);
-        let desired = vec![spec("kept", &[("a", "A", 1)]), spec("new", &[("a", "A", 2)])];
+        let desired = vec![
+            spec("kept", &[("a", "A", 1)]),
+            spec("new", &[("a", "A", 2)]),
+        ];
         let (_, outcome) = plan(&current, desired);
         let ops = stamp_ops(&outcome, 1_700_000_000.5);
         let put: Vec<_> = ops
             .iter()
             .filter_map(|op| match op {
-                TxnOp::Put(p) => Some((String::from_utf8_lossy(&p.key).into_owned(), p.value.clone())),
+                TxnOp::Put(p) => Some((
+                    String::from_utf8_lossy(&p.key).into_owned(),
+                    p.value.clone(),
+                )),
                 _ => None,
             })
             .collect();
@@ -677,9 +689,10 @@ mod tests {
         let deleted: Vec<_> = ops
             .iter()
             .filter_map(|op| match op {
-                TxnOp::Delete(DeleteRequest { selector: KeySelector::Key(k), .. }) => {
-                    Some(String::from_utf8_lossy(k).into_owned())
-                }
+                TxnOp::Delete(DeleteRequest {
+                    selector: KeySelector::Key(k),
+                    ..
+                }) => Some(String::from_utf8_lossy(k).into_owned()),
                 _ => None,
             })
             .collect();

@@ -91,8 +91,18 @@ pub(super) const HTTP: &[Foreign] = &[
 
 /// `logging_config` (`LoggingConfig`).
 pub(super) const LOGGING: &[Foreign] = &[
-    f("logs_dir", Domain::Str, Neutral::Null, "Troupe's nodes log to stderr (`troupe start` redirects it where you want the log)"),
-    f("additional_log_standard_attrs", Domain::List, Neutral::Empty, "these are Python logging record attributes; Troupe's log lines have fixed fields"),
+    f(
+        "logs_dir",
+        Domain::Str,
+        Neutral::Null,
+        "Troupe's nodes log to stderr (`troupe start` redirects it where you want the log)",
+    ),
+    f(
+        "additional_log_standard_attrs",
+        Domain::List,
+        Neutral::Empty,
+        "these are Python logging record attributes; Troupe's log lines have fixed fields",
+    ),
 ];
 
 /// An application (`ServeApplicationSchema`).

@@ -241,8 +241,11 @@ fn log_level(v: &mut Validator, map: &Map<String, Value>, default: &str) -> Stri
         Value::String(s) => RAY_LOG_LEVELS
             .iter()
             .find(|(name, _, _)| name.eq_ignore_ascii_case(s)),
-        Value::Number(_) => foreign::integral(given)
-            .and_then(|n| RAY_LOG_LEVELS.iter().find(|(_, num, _)| *num == n && n >= 0)),
+        Value::Number(_) => foreign::integral(given).and_then(|n| {
+            RAY_LOG_LEVELS
+                .iter()
+                .find(|(_, num, _)| *num == n && n >= 0)
+        }),
         _ => None,
     };
     if let Some((_, _, level)) = found {
@@ -784,10 +787,7 @@ pub const DEFAULT_APP_NAME: &str = "default";
 /// all name builder `chain`). Ray's form is checked by
 /// [`check_import_path`].
 pub fn builder_of_import_path(import_path: &str) -> &str {
-    import_path
-        .rsplit([':', '.'])
-        .next()
-        .unwrap_or(import_path)
+    import_path.rsplit([':', '.']).next().unwrap_or(import_path)
 }
 
 /// Ray's checks of an `import_path` (`ServeApplicationSchema`): at most one
@@ -802,14 +802,20 @@ pub fn check_import_path(path: &str) -> Result<(), String> {
     if colons > 1 {
         return Err(format!("{path:?} has more than one colon; an import path may have at most one (`module.path:builder`)"));
     }
-    let (sep, what) = if colons == 1 { (':', "colon") } else { ('.', "dot") };
+    let (sep, what) = if colons == 1 {
+        (':', "colon")
+    } else {
+        ('.', "dot")
+    };
     if path.starts_with(sep) || path.ends_with(sep) {
         return Err(format!(
             "{path:?} starts or ends with a {what}; write `module.path:builder`"
         ));
     }
     if builder_of_import_path(path).is_empty() {
-        return Err(format!("{path:?} names no builder after its last `:` or `.`"));
+        return Err(format!(
+            "{path:?} names no builder after its last `:` or `.`"
+        ));
     }
     Ok(())
 }
@@ -921,7 +927,9 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> 
         has_builder: !builder.is_empty()
             && match builder_field {
                 "app" => matches!(map.get("app"), Some(Value::String(_))),
-                _ => import_path.as_deref().is_some_and(|p| check_import_path(p).is_ok()),
+                _ => import_path
+                    .as_deref()
+                    .is_some_and(|p| check_import_path(p).is_ok()),
             },
         builder_field,
         deployments: Vec::new(),

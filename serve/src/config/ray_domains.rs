@@ -130,33 +130,78 @@ fn autoscaling_fields_take_rays_domains() {
 #[test]
 fn troupes_deliberate_differences_say_so_with_the_path() {
     let cases = [
-        ("max_replicas_per_node: 2", format!("{D}.max_replicas_per_node")),
-        ("placement_group_bundles: [{CPU: 1}]", format!("{D}.placement_group_bundles")),
-        ("rolling_update_percentage: 0.2", format!("{D}.rolling_update_percentage")),
-        ("ray_actor_options: {accelerator_type: A100}", format!("{D}.ray_actor_options.accelerator_type")),
-        ("ray_actor_options: {runtime_env: {pip: [torch]}}", format!("{D}.ray_actor_options.runtime_env")),
-        ("logging_config: {log_level: DEBUG}", format!("{D}.logging_config")),
+        (
+            "max_replicas_per_node: 2",
+            format!("{D}.max_replicas_per_node"),
+        ),
+        (
+            "placement_group_bundles: [{CPU: 1}]",
+            format!("{D}.placement_group_bundles"),
+        ),
+        (
+            "rolling_update_percentage: 0.2",
+            format!("{D}.rolling_update_percentage"),
+        ),
+        (
+            "ray_actor_options: {accelerator_type: A100}",
+            format!("{D}.ray_actor_options.accelerator_type"),
+        ),
+        (
+            "ray_actor_options: {runtime_env: {pip: [torch]}}",
+            format!("{D}.ray_actor_options.runtime_env"),
+        ),
+        (
+            "logging_config: {log_level: DEBUG}",
+            format!("{D}.logging_config"),
+        ),
     ];
     for (fields, path) in cases {
         let e = deployment(fields).unwrap_err();
-        assert!(e.starts_with(&format!("{path}: Ray Serve's `")), "{fields}: {e}");
-        assert!(e.contains("is not supported by Troupe (deliberately)"), "{e}");
+        assert!(
+            e.starts_with(&format!("{path}: Ray Serve's `")),
+            "{fields}: {e}"
+        );
+        assert!(
+            e.contains("is not supported by Troupe (deliberately)"),
+            "{e}"
+        );
     }
     let cases = [
-        ("runtime_env: {working_dir: 's3://b/x.zip'}", format!("{A}.runtime_env")),
-        ("external_scaler_enabled: true", format!("{A}.external_scaler_enabled")),
-        ("autoscaling_policy: {policy_function: m:f}", format!("{A}.autoscaling_policy")),
+        (
+            "runtime_env: {working_dir: 's3://b/x.zip'}",
+            format!("{A}.runtime_env"),
+        ),
+        (
+            "external_scaler_enabled: true",
+            format!("{A}.external_scaler_enabled"),
+        ),
+        (
+            "autoscaling_policy: {policy_function: m:f}",
+            format!("{A}.autoscaling_policy"),
+        ),
     ];
     for (fields, path) in cases {
         let e = app(fields).unwrap_err();
-        assert!(e.starts_with(&format!("{path}: Ray Serve's `")), "{fields}: {e}");
+        assert!(
+            e.starts_with(&format!("{path}: Ray Serve's `")),
+            "{fields}: {e}"
+        );
     }
     let cases = [
         ("target_capacity: 50", "target_capacity"),
         ("tracing_config: {enabled: true}", "tracing_config"),
-        ("grpc_options: {grpc_servicer_functions: ['m:add']}", "grpc_options.grpc_servicer_functions"),
-        ("http_options: {ssl_keyfile: k.pem}", "http_options.ssl_keyfile"),
-        ("logging_config: {logs_dir: /var/log}", "logging_config.logs_dir"),
+        (
+            "grpc_options: {grpc_servicer_functions: ['m:add']}",
+            "grpc_options.grpc_servicer_functions",
+        ),
+        (
+            "http_options: {ssl_keyfile: k.pem}",
+            "http_options.ssl_keyfile",
+        ),
+        (
+            "logging_config: {logs_dir: /var/log}",
+            "logging_config.logs_dir",
+        ),
     ];
     for (fields, path) in cases {
         let e = top(fields).unwrap_err();
@@ -204,7 +249,10 @@ fn import_path_follows_rays_form_and_names_a_builder_by_its_last_component() {
     }
     for path in ["a:b:c", ":b", "a:", ".a", "a.", ""] {
         let e = app(&format!("import_path: {path:?}")).unwrap_err();
-        assert!(e.starts_with("applications[0].import_path: "), "{path}: {e}");
+        assert!(
+            e.starts_with("applications[0].import_path: "),
+            "{path}: {e}"
+        );
     }
     // `app` and `import_path` together must agree.
     assert!(app("app: x").is_ok());
