@@ -1,0 +1,364 @@
+//! Ray Serve 2.60's own tools against a Troupe cluster of node processes,
+//! unchanged: `serve deploy CONFIG -a URL` with a Ray-style config naming
+//! its application by `import_path`, `serve status -a URL` until RUNNING,
+//! HTTP requests served, `num_replicas` changed with `serve deploy`,
+//! `serve config`, and `serve shutdown -a URL -y`; every
+//! `GET /api/serve/applications/` answer on the way is parsed by Ray's
+//! `ServeInstanceDetails` (pydantic, extra fields forbidden). Ray comes
+//! from PyPI, pinned, into a venv under the target dir (made once, like
+//! the schemathesis test's); without python3 or PyPI the test fails
+//! saying so, it does not skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::{get, post};
+use crate::support::TestCluster;
+
+/// The Ray release whose CLI is driven (the one `/api/ray/version`
+/// reports).
+const RAY: &str = "ray[serve]==2.60.0";
+
+/// The venv with Ray (pinned, from PyPI), made once per target dir;
+/// concurrent test binaries take turns through a lock file. A venv whose
+/// install did not finish (no `installed` marker) is made again.
+fn ray_venv() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ray-serve-2.60.0");
+    let marker = dir.join("installed");
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(dir.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(&format!("{RAY}\n")) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let made = Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .unwrap_or_else(|e| panic!("{python} is needed to run Ray's CLI: {e}"));
+        assert!(made.success(), "{python} -m venv failed");
+        let installed = Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", RAY])
+            .status()
+            .unwrap();
+        assert!(
+            installed.success(),
+            "pip install {RAY} failed (it needs PyPI)"
+        );
+        std::fs::write(&marker, format!("{RAY}\n")).unwrap();
+    }
+    dir
+}
+
+/// One of the venv's programs, with an environment that cannot make
+/// Ray's CLI find or start a local Ray cluster (no RAY_ADDRESS, no
+/// dashboard address but the one given with `-a`, no usage reporting).
+fn ray_command(venv: &Path, program: &str, home: &Path) -> Command {
+    let mut command = Command::new(venv.join("bin").join(program));
+    command
+        .env_remove("RAY_ADDRESS")
+        .env_remove("RAY_DASHBOARD_ADDRESS")
+        .env("RAY_USAGE_STATS_ENABLED", "0")
+        .env("HOME", home)
+        .env("TMPDIR", home)
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs Ray's `serve` with `args`, bounded by a timeout; its output.
+fn serve(venv: &Path, home: &Path, args: &[&str]) -> Output {
+    run_bounded(ray_command(venv, "serve", home).args(args), "serve")
+}
+
+/// Runs `command`, killed (by pid) if it takes over two minutes.
+fn run_bounded(command: &mut Command, what: &str) -> Output {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = done.send(());
+        out
+    });
+    if waited.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    waiter.join().unwrap().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Parses what `GET /api/serve/applications/` answers at `url` with Ray's
+/// `ServeInstanceDetails` and prints a summary of it as JSON: Ray's own
+/// `serve status` view (`_get_status`), and each deployment's target.
+const PARSE: &str = r#"
+import json, sys, urllib.request
+from dataclasses import asdict
+from ray.serve.schema import ServeInstanceDetails
+body = json.load(urllib.request.urlopen(sys.argv[1] + "/api/serve/applications/", timeout=30))
+details = ServeInstanceDetails(**body)
+status = asdict(details._get_status())
+targets = {a: {d: dd.target_num_replicas for d, dd in app.deployments.items()}
+           for a, app in details.applications.items()}
+configs = {a: app.deployed_app_config.import_path if app.deployed_app_config else None
+           for a, app in details.applications.items()}
+print(json.dumps({"status": status, "targets": targets, "import_paths": configs,
+                  "controller_node": details.controller_info.node_id}, default=str))
+"#;
+
+/// The GET answer at `url`, parsed by Ray's `ServeInstanceDetails` (the
+/// test fails if it does not parse): the summary [`PARSE`] prints.
+fn ray_details(venv: &Path, home: &Path, url: &str) -> Value {
+    let script = home.join("parse_details.py");
+    std::fs::write(&script, PARSE).unwrap();
+    let out = run_bounded(
+        ray_command(venv, "python", home).arg(&script).arg(url),
+        "python",
+    );
+    assert!(
+        out.status.success(),
+        "Ray's ServeInstanceDetails does not parse the answer:\n{}",
+        text(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// `serve status -a url`, parsed (it prints YAML).
+fn ray_status(venv: &Path, home: &Path, url: &str) -> serde_yaml_ng::Value {
+    let out = serve(venv, home, &["status", "-a", url]);
+    assert!(out.status.success(), "serve status failed:\n{}", text(&out));
+    serde_yaml_ng::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// Whether Ray's status shows `app` RUNNING with each of `replicas`'
+/// deployments HEALTHY with that many RUNNING replicas.
+fn running_with(status: &serde_yaml_ng::Value, app: &str, replicas: &[(&str, u64)]) -> bool {
+    let app = &status["applications"][app];
+    app["status"].as_str() == Some("RUNNING")
+        && replicas.iter().all(|(d, n)| {
+            let d = &app["deployments"][*d];
+            d["status"].as_str() == Some("HEALTHY")
+                && d["replica_states"]["RUNNING"].as_u64() == Some(*n)
+        })
+}
+
+/// Polls Ray's `serve status` (and parses the GET with Ray's model each
+/// time) until `done` holds, for at most `within`; the number of GET
+/// answers parsed.
+fn wait_with_ray_status(
+    venv: &Path,
+    home: &Path,
+    url: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&serde_yaml_ng::Value) -> bool,
+) -> usize {
+    let deadline = Instant::now() + within;
+    let mut parsed = 0;
+    loop {
+        let status = ray_status(venv, home, url);
+        ray_details(venv, home, url);
+        parsed += 1;
+        if done(&status) {
+            return parsed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}; serve status says:\n{}",
+            serde_yaml_ng::to_string(&status).unwrap()
+        );
+    }
+}
+
+const CONFIG: &str = "# A Ray Serve config: Ray's field names, the builder by import_path.
+proxy_location: EveryNode
+applications:
+  - name: text
+    route_prefix: /text
+    import_path: troupe_examples.patterns:chain
+    runtime_env: {}
+    deployments:
+      - name: count
+        num_replicas: COUNT
+        max_ongoing_requests: 8
+        ray_actor_options: {num_cpus: 0.25}
+      - name: normalize
+        num_replicas: 1
+        graceful_shutdown_timeout_s: 0
+        ray_actor_options: {num_cpus: 0.25}
+      - name: pipeline
+        num_replicas: 1
+        ray_actor_options: {num_cpus: 0.25}
+";
+
+#[test]
+fn rays_serve_cli_deploys_watches_rescales_and_shuts_down_a_troupe_cluster() {
+    let venv = ray_venv();
+    let cluster = TestCluster::serve_nodes(2);
+    let home = cluster.tmp.path().join("ray-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let url = format!("http://{}", cluster.nodes[0].admin);
+
+    // Ray's version check answers, naming the version Troupe implements.
+    let (code, body) = get(&cluster.nodes[0].admin, "/api/ray/version").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let version: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(version["ray_version"], "2.60.0");
+    assert!(version["troupe_version"].is_string(), "{version}");
+
+    // Until the serve controller has run, Ray's shutdown finds no Serve
+    // instance; wait for it (and both nodes' proxies) through Ray's model.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let details = ray_details(&venv, &home, &url);
+        let proxies = details["status"]["proxies"]
+            .as_object()
+            .map_or(0, |p| p.len());
+        if details["controller_node"].is_string() && proxies == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no controller or proxies: {details}"
+        );
+    }
+
+    // `serve deploy` with Ray's config.
+    let config = cluster.tmp.path().join("serve.yaml");
+    std::fs::write(&config, CONFIG.replace("COUNT", "1")).unwrap();
+    let config = config.to_str().unwrap();
+    let out = serve(&venv, &home, &["deploy", config, "-a", &url]);
+    assert!(out.status.success(), "serve deploy failed:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Sent deploy request successfully")
+            || String::from_utf8_lossy(&out.stdout).contains("Sent deploy request successfully"),
+        "{}",
+        text(&out)
+    );
+    let mut parsed = wait_with_ray_status(
+        &venv,
+        &home,
+        &url,
+        Duration::from_secs(90),
+        "text is RUNNING",
+        |s| {
+            running_with(
+                s,
+                "text",
+                &[("count", 1), ("normalize", 1), ("pipeline", 1)],
+            )
+        },
+    );
+    let details = ray_details(&venv, &home, &url);
+    assert_eq!(
+        details["import_paths"]["text"], "troupe_examples.patterns:chain",
+        "{details}"
+    );
+    let status = ray_status(&venv, &home, &url);
+    assert!(status["applications"]["text"]["last_deployed_time_s"]
+        .as_f64()
+        .is_some_and(|t| t > 1.0e9));
+    for proxy in status["proxies"].as_mapping().unwrap().values() {
+        assert_eq!(proxy.as_str(), Some("HEALTHY"), "{status:?}");
+    }
+
+    // HTTP requests are served, through both nodes' proxies.
+    let mut served = 0;
+    for node in &cluster.nodes {
+        // A node's proxy learns the route from its own watch of the GCS,
+        // maybe just after the controller reported RUNNING.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !post(&node.http, "/text", "x").is_ok_and(|(c, _)| c == 200) {
+            assert!(
+                Instant::now() < deadline,
+                "{} does not route /text",
+                node.http
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for _ in 0..3 {
+            let (code, body) = post(&node.http, "/text", " One TWO three ").unwrap();
+            assert_eq!(code, 200, "{body}");
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer["words"], 3, "{answer}");
+            served += 1;
+        }
+    }
+    assert_eq!(served, 6);
+
+    // One deployment's num_replicas changed with Ray's CLI.
+    std::fs::write(config, CONFIG.replace("COUNT", "2")).unwrap();
+    let out = serve(&venv, &home, &["deploy", config, "-a", &url]);
+    assert!(out.status.success(), "serve deploy failed:\n{}", text(&out));
+    parsed += wait_with_ray_status(
+        &venv,
+        &home,
+        &url,
+        Duration::from_secs(90),
+        "count has 2 replicas",
+        |s| {
+            running_with(
+                s,
+                "text",
+                &[("count", 2), ("normalize", 1), ("pipeline", 1)],
+            )
+        },
+    );
+    let details = ray_details(&venv, &home, &url);
+    assert_eq!(details["targets"]["text"]["count"], 2, "{details}");
+    assert_eq!(details["targets"]["text"]["normalize"], 1, "{details}");
+    let (code, body) = post(&cluster.nodes[1].http, "/text", "a b").unwrap();
+    assert_eq!(
+        (
+            code,
+            serde_json::from_str::<Value>(&body).unwrap()["words"].clone()
+        ),
+        (200, Value::from(2))
+    );
+
+    // `serve config` prints the config as deployed, in Ray's terms.
+    let out = serve(&venv, &home, &["config", "-a", &url]);
+    assert!(out.status.success(), "serve config failed:\n{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("import_path: troupe_examples.patterns:chain")
+            && printed.contains("num_replicas: 2"),
+        "{printed}"
+    );
+
+    // `serve shutdown -y` deletes every application.
+    let out = serve(&venv, &home, &["shutdown", "-a", &url, "-y"]);
+    assert!(
+        out.status.success(),
+        "serve shutdown failed:\n{}",
+        text(&out)
+    );
+    let said = text(&out);
+    assert!(said.contains("Sent shutdown request"), "{said}");
+    parsed += wait_with_ray_status(
+        &venv,
+        &home,
+        &url,
+        Duration::from_secs(60),
+        "no application is left",
+        |s| s["applications"].as_mapping().is_none_or(|a| a.is_empty()),
+    );
+    let (code, body) = post(&cluster.nodes[0].http, "/text", "x").unwrap();
+    assert_eq!(code, 404, "{body}");
+    // Every wait parsed the GET answer with Ray's model at least once.
+    assert!(parsed >= 3, "{parsed}");
+}
