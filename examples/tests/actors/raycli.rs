@@ -2,7 +2,9 @@
 //! unchanged: `serve deploy CONFIG -a URL` with a Ray-style config naming
 //! its application by `import_path`, `serve status -a URL` until RUNNING,
 //! HTTP requests served, `num_replicas` changed with `serve deploy`,
-//! `serve config`, and `serve shutdown -a URL -y`; every
+//! `serve config`, and `serve shutdown -a URL -y`, all with the cluster's
+//! admin token given as Ray's own token (`RAY_AUTH_MODE=token
+//! RAY_AUTH_TOKEN=...`, which Ray's CLI sends as a bearer token); every
 //! `GET /api/serve/applications/` answer on the way is parsed by Ray's
 //! `ServeInstanceDetails` (pydantic, extra fields forbidden). Ray comes
 //! from PyPI, pinned, into a venv under the target dir (made once, like
@@ -15,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::serve::{get, post};
-use crate::support::TestCluster;
+use crate::serve::post;
+use crate::support::{TestCluster, SERVE_BIN};
+
+/// The cluster's admin token, which Ray's CLI is given as its token.
+const ADMIN_TOKEN: &str = "ray-cli-admin-token";
 
 /// The Ray release whose CLI is driven (the one `/api/ray/version`
 /// reports).
@@ -62,6 +67,8 @@ fn ray_command(venv: &Path, program: &str, home: &Path) -> Command {
         .env_remove("RAY_ADDRESS")
         .env_remove("RAY_DASHBOARD_ADDRESS")
         .env("RAY_USAGE_STATS_ENABLED", "0")
+        .env("RAY_AUTH_MODE", "token")
+        .env("RAY_AUTH_TOKEN", ADMIN_TOKEN)
         .env("HOME", home)
         .env("TMPDIR", home)
         .env("NO_COLOR", "1");
@@ -109,7 +116,10 @@ const PARSE: &str = r#"
 import json, sys, urllib.request
 from dataclasses import asdict
 from ray.serve.schema import ServeInstanceDetails
-body = json.load(urllib.request.urlopen(sys.argv[1] + "/api/serve/applications/", timeout=30))
+import os
+request = urllib.request.Request(sys.argv[1] + "/api/serve/applications/",
+                                 headers={"Authorization": "Bearer " + os.environ["RAY_AUTH_TOKEN"]})
+body = json.load(urllib.request.urlopen(request, timeout=30))
 details = ServeInstanceDetails(**body)
 status = asdict(details._get_status())
 targets = {a: {d: dd.target_num_replicas for d, dd in app.deployments.items()}
@@ -184,6 +194,24 @@ fn wait_with_ray_status(
     }
 }
 
+/// `GET path` at `addr` with the bearer `token`: the raw answer.
+fn get_with_token(addr: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: t\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    raw
+}
+
 const CONFIG: &str = "# A Ray Serve config: Ray's field names, the builder by import_path.
 proxy_location: EveryNode
 applications:
@@ -208,17 +236,27 @@ applications:
 #[test]
 fn rays_serve_cli_deploys_watches_rescales_and_shuts_down_a_troupe_cluster() {
     let venv = ray_venv();
-    let cluster = TestCluster::serve_nodes(2);
+    let node_args = ["--num-cpus", "1", "--admin-token", ADMIN_TOKEN];
+    let mut cluster = TestCluster::head_of(SERVE_BIN, &node_args);
+    cluster.join(&node_args);
     let home = cluster.tmp.path().join("ray-home");
     std::fs::create_dir_all(&home).unwrap();
     let url = format!("http://{}", cluster.nodes[0].admin);
 
-    // Ray's version check answers, naming the version Troupe implements.
-    let (code, body) = get(&cluster.nodes[0].admin, "/api/ray/version").unwrap();
-    assert_eq!(code, 200, "{body}");
-    let version: Value = serde_json::from_str(&body).unwrap();
+    // Ray's version check answers, naming the version Troupe implements,
+    // with the token only.
+    let version = get_with_token(
+        &cluster.nodes[0].admin,
+        "/api/ray/version",
+        Some(ADMIN_TOKEN),
+    );
+    assert!(version.starts_with("HTTP/1.1 200"), "{version}");
+    let body = version.split_once("\r\n\r\n").unwrap().1;
+    let version: Value = serde_json::from_str(body).unwrap();
     assert_eq!(version["ray_version"], "2.60.0");
     assert!(version["troupe_version"].is_string(), "{version}");
+    let denied = get_with_token(&cluster.nodes[0].admin, "/api/ray/version", None);
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
 
     // Until the serve controller has run, Ray's shutdown finds no Serve
     // instance; wait for it (and both nodes' proxies) through Ray's model.

@@ -557,6 +557,16 @@ mod tests {
     }
 
     #[test]
+    fn every_neutral_field_is_listed_in_the_runbook() {
+        let runbook = include_str!("../../../OPERATIONS.md");
+        assert!(NEUTRAL_FIELDS.len() >= 10);
+        for entry in NEUTRAL_FIELDS {
+            let path = entry.split([':', ',']).next().unwrap();
+            assert!(runbook.contains(&format!("`{path}`")), "OPERATIONS.md does not list {path}");
+        }
+    }
+
+    #[test]
     fn an_empty_cluster_is_an_instance_without_applications() {
         let doc = instance_details(&ClusterState::default());
         assert_eq!(doc["applications"], json!({}));
