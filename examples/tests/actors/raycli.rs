@@ -212,6 +212,26 @@ fn get_with_token(addr: &str, path: &str, token: Option<&str>) -> String {
     raw
 }
 
+/// Where Ray's verdict on a config field and Troupe's differ, on
+/// purpose (OPERATIONS.md, "Drive the cluster with Ray Serve's own CLI"):
+/// [`agree.py`](raycli/agree.py)'s cases, labelled as it labels them.
+const DIFFERENT_ON_PURPOSE: &[(&str, bool)] = &[
+    // Troupe refuses what it has no mechanism for (Ray accepts it).
+    (r#"deployment {"rolling_update_percentage": 0.2}"#, true),
+    (r#"deployment {"max_replicas_per_node": 2}"#, true),
+    (r#"actor {"accelerator_type": "A100"}"#, true),
+    (r#"autoscaling {"aggregation_function": "max"}"#, true),
+    (r#"app {"runtime_env": {"env_vars": {"A": "1"}}}"#, true),
+    (r#"top {"target_capacity": 50}"#, true),
+    // A running cluster's proxies keep their address.
+    (r#"top {"http_options": {"host": "0.0.0.0"}}"#, true),
+    // Troupe accepts more (Ray refuses it).
+    (r#"deployment {"placement_group_bundles": null}"#, false),
+    (r#"app {"import_path": "chain"}"#, false),
+    (r#"top {"logging_config": {"log_level": "info"}}"#, false),
+    (r#"top {"logging_config": {"encoding": "text"}}"#, false),
+];
+
 const CONFIG: &str = "# A Ray Serve config: Ray's field names, the builder by import_path.
 proxy_location: EveryNode
 applications:
@@ -376,6 +396,39 @@ fn rays_serve_cli_deploys_watches_rescales_and_shuts_down_a_troupe_cluster() {
         printed.contains("import_path: troupe_examples.patterns:chain")
             && printed.contains("num_replicas: 2"),
         "{printed}"
+    );
+
+    // Ray's verdict and Troupe's on each config field's edge values agree,
+    // but where Troupe differs on purpose (nothing is deployed: each
+    // config also names a builder the binary lacks).
+    let out = run_bounded(
+        ray_command(&venv, "python", &home)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/actors/raycli/agree.py"
+            ))
+            .arg(&url),
+        "agree.py",
+    );
+    assert!(out.status.success(), "agree.py failed:\n{}", text(&out));
+    let agree: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert!(agree["cases"].as_u64().unwrap() >= 80, "{agree}");
+    let differ = agree["differ"].as_object().unwrap();
+    let expected: std::collections::BTreeMap<String, Value> = DIFFERENT_ON_PURPOSE
+        .iter()
+        .map(|(label, ray_accepts)| {
+            (
+                label.to_string(),
+                Value::from(vec![*ray_accepts, !ray_accepts]),
+            )
+        })
+        .collect();
+    let got: std::collections::BTreeMap<String, Value> =
+        differ.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(
+        got, expected,
+        "[ray accepts, troupe accepts] where they differ"
     );
 
     // `serve shutdown -y` deletes every application.

@@ -562,7 +562,10 @@ mod tests {
         assert!(NEUTRAL_FIELDS.len() >= 10);
         for entry in NEUTRAL_FIELDS {
             let path = entry.split([':', ',']).next().unwrap();
-            assert!(runbook.contains(&format!("`{path}`")), "OPERATIONS.md does not list {path}");
+            assert!(
+                runbook.contains(&format!("`{path}`")),
+                "OPERATIONS.md does not list {path}"
+            );
         }
     }
 

@@ -231,6 +231,14 @@ pub(super) fn read_num_replicas(
             });
             None
         }
+        // Ray's check sees the value before pydantic converts it: a
+        // float, even 2.0, is refused.
+        Value::Number(n) if n.is_f64() => {
+            v.field("num_replicas", |v| {
+                v.error(format!("must be an integer or \"auto\", got {n}"))
+            });
+            None
+        }
         _ => integer(v, map, "num_replicas", 0, u32::MAX as i64)
             .map(|n| NumReplicas::Fixed(n as u32)),
     }

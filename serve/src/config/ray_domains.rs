@@ -53,10 +53,13 @@ fn deployment_fields_take_rays_domains() {
         &[
             // num_replicas: PositiveInt | "auto" | null.
             ("num_replicas: 1", None),
-            ("num_replicas: 2.0", None),
             ("num_replicas: auto", None),
             ("num_replicas: null", None),
-            ("num_replicas: 1.5", Some("applications[0].deployments[0].num_replicas: must be an integer, got 1.5")),
+            ("num_replicas: 2.0", Some("applications[0].deployments[0].num_replicas: must be an integer or \"auto\", got 2.0")),
+            ("num_replicas: 1.5", Some("applications[0].deployments[0].num_replicas: must be an integer or \"auto\", got 1.5")),
+            ("num_replicas: \"2\"", Some("applications[0].deployments[0].num_replicas: must be a number of replicas or \"auto\" (autoscaling), got \"2\"")),
+            // max_ongoing_requests: int, gt=0 (lax: 2.0 is 2).
+            ("max_ongoing_requests: 2.0", None),
             // max_ongoing_requests: int, gt=0.
             ("max_ongoing_requests: 1", None),
             ("max_ongoing_requests: 0", Some("applications[0].deployments[0].max_ongoing_requests: must be >= 1, got 0")),
