@@ -29,6 +29,9 @@ pub const STATUS_PREFIX: &str = "/troupe/serve/status/";
 /// Prefix of the applications' deploy times (JSON seconds since the Unix
 /// epoch, by the deploying process's clock; for display only).
 pub const DEPLOYED_AT_PREFIX: &str = "/troupe/serve/deployed-at/";
+/// The node label (in its node record) of a node that runs an HTTP proxy;
+/// its value is the address the proxy was asked to listen on.
+pub const PROXY_LABEL: &str = "troupe.serve/http-proxy";
 /// The serve controller's fencing key.
 pub const TERM_KEY: &str = "/troupe/serve/controller-term";
 /// The actor namespace of replicas.

@@ -19,7 +19,7 @@ use crate::config::{self, AppConfig, ServeConfig};
 use crate::declarative::CONFIG_KEY;
 use crate::spec::{
     AppSpec, AppState, AppStatus, DeploymentSpec, DeploymentState, DeploymentStatus, ReplicaState,
-    APPS_PREFIX, DEPLOYED_AT_PREFIX, STATUS_PREFIX, TERM_KEY,
+    APPS_PREFIX, DEPLOYED_AT_PREFIX, PROXY_LABEL, STATUS_PREFIX, TERM_KEY,
 };
 
 /// The Ray version whose REST API and schema Troupe implements (what
@@ -375,6 +375,7 @@ pub fn instance_details(state: &ClusterState) -> Value {
         _ => state
             .nodes
             .values()
+            .filter(|n| n.labels.contains_key(PROXY_LABEL))
             .map(|n| {
                 let proxy = json!({
                     "node_id": n.id.to_string(),
@@ -567,6 +568,44 @@ mod tests {
                 "OPERATIONS.md does not list {path}"
             );
         }
+    }
+
+    #[test]
+    fn proxies_are_the_nodes_that_run_one_draining_ones_draining() {
+        use troupe_core::id::NodeId;
+        use troupe_worker::schema::NodeRecord;
+        let node = |addr: &str, proxy: bool, draining: bool| NodeRecord {
+            id: NodeId::random(),
+            addr: addr.into(),
+            data_addrs: Vec::new(),
+            resources: Default::default(),
+            labels: match proxy {
+                true => [(PROXY_LABEL.to_string(), "127.0.0.1:8000".to_string())].into(),
+                false => Default::default(),
+            },
+            started_at_ms: 0,
+            gcs_member: false,
+            draining,
+            node_ttl_ms: 1000,
+        };
+        let nodes = [
+            node("10.0.0.1:6380", true, false),
+            node("10.0.0.2:6380", true, true),
+            node("10.0.0.3:6380", false, false),
+        ];
+        let mut state = ClusterState::default();
+        for n in &nodes {
+            state.nodes.insert(n.id, n.clone());
+        }
+        let doc = instance_details(&state);
+        let proxies = doc["proxies"].as_object().unwrap();
+        assert_eq!(proxies.len(), 2, "{doc}");
+        let first = &proxies[&nodes[0].id.to_string()];
+        assert_eq!(
+            (first["status"].as_str(), first["node_ip"].as_str()),
+            (Some("HEALTHY"), Some("10.0.0.1"))
+        );
+        assert_eq!(proxies[&nodes[1].id.to_string()]["status"], "DRAINING");
     }
 
     #[test]
