@@ -1,4 +1,6 @@
-//! The serve config file: YAML close to Ray Serve's schema.
+//! The serve config file: Ray Serve 2.60's schema (`ServeDeploySchema`),
+//! as YAML or JSON, checked field by field with Ray's domains
+//! (`foreign.rs` for Ray's fields Troupe has no mechanism for).
 //!
 //! ```yaml
 //! proxy_location: EveryNode          # EveryNode | HeadOnly | Disabled
@@ -12,9 +14,10 @@
 //!   encoding: TEXT                   # TEXT | JSON
 //!   enable_access_log: true
 //! applications:
-//!   - name: chain
+//!   - name: chain                    # default "default"
 //!     route_prefix: /chain           # null: reachable only by handle
-//!     app: chain                     # a builder registered in the binary (Ray's import_path)
+//!     import_path: models.text:chain # names the registered builder `chain` (see builder_of_import_path)
+//!     # app: chain                   # or Troupe's name for it
 //!     args: {}                       # handed to the builder
 //!     deployments:                   # overrides of the builder's options
 //!       - name: count
