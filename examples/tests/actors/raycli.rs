@@ -223,8 +223,11 @@ const DIFFERENT_ON_PURPOSE: &[(&str, bool)] = &[
     (r#"autoscaling {"aggregation_function": "max"}"#, true),
     (r#"app {"runtime_env": {"env_vars": {"A": "1"}}}"#, true),
     (r#"top {"target_capacity": 50}"#, true),
-    // A running cluster's proxies keep their address.
+    // Names are keys and parts of replica names.
+    (r#"app {"name": "my app"}"#, true),
+    // A running cluster's proxies keep their address; a port is 16 bits.
     (r#"top {"http_options": {"host": "0.0.0.0"}}"#, true),
+    (r#"top {"http_options": {"port": 70000}}"#, true),
     // Troupe accepts more (Ray refuses it).
     (r#"deployment {"placement_group_bundles": null}"#, false),
     (r#"app {"import_path": "chain"}"#, false),

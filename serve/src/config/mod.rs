@@ -781,6 +781,9 @@ fn check_unique_apps(v: &mut Validator, apps: &[AppConfig], laid: &[AppLayout]) 
     }
 }
 
+/// Why an application name Ray takes can be refused.
+const NAMES_DIFFER: &str = "Troupe is stricter than Ray here, deliberately: the name is part of the control store's keys and of replica names";
+
 /// Ray's default application name (`SERVE_DEFAULT_APP_NAME`).
 pub const DEFAULT_APP_NAME: &str = "default";
 
@@ -857,7 +860,7 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> 
     let name = match string(v, &map, "name") {
         Some(name) => {
             if let Err(e) = check_name("application name", &name) {
-                v.field("name", |v| v.error(e));
+                v.field("name", |v| v.error(format!("{e} ({NAMES_DIFFER})")));
             }
             name
         }

@@ -161,7 +161,7 @@ fn invalid_configs_name_every_problem_with_its_path() {
         ),
         (
             "http_options: {port: 70000, request_timeout_s: 0, hostt: x}\nlogging_config: {encoding: XML}\napplications:\n  - {name: 'a b', app: hello, route_prefix: api}\n",
-            "http_options.hostt: unknown field; did you mean \"host\"?\nhttp_options.port: must be <= 65535, got 70000\nhttp_options.request_timeout_s: must be a positive number of seconds, got 0\nlogging_config.encoding: must be one of TEXT, JSON, got \"XML\"\napplications[0].name: application name \"a b\" contains ' '; use letters, digits, '-', '_' and '.'\napplications[0].route_prefix: must start with '/', got \"api\"",
+            "http_options.hostt: unknown field; did you mean \"host\"?\nhttp_options.port: must be <= 65535, got 70000\nhttp_options.request_timeout_s: must be a positive number of seconds, got 0\nlogging_config.encoding: must be one of TEXT, JSON, got \"XML\"\napplications[0].name: application name \"a b\" contains ' '; use letters, digits, '-', '_' and '.' (Troupe is stricter than Ray here, deliberately: the name is part of the control store's keys and of replica names)\napplications[0].route_prefix: must start with '/', got \"api\"",
         ),
         (
             "applications:\n  - {name: a, app: hello}\n  - {name: a, app: hello}\n",
