@@ -43,6 +43,8 @@ pub(super) enum Neutral {
     Empty,
     /// Null or `false`.
     False,
+    /// Null, `{}`, or a mapping with `enabled: false`.
+    Disabled,
     /// Null or this number.
     Is(f64),
     /// Null or this string.
@@ -75,7 +77,7 @@ const fn f(field: &'static str, domain: Domain, neutral: Neutral, why: &'static 
 /// [`check_grpc_options`].
 pub(super) const TOP: &[Foreign] = &[
     f("controller_options", Domain::Map, Neutral::Empty, "Troupe's serve controller runs inside every GCS node (the GCS leader's is active) with the node's own environment; there is no controller actor to configure"),
-    f("tracing_config", Domain::Map, Neutral::Empty, "Troupe has no tracing exporter; use each answer's x-request-id and the access log"),
+    f("tracing_config", Domain::Map, Neutral::Disabled, "Troupe has no tracing exporter; use each answer's x-request-id and the access log"),
     f("target_capacity", Domain::Number(0.0, 100.0), Neutral::Is(100.0), "Troupe runs each deployment's num_replicas (or its autoscaler's target) in full; scale with num_replicas instead"),
 ];
 
@@ -177,6 +179,9 @@ fn check(v: &mut Validator, foreign: &Foreign, value: &Value) {
             _ => false,
         },
         Neutral::False => value == &Value::Bool(false),
+        Neutral::Disabled => value
+            .as_object()
+            .is_some_and(|m| m.is_empty() || m.get("enabled") == Some(&Value::Bool(false))),
         Neutral::Is(n) => value.as_f64() == Some(n),
         Neutral::Text(s) => value.as_str().is_some_and(|v| v.eq_ignore_ascii_case(s)),
         Neutral::Any => true,
@@ -186,6 +191,7 @@ fn check(v: &mut Validator, foreign: &Foreign, value: &Value) {
             Neutral::Null => "leave it out".to_owned(),
             Neutral::Empty => "leave it out (or give it empty)".to_owned(),
             Neutral::False => "leave it out (or give false)".to_owned(),
+            Neutral::Disabled => "leave it out (or give `enabled: false`)".to_owned(),
             Neutral::Is(n) => format!("leave it out (or give {n})"),
             Neutral::Text(s) => format!("leave it out (or give {s:?})"),
             Neutral::Any => unreachable!("every value in the domain is neutral"),

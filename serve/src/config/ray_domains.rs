@@ -280,6 +280,7 @@ fn top_level_fields_take_rays_domains() {
             ("grpc_options: {port: 9000, grpc_servicer_functions: [], request_timeout_s: null, enable_reflection: true}", None),
             ("controller_options: null", None),
             ("tracing_config: {}", None),
+            ("tracing_config: {enabled: false, sampling_ratio: 0.5}", None),
             ("http_options: {request_timeout_s: null, root_path: '', keep_alive_timeout_s: 90, ssl_keyfile: null}", None),
             ("logging_config: {log_level: WARNING, additional_log_standard_attrs: []}", None),
             ("logging_config: {log_level: 10}", None),

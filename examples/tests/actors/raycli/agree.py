@@ -118,6 +118,7 @@ CASES = [
     ("top", {"target_capacity": 50}),
     ("top", {"grpc_options": {"port": 9000, "grpc_servicer_functions": [], "enable_reflection": True}}),
     ("top", {"controller_options": None}), ("top", {"tracing_config": {}}),
+    ("top", {"tracing_config": {"enabled": False}}),
     ("top", {"http_options": {"request_timeout_s": None, "root_path": "", "ssl_keyfile": None}}),
     ("top", {"http_options": {"host": "0.0.0.0"}}), ("top", {"http_options": {"port": 70000}}),
     ("top", {"logging_config": {"log_level": "WARNING", "additional_log_standard_attrs": []}}),
