@@ -6,7 +6,10 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 use troupe_core::resources::Resources;
-use troupe_gcs::{Compare, CompareOp, CompareTarget, Operation, PutRequest, TxnOp, TxnRequest};
+use troupe_gcs::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, KeySelector, Operation, PutRequest, TxnOp,
+    TxnRequest,
+};
 use troupe_worker::{codec, schema, Cluster, Message};
 
 use crate::deployment::{Deployment, Serves};
@@ -365,11 +368,25 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
     }
 }
 
-/// Deletes an application: its replicas are stopped.
+/// Deletes an application (its replicas are stopped) and its deploy time.
 pub async fn delete(cluster: &Cluster, app: &str) -> Result<(), ServeError> {
+    let delete = |key: String| {
+        TxnOp::Delete(DeleteRequest {
+            selector: KeySelector::Key(key.into_bytes()),
+            prev_kv: false,
+        })
+    };
+    let txn = TxnRequest {
+        compares: vec![],
+        success: vec![
+            delete(format!("{APPS_PREFIX}{app}")),
+            delete(format!("{DEPLOYED_AT_PREFIX}{app}")),
+        ],
+        failure: vec![],
+    };
     cluster
         .gcs()
-        .delete(format!("{APPS_PREFIX}{app}").into_bytes())
+        .write(Operation::Txn(txn))
         .await
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;
     Ok(())
