@@ -60,7 +60,7 @@ pub fn replicas_of(apps: &Value, node_ids: &[String]) -> Replicas {
         for (name, d) in deployments {
             let key = format!("{app}/{name}");
             let target = d
-                .get("target_replicas")
+                .get("target_num_replicas")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             targets.insert(key.clone(), target as usize);
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn replicas_are_counted_running_only_and_mapped_to_nodes() {
         let apps = serde_json::json!({"applications": {"chain": {"deployments": {
-            "count": {"target_replicas": 3, "replicas": [
+            "count": {"target_num_replicas": 3, "replicas": [
                 {"state": "RUNNING", "node_id": "node-a"},
                 {"state": "STARTING", "node_id": "node-b"},
                 {"state": "RUNNING", "node_id": "node-c"}]}}}}});

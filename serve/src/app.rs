@@ -6,13 +6,16 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 use troupe_core::resources::Resources;
-use troupe_gcs::{Compare, CompareOp, CompareTarget, Operation, PutRequest, TxnOp, TxnRequest};
+use troupe_gcs::{
+    Compare, CompareOp, CompareTarget, DeleteRequest, KeySelector, Operation, PutRequest, TxnOp,
+    TxnRequest,
+};
 use troupe_worker::{codec, schema, Cluster, Message};
 
 use crate::deployment::{Deployment, Serves};
 use crate::http::ServeError;
 use crate::runtime;
-use crate::spec::{check_name, AppSpec, DeploymentSpec, APPS_PREFIX};
+use crate::spec::{check_name, AppSpec, DeploymentSpec, APPS_PREFIX, DEPLOYED_AT_PREFIX};
 
 /// A deployment with its arguments and options, ready to add to an
 /// [`Application`]. Option names and defaults follow Ray Serve.
@@ -343,12 +346,17 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
         if old.as_ref() == Some(&spec) {
             return Ok(spec.version);
         }
+        let stamp =
+            serde_json::to_vec(&crate::declarative::unix_now_s()).expect("a number serializes");
         let txn = TxnRequest {
             compares: vec![compare],
-            success: vec![TxnOp::Put(PutRequest::new(
-                key.clone(),
-                schema::encode(&spec),
-            ))],
+            success: vec![
+                TxnOp::Put(PutRequest::new(key.clone(), schema::encode(&spec))),
+                TxnOp::Put(PutRequest::new(
+                    format!("{DEPLOYED_AT_PREFIX}{}", spec.name),
+                    stamp,
+                )),
+            ],
             failure: vec![],
         };
         let response = gcs.write(Operation::Txn(txn)).await.map_err(unavailable)?;
@@ -360,11 +368,25 @@ pub async fn deploy(cluster: &Cluster, app: Application) -> Result<u64, ServeErr
     }
 }
 
-/// Deletes an application: its replicas are stopped.
+/// Deletes an application (its replicas are stopped) and its deploy time.
 pub async fn delete(cluster: &Cluster, app: &str) -> Result<(), ServeError> {
+    let delete = |key: String| {
+        TxnOp::Delete(DeleteRequest {
+            selector: KeySelector::Key(key.into_bytes()),
+            prev_kv: false,
+        })
+    };
+    let txn = TxnRequest {
+        compares: vec![],
+        success: vec![
+            delete(format!("{APPS_PREFIX}{app}")),
+            delete(format!("{DEPLOYED_AT_PREFIX}{app}")),
+        ],
+        failure: vec![],
+    };
     cluster
         .gcs()
-        .delete(format!("{APPS_PREFIX}{app}").into_bytes())
+        .write(Operation::Txn(txn))
         .await
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;
     Ok(())

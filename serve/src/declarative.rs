@@ -20,7 +20,8 @@ use crate::app::successor;
 use crate::catalog::Catalog;
 use crate::config::{build_specs, parse_value, ServeConfig};
 use crate::spec::{
-    AppSpec, AppState, AppStatus, DeploymentState, ReplicaState, APPS_PREFIX, STATUS_PREFIX,
+    AppSpec, AppState, AppStatus, DeploymentState, ReplicaState, APPS_PREFIX, DEPLOYED_AT_PREFIX,
+    STATUS_PREFIX,
 };
 
 /// Where the last deployed config is kept.
@@ -278,6 +279,7 @@ pub async fn apply(
     let unavailable =
         |e: troupe_gcs::client::GcsClientError| DeployError::Unavailable(e.to_string());
     let config_json = serde_json::to_vec(config).expect("a config always serializes");
+    let now_s = unix_now_s();
     loop {
         let read = gcs
             .range(RangeRequest::prefix(APPS_PREFIX, None), true)
@@ -331,6 +333,7 @@ pub async fn apply(
                 prev_kv: false,
             }));
         }
+        success.extend(stamp_ops(&outcome, now_s));
         success.push(TxnOp::Put(PutRequest::new(CONFIG_KEY, config_json.clone())));
         let txn = TxnRequest {
             compares,
@@ -350,6 +353,33 @@ pub async fn apply(
     }
 }
 
+/// The wall clock in seconds since the Unix epoch (0 before it).
+pub fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The deploy-time writes of a deploy that did `outcome` at `now_s`: a
+/// stamp for each application whose spec changed (created, updated,
+/// rescaled), none for the unchanged ones, and the stamps of the deleted
+/// ones removed. Pure.
+pub fn stamp_ops(outcome: &Deployed, now_s: f64) -> Vec<TxnOp> {
+    let put = outcome.changed.iter().map(|name| {
+        TxnOp::Put(PutRequest::new(
+            format!("{DEPLOYED_AT_PREFIX}{name}"),
+            serde_json::to_vec(&now_s).expect("a number serializes"),
+        ))
+    });
+    let delete = outcome.deleted.iter().map(|name| {
+        TxnOp::Delete(DeleteRequest {
+            selector: KeySelector::Key(format!("{DEPLOYED_AT_PREFIX}{name}").into_bytes()),
+            prev_kv: false,
+        })
+    });
+    put.chain(delete).collect()
+}
+
 /// Deletes every application and the stored config.
 pub async fn delete_all(cluster: &Cluster) -> Result<(), DeployError> {
     let unavailable =
@@ -363,6 +393,10 @@ pub async fn delete_all(cluster: &Cluster) -> Result<(), DeployError> {
             }),
             TxnOp::Delete(DeleteRequest {
                 selector: KeySelector::Key(CONFIG_KEY.as_bytes().to_vec()),
+                prev_kv: false,
+            }),
+            TxnOp::Delete(DeleteRequest {
+                selector: KeySelector::Prefix(DEPLOYED_AT_PREFIX.as_bytes().to_vec()),
                 prev_kv: false,
             }),
         ],
@@ -619,6 +653,51 @@ mod tests {
                 .collect(),
             version: 0,
         }
+    }
+
+    #[test]
+    fn deploy_times_are_stamped_on_changed_applications_and_dropped_with_deleted_ones() {
+        let current = BTreeMap::from([
+            (
+                "kept".to_string(),
+                successor(None, spec("kept", &[("a", "A", 1)])),
+            ),
+            (
+                "gone".to_string(),
+                successor(None, spec("gone", &[("a", "A", 1)])),
+            ),
+        ]);
+        let desired = vec![
+            spec("kept", &[("a", "A", 1)]),
+            spec("new", &[("a", "A", 2)]),
+        ];
+        let (_, outcome) = plan(&current, desired);
+        let ops = stamp_ops(&outcome, 1_700_000_000.5);
+        let put: Vec<_> = ops
+            .iter()
+            .filter_map(|op| match op {
+                TxnOp::Put(p) => Some((
+                    String::from_utf8_lossy(&p.key).into_owned(),
+                    p.value.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            put,
+            vec![(format!("{DEPLOYED_AT_PREFIX}new"), b"1700000000.5".to_vec())]
+        );
+        let deleted: Vec<_> = ops
+            .iter()
+            .filter_map(|op| match op {
+                TxnOp::Delete(DeleteRequest {
+                    selector: KeySelector::Key(k),
+                    ..
+                }) => Some(String::from_utf8_lossy(k).into_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, vec![format!("{DEPLOYED_AT_PREFIX}gone")]);
     }
 
     #[test]

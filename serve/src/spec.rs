@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `/troupe/serve/apps/<app>` | [`AppSpec`] |
 //! | `/troupe/serve/status/<app>` | [`AppStatus`] |
+//! | `/troupe/serve/deployed-at/<app>` | when the application was last deployed with a change: seconds since the Unix epoch, as JSON (Ray's `last_deployed_time_s`) |
 //! | `/troupe/serve/controller-term` | the serve controller's claim (a `ControllerTermRecord`, see `troupe_worker::fencing`) |
 //!
 //! Replicas are actors named `<app>#<deployment>#<version>#<replica-id>`
@@ -28,6 +29,12 @@ pub const SERVE_ROOT: &str = "/troupe/serve/";
 pub const APPS_PREFIX: &str = "/troupe/serve/apps/";
 /// Prefix of the application statuses.
 pub const STATUS_PREFIX: &str = "/troupe/serve/status/";
+/// Prefix of the applications' deploy times (JSON seconds since the Unix
+/// epoch, by the deploying process's clock; for display only).
+pub const DEPLOYED_AT_PREFIX: &str = "/troupe/serve/deployed-at/";
+/// The node label (in its node record) of a node that runs an HTTP proxy;
+/// its value is the address the proxy was asked to listen on.
+pub const PROXY_LABEL: &str = "troupe.serve/http-proxy";
 /// The serve controller's fencing key.
 pub const TERM_KEY: &str = "/troupe/serve/controller-term";
 /// The actor namespace of replicas.

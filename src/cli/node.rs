@@ -219,7 +219,14 @@ fn config(args: &StartArgs) -> anyhow::Result<(NodeConfig, Option<String>)> {
 }
 
 pub async fn start(args: StartArgs, catalog: Catalog) -> anyhow::Result<()> {
-    let (config, made_up_token) = config(&args)?;
+    let (mut config, made_up_token) = config(&args)?;
+    if !args.no_http {
+        // Tells the admin API (Ray's `proxies`) which nodes run a proxy.
+        config.labels.insert(
+            troupe_serve::spec::PROXY_LABEL.into(),
+            args.http_listen.clone(),
+        );
+    }
     let data_dir = config.data_dir.clone();
     let node = Node::start(config, catalog.registry())
         .await

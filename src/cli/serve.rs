@@ -391,6 +391,7 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
                     name: args.target.clone(),
                     route_prefix: spec.route_prefix.clone(),
                     app: args.target.clone(),
+                    import_path: None,
                     args: serde_json::Value::Null,
                     deployments: Vec::new(),
                 }],
@@ -428,8 +429,14 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     };
     resources = resources.with_gpus(args.num_gpus).context("--num-gpus")?;
     node_config.resources = resources;
-    let node = Node::start(node_config, catalog.registry()).await?;
     let http = &config.http_options;
+    if config.proxy_location != ProxyLocation::Disabled {
+        node_config.labels.insert(
+            troupe_serve::spec::PROXY_LABEL.into(),
+            format!("{}:{}", http.host, http.port),
+        );
+    }
+    let node = Node::start(node_config, catalog.registry()).await?;
     let proxy = (config.proxy_location != ProxyLocation::Disabled).then(|| ProxyConfig {
         listen: args
             .http_listen

@@ -9,7 +9,7 @@ Usage: python poll.py troupe|ray OUT.csv SECONDS
   ray:    serve.status() (app `default`, deployment `Sleepy`), needs Ray's venv
 Lines: unix_s,target,running,starting,stopping,other
 (target: the autoscaler's target where the system shows it, Troupe's
-`target_replicas`; Ray's status has none, so running + starting).
+`target_num_replicas`; Ray's status has none, so running + starting).
 """
 import json
 import os
@@ -49,7 +49,7 @@ def troupe():
     states = {}
     for rep in d.get("replicas", []):
         states[rep["state"]] = states.get(rep["state"], 0) + 1
-    return d.get("target_replicas"), states
+    return d.get("target_num_replicas"), states
 
 
 def ray_status():

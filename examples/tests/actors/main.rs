@@ -15,6 +15,7 @@ mod http_client;
 mod limits;
 mod membership;
 mod operator;
+mod raycli;
 mod resilience;
 mod runbook;
 mod serve;

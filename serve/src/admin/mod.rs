@@ -5,7 +5,8 @@
 //! "request_id"}}`, made by [`crate::http_error`] (control store errors
 //! are a fixed 503 text; their cause is logged).
 
-use std::collections::BTreeMap;
+pub mod ray;
+
 use std::io;
 use std::net::SocketAddr;
 
@@ -15,15 +16,14 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 use troupe_gcs::member::GcsMember;
 use troupe_worker::lifecycle::ActorState;
-use troupe_worker::{schema, Cluster};
+use troupe_worker::Cluster;
 
 use crate::catalog::Catalog;
-use crate::config::{self, ServeConfig};
-use crate::declarative::{self, CONFIG_KEY};
+use crate::config;
+use crate::declarative;
 use crate::http_error::{request_id, ApiError, HttpError};
 use crate::http_thread::HttpThread;
 use crate::limits;
-use crate::spec::{AppSpec, AppStatus, APPS_PREFIX, STATUS_PREFIX};
 
 /// The admin server's settings.
 #[derive(Debug, Clone)]
@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/version"),
+    ("GET", "/api/ray/version"),
     ("GET", "/api/cluster/nodes"),
     ("GET", "/api/cluster/actors"),
     ("GET", "/api/gcs/members"),
@@ -79,6 +80,7 @@ fn route(method: &str, path: &str) -> actix_web::Route {
         ("GET", "/metrics") => web::get().to(metrics_page),
         ("GET", "/api/openapi.json") => web::get().to(openapi),
         ("GET", "/api/version") => web::get().to(version),
+        ("GET", "/api/ray/version") => web::get().to(ray_version),
         ("GET", "/api/cluster/nodes") => web::get().to(nodes),
         ("GET", "/api/cluster/actors") => web::get().to(actors),
         ("GET", "/api/gcs/members") => web::get().to(members),
@@ -183,6 +185,19 @@ async fn version(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
     })))
 }
 
+/// Ray's `GET /api/ray/version`, which Ray's `serve` CLI asks first: the
+/// Ray version whose API Troupe implements, with Troupe's own beside it.
+async fn ray_version(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
+    authorize(&request, &state)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "version": ray::RAY_DASHBOARD_API_VERSION,
+        "ray_version": ray::RAY_VERSION,
+        "ray_commit": "troupe",
+        "session_name": "troupe",
+        "troupe_version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
 /// The cluster's tables, linearizably read (503 without a quorum).
 async fn read_state(
     request: &HttpRequest,
@@ -256,70 +271,11 @@ async fn members(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
     })))
 }
 
+/// Ray's `GET /api/serve/applications/`: the `ServeInstanceDetails`
+/// document (see [`ray`]).
 async fn applications(request: HttpRequest, state: web::Data<AdminState>) -> Answer {
     let cluster = read_state(&request, &state).await?;
-    let deployed: Option<ServeConfig> = cluster
-        .extra
-        .get(CONFIG_KEY.as_bytes())
-        .and_then(|v| serde_json::from_slice(v).ok())
-        .and_then(|v: serde_json::Value| config::parse_value(&v).ok());
-    let mut apps = BTreeMap::new();
-    let scaling = crate::controller::autoscaler::records(&cluster);
-    for (key, value) in &cluster.extra {
-        let Some(name) = key.strip_prefix(APPS_PREFIX.as_bytes()) else {
-            continue;
-        };
-        let (Ok(name), Ok(spec)) = (std::str::from_utf8(name), schema::decode::<AppSpec>(value))
-        else {
-            continue;
-        };
-        let status = cluster
-            .extra
-            .get(format!("{STATUS_PREFIX}{name}").as_bytes())
-            .and_then(|v| schema::decode::<AppStatus>(v).ok());
-        let deployments: BTreeMap<_, _> = status
-            .as_ref()
-            .map(|s| {
-                s.deployments
-                    .iter()
-                    .map(|(d, ds)| {
-                        (
-                            d.clone(),
-                            json!({
-                                "status": ds.state.name(),
-                                "message": ds.message,
-                                "target_replicas": ds.target_replicas,
-                                "autoscaling": crate::controller::autoscaler::status_json(&spec, d, scaling.get(name)),
-                                "replicas": ds.replicas.iter().map(|r| json!({
-                                    "replica_id": r.id.to_string(),
-                                    "actor_id": r.actor.to_string(),
-                                    "state": format!("{:?}", r.state).to_uppercase(),
-                                    "node_id": r.node.map(|n| n.to_string()),
-                                })).collect::<Vec<_>>(),
-                            }),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        apps.insert(
-            name.to_owned(),
-            json!({
-                "name": name,
-                "route_prefix": spec.route_prefix,
-                "status": status.as_ref().map_or("NOT_STARTED", |s| s.state.name()),
-                "message": status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
-                "version": spec.version,
-                "deployed_app_config": deployed.as_ref().and_then(|c| c.applications.iter().find(|a| a.name == name)),
-                "deployments": deployments,
-            }),
-        );
-    }
-    Ok(HttpResponse::Ok().json(json!({
-        "proxy_location": deployed.as_ref().map(|c| c.proxy_location),
-        "http_options": deployed.as_ref().map(|c| &c.http_options),
-        "applications": apps,
-    })))
+    Ok(HttpResponse::Ok().json(ray::instance_details(&cluster)))
 }
 
 async fn delete_all(request: HttpRequest, state: web::Data<AdminState>) -> Answer {

@@ -231,6 +231,14 @@ pub(super) fn read_num_replicas(
             });
             None
         }
+        // Ray's check sees the value before pydantic converts it: a
+        // float, even 2.0, is refused.
+        Value::Number(n) if n.is_f64() => {
+            v.field("num_replicas", |v| {
+                v.error(format!("must be an integer or \"auto\", got {n}"))
+            });
+            None
+        }
         _ => integer(v, map, "num_replicas", 0, u32::MAX as i64)
             .map(|n| NumReplicas::Fixed(n as u32)),
     }
@@ -244,7 +252,22 @@ pub(super) fn read_autoscaling(
     value: &Value,
     defaults: &AutoscalingConfig,
 ) -> Option<AutoscalingConfig> {
-    let map = object(v, value, AUTOSCALING_FIELDS)?;
+    let known = super::foreign::with_names(AUTOSCALING_FIELDS, super::foreign::AUTOSCALING);
+    let map = object(v, value, &known)?;
+    super::foreign::check_all(v, &map, super::foreign::AUTOSCALING);
+    // Ray's `Optional` fields: null is the same as left out.
+    let map = super::without_nulls(
+        map,
+        &[
+            "initial_replicas",
+            "target_ongoing_requests",
+            "downscale_to_zero_delay_s",
+            "upscaling_factor",
+            "downscaling_factor",
+            "upscale_smoothing_factor",
+            "downscale_smoothing_factor",
+        ],
+    );
     let min = integer(v, &map, "min_replicas", 0, u32::MAX as i64)
         .map_or(defaults.min_replicas, |n| n as u32);
     let max = integer(v, &map, "max_replicas", 1, u32::MAX as i64)
@@ -374,6 +397,7 @@ mod tests {
                 name: "a".into(),
                 route_prefix: Some("/".into()),
                 app: "x".into(),
+                import_path: None,
                 args: Value::Null,
                 deployments: vec![d.clone()],
             }],

@@ -59,16 +59,21 @@ fn build_app(
                 Some(close) => format!("did you mean {close:?}? "),
                 None => String::new(),
             };
-            v.field("app", |v| {
-                v.error(format!(
-                    "no application builder named {:?} in this binary; {hint}it has: {}",
+            let has = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            v.field(laid.builder_field, |v| match &config.import_path {
+                Some(path) if laid.builder_field == "import_path" => v.error(format!(
+                    "{path:?} names application builder {:?} (the last component after ':' or '.'), and this binary has none by that name; {hint}it has: {has} (write e.g. `import_path: module:{}`)",
                     config.app,
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ))
+                    known.first().copied().unwrap_or("chain")
+                )),
+                _ => v.error(format!(
+                    "no application builder named {:?} in this binary; {hint}it has: {has}",
+                    config.app
+                )),
             });
             return None;
         }
@@ -203,7 +208,8 @@ fn apply_overrides(
         spec.health_check_timeout_ms = ms(s);
     }
     if let Some(s) = d.graceful_shutdown_timeout_s {
-        spec.graceful_shutdown_timeout_ms = ms(s);
+        // 0 (Ray's `ge=0`): stop at once, without waiting for requests.
+        spec.graceful_shutdown_timeout_ms = (s * 1000.0).round().max(0.0) as u64;
     }
     if let Some(retry) = d.retry_lost_requests {
         spec.retry_lost_requests = retry;
@@ -252,6 +258,7 @@ pub fn describe(catalog: &Catalog) -> Result<ServeConfig, ConfigError> {
             name: name.to_owned(),
             route_prefix: Some(format!("/{name}")),
             app: name.to_owned(),
+            import_path: None,
             args,
             deployments: app
                 .spec()

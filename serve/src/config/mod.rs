@@ -1,4 +1,6 @@
-//! The serve config file: YAML close to Ray Serve's schema.
+//! The serve config file: Ray Serve 2.60's schema (`ServeDeploySchema`),
+//! as YAML or JSON, checked field by field with Ray's domains
+//! (`foreign.rs` for Ray's fields Troupe has no mechanism for).
 //!
 //! ```yaml
 //! proxy_location: EveryNode          # EveryNode | HeadOnly | Disabled
@@ -12,9 +14,10 @@
 //!   encoding: TEXT                   # TEXT | JSON
 //!   enable_access_log: true
 //! applications:
-//!   - name: chain
+//!   - name: chain                    # default "default"
 //!     route_prefix: /chain           # null: reachable only by handle
-//!     app: chain                     # a builder registered in the binary (Ray's import_path)
+//!     import_path: models.text:chain # names the registered builder `chain` (see builder_of_import_path)
+//!     # app: chain                   # or Troupe's name for it
 //!     args: {}                       # handed to the builder
 //!     deployments:                   # overrides of the builder's options
 //!       - name: count
@@ -47,6 +50,9 @@
 
 mod autoscaling;
 mod build;
+mod foreign;
+#[cfg(test)]
+mod ray_domains;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,8 +158,13 @@ pub struct AppConfig {
     pub name: String,
     /// `None`: reachable only by handle.
     pub route_prefix: Option<String>,
-    /// The registered application builder.
+    /// The registered application builder (resolved from `import_path`
+    /// when the config names it that way).
     pub app: String,
+    /// Ray's name for the builder, as the config gave it (`module:chain`
+    /// names builder `chain`: see [`builder_of_import_path`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_path: Option<String>,
     /// Handed to the builder; fields left out keep the builder's defaults.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub args: Value,
@@ -209,8 +220,63 @@ const TOP_FIELDS: &[&str] = &[
 const HTTP_FIELDS: &[&str] = &["host", "port", "request_timeout_s", "max_body_bytes"];
 const LOGGING_FIELDS: &[&str] = &["log_level", "encoding", "enable_access_log"];
 const LOG_LEVELS: &[&str] = &["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+/// Ray's log level names (Python's) and numbers, and Troupe's level for
+/// each: Python has no TRACE (Troupe's own), nor Troupe CRITICAL.
+const RAY_LOG_LEVELS: &[(&str, i64, &str)] = &[
+    ("CRITICAL", 50, "ERROR"),
+    ("FATAL", 50, "ERROR"),
+    ("ERROR", 40, "ERROR"),
+    ("WARNING", 30, "WARN"),
+    ("WARN", 30, "WARN"),
+    ("INFO", 20, "INFO"),
+    ("DEBUG", 10, "DEBUG"),
+    ("NOTSET", 0, "TRACE"),
+    ("TRACE", -1, "TRACE"),
+];
+
+/// `log_level`: Troupe's names, or Ray's (Python's names, or their
+/// numbers 0, 10, .. 50), as Troupe's level.
+fn log_level(v: &mut Validator, map: &Map<String, Value>, default: &str) -> String {
+    let Some(given) = map.get("log_level") else {
+        return default.to_owned();
+    };
+    let found = match given {
+        Value::String(s) => RAY_LOG_LEVELS
+            .iter()
+            .find(|(name, _, _)| name.eq_ignore_ascii_case(s)),
+        Value::Number(_) => foreign::integral(given).and_then(|n| {
+            RAY_LOG_LEVELS
+                .iter()
+                .find(|(_, num, _)| *num == n && n >= 0)
+        }),
+        _ => None,
+    };
+    if let Some((_, _, level)) = found {
+        return (*level).to_owned();
+    }
+    let hint = given
+        .as_str()
+        .and_then(|s| suggest(s, LOG_LEVELS))
+        .map_or(String::new(), |c| format!("; did you mean {c:?}?"));
+    v.field("log_level", |v| {
+        v.error(format!(
+            "must be one of {} (or Ray's CRITICAL, FATAL, WARNING, NOTSET, or a Python level number 0, 10, 20, 30, 40, 50), got {given}{hint}",
+            LOG_LEVELS.join(", ")
+        ))
+    });
+    default.to_owned()
+}
 const ENCODINGS: &[&str] = &["TEXT", "JSON"];
-const APP_FIELDS: &[&str] = &["name", "route_prefix", "app", "args", "deployments"];
+const APP_FIELDS: &[&str] = &[
+    "name",
+    "route_prefix",
+    "app",
+    "import_path",
+    "args",
+    "deployments",
+    "host",
+    "port",
+];
 const DEPLOYMENT_FIELDS: &[&str] = &[
     "name",
     "num_replicas",
@@ -370,8 +436,10 @@ struct Layout {
 struct AppLayout {
     /// The application's index in the file's `applications`.
     index: usize,
-    /// Whether `app` was given as a string (else the schema said why).
+    /// Whether the builder was named well (else the schema said why).
     has_builder: bool,
+    /// The field that named the builder: `app` or `import_path`.
+    builder_field: &'static str,
     /// One per deployment of the parsed application, in its order.
     deployments: Vec<DeploymentLayout>,
 }
@@ -398,6 +466,7 @@ impl Layout {
                 .map(|(index, app)| AppLayout {
                     index,
                     has_builder: true,
+                    builder_field: "app",
                     deployments: (0..app.deployments.len())
                         .map(|index| DeploymentLayout {
                             index,
@@ -445,13 +514,7 @@ fn object(v: &mut Validator, value: &Value, known: &[&str]) -> Option<Map<String
             .find(|(alias, main)| alias == key && known.contains(main))
             .map_or(key.as_str(), |(_, main)| main);
         if !known.contains(&main) {
-            if key == "import_path" && known.contains(&"app") {
-                v.field(key, |v| {
-                    v.error("use `app`: the name of an application registered in the binary (`troupe serve build` writes them all)")
-                });
-            } else {
-                v.unknown_field(key, known);
-            }
+            v.unknown_field(key, known);
             continue;
         }
         if out.insert(main.to_owned(), item.clone()).is_some() {
@@ -510,7 +573,7 @@ fn integer(
     max: i64,
 ) -> Option<i64> {
     let value = map.get(field)?;
-    let Some(n) = value.as_i64() else {
+    let Some(n) = foreign::integral(value) else {
         let got = match value.as_f64() {
             Some(f) => format!("{f}"),
             None => value_kind(value).to_owned(),
@@ -539,6 +602,26 @@ fn seconds(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<f
         return None;
     }
     Some(n)
+}
+
+/// A number of seconds >= 0 (Ray's `NonNegativeFloat`, `ge=0`).
+fn seconds_or_zero(v: &mut Validator, map: &Map<String, Value>, field: &str) -> Option<f64> {
+    let n = number(v, map, field)?;
+    if !(n.is_finite() && n >= 0.0) {
+        v.field(field, |v| {
+            v.error(format!("must be a number of seconds >= 0, got {n}"))
+        });
+        return None;
+    }
+    Some(n)
+}
+
+/// The fields of a mapping given as null count as left out (pydantic's
+/// `Optional`): `map` without them.
+fn without_nulls(map: Map<String, Value>, nullable: &[&str]) -> Map<String, Value> {
+    map.into_iter()
+        .filter(|(k, val)| !(val.is_null() && nullable.contains(&k.as_str())))
+        .collect()
 }
 
 fn one_of(
@@ -580,9 +663,14 @@ fn read_config(
         v.error("the config is empty; it needs at least `applications: []`");
         return (config, layout);
     }
-    let Some(top) = object(v, value, TOP_FIELDS) else {
+    let known = foreign::with_names(TOP_FIELDS, foreign::TOP);
+    let Some(top) = object(v, value, &[&known[..], &["grpc_options"]].concat()) else {
         return (config, layout);
     };
+    foreign::check_all(v, &top, foreign::TOP);
+    if let Some(grpc) = top.get("grpc_options") {
+        v.field("grpc_options", |v| foreign::check_grpc_options(v, grpc));
+    }
     if let Some(name) = string(v, &top, "proxy_location") {
         match ProxyLocation::parse(&name) {
             Some(p) => config.proxy_location = p,
@@ -600,7 +688,11 @@ fn read_config(
     }
     if let Some(http) = top.get("http_options") {
         v.field("http_options", |v| {
-            if let Some(map) = object(v, http, HTTP_FIELDS) {
+            let known = foreign::with_names(HTTP_FIELDS, foreign::HTTP);
+            if let Some(map) = object(v, http, &known) {
+                foreign::check_all(v, &map, foreign::HTTP);
+                // Ray's `request_timeout_s: null`: no timeout asked for.
+                let map = without_nulls(map, &["request_timeout_s"]);
                 let h = &mut config.http_options;
                 if let Some(host) = string(v, &map, "host") {
                     match host.is_empty() {
@@ -625,9 +717,11 @@ fn read_config(
     }
     if let Some(logging) = top.get("logging_config") {
         v.field(spelling(value, "logging_config"), |v| {
-            if let Some(map) = object(v, logging, LOGGING_FIELDS) {
+            let known = foreign::with_names(LOGGING_FIELDS, foreign::LOGGING);
+            if let Some(map) = object(v, logging, &known) {
+                foreign::check_all(v, &map, foreign::LOGGING);
                 let l = &mut config.logging_config;
-                l.log_level = one_of(v, &map, "log_level", LOG_LEVELS, &l.log_level);
+                l.log_level = log_level(v, &map, &l.log_level);
                 l.encoding = one_of(v, &map, "encoding", ENCODINGS, &l.encoding);
                 if let Some(b) = map.get("enable_access_log") {
                     match b.as_bool() {
@@ -687,42 +781,128 @@ fn check_unique_apps(v: &mut Validator, apps: &[AppConfig], laid: &[AppLayout]) 
     }
 }
 
+/// Why an application name Ray takes can be refused.
+const NAMES_DIFFER: &str = "Troupe is stricter than Ray here, deliberately: the name is part of the control store's keys and of replica names";
+
+/// Ray's default application name (`SERVE_DEFAULT_APP_NAME`).
+pub const DEFAULT_APP_NAME: &str = "default";
+
+/// The application builder an `import_path` names: the whole path if it
+/// has no `:` or `.`, else its last component after the last `:` or `.`
+/// (`chain`, `module:chain`, `pkg.module:chain` and `pkg.module.chain`
+/// all name builder `chain`). Ray's form is checked by
+/// [`check_import_path`].
+pub fn builder_of_import_path(import_path: &str) -> &str {
+    import_path.rsplit([':', '.']).next().unwrap_or(import_path)
+}
+
+/// Ray's checks of an `import_path` (`ServeApplicationSchema`): at most one
+/// colon, neither first nor last; without a colon, no leading or trailing
+/// dot. A bare name (`chain`, which Ray refuses) is accepted as Troupe's
+/// shorthand for the builder.
+pub fn check_import_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty; name a registered application builder, e.g. `module:chain` for builder `chain`".into());
+    }
+    let colons = path.matches(':').count();
+    if colons > 1 {
+        return Err(format!("{path:?} has more than one colon; an import path may have at most one (`module.path:builder`)"));
+    }
+    let (sep, what) = if colons == 1 {
+        (':', "colon")
+    } else {
+        ('.', "dot")
+    };
+    if path.starts_with(sep) || path.ends_with(sep) {
+        return Err(format!(
+            "{path:?} starts or ends with a {what}; write `module.path:builder`"
+        ));
+    }
+    if builder_of_import_path(path).is_empty() {
+        return Err(format!(
+            "{path:?} names no builder after its last `:` or `.`"
+        ));
+    }
+    Ok(())
+}
+
+/// Ray's checks of a route prefix: starts with `/`, does not end with one
+/// (unless it is `/`), no `{` or `}`.
+fn check_route_prefix(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("must start with '/', got {p:?}"));
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Err(format!(
+            "must not end with '/' unless it is just \"/\", got {p:?}; write {:?}",
+            p.trim_end_matches('/')
+        ));
+    }
+    if p.contains(['{', '}']) {
+        return Err(format!(
+            "cannot contain wildcards ('{{' or '}}'), got {p:?}"
+        ));
+    }
+    Ok(())
+}
+
 fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> {
-    let map = object(v, value, APP_FIELDS)?;
+    let known = foreign::with_names(APP_FIELDS, foreign::APP);
+    let map = object(v, value, &known)?;
+    foreign::check_all(v, &map, foreign::APP);
+    for field in ["host", "port"] {
+        if map.contains_key(field) {
+            v.field(field, |v| {
+                v.error(format!("{field} is set for one application; remove it and set http_options.{field} at the top level of the config only (as Ray Serve requires)"))
+            });
+        }
+    }
     let name = match string(v, &map, "name") {
         Some(name) => {
             if let Err(e) = check_name("application name", &name) {
-                v.field("name", |v| v.error(e));
+                v.field("name", |v| v.error(format!("{e} ({NAMES_DIFFER})")));
             }
             name
         }
-        None => {
-            if !map.contains_key("name") {
-                v.error("missing field \"name\"");
-            }
-            String::new()
-        }
+        None if map.contains_key("name") => String::new(),
+        None => DEFAULT_APP_NAME.to_owned(),
     };
-    let app = match string(v, &map, "app") {
-        Some(app) => app,
-        None => {
-            if !map.contains_key("app") {
-                v.error("missing field \"app\" (the registered application builder; `troupe serve build` lists them)");
+    let import_path = string(v, &map, "import_path");
+    if let Some(path) = &import_path {
+        if let Err(e) = check_import_path(path) {
+            v.field("import_path", |v| v.error(e));
+        }
+    }
+    let app = string(v, &map, "app");
+    let (builder, builder_field) = match (app, &import_path) {
+        (Some(app), None) => (app, "app"),
+        (None, Some(path)) => (builder_of_import_path(path).to_owned(), "import_path"),
+        (Some(app), Some(path)) => {
+            if builder_of_import_path(path) != app {
+                v.field("import_path", |v| {
+                    v.error(format!(
+                        "names builder {:?}, but `app` names {app:?}; give one of them",
+                        builder_of_import_path(path)
+                    ))
+                });
             }
-            String::new()
+            (app, "app")
+        }
+        (None, None) => {
+            if !map.contains_key("app") && !map.contains_key("import_path") {
+                v.error("missing field \"import_path\" (Ray's `module:builder`) or \"app\" (the registered application builder; `troupe serve build` lists them)");
+            }
+            (String::new(), "app")
         }
     };
     let route_prefix = match map.get("route_prefix") {
         None => Some("/".to_owned()),
         Some(Value::Null) => None,
         Some(Value::String(p)) => {
-            if !p.starts_with('/') {
-                v.field("route_prefix", |v| {
-                    v.error(format!("must start with '/', got {p:?}"))
-                });
+            if let Err(e) = check_route_prefix(p) {
+                v.field("route_prefix", |v| v.error(e));
             }
-            let trimmed = p.trim_end_matches('/');
-            Some(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
+            Some(p.clone())
         }
         Some(other) => {
             v.field("route_prefix", |v| {
@@ -734,11 +914,30 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> 
             None
         }
     };
-    let args = map.get("args").cloned().unwrap_or(Value::Null);
+    let args = match map.get("args") {
+        None | Some(Value::Null) => Value::Null,
+        Some(a @ Value::Object(_)) => a.clone(),
+        Some(other) => {
+            v.field("args", |v| {
+                v.error(format!(
+                    "must be a mapping of the builder's arguments, got {}",
+                    value_kind(other)
+                ))
+            });
+            Value::Null
+        }
+    };
     let mut deployments = Vec::new();
     let mut laid = AppLayout {
         index: 0,
-        has_builder: matches!(map.get("app"), Some(Value::String(_))),
+        has_builder: !builder.is_empty()
+            && match builder_field {
+                "app" => matches!(map.get("app"), Some(Value::String(_))),
+                _ => import_path
+                    .as_deref()
+                    .is_some_and(|p| check_import_path(p).is_ok()),
+            },
+        builder_field,
         deployments: Vec::new(),
     };
     match map.get("deployments") {
@@ -767,7 +966,8 @@ fn read_app(v: &mut Validator, value: &Value) -> Option<(AppConfig, AppLayout)> 
     let app = AppConfig {
         name,
         route_prefix,
-        app,
+        app: builder,
+        import_path,
         args,
         deployments,
     };
@@ -778,7 +978,11 @@ fn read_deployment(
     v: &mut Validator,
     value: &Value,
 ) -> Option<(DeploymentConfig, DeploymentLayout)> {
-    let map = object(v, value, DEPLOYMENT_FIELDS)?;
+    let known = foreign::with_names(DEPLOYMENT_FIELDS, foreign::DEPLOYMENT);
+    let map = object(v, value, &known)?;
+    foreign::check_all(v, &map, foreign::DEPLOYMENT);
+    // Ray's `Optional` fields: null is the same as left out.
+    let map = without_nulls(map, &["num_replicas", "user_config", "autoscaling_config"]);
     let mut d = DeploymentConfig::default();
     let laid = DeploymentLayout {
         index: 0,
@@ -797,10 +1001,10 @@ fn read_deployment(
     }
     d.max_ongoing_requests =
         integer(v, &map, "max_ongoing_requests", 1, u32::MAX as i64).map(|n| n as u32);
-    d.max_queued_requests = integer(v, &map, "max_queued_requests", -1, u32::MAX as i64);
+    d.max_queued_requests = max_queued_requests(v, &map);
     d.health_check_period_s = seconds(v, &map, "health_check_period_s");
     d.health_check_timeout_s = seconds(v, &map, "health_check_timeout_s");
-    d.graceful_shutdown_timeout_s = seconds(v, &map, "graceful_shutdown_timeout_s");
+    d.graceful_shutdown_timeout_s = seconds_or_zero(v, &map, "graceful_shutdown_timeout_s");
     if let Some(b) = map.get("retry_lost_requests") {
         match b.as_bool() {
             Some(b) => d.retry_lost_requests = Some(b),
@@ -809,7 +1013,16 @@ fn read_deployment(
             }),
         }
     }
-    d.user_config = map.get("user_config").filter(|u| !u.is_null()).cloned();
+    match map.get("user_config") {
+        None => {}
+        Some(u @ Value::Object(_)) => d.user_config = Some(u.clone()),
+        Some(other) => v.field("user_config", |v| {
+            v.error(format!(
+                "must be a mapping (handed to the deployment's reconfigure), got {}",
+                value_kind(other)
+            ))
+        }),
+    }
     if let Some(options) = map.get("actor_options") {
         v.field(laid.actor_options, |v| {
             d.actor_options = read_actor_options(v, options)
@@ -835,6 +1048,33 @@ fn read_deployment(
     Some((d, laid))
 }
 
+/// `max_queued_requests`: Ray's `StrictInt`, -1 (no limit) or >= 1.
+fn max_queued_requests(v: &mut Validator, map: &Map<String, Value>) -> Option<i64> {
+    let value = map.get("max_queued_requests")?;
+    let n = match value.as_i64() {
+        Some(n) => n,
+        None => {
+            v.field("max_queued_requests", |v| {
+                v.error(format!(
+                    "must be an integer (-1 for no limit), got {}",
+                    value
+                ))
+            });
+            return None;
+        }
+    };
+    if n == -1 || (1..=i64::from(u32::MAX)).contains(&n) {
+        return Some(n);
+    }
+    v.field("max_queued_requests", |v| {
+        v.error(format!(
+            "must be -1 (no limit) or a positive integer up to {}, got {n}",
+            u32::MAX
+        ))
+    });
+    None
+}
+
 /// Why a deployment with no replicas is refused.
 const NO_REPLICAS_WHY: &str = "a deployment without replicas cannot answer (its requests would wait for a replica until they time out); to scale to zero when idle, set autoscaling_config with min_replicas: 0 instead";
 
@@ -844,7 +1084,10 @@ fn no_replicas() -> String {
 }
 
 fn read_actor_options(v: &mut Validator, value: &Value) -> Option<ActorOptions> {
-    let map = object(v, value, ACTOR_FIELDS)?;
+    let known = foreign::with_names(ACTOR_FIELDS, foreign::ACTOR);
+    let map = object(v, value, &known)?;
+    foreign::check_all(v, &map, foreign::ACTOR);
+    let map = without_nulls(map, &["num_cpus", "num_gpus"]);
     let mut options = ActorOptions::default();
     for (field, slot) in [
         ("num_cpus", &mut options.num_cpus),

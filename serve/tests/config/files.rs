@@ -152,12 +152,16 @@ fn invalid_configs_name_every_problem_with_its_path() {
             "proxy_location: must be one of EveryNode, HeadOnly, Disabled, got \"EveryNodes\"; did you mean \"EveryNode\"?",
         ),
         (
-            "applications:\n  - name: a\n    import_path: hello\n",
-            "applications[0].import_path: use `app`: the name of an application registered in the binary (`troupe serve build` writes them all)\napplications[0]: missing field \"app\" (the registered application builder; `troupe serve build` lists them)",
+            "applications:\n  - name: a\n    import_path: models.text:helo\n",
+            "applications[0].import_path: \"models.text:helo\" names application builder \"helo\" (the last component after ':' or '.'), and this binary has none by that name; did you mean \"hello\"? it has: chain, hello, scaled (write e.g. `import_path: module:chain`)",
+        ),
+        (
+            "applications:\n  - name: a\n",
+            "applications[0]: missing field \"import_path\" (Ray's `module:builder`) or \"app\" (the registered application builder; `troupe serve build` lists them)",
         ),
         (
             "http_options: {port: 70000, request_timeout_s: 0, hostt: x}\nlogging_config: {encoding: XML}\napplications:\n  - {name: 'a b', app: hello, route_prefix: api}\n",
-            "http_options.hostt: unknown field; did you mean \"host\"?\nhttp_options.port: must be <= 65535, got 70000\nhttp_options.request_timeout_s: must be a positive number of seconds, got 0\nlogging_config.encoding: must be one of TEXT, JSON, got \"XML\"\napplications[0].name: application name \"a b\" contains ' '; use letters, digits, '-', '_' and '.'\napplications[0].route_prefix: must start with '/', got \"api\"",
+            "http_options.hostt: unknown field; did you mean \"host\"?\nhttp_options.port: must be <= 65535, got 70000\nhttp_options.request_timeout_s: must be a positive number of seconds, got 0\nlogging_config.encoding: must be one of TEXT, JSON, got \"XML\"\napplications[0].name: application name \"a b\" contains ' '; use letters, digits, '-', '_' and '.' (Troupe is stricter than Ray here, deliberately: the name is part of the control store's keys and of replica names)\napplications[0].route_prefix: must start with '/', got \"api\"",
         ),
         (
             "applications:\n  - {name: a, app: hello}\n  - {name: a, app: hello}\n",
@@ -195,7 +199,7 @@ fn invalid_configs_name_every_problem_with_its_path() {
             "applications:\n  - name: a\n    app: hello\n    deployments:\n      - name: hello\n        num_replicas: auto\n        autoscaling_config: {max_replicas: 4, downscale_delay_s: -1}\n",
             "applications[0].deployments[0].autoscaling_config.downscale_delay_s: must be a number of seconds >= 0, got -1",
         ),
-        ("apps: []\n", "apps: unknown field; expected one of \"proxy_location\", \"http_options\", \"logging_config\", \"applications\"\nmissing field \"applications\" (a list; `[]` for none)"),
+        ("apps: []\n", "apps: unknown field; expected one of \"proxy_location\", \"http_options\", \"logging_config\", \"applications\", \"controller_options\", \"tracing_config\", \"target_capacity\", \"grpc_options\"\nmissing field \"applications\" (a list; `[]` for none)"),
         ("", "the config is empty; it needs at least `applications: []`"),
         ("applications: 3\n", "applications: must be a list, got a number"),
     ];
@@ -265,7 +269,7 @@ fn paths_are_spelled_as_the_file_spells_them() {
     );
     assert_eq!(
         got,
-        "logging.log_level: must be one of ERROR, WARN, INFO, DEBUG, TRACE, got \"LOUD\"\n\
+        "logging.log_level: must be one of ERROR, WARN, INFO, DEBUG, TRACE (or Ray's CRITICAL, FATAL, WARNING, NOTSET, or a Python level number 0, 10, 20, 30, 40, 50), got \"LOUD\"\n\
          applications[0].deployments[0].ray_actor_options.num_cpus: must be >= 0, got -1\n\
          applications[0].deployments[0].ray_actor_options.resources.accel: must be a number >= 0, got \"x\""
     );

@@ -248,10 +248,12 @@ fn every_answer_matches_the_document() {
         conforms(&doc, method, path, &r);
         if path == "/api/serve/applications/" {
             let body: Value = serde_json::from_str(&r.body).unwrap();
-            let scaling = &body["applications"]["doc"]["deployments"]["double"]["autoscaling"];
+            let scaling =
+                &body["applications"]["doc"]["deployments"]["double"]["autoscaling_detail"];
             assert_eq!(scaling["min_replicas"], 1, "{body}");
             assert_eq!(scaling["max_replicas"], 2, "{body}");
             assert_eq!(scaling["target_replicas"], 1, "{body}");
+            assert_eq!(scaling["scaling_status"], "STABLE", "{body}");
         }
         let needs_token = doc["paths"][path][method.to_lowercase()]
             .get("security")
