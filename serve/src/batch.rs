@@ -9,7 +9,7 @@
 //! requests at once up to `max_ongoing_requests`, so set that at least as
 //! high as `max_batch_size`.
 //!
-//! Every batch is observed in the `serve_batch_size` histogram, labelled
+//! Every batch is observed in the `troupe_serve_batch_size` histogram, labelled
 //! with the batcher's name.
 
 use std::future::Future;

@@ -157,3 +157,20 @@ pub enum ServeError {
     #[error("the request could not reach a replica: {0}")]
     Unavailable(String),
 }
+
+impl ServeError {
+    /// The variant's name: the `exception_type` label of
+    /// `ray_serve_deployment_error_counter_total` (Ray puts the Python
+    /// exception's class name there).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServeError::BadRequest(_) => "BadRequest",
+            ServeError::NoRoute(_) => "NoRoute",
+            ServeError::Overloaded { .. } => "Overloaded",
+            ServeError::NoReplicas { .. } => "NoReplicas",
+            ServeError::Timeout { .. } => "Timeout",
+            ServeError::Application { .. } => "Application",
+            ServeError::Unavailable(_) => "Unavailable",
+        }
+    }
+}

@@ -1,12 +1,20 @@
-//! The process's metrics, with Ray Serve's names where Ray has the metric,
-//! exposed at `/metrics` in the Prometheus text format (the `prometheus`
-//! crate's encoder).
+//! The process's metrics, exposed at `/metrics` in the Prometheus text
+//! format (the `prometheus` crate's encoder).
+//!
+//! Two families (README.md, "Metrics and dashboards"):
+//! - Ray Serve's series under the names Ray's Prometheus exporter gives
+//!   them (`ray_` prefix, `_total` on counters, `_bucket`/`_sum`/`_count`
+//!   on histograms), with Ray's label names and meaning, so Ray's own
+//!   Grafana dashboards work unchanged. The series they query that Troupe
+//!   does not export, and why, are listed in `examples/grafana/README.md`.
+//! - Troupe's own series, `troupe_` first, units in the name, `_total` on
+//!   counters; `examples/grafana/troupe.json` charts them.
 
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use troupe_gcs::member::GcsMember;
 
@@ -15,24 +23,46 @@ pub struct ServeMetrics {
     registry: Registry,
     /// Requests the proxy answered, by route, method, application, status.
     pub http_requests: IntCounterVec,
-    /// Their latency, milliseconds.
+    /// Their latency, milliseconds, by method, route, application, status.
     pub http_latency_ms: HistogramVec,
     /// Requests answered with an error status.
     pub http_errors: IntCounterVec,
-    /// Requests the proxy is handling now.
-    pub ongoing_http: IntGauge,
+    /// Requests the proxy is handling now, by node id and IP.
+    pub ongoing_http: IntGaugeVec,
     /// Requests a router holds in its queue, by deployment.
     pub deployment_queued: IntGaugeVec,
+    /// Requests a router is choosing a replica for (Ray's scheduling
+    /// tasks): in Troupe the queued ones, as choosing is immediate unless
+    /// every replica is full.
+    pub scheduling_tasks: IntGaugeVec,
+    /// Of those, the ones waiting because no replica had room (Ray's
+    /// backoff): in Troupe every queued request.
+    pub scheduling_tasks_in_backoff: IntGaugeVec,
     /// Requests a replica is running now.
     pub replica_processing: IntGaugeVec,
+    /// Requests a replica finished, by application, deployment, replica,
+    /// route.
+    pub deployment_requests: IntCounterVec,
+    /// Requests a replica's code failed, by application, deployment,
+    /// replica, route and the error's kind (`exception_type`).
+    pub deployment_errors: IntCounterVec,
     /// Time a replica spent on a request, milliseconds.
     pub deployment_latency_ms: HistogramVec,
+    /// 1 for a running replica, 0 for one starting or stopping, by
+    /// application, deployment, replica (on the node running the serve
+    /// controller).
+    pub replica_healthy: IntGaugeVec,
+    /// How long the serve controller's last round took, seconds.
+    pub control_loop_duration_s: Gauge,
+    /// Rounds the serve controller ran on this node.
+    pub control_loops: IntGaugeVec,
     gcs_is_leader: IntGauge,
     gcs_term: IntGauge,
     gcs_last_log_index: IntGauge,
     gcs_last_applied_index: IntGauge,
     gcs_apply_lag: IntGauge,
     gcs_commit_index: IntGauge,
+    gcs_commit_lag: IntGauge,
     /// Items per batch of each `Batcher`, by batcher name.
     pub batch_size: HistogramVec,
     /// Requests a router sent again to another replica, by deployment.
@@ -44,15 +74,15 @@ pub struct ServeMetrics {
     pub autoscaling_decisions: IntCounterVec,
     /// The load the autoscaler saw last: ongoing requests summed over the
     /// reporting routers, by deployment.
-    pub autoscaling_load: prometheus::GaugeVec,
+    pub autoscaling_load: GaugeVec,
     /// 1 while this process's calls have ejected the node (data-path
     /// health), by node.
     node_ejected: IntGaugeVec,
     /// Ejections since this process started.
-    node_ejections: IntGauge,
+    node_ejections: IntCounter,
     /// Key events this process's cluster view received through GCS
     /// watches (issue #17: what a change to one actor costs the others).
-    watch_events: prometheus::IntCounter,
+    watch_events: IntCounter,
     /// Selections of keys this process's cluster view follows (one watch
     /// each).
     watches: IntGauge,
@@ -63,13 +93,23 @@ const LATENCY_BUCKETS_MS: &[f64] = &[
     10000.0,
 ];
 
+/// The labels Ray puts on a replica's own series (its request counter,
+/// error counter and latency histogram carry `route` too).
+const REPLICA: &[&str] = &["application", "deployment", "replica"];
+
+/// The labels of a router's series (Ray adds `handle` and `actor_id`,
+/// naming the handle; Troupe has one router per deployment per process,
+/// which the scrape's `instance` names).
+const ROUTER: &[&str] = &["application", "deployment"];
+
 impl ServeMetrics {
     fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let registered = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
                 let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
+                registered(Box::new(c.clone()))?;
                 Ok(c)
             };
         let histogram =
@@ -78,54 +118,94 @@ impl ServeMetrics {
                     HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS_MS.to_vec()),
                     labels,
                 )?;
-                registry.register(Box::new(h.clone()))?;
+                registered(Box::new(h.clone()))?;
                 Ok(h)
             };
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
+            registered(Box::new(g.clone()))?;
             Ok(g)
         };
         let gauges =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
                 let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(g.clone()))?;
+                registered(Box::new(g.clone()))?;
                 Ok(g)
             };
+        let replica_route = [REPLICA, &["route"]].concat();
         Ok(ServeMetrics {
             http_requests: counter(
-                "serve_num_http_requests",
-                "HTTP requests the proxy answered.",
+                "ray_serve_num_http_requests_total",
+                "The number of HTTP requests processed.",
                 &["route", "method", "application", "status_code"],
             )?,
             http_latency_ms: histogram(
-                "serve_http_request_latency_ms",
-                "End-to-end latency of HTTP requests at the proxy, in milliseconds.",
-                &["route", "application", "status_code"],
+                "ray_serve_http_request_latency_ms",
+                "The end-to-end latency of HTTP requests (measured from the Serve HTTP proxy), in milliseconds.",
+                &["method", "route", "application", "status_code"],
             )?,
             http_errors: counter(
-                "serve_num_http_error_requests",
-                "HTTP requests answered with an error status.",
+                "ray_serve_num_http_error_requests_total",
+                "The number of errored HTTP responses.",
                 &["route", "error_code", "method", "application"],
             )?,
-            ongoing_http: gauge(
-                "serve_num_ongoing_http_requests",
-                "HTTP requests the proxy is handling now.",
+            ongoing_http: gauges(
+                "ray_serve_num_ongoing_http_requests",
+                "The number of ongoing requests in this HTTP proxy.",
+                &["node_id", "node_ip_address"],
             )?,
             deployment_queued: gauges(
-                "serve_deployment_queued_queries",
-                "Requests waiting in this process's router for a replica.",
-                &["application", "deployment"],
+                "ray_serve_deployment_queued_queries",
+                "The current number of queries to this deployment waiting to be assigned to a replica.",
+                ROUTER,
+            )?,
+            scheduling_tasks: gauges(
+                "ray_serve_num_scheduling_tasks",
+                "The number of request routing tasks in the router (in Troupe: requests waiting for a replica).",
+                ROUTER,
+            )?,
+            scheduling_tasks_in_backoff: gauges(
+                "ray_serve_num_scheduling_tasks_in_backoff",
+                "The number of request routing tasks in the router that are undergoing backoff (in Troupe: requests waiting until a replica has room).",
+                ROUTER,
             )?,
             replica_processing: gauges(
-                "serve_replica_processing_queries",
-                "Requests a replica is running now.",
-                &["application", "deployment", "replica"],
+                "ray_serve_replica_processing_queries",
+                "The current number of queries being processed.",
+                REPLICA,
+            )?,
+            deployment_requests: counter(
+                "ray_serve_deployment_request_counter_total",
+                "The number of queries that have been processed in this replica.",
+                &replica_route,
+            )?,
+            deployment_errors: counter(
+                "ray_serve_deployment_error_counter_total",
+                "The number of exceptions that have occurred in this replica.",
+                &[&replica_route[..], &["exception_type"]].concat(),
             )?,
             deployment_latency_ms: histogram(
-                "serve_deployment_processing_latency_ms",
-                "Time replicas spent on a request, in milliseconds.",
-                &["application", "deployment", "replica"],
+                "ray_serve_deployment_processing_latency_ms",
+                "The latency for queries to be processed, in milliseconds.",
+                &replica_route,
+            )?,
+            replica_healthy: gauges(
+                "ray_serve_deployment_replica_healthy",
+                "Tracks whether this deployment replica is healthy. 1 means healthy, 0 means unhealthy.",
+                REPLICA,
+            )?,
+            control_loop_duration_s: {
+                let g = Gauge::new(
+                    "ray_serve_controller_control_loop_duration_s",
+                    "The duration of the last control loop.",
+                )?;
+                registered(Box::new(g.clone()))?;
+                g
+            },
+            control_loops: gauges(
+                "ray_serve_controller_num_control_loops",
+                "The number of control loops performed by the controller. Increases monotonically over the controller's lifetime (actor_id: the node whose controller ran them).",
+                &["actor_id"],
             )?,
             gcs_is_leader: gauge("troupe_gcs_is_leader", "1 if this node's GCS member leads.")?,
             gcs_term: gauge(
@@ -141,37 +221,41 @@ impl ServeMetrics {
                 "The last Raft log index this node's GCS member applied.",
             )?,
             gcs_apply_lag: gauge(
-                "troupe_gcs_apply_lag",
+                "troupe_gcs_apply_lag_entries",
                 "Log entries this node's GCS member holds but has not applied.",
             )?,
             gcs_commit_index: gauge(
                 "troupe_gcs_commit_index",
                 "On the GCS leader, the highest log index a majority holds; elsewhere the last applied index.",
             )?,
+            gcs_commit_lag: gauge(
+                "troupe_gcs_commit_lag_entries",
+                "Log entries this node's GCS member holds beyond troupe_gcs_commit_index (on the leader: written, not yet held by a majority).",
+            )?,
             request_retries: counter(
-                "troupe_router_retries",
+                "troupe_router_retries_total",
                 "Requests a router sent again to another replica after an attempt failed (replica gone, or lost in flight with retry_lost_requests).",
-                &["application", "deployment"],
+                ROUTER,
             )?,
             autoscaling_target: gauges(
-                "serve_autoscaling_target_replicas",
-                "The replica count the autoscaler asks for, by deployment.",
-                &["application", "deployment"],
+                "ray_serve_autoscaling_target_replicas",
+                "The target number of replicas for an autoscaled deployment.",
+                ROUTER,
             )?,
             autoscaling_decisions: counter(
-                "serve_autoscaling_decisions",
+                "troupe_serve_autoscaling_decisions_total",
                 "Changes of an autoscaled deployment's target replica count.",
-                &["application", "deployment"],
+                ROUTER,
             )?,
             autoscaling_load: {
-                let g = prometheus::GaugeVec::new(
+                let g = GaugeVec::new(
                     Opts::new(
-                        "serve_autoscaling_total_ongoing_requests",
-                        "Ongoing requests (queued plus in flight) the routers last reported for an autoscaled deployment, summed.",
+                        "ray_serve_autoscaling_total_requests",
+                        "Total number of requests as seen by the autoscaler (queued plus in flight, summed over the reporting routers). This is the input to the autoscaling decision.",
                     ),
-                    &["application", "deployment"],
+                    ROUTER,
                 )?;
-                registry.register(Box::new(g.clone()))?;
+                registered(Box::new(g.clone()))?;
                 g
             },
             node_ejected: gauges(
@@ -179,16 +263,20 @@ impl ServeMetrics {
                 "1 while this process's calls have ejected the node from routing (refused, lost or silent connections).",
                 &["node"],
             )?,
-            node_ejections: gauge(
-                "troupe_node_ejections",
-                "Nodes ejected from routing by this process's calls since it started.",
-            )?,
+            node_ejections: {
+                let c = IntCounter::new(
+                    "troupe_node_ejections_total",
+                    "Nodes ejected from routing by this process's calls since it started.",
+                )?;
+                registered(Box::new(c.clone()))?;
+                c
+            },
             watch_events: {
-                let c = prometheus::IntCounter::new(
+                let c = IntCounter::new(
                     "troupe_gcs_watch_events_total",
                     "Key events (puts, deletes) this process's cluster view received through GCS watches.",
                 )?;
-                registry.register(Box::new(c.clone()))?;
+                registered(Box::new(c.clone()))?;
                 c
             },
             watches: gauge(
@@ -197,11 +285,14 @@ impl ServeMetrics {
             )?,
             batch_size: {
                 let h = HistogramVec::new(
-                    HistogramOpts::new("serve_batch_size", "Items per batch of a replica's batcher.")
-                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                    HistogramOpts::new(
+                        "troupe_serve_batch_size",
+                        "Items per batch of a replica's batcher.",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
                     &["batcher"],
                 )?;
-                registry.register(Box::new(h.clone()))?;
+                registered(Box::new(h.clone()))?;
                 h
             },
             registry,
@@ -219,8 +310,9 @@ impl ServeMetrics {
             self.gcs_last_log_index.set(last as i64);
             self.gcs_last_applied_index.set(applied as i64);
             self.gcs_apply_lag.set(last.saturating_sub(applied) as i64);
-            self.gcs_commit_index
-                .set(member.commit_index().unwrap_or(0) as i64);
+            let commit = member.commit_index().unwrap_or(0);
+            self.gcs_commit_index.set(commit as i64);
+            self.gcs_commit_lag.set(last.saturating_sub(commit) as i64);
         }
         let mut families = self.registry.gather();
         if let Some(member) = member {
@@ -250,7 +342,9 @@ impl ServeMetrics {
                 .with_label_values(&[node.node.to_string().as_str()])
                 .set(i64::from(node.ejected));
         }
-        self.node_ejections.set(health.total_ejections() as i64);
+        let seen = self.node_ejections.get();
+        self.node_ejections
+            .inc_by((health.total_ejections() as u64).saturating_sub(seen));
     }
 
     /// Copies what the cluster view received into the counters (before a
@@ -260,5 +354,93 @@ impl ServeMetrics {
         self.watch_events
             .inc_by(stats.events().saturating_sub(seen));
         self.watches.set(stats.follows() as i64);
+    }
+
+    /// A router's queue length, in Ray's three router gauges: queued
+    /// queries, scheduling tasks and those in backoff (in Troupe one
+    /// number: a request waits in the queue only because no replica has
+    /// room, and is placed at once otherwise).
+    pub fn record_queue(&self, app: &str, deployment: &str, queued: usize) {
+        let labels = [app, deployment];
+        for gauge in [
+            &self.deployment_queued,
+            &self.scheduling_tasks,
+            &self.scheduling_tasks_in_backoff,
+        ] {
+            gauge.with_label_values(&labels).set(queued as i64);
+        }
+    }
+
+    /// Sets `ray_serve_deployment_replica_healthy` to `health` (the
+    /// replicas the controller knows, as `[application, deployment,
+    /// replica]` and 1 or 0) and removes the series of replicas no longer
+    /// in it; `shown` is what the previous call set, and becomes this
+    /// call's.
+    pub fn record_replica_health(
+        &self,
+        health: &[([String; 3], i64)],
+        shown: &mut std::collections::BTreeSet<[String; 3]>,
+    ) {
+        let now: std::collections::BTreeSet<[String; 3]> =
+            health.iter().map(|(labels, _)| labels.clone()).collect();
+        for gone in shown.difference(&now) {
+            let labels = [gone[0].as_str(), gone[1].as_str(), gone[2].as_str()];
+            let _ = self.replica_healthy.remove_label_values(&labels);
+        }
+        for (labels, value) in health {
+            let labels = [labels[0].as_str(), labels[1].as_str(), labels[2].as_str()];
+            self.replica_healthy.with_label_values(&labels).set(*value);
+        }
+        *shown = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::proto::MetricType;
+
+    #[test]
+    fn every_series_is_rays_or_troupes_and_counters_end_in_total() {
+        let m = ServeMetrics::new().unwrap();
+        // Every vector gets a child, so every family is gathered.
+        m.http_requests
+            .with_label_values(&["/a", "GET", "a", "200"]);
+        m.record_queue("a", "d", 0);
+        m.record_replica_health(
+            &[(["a".into(), "d".into(), "r".into()], 1)],
+            &mut Default::default(),
+        );
+        let families = m.registry.gather();
+        assert!(families.len() >= 16, "{} families", families.len());
+        for family in families {
+            let name = family.name();
+            assert!(
+                name.starts_with("ray_serve_") || name.starts_with("troupe_"),
+                "{name}: neither Ray's nor Troupe's"
+            );
+            if family.get_field_type() == MetricType::COUNTER {
+                assert!(name.ends_with("_total"), "{name}: a counter without _total");
+            }
+        }
+    }
+
+    #[test]
+    fn a_replica_the_controller_no_longer_knows_loses_its_health_series() {
+        let m = ServeMetrics::new().unwrap();
+        let labels = |r: &str| ["a".to_owned(), "d".to_owned(), r.to_owned()];
+        let mut shown = Default::default();
+        m.record_replica_health(&[(labels("r1"), 1), (labels("r2"), 0)], &mut shown);
+        m.record_replica_health(&[(labels("r2"), 1)], &mut shown);
+        let page = m.render(None);
+        assert!(!page.contains("replica=\"r1\""), "{page}");
+        assert!(
+            page.contains(
+                "ray_serve_deployment_replica_healthy{application=\"a\",deployment=\"d\",replica=\"r2\"} 1"
+            ),
+            "{page}"
+        );
+        m.record_replica_health(&[], &mut shown);
+        assert!(!m.render(None).contains("replica_healthy{"));
     }
 }

@@ -32,15 +32,21 @@ struct Applied {
     order: (u64, u64),
 }
 
-/// Counts a request or a stream while it runs (and in the metrics).
+/// Counts a request or a stream while it runs (and in the metrics: when
+/// it ends, Ray's request counter and latency histogram, labelled with
+/// the route it came by).
 struct Running {
     counter: std::rc::Rc<std::cell::Cell<usize>>,
     labels: std::rc::Rc<[String; 3]>,
+    /// The application's route prefix for HTTP requests; empty for calls
+    /// through a handle (Troupe does not carry the ingress route along,
+    /// Ray's value for a call made outside an HTTP request).
+    route: String,
     started: std::time::Instant,
 }
 
 impl Running {
-    fn new<D: Deployment>(replica: &Replica<D>) -> Self {
+    fn new<D: Deployment>(replica: &Replica<D>, route: String) -> Self {
         let counter = replica.in_flight.clone();
         counter.set(counter.get() + 1);
         let labels = replica.labels.clone();
@@ -52,8 +58,24 @@ impl Running {
         Running {
             counter,
             labels,
+            route,
             started: std::time::Instant::now(),
         }
+    }
+
+    /// Counts the request's error, by its kind.
+    fn failed(&self, error: &ServeError) {
+        let [a, d, r] = &*self.labels;
+        crate::metrics::metrics()
+            .deployment_errors
+            .with_label_values(&[
+                a.as_str(),
+                d.as_str(),
+                r.as_str(),
+                self.route.as_str(),
+                error.kind(),
+            ])
+            .inc();
     }
 }
 
@@ -62,12 +84,26 @@ impl Drop for Running {
         self.counter.set(self.counter.get() - 1);
         let [a, d, r] = &*self.labels;
         let m = crate::metrics::metrics();
-        let labels = [a.as_str(), d.as_str(), r.as_str()];
-        m.replica_processing.with_label_values(&labels).dec();
+        m.replica_processing
+            .with_label_values(&[a.as_str(), d.as_str(), r.as_str()])
+            .dec();
+        let labels = [a.as_str(), d.as_str(), r.as_str(), self.route.as_str()];
+        m.deployment_requests.with_label_values(&labels).inc();
         m.deployment_latency_ms
             .with_label_values(&labels)
             .observe(self.started.elapsed().as_secs_f64() * 1e3);
     }
+}
+
+/// The route prefix of application `app` in the process's view (empty if
+/// it has none or the view does not hold it).
+fn route_of(cluster: &troupe_worker::Cluster, app: &str) -> String {
+    crate::records::follow(cluster);
+    crate::records::current(cluster)
+        .apps
+        .get(app)
+        .and_then(|spec| spec.route_prefix.clone())
+        .unwrap_or_default()
 }
 
 /// The replica actor's constructor argument.
@@ -137,7 +173,7 @@ impl<M: Message> Message for Request<M> {
 
 impl<D: Serves<M>, M: Message> SharedHandler<Request<M>> for Replica<D> {
     async fn handle(&self, Request(request): Request<M>, _: &ActorContext) -> M::Reply {
-        let _running = Running::new(self);
+        let _running = Running::new(self, String::new());
         self.inner.call(request).await
     }
 }
@@ -155,10 +191,14 @@ impl<D: HttpIngress> SharedHandler<HttpCall> for Replica<D> {
     async fn handle(
         &self,
         HttpCall(request): HttpCall,
-        _: &ActorContext,
+        cx: &ActorContext,
     ) -> Result<ServeResponse, ServeError> {
-        let _running = Running::new(self);
-        self.inner.http(request).await
+        let running = Running::new(self, route_of(&cx.cluster, &self.labels[0]));
+        let answer = self.inner.http(request).await;
+        if let Err(e) = &answer {
+            running.failed(e);
+        }
+        answer
     }
 }
 
@@ -292,15 +332,17 @@ impl<D: crate::deployment::StreamingIngress> troupe_worker::StreamHandler<HttpSt
     fn stream(
         &self,
         HttpStream(request): HttpStream,
-        _: &ActorContext,
+        cx: &ActorContext,
     ) -> impl futures::Stream<Item = crate::http::StreamPart> + 'static {
         use crate::http::StreamPart;
         use futures::StreamExt;
         let inner = self.inner.clone();
-        let running = Running::new(self);
+        let running = Running::new(self, route_of(&cx.cluster, &self.labels[0]));
         let head = async move { inner.http_stream(request).await };
         futures::stream::once(head).flat_map(move |answer| {
-            let _open = &running;
+            if let Err(e) = &answer {
+                running.failed(e);
+            }
             match answer {
                 Ok(stream) => futures::stream::once(futures::future::ready(StreamPart::Head {
                     status: stream.status,

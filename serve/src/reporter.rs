@@ -151,7 +151,7 @@ pub(crate) async fn run(runtime: Arc<ServeRuntime>, reporter: String) {
 }
 
 /// Requests each of this process's replicas runs now, as `(app,
-/// deployment, replica, count)`: the `serve_replica_processing_queries`
+/// deployment, replica, count)`: the `ray_serve_replica_processing_queries`
 /// gauges.
 fn replica_loads() -> Vec<(String, String, String, f64)> {
     use prometheus::core::Collector;

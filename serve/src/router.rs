@@ -280,6 +280,8 @@ impl Router {
         // serve's records) from now on.
         cluster.follow_names(&crate::spec::replica_names_of(app, deployment));
         crate::records::follow(&cluster);
+        // The queue gauges exist (at their true value, 0) from the start.
+        crate::metrics::metrics().record_queue(app, deployment, 0);
         Router {
             app: app.to_owned(),
             deployment: deployment.to_owned(),
@@ -312,10 +314,7 @@ impl Router {
     }
 
     fn report_queue(&self, queued: usize) {
-        crate::metrics::metrics()
-            .deployment_queued
-            .with_label_values(&[self.app.as_str(), self.deployment.as_str()])
-            .set(queued as i64);
+        crate::metrics::metrics().record_queue(&self.app, &self.deployment, queued);
     }
 
     fn label(&self) -> String {

@@ -112,10 +112,15 @@ async fn lead(
     let mut last_health = tokio::time::Instant::now();
     let mut draining = std::collections::HashSet::new();
     let mut reconfigures = reconfigure::Reconfigures::new(term);
+    let loop_metrics = crate::metrics::metrics();
+    let me = cluster.id().to_string();
+    let mut health_shown = std::collections::BTreeSet::new();
     while member.is_leader() && member.status().term == term {
+        let round_started = std::time::Instant::now();
         let (records, actors) =
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
         let (specs, statuses) = (&records.apps, &records.statuses);
+        loop_metrics.record_replica_health(&replica_health(statuses), &mut health_shown);
         let scaled = autoscaler.round(specs, statuses, crate::reporter::now_ms());
         let actions = reconcile::reconcile(
             &scaled.specs,
@@ -188,7 +193,7 @@ async fn lead(
         futures::future::join_all(starts).await;
         if !writes.is_empty() {
             match commit_fenced(cluster.gcs(), TERM_KEY.as_bytes(), claim, writes).await {
-                Ok(None) => return,
+                Ok(None) => break,
                 Ok(Some(_)) => {}
                 Err(e) => tracing::debug!(error = %e, "serve status not written"),
             }
@@ -213,12 +218,37 @@ async fn lead(
             check_health(cluster, specs, statuses);
         }
         reconfigures.round(cluster, specs, statuses);
+        loop_metrics
+            .control_loop_duration_s
+            .set(round_started.elapsed().as_secs_f64());
+        loop_metrics.control_loops.with_label_values(&[&me]).inc();
         changes.borrow_and_update();
         tokio::select! {
             _ = changes.changed() => {}
             () = tokio::time::sleep(TICK) => {}
         }
     }
+    // Another node's controller reports the replicas now.
+    loop_metrics.record_replica_health(&[], &mut health_shown);
+}
+
+/// `ray_serve_deployment_replica_healthy` as the controller's statuses
+/// say: `[application, deployment, replica]` and 1 for each running
+/// replica, 0 for one starting or stopping.
+fn replica_health(statuses: &BTreeMap<String, AppStatus>) -> Vec<([String; 3], i64)> {
+    statuses
+        .values()
+        .flat_map(|app| {
+            app.deployments.iter().flat_map(move |(name, d)| {
+                d.replicas.iter().map(move |r| {
+                    (
+                        [app.name.clone(), name.clone(), r.id.to_string()],
+                        i64::from(r.state == ReplicaState::Running),
+                    )
+                })
+            })
+        })
+        .collect()
 }
 
 /// The autoscaler's record writes and deletes, as transaction operations.
@@ -333,5 +363,52 @@ fn check_health(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{AppState, DeploymentState, DeploymentStatus, ReplicaStatus};
+    use troupe_core::id::ActorId;
+
+    fn replica(n: u64, state: ReplicaState) -> ReplicaStatus {
+        ReplicaStatus {
+            id: ReplicaId::new(n),
+            actor: ActorId::new(n),
+            version: 1,
+            state,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn running_replicas_are_healthy_and_the_others_are_not() {
+        let deployment = DeploymentStatus {
+            state: DeploymentState::Updating,
+            message: String::new(),
+            target_replicas: 3,
+            replicas: vec![
+                replica(1, ReplicaState::Running),
+                replica(2, ReplicaState::Starting),
+                replica(3, ReplicaState::Stopping),
+            ],
+        };
+        let app = AppStatus {
+            name: "chain".into(),
+            state: AppState::Deploying,
+            message: String::new(),
+            version: 1,
+            deployments: BTreeMap::from([("count".to_owned(), deployment)]),
+        };
+        let health = replica_health(&BTreeMap::from([("chain".to_owned(), app)]));
+        let labels = |n: u64| {
+            [
+                "chain".to_owned(),
+                "count".to_owned(),
+                ReplicaId::new(n).to_string(),
+            ]
+        };
+        assert_eq!(health, vec![(labels(1), 1), (labels(2), 0), (labels(3), 0)]);
     }
 }

@@ -59,6 +59,9 @@ struct ProxyState {
     draining: Arc<AtomicBool>,
     timeout: Duration,
     access_log: bool,
+    /// The `node_id` and `node_ip_address` labels of this proxy's
+    /// ongoing-requests gauge.
+    node: [String; 2],
 }
 
 impl ProxyState {
@@ -80,7 +83,14 @@ impl Proxy {
     /// Starts the proxy on its own threads.
     pub fn start(config: ProxyConfig, runtime: Arc<ServeRuntime>) -> io::Result<Proxy> {
         let draining = Arc::new(AtomicBool::new(false));
+        let node = node_labels(&runtime, &config.listen);
+        // The gauge exists (at its true value, 0) before the first request.
+        crate::metrics::metrics()
+            .ongoing_http
+            .with_label_values(&[node[0].as_str(), node[1].as_str()])
+            .set(0);
         let state = web::Data::new(ProxyState {
+            node,
             runtime,
             draining: draining.clone(),
             timeout: config.request_timeout,
@@ -149,7 +159,7 @@ async fn proxy(
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id_of(&request);
     let started = Instant::now();
-    let _ongoing = Ongoing::start();
+    let _ongoing = Ongoing::start(&state.node);
     let records = state.records();
     let path = request.path().to_owned();
     let Some((route, inner_path)) = find_route(&records.routes, &path) else {
@@ -259,7 +269,7 @@ fn access_log(
         .with_label_values(&[route, request.method().as_str(), app, &status_text])
         .inc();
     m.http_latency_ms
-        .with_label_values(&[route, app, &status_text])
+        .with_label_values(&[request.method().as_str(), route, app, &status_text])
         .observe(ms);
     if status >= 400 {
         m.http_errors
@@ -268,19 +278,37 @@ fn access_log(
     }
 }
 
+/// This node's id and IP address, the labels Ray puts on its proxy's
+/// ongoing-requests gauge: the IP of the node's RPC address in the
+/// cluster's node table, else the proxy's listen address.
+fn node_labels(runtime: &ServeRuntime, listen: &str) -> [String; 2] {
+    let cluster = runtime.cluster();
+    let id = cluster.id();
+    let rpc = cluster.read_state(|s| s.nodes.get(&id).map(|n| n.addr.clone()));
+    let ip = rpc
+        .as_deref()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .or_else(|| listen.parse::<SocketAddr>().ok())
+        .map_or_else(String::new, |a| a.ip().to_string());
+    [id.to_string(), ip]
+}
+
 /// Counts a request the proxy is handling.
-struct Ongoing;
+struct Ongoing(prometheus::IntGauge);
 
 impl Ongoing {
-    fn start() -> Self {
-        crate::metrics::metrics().ongoing_http.inc();
-        Ongoing
+    fn start(node: &[String; 2]) -> Self {
+        let gauge = crate::metrics::metrics()
+            .ongoing_http
+            .with_label_values(&[node[0].as_str(), node[1].as_str()]);
+        gauge.inc();
+        Ongoing(gauge)
     }
 }
 
 impl Drop for Ongoing {
     fn drop(&mut self) {
-        crate::metrics::metrics().ongoing_http.dec();
+        self.0.dec();
     }
 }
 
