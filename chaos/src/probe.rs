@@ -175,7 +175,7 @@ mod tests {
         let page = "# HELP troupe_gcs_term x\ntroupe_gcs_term_other 9\ntroupe_gcs_term 7\ntroupe_gcs_is_leader 1\n";
         assert_eq!(metric(page, "troupe_gcs_term"), Some(7.0));
         assert_eq!(metric(page, "troupe_gcs_is_leader"), Some(1.0));
-        assert_eq!(metric(page, "troupe_gcs_apply_lag"), None);
+        assert_eq!(metric(page, "troupe_gcs_apply_lag_entries"), None);
     }
 
     #[test]

@@ -400,19 +400,48 @@ mod tests {
     use super::*;
     use prometheus::proto::MetricType;
 
-    #[test]
-    fn every_series_is_rays_or_troupes_and_counters_end_in_total() {
+    /// Metrics whose every vector has a child, so every family is
+    /// gathered.
+    fn every_family() -> ServeMetrics {
         let m = ServeMetrics::new().unwrap();
-        // Every vector gets a child, so every family is gathered.
         m.http_requests
             .with_label_values(&["/a", "GET", "a", "200"]);
+        m.http_latency_ms
+            .with_label_values(&["GET", "/a", "a", "200"])
+            .observe(1.0);
+        m.http_errors.with_label_values(&["/a", "500", "GET", "a"]);
+        m.ongoing_http.with_label_values(&["n", "127.0.0.1"]);
         m.record_queue("a", "d", 0);
+        m.replica_processing.with_label_values(&["a", "d", "r"]);
+        m.deployment_requests
+            .with_label_values(&["a", "d", "r", "/a"]);
+        m.deployment_errors
+            .with_label_values(&["a", "d", "r", "/a", "Application"]);
+        m.deployment_latency_ms
+            .with_label_values(&["a", "d", "r", "/a"])
+            .observe(1.0);
         m.record_replica_health(
             &[(["a".into(), "d".into(), "r".into()], 1)],
             &mut Default::default(),
         );
-        let families = m.registry.gather();
-        assert!(families.len() >= 16, "{} families", families.len());
+        m.control_loops.with_label_values(&["n"]);
+        m.batch_size.with_label_values(&["b"]).observe(1.0);
+        m.request_retries.with_label_values(&["a", "d"]);
+        m.autoscaling_target.with_label_values(&["a", "d"]);
+        m.autoscaling_decisions.with_label_values(&["a", "d"]);
+        m.autoscaling_load.with_label_values(&["a", "d"]);
+        m.node_ejected.with_label_values(&["n"]);
+        m
+    }
+
+    #[test]
+    fn every_series_is_rays_or_troupes_and_counters_end_in_total() {
+        let families = every_family().registry.gather();
+        assert_eq!(
+            families.len(),
+            30,
+            "a family was added: touch it in every_family"
+        );
         for family in families {
             let name = family.name();
             assert!(
@@ -442,5 +471,81 @@ mod tests {
         );
         m.record_replica_health(&[], &mut shown);
         assert!(!m.render(None).contains("replica_healthy{"));
+    }
+
+    /// The series names an expression of Troupe's Grafana dashboard uses
+    /// (identifiers starting `troupe_` or `ray_`).
+    fn series_in(expr: &str) -> Vec<String> {
+        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|t| t.starts_with("troupe_") || t.starts_with("ray_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_grafana_dashboard_is_valid_and_charts_only_exported_series() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/grafana/troupe.json"))
+                .expect("examples/grafana/troupe.json is JSON");
+        assert_eq!(dashboard["title"], "Troupe");
+        assert!(dashboard["uid"].is_string());
+        let exported: std::collections::BTreeMap<String, MetricType> = every_family()
+            .registry
+            .gather()
+            .iter()
+            .map(|f| (f.name().to_owned(), f.get_field_type()))
+            .chain([(
+                troupe_gcs::member::WRITE_LATENCY_METRIC.to_owned(),
+                MetricType::HISTOGRAM,
+            )])
+            .collect();
+        let panels = dashboard["panels"].as_array().expect("panels");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut charted = std::collections::BTreeSet::new();
+        for panel in panels {
+            assert!(
+                ids.insert(panel["id"].as_u64().expect("a panel id")),
+                "{panel}"
+            );
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{panel}");
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{panel}");
+            for target in targets {
+                let expr = target["expr"].as_str().expect("an expr");
+                let names = series_in(expr);
+                assert!(!names.is_empty(), "{expr} names no series");
+                for name in names {
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| {
+                            let base = name.strip_suffix(suffix)?;
+                            (exported.get(base) == Some(&MetricType::HISTOGRAM)).then_some(base)
+                        })
+                        .unwrap_or(&name);
+                    assert!(
+                        exported.contains_key(family),
+                        "{expr}: Troupe exports no {name}"
+                    );
+                    charted.insert(family.to_owned());
+                }
+            }
+        }
+        // GCS leader, term, lags, write latency; ejections and retries.
+        for needed in [
+            "troupe_gcs_is_leader",
+            "troupe_gcs_term",
+            "troupe_gcs_commit_lag_entries",
+            "troupe_gcs_apply_lag_entries",
+            "troupe_gcs_write_latency_ms",
+            "troupe_node_ejected",
+            "troupe_node_ejections_total",
+            "troupe_router_retries_total",
+        ] {
+            assert!(
+                charted.contains(needed),
+                "the dashboard does not chart {needed}"
+            );
+        }
+        assert!(panels.len() >= 10, "{} panels", panels.len());
     }
 }

@@ -107,7 +107,7 @@ async fn deploy_a_config_to_three_nodes_then_status_config_metrics_and_stop() {
     assert_eq!(
         sample(
             &page,
-            r#"serve_num_http_requests{application="chain",method="POST",route="/chain",status_code="200"}"#
+            r#"ray_serve_num_http_requests_total{application="chain",method="POST",route="/chain",status_code="200"}"#
         ),
         Some(N as f64),
         "{page}"
@@ -115,7 +115,7 @@ async fn deploy_a_config_to_three_nodes_then_status_config_metrics_and_stop() {
     assert_eq!(
         sample(
             &page,
-            r#"serve_http_request_latency_ms_count{application="chain",route="/chain",status_code="200"}"#
+            r#"ray_serve_http_request_latency_ms_count{application="chain",method="POST",route="/chain",status_code="200"}"#
         ),
         Some(N as f64),
         "{page}"

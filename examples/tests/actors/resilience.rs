@@ -329,8 +329,8 @@ async fn a_paused_node_is_ejected_readmitted_and_fails_no_request() {
     let (succeeded, failures) = load.stop();
 
     let page = metrics_page(&nodes[0].admin);
-    let ejections = metric_sum(&page, "troupe_node_ejections");
-    let retries = metric_sum(&page, "troupe_router_retries");
+    let ejections = metric_sum(&page, "troupe_node_ejections_total");
+    let retries = metric_sum(&page, "troupe_router_retries_total");
     eprintln!(
         "{succeeded} requests succeeded, {} failed; node 0: {ejections} ejections, {retries} retries",
         failures.len()
@@ -867,7 +867,7 @@ fn served(admin: &str, deployment: &str) -> f64 {
     let label = format!("deployment=\"{deployment}\"");
     metric_sum_with(
         &metrics_page(admin),
-        "serve_deployment_processing_latency_ms_count",
+        "ray_serve_deployment_processing_latency_ms_count",
         &[&label],
     )
 }

@@ -259,7 +259,7 @@ fn concurrent_calls_are_batched_and_each_gets_its_own_answer() {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in the metrics"))
     };
-    let sum = value("serve_batch_size_sum{batcher=\"mobilenet_v2/mobilenet_v2\"}");
-    let count = value("serve_batch_size_count{batcher=\"mobilenet_v2/mobilenet_v2\"}");
+    let sum = value("troupe_serve_batch_size_sum{batcher=\"mobilenet_v2/mobilenet_v2\"}");
+    let count = value("troupe_serve_batch_size_count{batcher=\"mobilenet_v2/mobilenet_v2\"}");
     assert!(sum > count, "batches of one only: sum {sum}, count {count}");
 }

@@ -164,6 +164,9 @@ pub struct GcsMember {
     write_latency: prometheus::Histogram,
 }
 
+/// The name of [`GcsMember::write_latency`] on `/metrics`.
+pub const WRITE_LATENCY_METRIC: &str = "troupe_gcs_write_latency_ms";
+
 /// Buckets of [`GcsMember::write_latency`], milliseconds.
 const WRITE_BUCKETS_MS: &[f64] = &[
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
@@ -233,7 +236,7 @@ impl GcsMember {
         .abort_handle();
         let write_latency = prometheus::Histogram::with_opts(
             prometheus::HistogramOpts::new(
-                "troupe_gcs_write_latency_ms",
+                WRITE_LATENCY_METRIC,
                 "Time writes this GCS member led took to commit and apply, in milliseconds.",
             )
             .buckets(WRITE_BUCKETS_MS.to_vec()),

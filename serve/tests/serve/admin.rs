@@ -45,12 +45,12 @@ fn metrics_count_the_requests_and_parse() {
     assert_eq!(page.status, 200);
     let page = page.body;
     assert!(parses_as_prometheus_text(&page), "{page}");
-    let ok = r#"serve_num_http_requests{application="counted",method="GET",route="/counted",status_code="200"}"#;
+    let ok = r#"ray_serve_num_http_requests_total{application="counted",method="GET",route="/counted",status_code="200"}"#;
     assert_eq!(sample(&page, ok), Some(7.0), "{page}");
-    let count = r#"serve_http_request_latency_ms_count{application="counted",route="/counted",status_code="200"}"#;
+    let count = r#"ray_serve_http_request_latency_ms_count{application="counted",method="GET",route="/counted",status_code="200"}"#;
     assert_eq!(sample(&page, count), Some(7.0), "{page}");
     assert!(
-        page.contains("serve_replica_processing_queries{application=\"counted\""),
+        page.contains("ray_serve_replica_processing_queries{application=\"counted\""),
         "{page}"
     );
     assert_eq!(sample(&page, "troupe_gcs_is_leader"), Some(1.0), "{page}");

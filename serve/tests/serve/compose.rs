@@ -144,7 +144,8 @@ fn shrink_requests_started() -> f64 {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    sum("serve_replica_processing_queries") + sum("serve_deployment_processing_latency_ms_count")
+    sum("ray_serve_replica_processing_queries")
+        + sum("ray_serve_deployment_processing_latency_ms_count")
 }
 
 #[test]
