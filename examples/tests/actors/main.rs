@@ -9,6 +9,7 @@ mod content;
 mod deploy;
 mod errors;
 mod failures;
+mod grafana;
 #[allow(dead_code)]
 #[path = "../../../serve/tests/serve/http.rs"]
 mod http_client;

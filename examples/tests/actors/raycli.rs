@@ -30,7 +30,7 @@ const RAY: &str = "ray[serve]==2.60.0";
 /// The venv with Ray (pinned, from PyPI), made once per target dir;
 /// concurrent test binaries take turns through a lock file. A venv whose
 /// install did not finish (no `installed` marker) is made again.
-fn ray_venv() -> PathBuf {
+pub(crate) fn ray_venv() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ray-serve-2.60.0");
     let marker = dir.join("installed");
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
@@ -61,7 +61,7 @@ fn ray_venv() -> PathBuf {
 /// One of the venv's programs, with an environment that cannot make
 /// Ray's CLI find or start a local Ray cluster (no RAY_ADDRESS, no
 /// dashboard address but the one given with `-a`, no usage reporting).
-fn ray_command(venv: &Path, program: &str, home: &Path) -> Command {
+pub(crate) fn ray_command(venv: &Path, program: &str, home: &Path) -> Command {
     let mut command = Command::new(venv.join("bin").join(program));
     command
         .env_remove("RAY_ADDRESS")
@@ -81,7 +81,7 @@ fn serve(venv: &Path, home: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs `command`, killed (by pid) if it takes over two minutes.
-fn run_bounded(command: &mut Command, what: &str) -> Output {
+pub(crate) fn run_bounded(command: &mut Command, what: &str) -> Output {
     let child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -100,7 +100,7 @@ fn run_bounded(command: &mut Command, what: &str) -> Output {
     waiter.join().unwrap().unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),

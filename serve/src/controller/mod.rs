@@ -120,7 +120,8 @@ async fn lead(
         let (records, actors) =
             cluster.read_state(|s| (crate::records::of(cluster, s), s.actors.clone()));
         let (specs, statuses) = (&records.apps, &records.statuses);
-        loop_metrics.record_replica_health(&replica_health(statuses), &mut health_shown);
+        // The statuses this round writes, over those it read (`None`: deleted).
+        let mut written: BTreeMap<String, Option<AppStatus>> = BTreeMap::new();
         let scaled = autoscaler.round(specs, statuses, crate::reporter::now_ms());
         let actions = reconcile::reconcile(
             &scaled.specs,
@@ -176,17 +177,21 @@ async fn lead(
                     });
                 }
                 Action::Stop { actor } => stops.push(actor),
-                Action::WriteStatus(status) => writes.push(TxnOp::Put(PutRequest::new(
-                    format!("{STATUS_PREFIX}{}", status.name).into_bytes(),
-                    schema::encode(&status),
-                ))),
+                Action::WriteStatus(status) => {
+                    writes.push(TxnOp::Put(PutRequest::new(
+                        format!("{STATUS_PREFIX}{}", status.name).into_bytes(),
+                        schema::encode(&status),
+                    )));
+                    written.insert(status.name.clone(), Some(status));
+                }
                 Action::DeleteStatus { app } => {
                     writes.push(TxnOp::Delete(troupe_gcs::DeleteRequest {
                         selector: troupe_gcs::KeySelector::Key(
                             format!("{STATUS_PREFIX}{app}").into_bytes(),
                         ),
                         prev_kv: false,
-                    }))
+                    }));
+                    written.insert(app, None);
                 }
             }
         }
@@ -195,9 +200,20 @@ async fn lead(
             match commit_fenced(cluster.gcs(), TERM_KEY.as_bytes(), claim, writes).await {
                 Ok(None) => break,
                 Ok(Some(_)) => {}
-                Err(e) => tracing::debug!(error = %e, "serve status not written"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "serve status not written");
+                    written.clear();
+                }
             }
         }
+        let mut now_statuses = statuses.clone();
+        for (app, status) in written {
+            match status {
+                Some(status) => now_statuses.insert(app, status),
+                None => now_statuses.remove(&app),
+            };
+        }
+        loop_metrics.record_replica_health(&replica_health(&now_statuses), &mut health_shown);
         // Written as STOPPING first (routers stop sending to them), then
         // drained and killed.
         for actor in stops {
