@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use troupe_gcs::member::GcsMember;
@@ -52,10 +52,13 @@ pub struct ServeMetrics {
     /// application, deployment, replica (on the node running the serve
     /// controller).
     pub replica_healthy: IntGaugeVec,
-    /// How long the serve controller's last round took, seconds.
-    pub control_loop_duration_s: Gauge,
-    /// Rounds the serve controller ran on this node.
-    pub control_loops: IntGaugeVec,
+    /// How long the serve controller's last round took, seconds (no
+    /// labels; a vector so that nodes not running the controller export
+    /// nothing rather than a 0).
+    control_loop_duration_s: GaugeVec,
+    /// Rounds the serve controller ran on this node since it started
+    /// leading, by `actor_id` (the node's id).
+    control_loops: IntGaugeVec,
     gcs_is_leader: IntGauge,
     gcs_term: IntGauge,
     gcs_last_log_index: IntGauge,
@@ -195,9 +198,12 @@ impl ServeMetrics {
                 REPLICA,
             )?,
             control_loop_duration_s: {
-                let g = Gauge::new(
-                    "ray_serve_controller_control_loop_duration_s",
-                    "The duration of the last control loop.",
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "ray_serve_controller_control_loop_duration_s",
+                        "The duration of the last control loop.",
+                    ),
+                    &[],
                 )?;
                 registered(Box::new(g.clone()))?;
                 g
@@ -356,6 +362,22 @@ impl ServeMetrics {
         self.watches.set(stats.follows() as i64);
     }
 
+    /// One round of the serve controller on node `node`, which took
+    /// `seconds`.
+    pub fn record_control_loop(&self, node: &str, seconds: f64) {
+        self.control_loop_duration_s
+            .with_label_values(&[] as &[&str])
+            .set(seconds);
+        self.control_loops.with_label_values(&[node]).inc();
+    }
+
+    /// This node stopped running the serve controller: its loop series
+    /// go (the next controller's node exports them).
+    pub fn forget_control_loops(&self) {
+        self.control_loop_duration_s.reset();
+        self.control_loops.reset();
+    }
+
     /// A router's queue length, in Ray's three router gauges: queued
     /// queries, scheduling tasks and those in backoff (in Troupe one
     /// number: a request waits in the queue only because no replica has
@@ -424,7 +446,7 @@ mod tests {
             &[(["a".into(), "d".into(), "r".into()], 1)],
             &mut Default::default(),
         );
-        m.control_loops.with_label_values(&["n"]);
+        m.record_control_loop("n", 0.01);
         m.batch_size.with_label_values(&["b"]).observe(1.0);
         m.request_retries.with_label_values(&["a", "d"]);
         m.autoscaling_target.with_label_values(&["a", "d"]);
@@ -452,6 +474,25 @@ mod tests {
                 assert!(name.ends_with("_total"), "{name}: a counter without _total");
             }
         }
+    }
+
+    #[test]
+    fn only_the_controllers_node_exports_its_rounds() {
+        let m = ServeMetrics::new().unwrap();
+        assert!(!m.render(None).contains("ray_serve_controller_"));
+        m.record_control_loop("node-1", 0.25);
+        m.record_control_loop("node-1", 0.5);
+        let page = m.render(None);
+        assert!(
+            page.contains("ray_serve_controller_control_loop_duration_s 0.5\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("ray_serve_controller_num_control_loops{actor_id=\"node-1\"} 2\n"),
+            "{page}"
+        );
+        m.forget_control_loops();
+        assert!(!m.render(None).contains("ray_serve_controller_"));
     }
 
     #[test]

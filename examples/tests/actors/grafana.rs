@@ -404,6 +404,15 @@ async fn rays_serve_dashboards_find_every_series_they_query_on_a_troupe_cluster(
         scrape
             .samples
             .iter()
+            .filter(|s| s.name == "ray_serve_controller_control_loop_duration_s")
+            .count(),
+        1,
+        "only the controller's node reports its rounds"
+    );
+    assert_eq!(
+        scrape
+            .samples
+            .iter()
             .filter(|s| s.name == "ray_serve_num_ongoing_http_requests")
             .count(),
         cluster.nodes.len(),

@@ -234,18 +234,16 @@ async fn lead(
             check_health(cluster, specs, statuses);
         }
         reconfigures.round(cluster, specs, statuses);
-        loop_metrics
-            .control_loop_duration_s
-            .set(round_started.elapsed().as_secs_f64());
-        loop_metrics.control_loops.with_label_values(&[&me]).inc();
+        loop_metrics.record_control_loop(&me, round_started.elapsed().as_secs_f64());
         changes.borrow_and_update();
         tokio::select! {
             _ = changes.changed() => {}
             () = tokio::time::sleep(TICK) => {}
         }
     }
-    // Another node's controller reports the replicas now.
+    // Another node's controller reports the replicas and its rounds now.
     loop_metrics.record_replica_health(&[], &mut health_shown);
+    loop_metrics.forget_control_loops();
 }
 
 /// `ray_serve_deployment_replica_healthy` as the controller's statuses
