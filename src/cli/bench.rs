@@ -706,9 +706,12 @@ fn table(r: &serde_json::Value) -> String {
         f(&r["spawn_cpu_ms_per_actor"]),
         f(&r["spawn_busiest_gcs_member_cpu_s"])
     ));
-    if let Some(s) = r["leader_kill_to_first_spawn_s"].as_f64() {
+    if let Some(s) = r["leader_kill"]["first_spawn_s"].as_f64() {
+        let failed = r["leader_kill"]["failed_attempts"]
+            .as_array()
+            .map_or(0, Vec::len);
         out.push_str(&format!(
-            "GCS leader's node SIGKILLed: first spawn after {s:.2} s\n"
+            "GCS leader's node SIGKILLed: first spawn after {s:.2} s ({failed} failed attempts before it)\n"
         ));
     }
     for (label, key) in [
@@ -827,6 +830,18 @@ mod tests {
         assert_eq!(s["narrow_mean_watches"], 5.0);
         let none = watch_summary(&before, &BTreeMap::new());
         assert!(none["full_mean_events"].is_null());
+    }
+
+    #[test]
+    fn the_table_shows_the_leader_kill() {
+        let r = serde_json::json!({
+            "leader_kill": {"first_spawn_s": 0.7105, "failed_attempts": [{"s": 3.0}]}
+        });
+        let text = table(&r);
+        assert!(
+            text.contains("first spawn after 0.71 s (1 failed attempts before it)"),
+            "{text}"
+        );
     }
 
     #[test]
