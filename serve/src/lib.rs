@@ -40,6 +40,8 @@
 //!   REST API.
 //! - [`metrics`] — the process's Prometheus metrics (written by the data
 //!   plane, rendered by the admin server).
+//! - [`host`] — the host's CPU, memory, disk and network under Ray's
+//!   node-agent series names (pure parsing of `/proc`, read per scrape).
 //! - [`roles`] — [`start`]: serve's roles on a node.
 #![forbid(unsafe_code)]
 
@@ -52,6 +54,7 @@ pub mod config;
 pub mod controller;
 pub mod declarative;
 pub mod deployment;
+pub mod host;
 pub mod http;
 pub mod http_error;
 mod http_thread;

@@ -89,6 +89,22 @@ pub struct ServeMetrics {
     /// Selections of keys this process's cluster view follows (one watch
     /// each).
     watches: IntGauge,
+    /// The host's resources under Ray's node-agent names
+    /// ([`crate::host`]), by `ip`.
+    host: HostGauges,
+}
+
+/// Ray's `ray_node_*` series ([`crate::host`]): vectors, so that what
+/// could not be read is absent rather than 0.
+struct HostGauges {
+    cpu_utilization: GaugeVec,
+    mem_used: GaugeVec,
+    mem_total: GaugeVec,
+    disk_usage: GaugeVec,
+    disk_free: GaugeVec,
+    network_receive_speed: GaugeVec,
+    network_send_speed: GaugeVec,
+    sampler: std::sync::Mutex<crate::host::Sampler>,
 }
 
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -301,8 +317,59 @@ impl ServeMetrics {
                 registered(Box::new(h.clone()))?;
                 h
             },
+            host: {
+                let g = |name: &str, help: &str| -> Result<GaugeVec, prometheus::Error> {
+                    let g = GaugeVec::new(Opts::new(name, help), &["ip"])?;
+                    registered(Box::new(g.clone()))?;
+                    Ok(g)
+                };
+                HostGauges {
+                    cpu_utilization: g(
+                        "ray_node_cpu_utilization",
+                        "Total CPU usage on the host, percentage (since the previous scrape, at least 1 s).",
+                    )?,
+                    mem_used: g("ray_node_mem_used", "Memory used on the host (total minus available), bytes.")?,
+                    mem_total: g("ray_node_mem_total", "Total memory on the host, bytes.")?,
+                    disk_usage: g("ray_node_disk_usage", "Disk used on the host's / filesystem, bytes.")?,
+                    disk_free: g("ray_node_disk_free", "Disk free on the host's / filesystem, bytes.")?,
+                    network_receive_speed: g(
+                        "ray_node_network_receive_speed",
+                        "Bytes received per second on the host's e* interfaces.",
+                    )?,
+                    network_send_speed: g(
+                        "ray_node_network_send_speed",
+                        "Bytes sent per second on the host's e* interfaces.",
+                    )?,
+                    sampler: Default::default(),
+                }
+            },
             registry,
         })
+    }
+
+    /// Reads the host's resources into the `ray_node_*` gauges, labelled
+    /// with this node's `ip` (before a render). Rates appear from the
+    /// second reading on, at least a second after the first.
+    pub fn record_host(&self, ip: &str) {
+        let (counters, host) = crate::host::read();
+        let h = &self.host;
+        let set = |g: &GaugeVec, v: Option<f64>| match v {
+            Some(v) => g.with_label_values(&[ip]).set(v),
+            None => {
+                let _ = g.remove_label_values(&[ip]);
+            }
+        };
+        set(&h.mem_used, host.mem_used.map(|v| v as f64));
+        set(&h.mem_total, host.mem_total.map(|v| v as f64));
+        set(&h.disk_usage, host.disk_used.map(|v| v as f64));
+        set(&h.disk_free, host.disk_free.map(|v| v as f64));
+        let rates = counters.and_then(|c| {
+            let mut sampler = h.sampler.lock().unwrap_or_else(|p| p.into_inner());
+            sampler.observe(std::time::Instant::now(), c)
+        });
+        set(&h.cpu_utilization, rates.map(|r| r.cpu_percent));
+        set(&h.network_receive_speed, rates.map(|r| r.rx_bytes_per_s));
+        set(&h.network_send_speed, rates.map(|r| r.tx_bytes_per_s));
     }
 
     /// The page `/metrics` serves, with the GCS member's gauges read now.

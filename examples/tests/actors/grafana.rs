@@ -79,9 +79,13 @@ impl Scrape {
 
     /// The family a sample name belongs to, and the type it must have:
     /// `_total` a counter, `_bucket`/`_sum`/`_count` of a histogram, else a
-    /// gauge (the rule of Ray's exporter).
+    /// gauge (the rule of Ray's exporter; one gauge of Ray's own is named
+    /// `..._total`).
     fn family_of(&self, name: &str) -> (String, &'static str) {
-        if name.ends_with("_total") {
+        // Ray's reporter agent declares `node_mem_total` a gauge: its
+        // `_total` is part of its name, not the counter suffix.
+        const GAUGES_NAMED_TOTAL: &[&str] = &["ray_node_mem_total"];
+        if name.ends_with("_total") && !GAUGES_NAMED_TOTAL.contains(&name) {
             return (name.to_owned(), "counter");
         }
         for suffix in ["_bucket", "_sum", "_count"] {

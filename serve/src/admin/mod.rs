@@ -172,6 +172,13 @@ async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
     let metrics = crate::metrics::metrics();
     metrics.record_health(state.cluster.health());
     metrics.record_view(state.cluster.watch_stats());
+    let id = state.cluster.id();
+    let ip = state
+        .cluster
+        .read_state(|s| s.nodes.get(&id).map(|n| n.addr.clone()))
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map_or_else(String::new, |a| a.ip().to_string());
+    metrics.record_host(&ip);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render(state.member.as_ref()))
