@@ -3,7 +3,11 @@
 //! binary on loopback, stopped by pid whatever happens) is kept apart from
 //! measuring (spawns, a deploy, RSS, idle CPU, the GCS's size on disk, the
 //! watch events each process's cluster view received);
-//! the parsing and arithmetic are pure functions, tested below.
+//! the parsing and arithmetic are pure functions, tested below. The kills
+//! at the end of a run and the HTTP probe are in `kills` and `http_probe`.
+
+mod http_probe;
+mod kills;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,7 +28,9 @@ use troupe_worker::{Cluster, WatchCounts};
 pub enum BenchCommand {
     /// Start N node processes of this binary on 127.0.0.1, wait until all
     /// registered, measure spawns, a deploy, memory, idle CPU and the
-    /// control store's size, print a table, then stop every process.
+    /// control store's size; with --kill-node / --kill-leader, SIGKILL a
+    /// node and time the recovery (spawns, replicas, HTTP through a
+    /// surviving proxy); print a table, then stop every process.
     Cluster(ClusterArgs),
 }
 
@@ -45,10 +51,11 @@ pub struct ClusterArgs {
     /// Replicas of the deployed application (0: no deploy).
     #[arg(long, default_value_t = 100)]
     replicas: u32,
-    /// The application of this binary to deploy, and its deployment whose
-    /// replica count is set (the examples' `noop`).
+    /// The application of this binary to deploy (the examples' `noop`;
+    /// HTTP is probed on its route, `/APP`).
     #[arg(long, default_value = "noop")]
     app: String,
+    /// The deployment of `--app` whose replica count is set.
     #[arg(long, default_value = "noop")]
     deployment: String,
     /// Seconds over which idle CPU is measured (before and after the load).
@@ -57,8 +64,20 @@ pub struct ClusterArgs {
     /// Give up if the nodes are not all registered after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     start_timeout: f64,
+    /// How many nodes run an HTTP proxy (on a free port): the last ones
+    /// launched, so never the head alone. With a deploy and a kill, HTTP
+    /// requests go every 20 ms through a proxy on a node that survives.
+    #[arg(long, default_value_t = 2)]
+    http_nodes: usize,
+    /// After the deploy, SIGKILL the non-GCS node holding the most
+    /// replicas (one without a proxy if possible) and time until the node
+    /// table drops it and until all replicas are RUNNING elsewhere (and
+    /// HTTP meanwhile).
+    #[arg(long)]
+    kill_node: bool,
     /// At the end, SIGKILL the GCS leader's node and time the first
-    /// successful spawn after it.
+    /// successful spawn and the first successful HTTP request (through a
+    /// surviving node's proxy) after it.
     #[arg(long)]
     kill_leader: bool,
     /// Also write the results as JSON here.
@@ -71,6 +90,16 @@ pub async fn run(command: BenchCommand, catalog: Catalog) -> anyhow::Result<()> 
     if args.nodes == 0 || args.gcs_members == 0 || args.gcs_members > args.nodes {
         bail!("need --nodes ≥ --gcs-members ≥ 1");
     }
+    if args.http_nodes > args.nodes {
+        bail!(
+            "--http-nodes ({}) cannot exceed --nodes ({})",
+            args.http_nodes,
+            args.nodes
+        );
+    }
+    if args.kill_node && (args.replicas == 0 || args.nodes <= args.gcs_members) {
+        bail!("--kill-node needs --replicas > 0 and a node outside the GCS members (--nodes > --gcs-members)");
+    }
     if args.replicas > 0 && !catalog.app_names().any(|n| n == args.app) {
         bail!(
             "this binary has no application {:?} to deploy; run the bench from a binary that has \
@@ -82,6 +111,7 @@ pub async fn run(command: BenchCommand, catalog: Catalog) -> anyhow::Result<()> 
     let launch = Launched::start(
         args.nodes,
         args.gcs_members,
+        args.http_nodes,
         Duration::from_secs_f64(args.start_timeout),
     );
     let results = tokio::select! {
@@ -156,15 +186,34 @@ async fn measure(
     let keys = driver.state().await.map(|s| {
         s.nodes.len() + s.actors.len() + s.assignments.len() + s.reports.len() + s.extra.len()
     });
+    // HTTP is probed through the deployed app's route when there is one.
+    let route = (args.replicas > 0 && args.http_nodes > 0).then(|| kills::route(&args.app));
+    let node_kill = match args.kill_node {
+        false => None,
+        true => Some(
+            kills::node_replacement(
+                &driver,
+                &mut cluster,
+                args.gcs_members,
+                (&args.app, &args.deployment, args.replicas),
+                route.as_deref(),
+            )
+            .await?,
+        ),
+    };
     let recovery = match args.kill_leader {
         false => None,
-        true => Some(leader_recovery(&driver, &mut cluster, args.gcs_members).await?),
+        true => Some(
+            kills::leader_recovery(&driver, &mut cluster, args.gcs_members, route.as_deref())
+                .await?,
+        ),
     };
     drop(driver);
     cluster.clean = true;
     Ok(serde_json::json!({
         "nodes": args.nodes,
         "gcs_members": args.gcs_members,
+        "http_nodes": args.http_nodes,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "up_s": up_s,
         "actors": args.actors,
@@ -180,6 +229,7 @@ async fn measure(
         "idle_empty": cpu_idle,
         "idle_loaded": cpu_loaded,
         "leader_kill": recovery,
+        "node_kill": node_kill,
         "gcs_member_dir_bytes": gcs_bytes,
         "gcs_keys": keys.ok(),
         "watch_events_spawn": watch_summary(&watch0, &watch1),
@@ -193,7 +243,11 @@ async fn measure(
 struct NodeProc {
     child: Child,
     addr: String,
+    /// Where its HTTP proxy listens, if it runs one.
+    http: Option<String>,
     data_dir: PathBuf,
+    /// SIGKILLed and reaped by the bench on purpose.
+    killed: bool,
 }
 
 /// The node processes of a run. Dropping it SIGKILLs and reaps every one;
@@ -224,8 +278,14 @@ impl Drop for Launched {
 
 impl Launched {
     /// Starts the head, then the other GCS members one at a time, then the
-    /// rest all at once; returns once every process printed its address.
-    async fn start(n: usize, gcs_members: usize, timeout: Duration) -> anyhow::Result<Launched> {
+    /// rest all at once (the last `http_nodes` with an HTTP proxy); returns
+    /// once every process printed its address.
+    async fn start(
+        n: usize,
+        gcs_members: usize,
+        http_nodes: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Launched> {
         let binary = std::env::current_exe().context("finding the running executable")?;
         let dir = std::env::temp_dir().join(format!("troupe-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -247,7 +307,11 @@ impl Launched {
                 true => format!("127.0.0.1:{}", free_port()?),
                 false => "127.0.0.1:0".into(),
             };
-            let node = launched.spawn(&binary, k, join.as_deref(), k < gcs_members, &listen)?;
+            let role = NodeRole {
+                gcs: k < gcs_members,
+                http: k + http_nodes >= n,
+            };
+            let node = launched.spawn(&binary, k, join.as_deref(), role, &listen)?;
             launched.nodes.push(node);
             if k < gcs_members {
                 launched.await_address(k, deadline).await?;
@@ -264,14 +328,14 @@ impl Launched {
         binary: &Path,
         k: usize,
         join: Option<&str>,
-        gcs: bool,
+        role: NodeRole,
         listen: &str,
     ) -> anyhow::Result<NodeProc> {
         let data_dir = self.dir.join(format!("node-{k}"));
         let out = File::create(self.dir.join(format!("node-{k}.out")))?;
         let log = File::create(self.dir.join(format!("node-{k}.log")))?;
         let mut command = Command::new(binary);
-        command.args(node_args(join, gcs, listen, &data_dir, &self.token));
+        command.args(node_args(join, role, listen, &data_dir, &self.token));
         command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -283,7 +347,9 @@ impl Launched {
         Ok(NodeProc {
             child,
             addr: String::new(),
+            http: None,
             data_dir,
+            killed: false,
         })
     }
 
@@ -294,6 +360,7 @@ impl Launched {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             if let Some(addr) = listening_addr(&text) {
                 self.nodes[k].addr = addr;
+                self.nodes[k].http = http_addr(&text);
                 return Ok(());
             }
             if let Some(status) = self.nodes[k].child.try_wait()? {
@@ -316,14 +383,34 @@ impl Launched {
     fn pids(&self) -> Vec<u32> {
         self.nodes.iter().map(|n| n.child.id()).collect()
     }
+
+    /// SIGKILLs node `k` and reaps it.
+    fn kill(&mut self, k: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[k];
+        node.child
+            .kill()
+            .with_context(|| format!("SIGKILL of node {k}"))?;
+        node.child.wait()?;
+        node.killed = true;
+        Ok(())
+    }
 }
 
-/// The `start` arguments of a bench node: no HTTP proxy or admin API (the
-/// control plane is measured), one actor thread, CPUs enough that
-/// placement is never the limit.
+/// What a launched node runs besides its worker.
+#[derive(Debug, Clone, Copy)]
+struct NodeRole {
+    /// A GCS member.
+    gcs: bool,
+    /// An HTTP proxy (on a free port).
+    http: bool,
+}
+
+/// The `start` arguments of a bench node: no admin API, an HTTP proxy on
+/// a free port only if its role says so (the control plane is measured),
+/// one actor thread, CPUs enough that placement is never the limit.
 fn node_args(
     join: Option<&str>,
-    gcs: bool,
+    role: NodeRole,
     listen: &str,
     data_dir: &Path,
     token: &str,
@@ -333,7 +420,7 @@ fn node_args(
         None => args.push("--head".into()),
         Some(addr) => {
             args.extend(["--join".into(), addr.into()]);
-            if gcs {
+            if role.gcs {
                 args.push("--gcs".into());
             }
         }
@@ -350,11 +437,14 @@ fn node_args(
             "100",
             "--actor-threads",
             "1",
-            "--no-http",
             "--no-dashboard",
         ]
         .map(String::from),
     );
+    match role.http {
+        true => args.extend(["--http-listen".into(), "127.0.0.1:0".into()]),
+        false => args.push("--no-http".into()),
+    }
     args
 }
 
@@ -363,6 +453,15 @@ fn listening_addr(stdout: &str) -> Option<String> {
     let rest = stdout.split("listening on ").nth(1)?;
     let addr = rest.split_whitespace().next()?;
     Some(addr.to_owned())
+}
+
+/// The proxy's address in a node's "... listening on ADDR http HTTP ..."
+/// line, if it runs one.
+fn http_addr(stdout: &str) -> Option<String> {
+    let line = stdout.lines().find(|l| l.contains("listening on "))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "http")?;
+    words.next().map(str::to_owned)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -419,55 +518,6 @@ async fn spawn_actors(driver: &Cluster, m: usize, concurrency: usize) -> anyhow:
         p50_ms: percentile_ms(&mut latencies, 0.50),
         p99_ms: percentile_ms(&mut latencies, 0.99),
     })
-}
-
-/// SIGKILLs the node of the GCS leader (as the driver's client last saw
-/// it) and returns the seconds until a spawn succeeds again and the
-/// failed attempts before it (bounded: each attempt has the driver's own
-/// timeout, 60 s in all).
-async fn leader_recovery(
-    driver: &Cluster,
-    cluster: &mut Launched,
-    gcs_members: usize,
-) -> anyhow::Result<serde_json::Value> {
-    use troupe_chaos::workload::actor::Tally;
-    driver.state().await?;
-    let leader = driver
-        .gcs()
-        .leader_hint()
-        .context("the driver's GCS client knows no leader")?;
-    let Some(k) = cluster.nodes[..gcs_members]
-        .iter()
-        .position(|n| n.addr == leader)
-    else {
-        bail!("the GCS leader {leader} is none of the launched members");
-    };
-    eprintln!("bench: SIGKILL node {k} (GCS leader {leader})");
-    let t = Instant::now();
-    cluster.nodes[k].child.kill()?;
-    cluster.nodes[k].child.wait()?;
-    let mut failures = Vec::new();
-    loop {
-        let attempt = Instant::now();
-        match driver.spawn::<Tally>(0).num_cpus(0.01).await {
-            Ok(_) => {
-                return Ok(serde_json::json!({
-                    "first_spawn_s": t.elapsed().as_secs_f64(),
-                    "failed_attempts": failures,
-                }))
-            }
-            Err(e) if t.elapsed() > Duration::from_secs(60) => {
-                bail!("no spawn succeeded within 60 s of killing the GCS leader: {e}")
-            }
-            Err(e) => {
-                failures.push(format!(
-                    "after {:.2} s: {e}",
-                    attempt.elapsed().as_secs_f64()
-                ));
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-        }
-    }
 }
 
 /// Deploys `app` with `replicas` replicas of `deployment` (0.01 CPU each)
@@ -662,9 +712,10 @@ fn table(r: &serde_json::Value) -> String {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let mut out = String::new();
     out.push_str(&format!(
-        "nodes {} (gcs members {}), {} cores, up in {:.1} s\n",
+        "nodes {} (gcs members {}, http proxies {}), {} cores, up in {:.1} s\n",
         r["nodes"],
         r["gcs_members"],
+        r["http_nodes"],
         r["cores"],
         f(&r["up_s"])
     ));
@@ -706,14 +757,7 @@ fn table(r: &serde_json::Value) -> String {
         f(&r["spawn_cpu_ms_per_actor"]),
         f(&r["spawn_busiest_gcs_member_cpu_s"])
     ));
-    if let Some(s) = r["leader_kill"]["first_spawn_s"].as_f64() {
-        let failed = r["leader_kill"]["failed_attempts"]
-            .as_array()
-            .map_or(0, Vec::len);
-        out.push_str(&format!(
-            "GCS leader's node SIGKILLed: first spawn after {s:.2} s ({failed} failed attempts before it)\n"
-        ));
-    }
+    out.push_str(&kills::table_lines(&r["leader_kill"], &r["node_kill"]));
     for (label, key) in [
         ("spawns", "watch_events_spawn"),
         ("deploy", "watch_events_deploy"),
@@ -775,25 +819,31 @@ mod tests {
 
     #[test]
     fn the_first_node_is_the_head_and_members_join_with_gcs() {
-        let head = node_args(None, true, "127.0.0.1:1", Path::new("/d"), "t");
+        let role = |gcs, http| NodeRole { gcs, http };
+        let args = |join, role, listen| node_args(join, role, listen, Path::new("/d"), "t");
+        let head = args(None, role(true, false), "127.0.0.1:1");
         assert_eq!(&head[..2], ["start", "--head"]);
-        let member = node_args(
-            Some("127.0.0.1:1"),
-            true,
-            "127.0.0.1:2",
-            Path::new("/d"),
-            "t",
-        );
+        assert!(head.contains(&"--no-http".to_string()));
+        let member = args(Some("127.0.0.1:1"), role(true, false), "127.0.0.1:2");
         assert_eq!(&member[..4], ["start", "--join", "127.0.0.1:1", "--gcs"]);
-        let plain = node_args(
-            Some("127.0.0.1:1"),
-            false,
-            "127.0.0.1:0",
-            Path::new("/d"),
-            "t",
-        );
+        let plain = args(Some("127.0.0.1:1"), role(false, false), "127.0.0.1:0");
         assert!(!plain.contains(&"--gcs".to_string()));
         assert!(plain.windows(2).any(|w| w == ["--token", "t"]));
+        let proxy = args(Some("127.0.0.1:1"), role(false, true), "127.0.0.1:0");
+        assert!(proxy
+            .windows(2)
+            .any(|w| w == ["--http-listen", "127.0.0.1:0"]));
+        assert!(!proxy.contains(&"--no-http".to_string()));
+    }
+
+    #[test]
+    fn the_proxy_address_is_read_from_the_listening_line() {
+        let line =
+            "node node-ab12 listening on 127.0.0.1:4567 http 127.0.0.1:8123 admin 127.0.0.1:9\n";
+        assert_eq!(http_addr(line).as_deref(), Some("127.0.0.1:8123"));
+        let without = "node node-ab12 listening on 127.0.0.1:4567\n";
+        assert_eq!(http_addr(without), None);
+        assert_eq!(http_addr(""), None);
     }
 
     #[test]
@@ -830,18 +880,6 @@ mod tests {
         assert_eq!(s["narrow_mean_watches"], 5.0);
         let none = watch_summary(&before, &BTreeMap::new());
         assert!(none["full_mean_events"].is_null());
-    }
-
-    #[test]
-    fn the_table_shows_the_leader_kill() {
-        let r = serde_json::json!({
-            "leader_kill": {"first_spawn_s": 0.7105, "failed_attempts": [{"s": 3.0}]}
-        });
-        let text = table(&r);
-        assert!(
-            text.contains("first spawn after 0.71 s (1 failed attempts before it)"),
-            "{text}"
-        );
     }
 
     #[test]
