@@ -18,6 +18,7 @@ mod membership;
 mod operator;
 mod raycli;
 mod resilience;
+mod retention;
 mod runbook;
 mod serve;
 mod status;
