@@ -308,11 +308,6 @@ impl Router {
         self.freed.notify_one();
     }
 
-    /// The router's running totals (what it reports to the autoscaler).
-    fn flow(&self) -> Flow {
-        self.lock().flow
-    }
-
     fn report_queue(&self, queued: usize) {
         crate::metrics::metrics().record_queue(&self.app, &self.deployment, queued);
     }
@@ -321,11 +316,12 @@ impl Router {
         format!("{}/{}", self.app, self.deployment)
     }
 
-    /// Requests queued here plus those in flight on replicas.
-    fn load(&self) -> f64 {
+    /// Requests queued here plus those in flight on replicas, and the
+    /// running totals: what the router reports to the autoscaler.
+    fn load(&self) -> (f64, Flow) {
         let state = self.lock();
         let in_flight: u64 = state.in_flight.values().map(|&n| u64::from(n)).sum();
-        (state.queued as u64 + in_flight) as f64
+        ((state.queued as u64 + in_flight) as f64, state.flow)
     }
 
     /// Re-reads the replica set if the view moved.
@@ -361,12 +357,17 @@ impl Router {
         let health = self.cluster.health();
         let mut queued: Option<Queued<'_>> = None;
         let mut changes = self.cluster.state_changes();
+        // A request arrives once: at its first attempt's first look.
+        let mut arriving = exclude.is_empty();
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             {
                 let mut state = self.lock();
+                if std::mem::take(&mut arriving) {
+                    state.flow.arrived += 1;
+                }
                 self.refresh(&mut state);
                 let candidates = candidates(
                     &state.replicas,
@@ -443,7 +444,6 @@ impl Router {
         Fut: std::future::Future<Output = Result<R, ActorError>>,
     {
         let deadline = Instant::now() + timeout;
-        self.lock().flow.arrived += 1;
         let mut tried = Vec::new();
         loop {
             let (slot, retry_lost) = self.acquire(&tried, deadline, timeout).await?;
@@ -619,7 +619,10 @@ impl Routers {
         let routers = self.routers.lock().unwrap_or_else(|p| p.into_inner());
         routers
             .iter()
-            .map(|(key, router)| (key.clone(), router.load(), router.flow()))
+            .map(|(key, router)| {
+                let (load, flow) = router.load();
+                (key.clone(), load, flow)
+            })
             .collect()
     }
 

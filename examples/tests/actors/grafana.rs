@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::operator::{ok, troupe};
 use crate::raycli::{ray_command, ray_venv, run_bounded, text};
 use crate::serve::{get, post};
-use crate::support::TestCluster;
+use crate::support::{wait_until, TestCluster};
 
 /// One sample of a `/metrics` page.
 #[derive(Debug, Clone)]
@@ -274,15 +274,11 @@ async fn rays_serve_dashboards_find_every_series_they_query_on_a_troupe_cluster(
     const ANSWERED: usize = 5;
     const FAILED: usize = 2;
     for node in &cluster.nodes {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !post(&node.http, "/chain", "x").is_ok_and(|(c, _)| c == 200) {
-            assert!(
-                Instant::now() < deadline,
-                "{} does not route /chain",
-                node.http
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let routes = format!("{} routes /chain", node.http);
+        wait_until(&routes, Duration::from_secs(10), || async {
+            post(&node.http, "/chain", "x").is_ok_and(|(c, _)| c == 200)
+        })
+        .await;
         for _ in 0..ANSWERED {
             let (code, body) = post(&node.http, "/chain", " One TWO ").unwrap();
             assert_eq!(code, 200, "{body}");
