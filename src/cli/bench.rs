@@ -255,6 +255,8 @@ struct NodeProc {
 /// logs).
 struct Launched {
     nodes: Vec<NodeProc>,
+    /// The GCS members' fixed ports, held while the cluster runs.
+    ports: troupe_chaos::cluster::ports::PortLease,
     token: String,
     dir: PathBuf,
     clean: bool,
@@ -295,6 +297,7 @@ impl Launched {
             .collect();
         let mut launched = Launched {
             nodes: Vec::with_capacity(n),
+            ports: troupe_chaos::cluster::ports::PortLease::take(gcs_members)?,
             token,
             dir,
             clean: false,
@@ -304,7 +307,7 @@ impl Launched {
             let join = (k > 0).then(|| launched.nodes[0].addr.clone());
             let listen = match k < gcs_members {
                 // GCS members are named by address: a fixed port each.
-                true => format!("127.0.0.1:{}", free_port()?),
+                true => format!("127.0.0.1:{}", launched.ports.ports()[k]),
                 false => "127.0.0.1:0".into(),
             };
             let role = NodeRole {
@@ -462,12 +465,6 @@ fn http_addr(stdout: &str) -> Option<String> {
     let mut words = line.split_whitespace();
     words.find(|w| *w == "http")?;
     words.next().map(str::to_owned)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn wait_registered(driver: &Cluster, n: usize, timeout: Duration) -> anyhow::Result<()> {

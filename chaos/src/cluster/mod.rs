@@ -9,6 +9,7 @@
 //! the cluster; logs go to the run's output folder.
 
 pub mod network;
+pub mod ports;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use crate::record::ProcessLife;
 use crate::scenario::{ClusterSpec, NetworkMode};
 use network::Namespaces;
+use ports::PortLease;
 
 /// Ports every node uses inside its own namespace.
 const RPC_PORT: u16 = 6380;
@@ -126,6 +128,8 @@ pub struct Cluster {
     token: String,
     network: Mutex<Option<Arc<Namespaces>>>,
     addrs: Vec<NodeAddrs>,
+    /// Loopback runs: the nodes' ports, held until the cluster is gone.
+    _ports: Option<PortLease>,
     states: Arc<Mutex<Vec<NodeState>>>,
     lives: Arc<Mutex<Vec<ProcessLife>>>,
     data: tempfile::TempDir,
@@ -164,12 +168,6 @@ pub fn resolve_binary(binary: Option<&str>) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl Cluster {
     /// Sets up the network (namespaces unless the spec or the machine says
     /// loopback) without starting any node; `unavailable` gets why
@@ -201,7 +199,7 @@ impl Cluster {
             },
         };
         let run = RUNS.fetch_add(1, Ordering::SeqCst);
-        let (network, addrs) = if use_ns {
+        let (network, addrs, ports) = if use_ns {
             network::sweep_stale();
             let ns = Namespaces::create(spec.nodes, run)?;
             tracing::info!(bridge = %ns.bridge(), netns = %ns.slot(0).netns, "network namespaces made");
@@ -215,17 +213,19 @@ impl Cluster {
                     }
                 })
                 .collect();
-            (Some(Arc::new(ns)), addrs)
+            (Some(Arc::new(ns)), addrs, None)
         } else {
-            let mut addrs = Vec::new();
-            for _ in 0..spec.nodes {
-                addrs.push(NodeAddrs {
-                    rpc: format!("127.0.0.1:{}", free_port()?),
-                    http: format!("127.0.0.1:{}", free_port()?),
-                    admin: format!("127.0.0.1:{}", free_port()?),
-                });
-            }
-            (None, addrs)
+            let lease = PortLease::take(3 * spec.nodes)?;
+            let addrs = lease
+                .ports()
+                .chunks(3)
+                .map(|p| NodeAddrs {
+                    rpc: format!("127.0.0.1:{}", p[0]),
+                    http: format!("127.0.0.1:{}", p[1]),
+                    admin: format!("127.0.0.1:{}", p[2]),
+                })
+                .collect();
+            (None, addrs, Some(lease))
         };
         std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
         Ok(Cluster {
@@ -234,6 +234,7 @@ impl Cluster {
             token: token.to_owned(),
             network: Mutex::new(network),
             addrs,
+            _ports: ports,
             states: Arc::new(Mutex::new(
                 (0..spec.nodes)
                     .map(|_| NodeState {
