@@ -59,13 +59,9 @@ pub struct ServeMetrics {
     /// Rounds the serve controller ran on this node since it started
     /// leading, by `actor_id` (the node's id).
     control_loops: IntGaugeVec,
-    gcs_is_leader: IntGauge,
-    gcs_term: IntGauge,
-    gcs_last_log_index: IntGauge,
-    gcs_last_applied_index: IntGauge,
-    gcs_apply_lag: IntGauge,
-    gcs_commit_index: IntGauge,
-    gcs_commit_lag: IntGauge,
+    /// The GCS member's gauges: a registry of their own, gathered only on
+    /// a node that runs a member (elsewhere they would be fake zeros).
+    member: MemberGauges,
     /// Items per batch of each `Batcher`, by batcher name.
     pub batch_size: HistogramVec,
     /// Requests a router sent again to another replica, by deployment.
@@ -105,6 +101,75 @@ struct HostGauges {
     network_receive_speed: GaugeVec,
     network_send_speed: GaugeVec,
     sampler: std::sync::Mutex<crate::host::Sampler>,
+}
+
+/// The `troupe_gcs_*` gauges of a node's GCS member, read at each render.
+struct MemberGauges {
+    registry: Registry,
+    is_leader: IntGauge,
+    term: IntGauge,
+    last_log_index: IntGauge,
+    last_applied_index: IntGauge,
+    apply_lag: IntGauge,
+    commit_index: IntGauge,
+    commit_lag: IntGauge,
+}
+
+impl MemberGauges {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(MemberGauges {
+            is_leader: gauge("troupe_gcs_is_leader", "1 if this node's GCS member leads.")?,
+            term: gauge(
+                "troupe_gcs_term",
+                "The Raft term this node's GCS member is in.",
+            )?,
+            last_log_index: gauge(
+                "troupe_gcs_last_log_index",
+                "The last Raft log index this node's GCS member holds.",
+            )?,
+            last_applied_index: gauge(
+                "troupe_gcs_last_applied_index",
+                "The last Raft log index this node's GCS member applied.",
+            )?,
+            apply_lag: gauge(
+                "troupe_gcs_apply_lag_entries",
+                "Log entries this node's GCS member holds but has not applied.",
+            )?,
+            commit_index: gauge(
+                "troupe_gcs_commit_index",
+                "On the GCS leader, the highest log index a majority holds; elsewhere the last applied index.",
+            )?,
+            commit_lag: gauge(
+                "troupe_gcs_commit_lag_entries",
+                "Log entries this node's GCS member holds beyond troupe_gcs_commit_index (on the leader: written, not yet held by a majority).",
+            )?,
+            registry,
+        })
+    }
+
+    /// The member's families, read now (with its write-latency histogram).
+    fn gather(&self, member: &GcsMember) -> Vec<prometheus::proto::MetricFamily> {
+        let status = member.status();
+        let last = status.last_log_index.unwrap_or(0);
+        let applied = status.last_applied_index.unwrap_or(0);
+        self.is_leader.set(i64::from(member.is_leader()));
+        self.term.set(status.term as i64);
+        self.last_log_index.set(last as i64);
+        self.last_applied_index.set(applied as i64);
+        self.apply_lag.set(last.saturating_sub(applied) as i64);
+        let commit = member.commit_index().unwrap_or(0);
+        self.commit_index.set(commit as i64);
+        self.commit_lag.set(last.saturating_sub(commit) as i64);
+        let mut families = self.registry.gather();
+        families.extend(prometheus::core::Collector::collect(member.write_latency()));
+        families
+    }
 }
 
 const LATENCY_BUCKETS_MS: &[f64] = &[
@@ -229,31 +294,7 @@ impl ServeMetrics {
                 "The number of control loops performed by the controller. Increases monotonically over the controller's lifetime (actor_id: the node whose controller ran them).",
                 &["actor_id"],
             )?,
-            gcs_is_leader: gauge("troupe_gcs_is_leader", "1 if this node's GCS member leads.")?,
-            gcs_term: gauge(
-                "troupe_gcs_term",
-                "The Raft term this node's GCS member is in.",
-            )?,
-            gcs_last_log_index: gauge(
-                "troupe_gcs_last_log_index",
-                "The last Raft log index this node's GCS member holds.",
-            )?,
-            gcs_last_applied_index: gauge(
-                "troupe_gcs_last_applied_index",
-                "The last Raft log index this node's GCS member applied.",
-            )?,
-            gcs_apply_lag: gauge(
-                "troupe_gcs_apply_lag_entries",
-                "Log entries this node's GCS member holds but has not applied.",
-            )?,
-            gcs_commit_index: gauge(
-                "troupe_gcs_commit_index",
-                "On the GCS leader, the highest log index a majority holds; elsewhere the last applied index.",
-            )?,
-            gcs_commit_lag: gauge(
-                "troupe_gcs_commit_lag_entries",
-                "Log entries this node's GCS member holds beyond troupe_gcs_commit_index (on the leader: written, not yet held by a majority).",
-            )?,
+            member: MemberGauges::new()?,
             request_retries: counter(
                 "troupe_router_retries_total",
                 "Requests a router sent again to another replica after an attempt failed (replica gone, or lost in flight with retry_lost_requests).",
@@ -374,22 +415,10 @@ impl ServeMetrics {
 
     /// The page `/metrics` serves, with the GCS member's gauges read now.
     pub fn render(&self, member: Option<&GcsMember>) -> String {
-        if let Some(member) = member {
-            let status = member.status();
-            let last = status.last_log_index.unwrap_or(0);
-            let applied = status.last_applied_index.unwrap_or(0);
-            self.gcs_is_leader.set(i64::from(member.is_leader()));
-            self.gcs_term.set(status.term as i64);
-            self.gcs_last_log_index.set(last as i64);
-            self.gcs_last_applied_index.set(applied as i64);
-            self.gcs_apply_lag.set(last.saturating_sub(applied) as i64);
-            let commit = member.commit_index().unwrap_or(0);
-            self.gcs_commit_index.set(commit as i64);
-            self.gcs_commit_lag.set(last.saturating_sub(commit) as i64);
-        }
         let mut families = self.registry.gather();
         if let Some(member) = member {
-            families.extend(prometheus::core::Collector::collect(member.write_latency()));
+            families.extend(self.member.gather(member));
+            families.sort_by(|a, b| a.name().cmp(b.name()));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
@@ -525,7 +554,13 @@ mod tests {
 
     #[test]
     fn every_series_is_rays_or_troupes_and_counters_end_in_total() {
-        let families = every_family().registry.gather();
+        let m = every_family();
+        let families: Vec<_> = m
+            .registry
+            .gather()
+            .into_iter()
+            .chain(m.member.registry.gather())
+            .collect();
         assert_eq!(
             families.len(),
             30,
@@ -541,6 +576,29 @@ mod tests {
                 assert!(name.ends_with("_total"), "{name}: a counter without _total");
             }
         }
+    }
+
+    #[test]
+    fn a_node_without_a_gcs_member_exports_no_member_gauges() {
+        let m = every_family();
+        let page = m.render(None);
+        for name in [
+            "troupe_gcs_is_leader",
+            "troupe_gcs_term",
+            "troupe_gcs_last_log_index",
+            "troupe_gcs_last_applied_index",
+            "troupe_gcs_apply_lag_entries",
+            "troupe_gcs_commit_index",
+            "troupe_gcs_commit_lag_entries",
+            troupe_gcs::member::WRITE_LATENCY_METRIC,
+        ] {
+            assert!(
+                !page.contains(name),
+                "{name} on a node without a member:\n{page}"
+            );
+        }
+        // The view's series are the process's own: every node has them.
+        assert!(page.contains("troupe_gcs_watches 0\n"), "{page}");
     }
 
     #[test]
@@ -597,10 +655,12 @@ mod tests {
                 .expect("examples/grafana/troupe.json is JSON");
         assert_eq!(dashboard["title"], "Troupe");
         assert!(dashboard["uid"].is_string());
-        let exported: std::collections::BTreeMap<String, MetricType> = every_family()
+        let m = every_family();
+        let exported: std::collections::BTreeMap<String, MetricType> = m
             .registry
             .gather()
             .iter()
+            .chain(&m.member.registry.gather())
             .map(|f| (f.name().to_owned(), f.get_field_type()))
             .chain([(
                 troupe_gcs::member::WRITE_LATENCY_METRIC.to_owned(),

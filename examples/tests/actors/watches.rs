@@ -24,7 +24,8 @@ const ACTORS: usize = 4;
 /// Restarts of each.
 const ROUNDS: usize = 8;
 
-/// `troupe_gcs_watch_events_total` and `troupe_gcs_watches` of every node.
+/// `troupe_gcs_watch_events_total` and `troupe_gcs_watches` of every node
+/// (and only the GCS members' nodes export the member's gauges).
 fn watch_counts(cluster: &TestCluster) -> Vec<(u64, u64)> {
     cluster
         .nodes
@@ -37,6 +38,11 @@ fn watch_counts(cluster: &TestCluster) -> Vec<(u64, u64)> {
             let events = sample(&page, "troupe_gcs_watch_events_total")
                 .unwrap_or_else(|| panic!("node {i}'s /metrics has no watch event count"));
             let watches = sample(&page, "troupe_gcs_watches").unwrap_or(0.0);
+            assert_eq!(
+                sample(&page, "troupe_gcs_term").is_some(),
+                GCS.contains(&i),
+                "node {i} exports a GCS member's gauges only if it runs a member:\n{page}"
+            );
             (events as u64, watches as u64)
         })
         .collect()
