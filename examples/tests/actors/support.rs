@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
+use troupe::chaos::cluster::ports::PortLease;
 use troupe::core::rpc::ClusterToken;
 use troupe::Cluster;
 
@@ -195,6 +196,17 @@ pub struct TestCluster {
     pub nodes: Vec<NodeProcess>,
     pub bin: &'static str,
     pub tmp: TempDir,
+    /// The nodes' RPC ports, held while the cluster lives: a node killed
+    /// and started again at its address finds it free (a port from
+    /// `bind(0)` is in the ephemeral range, which any outgoing connection
+    /// may take in between).
+    ports: Vec<PortLease>,
+}
+
+/// A fixed loopback RPC address nobody else is handed while `lease` lives.
+fn leased_addr() -> (String, PortLease) {
+    let lease = PortLease::take(1).expect("a free loopback port");
+    (format!("127.0.0.1:{}", lease.ports()[0]), lease)
 }
 
 impl TestCluster {
@@ -206,12 +218,18 @@ impl TestCluster {
     /// A head node of `bin` started with `args`.
     pub fn head_of(bin: &'static str, args: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
-        let head =
-            NodeProcess::start_bin(bin, &tmp.path().join("n0"), &[&["--head"], args].concat());
+        let (listen, lease) = leased_addr();
+        let head = NodeProcess::start_bin_at(
+            bin,
+            &tmp.path().join("n0"),
+            &listen,
+            &[&["--head"], args].concat(),
+        );
         TestCluster {
             nodes: vec![head],
             bin,
             tmp,
+            ports: vec![lease],
         }
     }
 
@@ -251,8 +269,15 @@ impl TestCluster {
     pub fn join(&mut self, args: &[&str]) -> usize {
         let dir = self.tmp.path().join(format!("n{}", self.nodes.len()));
         let head = self.nodes[0].addr.clone();
-        let node = NodeProcess::start_bin(self.bin, &dir, &[&["--join", &head], args].concat());
+        let (listen, lease) = leased_addr();
+        let node = NodeProcess::start_bin_at(
+            self.bin,
+            &dir,
+            &listen,
+            &[&["--join", &head], args].concat(),
+        );
         self.nodes.push(node);
+        self.ports.push(lease);
         self.nodes.len() - 1
     }
 
