@@ -30,7 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use troupe_core::config::Validator;
 
-use super::{integer, number, object};
+use super::fields::{integer, number, object};
 use crate::autoscale::AutoscalingPolicy;
 
 /// A deployment's `num_replicas`: a fixed count, or `auto` (autoscaling
@@ -256,7 +256,7 @@ pub(super) fn read_autoscaling(
     let map = object(v, value, &known)?;
     super::foreign::check_all(v, &map, super::foreign::AUTOSCALING);
     // Ray's `Optional` fields: null is the same as left out.
-    let map = super::without_nulls(
+    let map = super::fields::without_nulls(
         map,
         &[
             "initial_replicas",

@@ -5,10 +5,9 @@ use serde_json::Value;
 use troupe_core::config::{suggest, ConfigError, Validator};
 use troupe_core::resources::Resources;
 
-use super::{
-    ActorOptions, AppConfig, AppLayout, DeploymentConfig, Layout, NumReplicas, ServeConfig,
-    NO_REPLICAS_WHY,
-};
+use super::deployment::{no_replicas, NO_REPLICAS_WHY};
+use super::layout::{AppLayout, Layout};
+use super::{ActorOptions, AppConfig, DeploymentConfig, NumReplicas, ServeConfig};
 use crate::catalog::Catalog;
 use crate::spec::{check_name, AppSpec, DeploymentSpec};
 
@@ -154,7 +153,7 @@ fn refuse_no_replicas(v: &mut Validator, spec: &AppSpec, config: &AppConfig, lai
         match listed {
             Some((c, at)) if c.num_replicas == Some(NumReplicas::Fixed(0)) => v.field("deployments", |v| {
                 v.index(at.index, |v| {
-                    v.field("num_replicas", |v| v.error(super::no_replicas()))
+                    v.field("num_replicas", |v| v.error(no_replicas()))
                 })
             }),
             _ => v.field("deployments", |v| {

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 use troupe_core::config::Validator;
 
-use super::value_kind;
+use super::fields::value_kind;
 
 /// What Ray accepts for a field (pydantic's type and bounds).
 #[derive(Debug, Clone, Copy)]
