@@ -77,7 +77,6 @@ fn deploy_yaml(app: &str, deployment: &str, replicas: u32) -> String {
     )
 }
 
-/// RSS of every node (sum, max) and of the GCS members, in MiB.
 /// Every registered node's watch counts (`worker.watch_stats`), asked
 /// concurrently; a node that does not answer within 5 s is left out.
 pub(super) async fn watch_counts(driver: &Cluster) -> BTreeMap<NodeId, WatchCounts> {

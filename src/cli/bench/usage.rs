@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use troupe_worker::Cluster;
 
+/// RSS of every node (sum, max) and of the GCS members, in MiB.
 pub(super) fn rss_summary(pids: &[u32], gcs_pids: &[u32]) -> anyhow::Result<serde_json::Value> {
     let rss = |pid: &u32| -> anyhow::Result<f64> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
