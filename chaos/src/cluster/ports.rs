@@ -22,7 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
@@ -48,8 +48,7 @@ impl PortLease {
     pub fn take(n: usize) -> anyhow::Result<PortLease> {
         let range = candidate_range(ephemeral_range());
         let dir = lock_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the port lock directory {}", dir.display()))?;
+        shared_dir(&dir)?;
         let span = u32::from(*range.end()) - u32::from(*range.start()) + 1;
         let start = rand::rng().random_range(0..span);
         let mut ports = Vec::with_capacity(n);
@@ -88,14 +87,22 @@ impl PortLease {
 
 /// Locks `port`'s file and checks the port binds; `None` when another
 /// lease or program has it.
-fn claim(dir: &std::path::Path, port: u16) -> anyhow::Result<Option<Flock<File>>> {
+fn claim(dir: &Path, port: u16) -> anyhow::Result<Option<Flock<File>>> {
     let path = dir.join(format!("{port}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening the port lock {}", path.display()))?;
+    // Read-only is enough for flock, and opens a lock file another user
+    // made; a missing one is created.
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("creating the port lock {}", path.display()))?,
+        Err(e) => {
+            return Err(e).with_context(|| format!("opening the port lock {}", path.display()))
+        }
+    };
     let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
         return Ok(None);
     };
@@ -103,6 +110,28 @@ fn claim(dir: &std::path::Path, port: u16) -> anyhow::Result<Option<Flock<File>>
         Ok(_listener) => Ok(Some(lock)),
         Err(_) => Ok(None),
     }
+}
+
+/// Makes the lock directory, shared by every user like `/tmp` itself
+/// (world-writable, sticky): a bench run as root must not lock a later
+/// user's runs out.
+fn shared_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the port lock directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o7777 != 0o1777 {
+        // Only its owner may change it; for anyone else it is already
+        // whatever its owner made it.
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)) {
+            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                return Err(e)
+                    .with_context(|| format!("sharing the port lock directory {}", dir.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn lock_dir() -> PathBuf {
@@ -196,6 +225,14 @@ mod tests {
             claim(&dir, port).unwrap().is_some(),
             "a dropped lease's ports can be claimed again"
         );
+    }
+
+    #[test]
+    fn the_lock_directory_is_shared_by_every_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let _lease = PortLease::take(1).unwrap();
+        let mode = std::fs::metadata(lock_dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o1777, "{mode:o}");
     }
 
     #[test]
