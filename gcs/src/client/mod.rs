@@ -26,7 +26,6 @@
 mod members;
 mod watch;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -174,9 +173,11 @@ struct Inner {
     members: Mutex<MemberList>,
     /// Wakes the refresher (a request found a new leader).
     refresh_now: Arc<tokio::sync::Notify>,
-    /// The refresher was started (on first use: `new` may run outside a
-    /// runtime).
-    refresher_started: AtomicBool,
+    /// The refresher's task, started on first use (`new` may run outside
+    /// a runtime) and again by the next request after it ended, as it does
+    /// with the runtime it was spawned on (a client made in one runtime
+    /// and used from another keeps refreshing).
+    refresher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A handle on the control store. Cheap to clone.
@@ -249,7 +250,7 @@ impl GcsClient {
                 members: Mutex::new(MemberList::new(config.members.clone())),
                 config,
                 refresh_now: Arc::default(),
-                refresher_started: AtomicBool::new(false),
+                refresher: Mutex::new(None),
             }),
         })
     }
@@ -294,11 +295,13 @@ impl GcsClient {
         changed
     }
 
-    /// Starts, once, the task that refreshes the member list every
-    /// `membership_refresh` and whenever woken, for as long as the client
-    /// exists. One refresh at a time; a refresh is one bounded call.
+    /// Starts the task that refreshes the member list every
+    /// `membership_refresh` and whenever woken, unless it runs: it lasts
+    /// while the client exists and its runtime runs. One refresh at a
+    /// time; a refresh is one bounded call.
     fn start_refresher(&self) {
-        if self.inner.refresher_started.swap(true, Ordering::AcqRel) {
+        let mut task = Self::lock(&self.inner.refresher);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         // Only a weak handle between refreshes: the task ends within one
@@ -306,13 +309,21 @@ impl GcsClient {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let wake = self.inner.refresh_now.clone();
         let every = self.inner.config.membership_refresh;
-        tokio::spawn(async move {
+        *task = Some(tokio::spawn(async move {
             loop {
                 let _ = tokio::time::timeout(every, wake.notified()).await;
                 let Some(inner) = weak.upgrade() else { return };
                 GcsClient { inner }.refresh_members().await;
             }
-        });
+        }));
+    }
+
+    /// Whether the member-list refresher runs now.
+    #[cfg(test)]
+    fn refresher_running(&self) -> bool {
+        Self::lock(&self.inner.refresher)
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 
     /// The member believed to lead, if any.
@@ -648,6 +659,40 @@ fn unexpected(what: impl std::fmt::Debug) -> GcsClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_used_from_a_second_runtime_refreshes_its_members_there() {
+        let token = troupe_core::rpc::ClusterToken::new("refresher-test-token").unwrap();
+        let rpc = RpcClient::new(troupe_core::rpc::RpcConfig::new(token));
+        // No member listens there: every request fails fast.
+        let mut config = ClientConfig::new(vec!["127.0.0.1:1".into()]);
+        config.request_timeout = Duration::from_millis(300);
+        config.no_leader_grace = Duration::from_millis(100);
+        let client = GcsClient::new(rpc, config).unwrap();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        first.block_on(async {
+            assert!(client.get("k").await.is_err());
+            assert!(client.refresher_running());
+        });
+        drop(first);
+        assert!(
+            !client.refresher_running(),
+            "the first runtime took its refresher with it"
+        );
+        runtime().block_on(async {
+            assert!(client.get("k").await.is_err());
+            assert!(
+                client.refresher_running(),
+                "a request on the second runtime starts it again"
+            );
+        });
+    }
 
     #[test]
     fn no_known_leader_for_the_grace_with_every_member_asked_gives_up() {
