@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe_core::resources::Resources;
 use troupe_core::rpc::ClusterToken;
-use troupe_serve::config::{self, HttpOptionsUse, ProxyLocation, ServeConfig};
+use troupe_serve::config::{self, ProxyLocation, ServeConfig};
 use troupe_serve::controller::autoscaler;
 use troupe_serve::limits;
 use troupe_serve::spec::{AppSpec, STATUS_PREFIX};
@@ -148,19 +148,26 @@ fn read_limited(path: &Path) -> anyhow::Result<String> {
 
 /// Reads a config file to deploy and checks it whole against this
 /// binary's `catalog` ([`config::check_yaml`]: the schema, builder and
-/// deployment names, refusals): one error lists every problem.
+/// deployment names, refusals): one error lists every problem. For a
+/// running cluster (`on_cluster`), `http_options` its proxies do not
+/// apply are set aside with a warning on stderr.
 fn read_deployable(
     path: &Path,
     catalog: &Catalog,
-    http: HttpOptionsUse,
+    on_cluster: bool,
 ) -> anyhow::Result<ServeConfig> {
     let text = read_limited(path)?;
-    let (config, _) = config::check_yaml(&text, catalog, http).map_err(|e| {
+    let (mut config, _) = config::check_yaml(&text, catalog).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a valid config; nothing was deployed. Fix these and retry:\n{e}",
             path.display()
         )
     })?;
+    if on_cluster {
+        for warning in config::set_aside_http_options(&mut config) {
+            eprintln!("troupe: warning: {warning}");
+        }
+    }
     Ok(config)
 }
 
@@ -209,7 +216,7 @@ pub async fn run(command: ServeCommand, catalog: Catalog) -> anyhow::Result<()> 
             no_wait,
         } => {
             let timeout = seconds(timeout, "--timeout")?;
-            let config = read_deployable(&config, &catalog, HttpOptionsUse::Fixed)?;
+            let config = read_deployable(&config, &catalog, true)?;
             let cluster = cluster.connect().await?;
             let done = declarative::apply(&cluster, &catalog, &config).await?;
             report_deployed(&done);
@@ -366,12 +373,8 @@ async fn serve_run(args: RunArgs, catalog: Catalog) -> anyhow::Result<()> {
     let started = Instant::now();
     let timeout = seconds(args.timeout, "--timeout")?;
     // The embedded node's proxy starts from the config; a cluster's runs.
-    let http_use = match args.address {
-        Some(_) => HttpOptionsUse::Fixed,
-        None => HttpOptionsUse::Applied,
-    };
     let config = match args.config_path() {
-        Some(path) => read_deployable(&path, &catalog, http_use)?,
+        Some(path) => read_deployable(&path, &catalog, args.address.is_some())?,
         None => {
             let Some(app) = catalog.build_app(&args.target) else {
                 let known: Vec<&str> = catalog.app_names().collect();

@@ -36,8 +36,25 @@ async fn a_rescale_is_waited_for_and_reported_as_the_new_target() {
     let file = dir.path().join("scale.yaml");
     let path = file.to_str().unwrap();
 
-    std::fs::write(&file, noop_config(1)).unwrap();
-    let out = ok(troupe(&["serve", "deploy", path], &head));
+    // As `serve build` writes it: http_options the running proxies do not
+    // apply are set aside with a warning (as Ray Serve does), not refused.
+    std::fs::write(
+        &file,
+        format!(
+            "http_options: {{host: 0.0.0.0, port: 8000}}\n{}",
+            noop_config(1)
+        ),
+    )
+    .unwrap();
+    let out = troupe(&["serve", "deploy", path], &head);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains(
+            "troupe: warning: http_options.host: \"0.0.0.0\" is not applied to a running cluster"
+        ),
+        "{stderr}"
+    );
+    let out = ok(out);
     assert!(
         out.contains("application scale: created at version 1 (replicas: noop 1)"),
         "{out}"
@@ -81,7 +98,8 @@ async fn a_rescale_is_waited_for_and_reported_as_the_new_target() {
 }
 
 /// A config with a schema error, an unknown deployment, an unknown
-/// builder, `num_replicas: 0` and http_options the proxies would not apply.
+/// builder and `num_replicas: 0` (and http_options the proxies would not
+/// apply, which are no problem: set aside with a warning).
 const BAD: &str = "\
 http_options: {port: 9999}
 applications:
@@ -105,7 +123,6 @@ applications:
 
 /// Every problem `BAD` has, as `path: start of the message`.
 const BAD_PROBLEMS: &[&str] = &[
-    "http_options.port: 9999 is not applied to a running cluster",
     "applications[2].route_prefix: must start with '/'",
     "applications[2].deployments[0].num_replicas: must be >= 1, got 0",
     "applications[2].deployments[0].ray_actor_options.num_cpu: unknown field; did you mean \"num_cpus\"?",
@@ -180,5 +197,36 @@ async fn every_problem_of_a_config_in_one_answer_from_the_cli_and_the_admin_api(
         status["applications"].as_object().map(|a| a.len()),
         Some(0),
         "{status}"
+    );
+
+    // A valid config with `serve build`'s http_options: written, with the
+    // options set aside as warnings at their paths.
+    let value = serde_json::json!({
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": 9999},
+        "applications": [{"name": "a", "app": "noop", "route_prefix": "/a"}],
+    });
+    let (code, body) = http(
+        &head.admin,
+        "PUT",
+        "/api/serve/applications/",
+        &value.to_string(),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let warned: Vec<&str> = body["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(warned, ["http_options.host", "http_options.port"], "{body}");
+    assert_eq!(body["changed"], serde_json::json!(["a"]), "{body}");
+    // What is stored is what the proxies run: the defaults.
+    let config = ok(troupe(&["serve", "config"], &head.addr));
+    assert!(
+        !config.contains("9999") && !config.contains("0.0.0.0"),
+        "{config}"
     );
 }

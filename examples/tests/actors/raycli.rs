@@ -225,8 +225,8 @@ const DIFFERENT_ON_PURPOSE: &[(&str, bool)] = &[
     (r#"top {"target_capacity": 50}"#, true),
     // Names are keys and parts of replica names.
     (r#"app {"name": "my app"}"#, true),
-    // A running cluster's proxies keep their address; a port is 16 bits.
-    (r#"top {"http_options": {"host": "0.0.0.0"}}"#, true),
+    // A port is 16 bits. (A running cluster's proxies keep their
+    // address, but like Ray, Troupe accepts another and ignores it.)
     (r#"top {"http_options": {"port": 70000}}"#, true),
     // Troupe accepts more (Ray refuses it).
     (r#"deployment {"placement_group_bundles": null}"#, false),

@@ -322,8 +322,12 @@ async fn put_applications(
         )
     })?;
     // Schema, builders, deployment names and refusals in one answer.
-    let (config, _) = config::check_value(&value, &state.catalog, config::HttpOptionsUse::Fixed)
+    let (mut config, _) = config::check_value(&value, &state.catalog)
         .map_err(|e| ApiError::json(&request, HttpError::invalid_config(&e)))?;
+    let warnings = config::set_aside_http_options(&mut config);
+    for w in &warnings {
+        tracing::warn!(path = %w.path, "deployed config: {}", w.message);
+    }
     let done = declarative::apply(&state.cluster, &state.catalog, &config)
         .await
         .map_err(|e| ApiError::json(&request, &e))?;
@@ -331,6 +335,10 @@ async fn put_applications(
         "applications": done.versions,
         "changed": done.changed,
         "deleted": done.deleted,
+        "warnings": warnings
+            .iter()
+            .map(|w| json!({"path": w.path, "message": w.message}))
+            .collect::<Vec<_>>(),
     })))
 }
 

@@ -80,7 +80,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use troupe_core::config::{ConfigError, Validator};
+use troupe_core::config::{ConfigError, ConfigIssue, Validator};
 
 use crate::catalog::Catalog;
 use crate::spec::AppSpec;
@@ -254,48 +254,46 @@ fn yaml_value(text: &str) -> Result<Value, ConfigError> {
 /// parsed YAML file): its schema only.
 pub fn parse_value(value: &Value) -> Result<ServeConfig, ConfigError> {
     let mut v = Validator::new();
-    let (config, _) = read_config(&mut v, value, HttpOptionsUse::Applied);
+    let (config, _) = read_config(&mut v, value);
     v.finish()?;
     Ok(config)
 }
 
-/// What the HTTP proxies that will serve a config do with its
-/// `http_options`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpOptionsUse {
-    /// The proxy starts from this config (`troupe serve run CONFIG` on its
-    /// embedded node): every value is applied.
-    Applied,
-    /// The proxies already run (a cluster: `serve deploy`, `serve run
-    /// --address`, the admin API's PUT) and keep what they were started
-    /// with, so a value other than the default is refused rather than
-    /// stored and ignored.
-    Fixed,
+/// For a running cluster (`serve deploy`, `serve run --address`, the admin
+/// API's PUT), whose proxies keep what `troupe start` gave them: puts the
+/// defaults in place of the config's `http_options` and returns a warning
+/// at its path for each value set aside. Ray Serve does the same (it
+/// logs that a running instance's HTTP options cannot be updated, and
+/// deploys), so configs from `serve build`, which write `host: 0.0.0.0`,
+/// deploy unchanged. `troupe serve run CONFIG` on its embedded node
+/// applies them instead. Pure.
+pub fn set_aside_http_options(config: &mut ServeConfig) -> Vec<ConfigIssue> {
+    let warnings = top_level::unapplied_http_options(&config.http_options);
+    config.http_options = HttpOptions::default();
+    warnings
 }
 
 /// [`check_value`] of a YAML text.
 pub fn check_yaml(
     text: &str,
     catalog: &Catalog,
-    http: HttpOptionsUse,
 ) -> Result<(ServeConfig, Vec<AppSpec>), ConfigError> {
-    check_value(&yaml_value(text)?, catalog, http)
+    check_value(&yaml_value(text)?, catalog)
 }
 
 /// Checks a config whole against `catalog` (this binary's builders) and
 /// returns it with the application specs it builds, or every problem in
 /// one answer: the schema's, unknown application builders, unknown
-/// deployment names, and refusals (`num_replicas: 0`, autoscaling,
-/// `http_options` the proxies would not apply), each at its path as the
+/// deployment names, and refusals (`num_replicas: 0`, a count with
+/// autoscaling), each at its path as the
 /// config spells it. A part the schema already rejected is not checked
 /// again (an application whose `app` is missing is not looked up).
 pub fn check_value(
     value: &Value,
     catalog: &Catalog,
-    http: HttpOptionsUse,
 ) -> Result<(ServeConfig, Vec<AppSpec>), ConfigError> {
     let mut v = Validator::new();
-    let (config, layout) = read_config(&mut v, value, http);
+    let (config, layout) = read_config(&mut v, value);
     let schema = v.finish().err();
     let built = build::build_laid_out(&config, &layout, catalog);
     match merge(schema, built.as_ref().err()) {

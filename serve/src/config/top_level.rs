@@ -1,19 +1,20 @@
-//! The top of a config file: `proxy_location`, `http_options` (refused
-//! where the proxies would not apply them), `logging_config` with Ray's
+//! The top of a config file: `proxy_location`, `http_options` (and the
+//! warnings for those a running cluster's proxies do not apply),
+//! `logging_config` with Ray's
 //! log level names, and the walk over `applications` (unique names and
 //! route prefixes).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
-use troupe_core::config::{suggest, Validator};
+use troupe_core::config::{suggest, ConfigIssue, Validator};
 
 use super::application::read_app;
 use super::fields::{
     integer, object, one_of, seconds, spelling, string, value_kind, without_nulls,
 };
 use super::layout::{AppLayout, Layout};
-use super::{foreign, AppConfig, HttpOptions, HttpOptionsUse, ProxyLocation, ServeConfig};
+use super::{foreign, AppConfig, HttpOptions, ProxyLocation, ServeConfig};
 
 const TOP_FIELDS: &[&str] = &[
     "proxy_location",
@@ -72,53 +73,52 @@ fn log_level(v: &mut Validator, map: &Map<String, Value>, default: &str) -> Stri
 }
 const ENCODINGS: &[&str] = &["TEXT", "JSON"];
 
-/// Refuses each of `given`'s options that differs from the default: a
-/// running cluster's proxies do not take them from a deployed config.
-fn refuse_http_options(v: &mut Validator, given: &HttpOptions) {
+/// The options of `given` that differ from the defaults, each as a
+/// warning at its path under `http_options`: a running cluster's proxies
+/// keep what they were started with. Pure.
+pub(super) fn unapplied_http_options(given: &HttpOptions) -> Vec<ConfigIssue> {
     let default = HttpOptions::default();
     let listen = "each node's HTTP proxy listens where `troupe start --http-listen HOST:PORT` put it when the node started; to move it, restart that node with another --http-listen";
+    let only_serve_run = "a running cluster's proxies keep the default; only `troupe serve run CONFIG` (one embedded node) applies another value";
+    let mut out = Vec::new();
+    let mut note = |field: &str, message: String| {
+        out.push(ConfigIssue {
+            path: format!("http_options.{field}"),
+            message,
+        })
+    };
     if given.host != default.host {
-        v.field("host", |v| {
-            v.error(format!(
-                "{:?} is not applied to a running cluster: {listen}. Remove `http_options` from the config (or keep the default {:?})",
-                given.host, default.host
-            ))
-        });
+        note(
+            "host",
+            format!("{:?} is not applied to a running cluster (accepted and ignored, as Ray Serve does): {listen}", given.host),
+        );
     }
     if given.port != default.port {
-        v.field("port", |v| {
-            v.error(format!(
-                "{} is not applied to a running cluster: {listen}. Remove `http_options` from the config (or keep the default {})",
-                given.port, default.port
-            ))
-        });
+        note(
+            "port",
+            format!("{} is not applied to a running cluster (accepted and ignored, as Ray Serve does): {listen}", given.port),
+        );
     }
-    let only_serve_run = "a running cluster's proxies keep the default; only `troupe serve run CONFIG` (one embedded node) applies another value. Remove it from the config";
     if given.request_timeout_s != default.request_timeout_s {
-        v.field("request_timeout_s", |v| {
-            v.error(format!(
-                "{} is not applied: {only_serve_run} (or keep {})",
-                given.request_timeout_s, default.request_timeout_s
-            ))
-        });
+        note(
+            "request_timeout_s",
+            format!(
+                "{} is not applied: {only_serve_run}",
+                given.request_timeout_s
+            ),
+        );
     }
     if given.max_body_bytes != default.max_body_bytes {
-        v.field("max_body_bytes", |v| {
-            v.error(format!(
-                "{} is not applied: {only_serve_run} (or keep {})",
-                given.max_body_bytes, default.max_body_bytes
-            ))
-        });
+        note(
+            "max_body_bytes",
+            format!("{} is not applied: {only_serve_run}", given.max_body_bytes),
+        );
     }
+    out
 }
 
-/// The config at `value` as far as it is valid, and where its parts are;
-/// `http_options` are refused unless `http_use` applies them.
-pub(super) fn read_config(
-    v: &mut Validator,
-    value: &Value,
-    http_use: HttpOptionsUse,
-) -> (ServeConfig, Layout) {
+/// The config at `value` as far as it is valid, and where its parts are.
+pub(super) fn read_config(v: &mut Validator, value: &Value) -> (ServeConfig, Layout) {
     let mut config = ServeConfig::default();
     let mut layout = Layout::default();
     if value.is_null() {
@@ -170,9 +170,6 @@ pub(super) fn read_config(
                 }
                 if let Some(n) = integer(v, &map, "max_body_bytes", 1, i64::MAX) {
                     h.max_body_bytes = n as u64;
-                }
-                if http_use == HttpOptionsUse::Fixed {
-                    refuse_http_options(v, h);
                 }
             }
         });

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use troupe_serve::config::{self, HttpOptionsUse, ServeConfig};
+use troupe_serve::config::{self, HttpOptions, ServeConfig};
 
 use crate::apps::catalog;
 
@@ -126,11 +126,7 @@ fn serve_build_describes_every_application_validly() {
 /// Every problem, one `path: message` per line, as `serve run CONFIG`
 /// checks a file (schema and build in one pass).
 fn problems(text: &str) -> String {
-    problems_for(text, HttpOptionsUse::Applied)
-}
-
-fn problems_for(text: &str, http: HttpOptionsUse) -> String {
-    match config::check_yaml(text, &catalog(), http) {
+    match config::check_yaml(text, &catalog()) {
         Ok((c, _)) => panic!("accepted: {c:?}"),
         Err(e) => e.to_string(),
     }
@@ -303,28 +299,29 @@ fn build_errors_keep_the_file_indices_after_an_entry_that_is_not_a_mapping() {
 }
 
 #[test]
-fn http_options_other_than_the_defaults_are_refused_for_a_running_cluster() {
-    let text = "http_options: {host: 0.0.0.0, port: 8100, request_timeout_s: 30}\napplications:\n  - {name: a, app: helo}\n";
-    let got = problems_for(text, HttpOptionsUse::Fixed);
-    let lines: Vec<&str> = got.lines().collect();
-    assert_eq!(lines.len(), 4, "{got}");
-    assert!(lines[0].starts_with("http_options.host: \"0.0.0.0\" is not applied to a running cluster: each node's HTTP proxy listens where `troupe start --http-listen HOST:PORT` put it"), "{got}");
+fn http_options_a_running_cluster_does_not_apply_are_set_aside_with_a_warning_each() {
+    let text = "http_options: {host: 0.0.0.0, port: 8100, request_timeout_s: 30}\napplications:\n  - {name: a, app: hello}\n";
+    // Accepted (Ray Serve accepts them too, and `serve build` writes
+    // `host: 0.0.0.0`); `serve run CONFIG` applies them as they are.
+    let (mut config, specs) = config::check_yaml(text, &catalog()).unwrap();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(config.http_options.host, "0.0.0.0");
+    assert_eq!(config.http_options.port, 8100);
+    // On a running cluster: the defaults, and a warning per value.
+    let warnings = config::set_aside_http_options(&mut config);
+    assert_eq!(config.http_options, HttpOptions::default());
+    let lines: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("http_options.host: \"0.0.0.0\" is not applied to a running cluster (accepted and ignored, as Ray Serve does): each node's HTTP proxy listens where `troupe start --http-listen HOST:PORT` put it"), "{lines:#?}");
     assert!(
         lines[1].starts_with("http_options.port: 8100 is not applied to a running cluster"),
-        "{got}"
+        "{lines:#?}"
     );
-    assert!(lines[2].starts_with("http_options.request_timeout_s: 30 is not applied: a running cluster's proxies keep the default; only `troupe serve run CONFIG`"), "{got}");
-    assert!(
-        lines[3].starts_with("applications[0].app: no application builder"),
-        "{got}"
-    );
-    // `serve run CONFIG` starts its proxy from them: applied, accepted.
-    let fine = "http_options: {host: 0.0.0.0, port: 8100, request_timeout_s: 30}\napplications:\n  - {name: a, app: hello}\n";
-    config::check_yaml(fine, &catalog(), HttpOptionsUse::Applied).unwrap();
-    // The defaults (what `serve build` writes) are accepted on a cluster.
+    assert!(lines[2].starts_with("http_options.request_timeout_s: 30 is not applied: a running cluster's proxies keep the default; only `troupe serve run CONFIG`"), "{lines:#?}");
+    // The defaults (or no http_options) give no warning.
     let defaults = "http_options: {host: 127.0.0.1, port: 8000, request_timeout_s: 60, max_body_bytes: 10485760}\napplications:\n  - {name: a, app: hello}\n";
-    let (_, specs) = config::check_yaml(defaults, &catalog(), HttpOptionsUse::Fixed).unwrap();
-    assert_eq!(specs.len(), 1);
+    let (mut config, _) = config::check_yaml(defaults, &catalog()).unwrap();
+    assert!(config::set_aside_http_options(&mut config).is_empty());
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use troupe_core::id::NodeId;
-use troupe_serve::config::{self, HttpOptionsUse};
+use troupe_serve::config;
 use troupe_serve::{declarative, Catalog};
 use troupe_worker::{Cluster, WatchCounts};
 
@@ -62,7 +62,7 @@ pub(super) async fn deploy(
     replicas: u32,
 ) -> anyhow::Result<f64> {
     let yaml = deploy_yaml(app, deployment, replicas);
-    let (config, _) = config::check_yaml(&yaml, catalog, HttpOptionsUse::Fixed)
+    let (config, _) = config::check_yaml(&yaml, catalog)
         .map_err(|e| anyhow::anyhow!("the bench's config is not valid:\n{e}"))?;
     let t = Instant::now();
     let done = declarative::apply(driver, catalog, &config).await?;
