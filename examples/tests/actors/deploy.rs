@@ -97,6 +97,20 @@ async fn a_rescale_is_waited_for_and_reported_as_the_new_target() {
     assert!(!out.contains("3/3"), "{out}");
 }
 
+/// `PUT /api/serve/applications/` of `config` on `admin`: the status and
+/// the JSON answer.
+fn put_config(admin: &str, config: &serde_json::Value) -> (u16, serde_json::Value) {
+    let (code, body) = http(
+        admin,
+        "PUT",
+        "/api/serve/applications/",
+        &config.to_string(),
+    )
+    .unwrap_or_else(|e| panic!("PUT to {admin}: {e}"));
+    let body = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (code, body)
+}
+
 /// A config with a schema error, an unknown deployment, an unknown
 /// builder and `num_replicas: 0` (and http_options the proxies would not
 /// apply, which are no problem: set aside with a warning).
@@ -161,15 +175,8 @@ async fn every_problem_of_a_config_in_one_answer_from_the_cli_and_the_admin_api(
              "deployments": [{"name": "noop", "num_replicas": 0, "ray_actor_options": {"num_cpu": 1}}]},
         ],
     });
-    let (code, body) = http(
-        &head.admin,
-        "PUT",
-        "/api/serve/applications/",
-        &value.to_string(),
-    )
-    .unwrap();
+    let (code, body) = put_config(&head.admin, &value);
     assert_eq!(code, 400, "{body}");
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"]["code"], "invalid_config", "{body}");
     let issues: Vec<String> = body["error"]["issues"]
         .as_array()
@@ -206,15 +213,8 @@ async fn every_problem_of_a_config_in_one_answer_from_the_cli_and_the_admin_api(
         "http_options": {"host": "0.0.0.0", "port": 9999},
         "applications": [{"name": "a", "app": "noop", "route_prefix": "/a"}],
     });
-    let (code, body) = http(
-        &head.admin,
-        "PUT",
-        "/api/serve/applications/",
-        &value.to_string(),
-    )
-    .unwrap();
+    let (code, body) = put_config(&head.admin, &value);
     assert_eq!(code, 200, "{body}");
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     let warned: Vec<&str> = body["warnings"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"))
