@@ -388,6 +388,14 @@ async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() 
         || ready(chain_answers(&nodes[0].http)),
     )
     .await;
+    // Ray's health probes (KubeRay's) pass with a quorum.
+    for path in ["/api/gcs_healthz", "/api/local_raylet_healthz"] {
+        assert_eq!(
+            get(&nodes[0].admin, path).unwrap(),
+            (200, "success".to_string()),
+            "{path}"
+        );
+    }
     let page = metrics_page(&nodes[0].admin);
     let node_0_leads = metric_sum(&page, "troupe_gcs_is_leader") == 1.0;
     eprintln!("before the kill, node 0 leads the GCS: {node_0_leads}");
@@ -492,6 +500,22 @@ async fn without_quorum_the_survivor_serves_and_control_operations_fail_early() 
         "without quorum the read must fail by the no-leader rule; node 0 logged: {cause}"
     );
     assert!(nodes[0].is_alive(), "node 0 exited after the GET");
+
+    // Without quorum the GCS probe fails (503, saying why) and the node's
+    // own passes: the node serves on.
+    let admin = nodes[0].admin.clone();
+    let (gcs, local) = tokio::task::spawn_blocking(move || {
+        (
+            get(&admin, "/api/gcs_healthz"),
+            get(&admin, "/api/local_raylet_healthz"),
+        )
+    })
+    .await
+    .unwrap();
+    let (status, body) = gcs.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("Health check failed: "), "{body}");
+    assert_eq!(local.unwrap(), (200, "success".to_string()));
 
     // An actor spawn through the driver (connected before the kill: a
     // driver registers itself in the GCS, which cannot commit now).

@@ -5,6 +5,7 @@
 //! "request_id"}}`, made by [`crate::http_error`] (control store errors
 //! are a fixed 503 text; their cause is logged).
 
+mod health;
 pub mod ray;
 
 use std::io;
@@ -66,6 +67,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/openapi.json"),
     ("GET", "/api/version"),
     ("GET", "/api/ray/version"),
+    ("GET", "/api/gcs_healthz"),
+    ("GET", "/api/local_raylet_healthz"),
+    ("GET", "/api/healthz"),
     ("GET", "/api/cluster/nodes"),
     ("GET", "/api/cluster/actors"),
     ("GET", "/api/gcs/members"),
@@ -81,6 +85,9 @@ fn route(method: &str, path: &str) -> actix_web::Route {
         ("GET", "/api/openapi.json") => web::get().to(openapi),
         ("GET", "/api/version") => web::get().to(version),
         ("GET", "/api/ray/version") => web::get().to(ray_version),
+        ("GET", "/api/gcs_healthz") => web::get().to(health::gcs_healthz),
+        ("GET", "/api/local_raylet_healthz") => web::get().to(health::local_healthz),
+        ("GET", "/api/healthz") => web::get().to(health::healthz),
         ("GET", "/api/cluster/nodes") => web::get().to(nodes),
         ("GET", "/api/cluster/actors") => web::get().to(actors),
         ("GET", "/api/gcs/members") => web::get().to(members),

@@ -105,6 +105,16 @@ fn the_admin_api_answers_with_the_token_and_only_with_it() {
     assert!(actors.body.contains("test.Hello"), "{}", actors.body);
     let members = request_to(admin, "GET", "/api/gcs/members", b"", &[&bearer]);
     assert!(members.body.contains(r#""voters""#), "{}", members.body);
+    // Ray's health probes need no token (Kubernetes probes carry none).
+    for (path, body) in [
+        ("/api/gcs_healthz", "success"),
+        ("/api/local_raylet_healthz", "success"),
+        ("/api/healthz", "raylet: success\ngcs: success"),
+    ] {
+        let health = request_to(admin, "GET", path, b"", &[]);
+        assert_eq!((health.status, health.body.as_str()), (200, body), "{path}");
+        assert_eq!(health.header("content-type"), Some("application/text"));
+    }
     let missing = request_to(admin, "GET", "/api/nope", b"", &[&bearer]);
     assert_eq!(missing.status, 404);
     let error: serde_json::Value = serde_json::from_str(&missing.body).unwrap();
