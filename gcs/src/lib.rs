@@ -19,7 +19,8 @@
 //!   sessions expire and when ([`kv::sessions`], [`SessionRetention`]).
 //! - [`store`] — storage (WAL + sled): [`open`], [`LogStore`], [`StateMachineStore`],
 //!   [`GcsReader`] for local reads.
-//! - [`watch`] — [`Watcher`], history then live events without gaps.
+//! - [`watch`] — [`Watcher`], history then live events without gaps; the
+//!   hub (`watch::hub`) that wakes only the watchers a revision matches.
 //! - [`health`] — probing every member, liveness, lag and flags for
 //!   `troupe status` and `troupe gcs members`.
 //! - [`backup`] — backup files (format, checksum), taking one from the
@@ -91,4 +92,4 @@ pub use store::{
     open, GcsReader, HistoryRead, LogStore, RangeRead, StateMachineStore, StoreConfig,
 };
 pub use types::{Node, NodeId, TypeConfig};
-pub use watch::{LiveEvent, Watcher};
+pub use watch::{LiveEvent, WatchHubStats, Watcher};

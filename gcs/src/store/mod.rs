@@ -38,8 +38,9 @@ pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 8 << 20;
 pub struct StoreConfig {
     /// Keep the events of the last this many revisions for watches.
     pub history_retention: u64,
-    /// How many applied revisions the live channel buffers per watcher
-    /// before a slow watcher falls back to reading history.
+    /// How many applied revisions the live channel buffers per subscriber,
+    /// and a watcher's queue holds, before a slow one falls back to reading
+    /// history.
     pub live_capacity: usize,
     /// Start a new log segment file once the current one reaches this size.
     /// The log is purged a whole segment at a time, so this also bounds how

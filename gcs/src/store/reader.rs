@@ -12,7 +12,7 @@ use crate::response::RangeOutcome;
 use crate::store::sm_tree::HistoryRead;
 use crate::store::state_machine::SmShared;
 use crate::types::LogId;
-use crate::watch::{LiveEvent, Watcher};
+use crate::watch::{LiveEvent, WatchHub, WatchHubStats, Watcher};
 
 /// A cloneable read handle on a member's state machine.
 ///
@@ -110,7 +110,9 @@ impl GcsReader {
             .history(selector, from, max_revisions)
     }
 
-    /// Every revision applied from now on, as it becomes visible.
+    /// Every revision applied from now on, as it becomes visible. Each
+    /// receiver is woken by every revision: to follow some keys, use
+    /// [`watch`](Self::watch), which is woken only by theirs.
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.shared.live.subscribe()
     }
@@ -119,5 +121,14 @@ impl GcsReader {
     /// without gaps or repeats. See [`Watcher`].
     pub fn watch(&self, selector: KeySelector, from: u64) -> Watcher {
         Watcher::new(self.clone(), selector, from)
+    }
+
+    /// The watch hub's counts: watchers registered, revisions routed.
+    pub fn watch_stats(&self) -> WatchHubStats {
+        self.shared.hub.stats()
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<WatchHub> {
+        &self.shared.hub
     }
 }

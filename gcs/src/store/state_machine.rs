@@ -15,7 +15,7 @@ use openraft::{EntryPayload, StorageIOError};
 use tokio::sync::broadcast;
 
 use crate::error::{any, read_err, Result};
-use crate::kv::{self, Overlay};
+use crate::kv::{self, KvView, Overlay};
 use crate::response::ProposalResponse;
 use crate::store::codec::{self, decode, encode};
 use crate::store::durable::DurableDb;
@@ -26,7 +26,7 @@ use crate::store::StoreConfig;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::watch::LiveEvent;
+use crate::watch::{LiveEvent, WatchHub};
 
 const CONTROL_TREE: &str = "sm_control";
 const CONTROL_GENERATION: &[u8] = b"generation";
@@ -46,6 +46,8 @@ pub(crate) struct SmShared {
     /// install becomes visible, so readers see whole batches.
     pub(crate) current: RwLock<SmTree>,
     pub(crate) live: broadcast::Sender<LiveEvent>,
+    /// Routes each applied revision to the watchers it matches.
+    pub(crate) hub: Arc<WatchHub>,
     pub(crate) config: StoreConfig,
     /// Serialises replacing the persisted snapshot.
     snapshot_lock: Mutex<()>,
@@ -112,12 +114,14 @@ impl StateMachineStore {
         }
         let tree = SmTree::new(db.open_tree(&current_name)?);
         let (live, _) = broadcast::channel(config.live_capacity);
+        let hub = Arc::new(WatchHub::new(config.live_capacity, tree.revision()?));
         Ok(StateMachineStore {
             shared: Arc::new(SmShared {
                 db: db.clone(),
                 control,
                 current: RwLock::new(tree),
                 live,
+                hub,
                 config,
                 snapshot_lock: Mutex::new(()),
             }),
@@ -188,9 +192,11 @@ impl StateMachineStore {
                 .unwrap_or_else(PoisonError::into_inner);
             tree.tree.apply_batch(batch)?;
         }
+        let history: Vec<Arc<_>> = history.into_iter().map(Arc::new).collect();
+        self.shared.hub.publish(&history);
         for events in history {
-            // No receiver is fine: nobody watches.
-            let _ = self.shared.live.send(LiveEvent::Revision(Arc::new(events)));
+            // No receiver is fine: nobody subscribed.
+            let _ = self.shared.live.send(LiveEvent::Revision(events));
         }
         Ok(responses)
     }
@@ -237,6 +243,7 @@ impl StateMachineStore {
         }
         db.flush_async().await?;
         db.drop_tree(sm_tree_name(old_generation))?;
+        self.shared.hub.reset(payload.revision);
         let _ = self.shared.live.send(LiveEvent::Reset {
             revision: payload.revision,
         });

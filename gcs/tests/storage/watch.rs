@@ -1,8 +1,14 @@
 //! Watches: history then live, in order, exactly once; compaction errors;
 //! snapshot installs.
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
+use futures::FutureExt;
 use openraft::storage::RaftStateMachine;
 use openraft::RaftSnapshotBuilder;
 use troupe_gcs::*;
@@ -114,6 +120,19 @@ async fn watching_a_compacted_revision_fails_clearly() {
     assert_eq!(events.revision, 8);
 }
 
+/// Build a snapshot of `from` and install it into `into`.
+async fn copy_snapshot(from: &mut StateMachineStore, into: &mut StateMachineStore) {
+    let snapshot = from
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    into.install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .expect("install");
+}
+
 async fn snapshot_into_watched_store(retention: u64) -> Result<Vec<u64>> {
     let (dir_a, dir_b) = (
         tempfile::tempdir().expect("tempdir"),
@@ -125,15 +144,7 @@ async fn snapshot_into_watched_store(retention: u64) -> Result<Vec<u64>> {
     apply_all(&mut a, 1, &commands).await;
 
     let mut watcher = b.reader().watch(KeySelector::Prefix(Vec::new()), 1);
-    let snapshot = a
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("build");
-    b.install_snapshot(&snapshot.meta, snapshot.snapshot)
-        .await
-        .expect("install");
+    copy_snapshot(&mut a, &mut b).await;
     let mut seen = Vec::new();
     while seen.last() != Some(&10) {
         seen.push(next(&mut watcher).await?.revision);
@@ -189,4 +200,155 @@ async fn history_is_read_in_chunks_and_a_watcher_crosses_them() {
         assert_eq!(next(&mut watcher).await.expect("watch").revision, expected);
     }
     assert_eq!(watcher.next_revision(), 601);
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn key(k: &str) -> KeySelector {
+    KeySelector::Key(k.as_bytes().to_vec())
+}
+
+/// Apply one put per apply call, from log index (= revision) `first`.
+async fn put_each(sm: &mut StateMachineStore, first: u64, keys: &[String]) {
+    for (i, k) in keys.iter().enumerate() {
+        apply_all(sm, first + i as u64, &[put(k.clone(), 0)]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_watcher_is_woken_only_by_writes_to_its_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_log, mut sm) = open_with(dir.path(), config(100_000, 16));
+    let reader = sm.reader();
+    let mut on_a = reader.watch(key("a"), 1);
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    {
+        let mut next = pin!(on_a.next());
+        let mut cx = Context::from_waker(&waker);
+        assert!(next.as_mut().poll(&mut cx).is_pending(), "nothing yet");
+        put_each(&mut sm, 1, &vec!["b".to_string(); 200]).await;
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "200 writes to b");
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(reader.watch_stats().deliveries, 0);
+    assert!(on_a.next().now_or_never().is_none());
+    // Resuming skips what did not match.
+    assert_eq!(on_a.next_revision(), 201);
+
+    put_each(&mut sm, 201, &["a".to_string()]).await;
+    let events = on_a.next().now_or_never().expect("ready").expect("watch");
+    assert_eq!(events.revision, 201);
+    assert_eq!(on_a.next_revision(), 202);
+    assert_eq!(reader.watch_stats().deliveries, 1);
+}
+
+#[tokio::test]
+async fn a_watcher_whose_queue_overflows_catches_up_without_gap_or_repeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_log, mut sm) = open_with(dir.path(), config(100_000, 4));
+    let reader = sm.reader();
+    let mut watcher = reader.watch(key("k"), 1);
+    assert!(watcher.next().now_or_never().is_none(), "caught up, idle");
+    // Revision r writes k when r % 3 == 0: 33 for a queue of 4.
+    let keys: Vec<String> = (1..=100)
+        .map(|r| if r % 3 == 0 { "k" } else { "other" }.to_string())
+        .collect();
+    put_each(&mut sm, 1, &keys).await;
+    assert_eq!(reader.watch_stats().lags, 1);
+    let mut seen = Vec::new();
+    while let Some(events) = watcher.next().now_or_never() {
+        seen.push(events.expect("watch").revision);
+    }
+    let expected: Vec<u64> = (1..=100).filter(|r| r % 3 == 0).collect();
+    assert_eq!(seen, expected);
+    // Then live again.
+    put_each(&mut sm, 101, &["other".to_string(), "k".to_string()]).await;
+    assert_eq!(next(&mut watcher).await.expect("watch").revision, 102);
+    assert_eq!(watcher.next_revision(), 103);
+}
+
+#[tokio::test]
+async fn many_watchers_on_one_key_all_get_each_write_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_log, mut sm) = open_with(dir.path(), config(100_000, 16));
+    let reader = sm.reader();
+    let mut watchers: Vec<Watcher> = (0..100).map(|_| reader.watch(key("k"), 1)).collect();
+    let mut prefix = reader.watch(KeySelector::Prefix(b"k".to_vec()), 1);
+    let mut interval = reader.watch(
+        KeySelector::Interval {
+            start: b"j".to_vec(),
+            end: Some(b"k".to_vec()),
+        },
+        1,
+    );
+    for w in watchers.iter_mut().chain([&mut prefix, &mut interval]) {
+        assert!(w.next().now_or_never().is_none());
+    }
+    let keys = ["k", "kk", "j", "k"].map(String::from);
+    put_each(&mut sm, 1, &keys).await;
+    for w in &mut watchers {
+        assert_eq!(next(w).await.expect("watch").revision, 1);
+        assert_eq!(next(w).await.expect("watch").revision, 4);
+        assert!(w.next().now_or_never().is_none(), "no repeat");
+    }
+    for expected in [1, 2, 4] {
+        assert_eq!(next(&mut prefix).await.expect("watch").revision, expected);
+    }
+    assert_eq!(next(&mut interval).await.expect("watch").revision, 3);
+    assert_eq!(reader.watch_stats().deliveries, 2 * 100 + 3 + 1);
+}
+
+#[tokio::test]
+async fn dropped_watchers_leave_the_hub() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_log, mut sm) = open_with(dir.path(), config(100_000, 16));
+    let reader = sm.reader();
+    let mut watchers: Vec<Watcher> = (0..1000)
+        .map(|i| reader.watch(key(&format!("k{i}")), 1))
+        .collect();
+    watchers.push(reader.watch(KeySelector::Prefix(b"k".to_vec()), 1));
+    let stats = reader.watch_stats();
+    assert_eq!((stats.watchers, stats.keys, stats.ranges), (1001, 1000, 1));
+    drop(watchers);
+    let stats = reader.watch_stats();
+    assert_eq!((stats.watchers, stats.keys, stats.ranges), (0, 0, 0));
+    put_each(&mut sm, 1, &["k1".to_string()]).await;
+    assert_eq!(reader.watch_stats().deliveries, 0);
+}
+
+#[tokio::test]
+async fn a_snapshot_install_wakes_every_watcher_to_reread_history() {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (_log_a, mut a) = open_with(dir_a.path(), config(100, 16));
+    let (_log_b, mut b) = open_with(dir_b.path(), config(100, 16));
+    let keys: Vec<String> = (1..=10).map(|r| format!("k{r}")).collect();
+    put_each(&mut a, 1, &keys).await;
+    let reader = b.reader();
+    let mut on_k3 = reader.watch(key("k3"), 1);
+    let mut on_k1 = reader.watch(KeySelector::Prefix(b"k1".to_vec()), 1);
+    let mut on_none = reader.watch(key("none"), 1);
+    for w in [&mut on_k3, &mut on_k1, &mut on_none] {
+        assert!(w.next().now_or_never().is_none());
+    }
+    copy_snapshot(&mut a, &mut b).await;
+    // No revision was applied on b: only the reset makes them re-read.
+    let ready = |w: &mut Watcher| w.next().now_or_never().map(|e| e.expect("watch").revision);
+    assert_eq!(ready(&mut on_k3), Some(3));
+    assert_eq!(ready(&mut on_k1), Some(1));
+    assert_eq!(ready(&mut on_k1), Some(10));
+    assert_eq!(ready(&mut on_none), None);
+    assert_eq!(on_none.next_revision(), 11);
+    assert_eq!(reader.watch_stats().deliveries, 0);
 }
