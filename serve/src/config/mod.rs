@@ -4,7 +4,8 @@
 //!
 //! ```yaml
 //! proxy_location: EveryNode          # EveryNode | HeadOnly | Disabled
-//! http_options:
+//! http_options:                     # applied by `serve run CONFIG`; on a running
+//!                                    # cluster set aside with a warning (as Ray does)
 //!   host: 127.0.0.1
 //!   port: 8000
 //!   request_timeout_s: 60
@@ -31,8 +32,7 @@
 //!         graceful_shutdown_timeout_s: 20
 //!         retry_lost_requests: true  # resend a request lost with its replica's node (Troupe's)
 //!         # or `num_replicas: auto` and/or an autoscaling_config (Ray's
-//!         # names and defaults: see the `autoscaling` module); checked,
-//!         # refused at deploy until the autoscaler is wired in
+//!         # names and defaults: see the `autoscaling` module)
 //! ```
 //!
 //! [`parse_yaml`] / [`parse_value`] check a whole file and report every
