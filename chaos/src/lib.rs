@@ -12,7 +12,8 @@
 //! - [`record`]: what a run records (requests, faults, probes, instance
 //!   lifecycles).
 //! - [`cluster`]: the cluster under test: network namespaces and their
-//!   bridge, node processes, and the guard that removes everything.
+//!   bridge, fixed loopback ports (`cluster::ports`), node processes, and
+//!   the guard that removes everything.
 //! - [`workload`]: open-loop HTTP clients (fixed or health-checking) and the
 //!   GCS operation recorder.
 //! - [`fault`]: each fault kind's inject and heal, targets chosen by role.

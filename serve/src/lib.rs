@@ -36,8 +36,8 @@
 //!   `user_config` updates).
 //! - [`proxy`] — the actix-web ingress.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
-//! - [`admin`] — the admin HTTP server (dashboard port): `/metrics` and the
-//!   REST API.
+//! - [`admin`] — the admin HTTP server (dashboard port): `/metrics`, the
+//!   REST API and Ray's health probes.
 //! - [`metrics`] — the process's Prometheus metrics (written by the data
 //!   plane, rendered by the admin server).
 //! - [`host`] — the host's CPU, memory, disk and network under Ray's
