@@ -136,8 +136,8 @@ struct RouterState {
 }
 
 /// A deployment as its router sees it.
-struct DeploymentView {
-    replicas: Vec<(ActorId, NodeId)>,
+pub(crate) struct DeploymentView {
+    pub(crate) replicas: Vec<(ActorId, NodeId)>,
     max_ongoing: u32,
     max_queued: Option<u32>,
     retry_lost: bool,
@@ -159,7 +159,7 @@ impl DeploymentView {
 
 /// The replicas of `app`/`deployment` in `state` that take requests, and
 /// the deployment's limits; `records` are `state`'s serve records.
-fn read_deployment(
+pub(crate) fn read_deployment(
     records: &ServeRecords,
     state: &ClusterState,
     app: &str,

@@ -266,6 +266,11 @@ impl HealthTable {
         }
     }
 
+    /// Whether any node is ejected now (no lock).
+    pub fn any_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether routers should leave `node` out.
     pub fn is_ejected(&self, node: NodeId) -> bool {
         if self.ejected.load(Ordering::Relaxed) == 0 {

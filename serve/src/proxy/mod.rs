@@ -1,6 +1,8 @@
 //! The HTTP proxy (actix-web): routes each request by its application's
 //! `route_prefix` to the application's ingress deployment, through that
-//! deployment's router. `/-/healthz` and `/-/routes` as in Ray Serve.
+//! deployment's router. `/-/healthz` and `/-/routes` as in Ray Serve;
+//! `/-/healthz` also fails while the proxy cannot reach a deployment it
+//! routes ([`reach`]).
 //!
 //! It runs on its own actix system (its own threads), so slow replicas on
 //! the node's actor threads never stall accepting and parsing requests.
@@ -15,13 +17,15 @@ use std::time::{Duration, Instant};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use tracing::Instrument;
-use troupe_core::id::RequestId;
+use troupe_core::id::{NodeId, RequestId};
 
 use crate::http::{ServeError, ServeRequest};
 use crate::http_error::{request_id, request_id_of, ApiError};
 use crate::http_thread::HttpThread;
 use crate::records::ServeRecords;
 use crate::runtime::ServeRuntime;
+
+mod reach;
 
 /// The proxy's settings.
 #[derive(Debug, Clone)]
@@ -70,6 +74,27 @@ impl ProxyState {
     /// proxy matches.
     fn records(&self) -> Arc<ServeRecords> {
         crate::records::current(self.runtime.cluster())
+    }
+
+    /// A deployment this proxy routes and cannot reach, if any; free while
+    /// no node is ejected (the common case).
+    fn unreachable(&self) -> Option<reach::Unreachable> {
+        let cluster = self.runtime.cluster();
+        let health = cluster.health();
+        if !health.any_ejected() {
+            return None;
+        }
+        let ejected: Vec<NodeId> = health
+            .snapshot()
+            .into_iter()
+            .filter(|n| n.ejected)
+            .map(|n| n.node)
+            .collect();
+        let me = cluster.id();
+        cluster.read_state(|s| {
+            let records = crate::records::of(cluster, s);
+            reach::unreachable(&records, s, me, |n| ejected.contains(&n))
+        })
     }
 }
 
@@ -131,13 +156,18 @@ impl Proxy {
 }
 
 /// As Ray Serve's proxy: 200 `success` while it serves, 503 `draining`
-/// once it stops. A designed answer of the health check, not an error:
-/// probes are not logged.
+/// once it stops; and 503 `unreachable: ...` while every replica of a
+/// deployment it routes is on nodes its data path has ejected
+/// ([`reach`]), so a load balancer sends to a proxy that reaches them. A
+/// designed answer of the health check, not an error: probes are not
+/// logged.
 async fn healthz(state: web::Data<ProxyState>) -> HttpResponse {
     let (mut response, body) = if state.draining.load(Ordering::Relaxed) {
-        (HttpResponse::ServiceUnavailable(), "draining")
+        (HttpResponse::ServiceUnavailable(), "draining".to_owned())
+    } else if let Some(cut_off) = state.unreachable() {
+        (HttpResponse::ServiceUnavailable(), cut_off.reason())
     } else {
-        (HttpResponse::Ok(), "success")
+        (HttpResponse::Ok(), "success".to_owned())
     };
     response.content_type("text/plain").body(body)
 }
