@@ -8,18 +8,15 @@ pub type Result<T, E = GcsStoreError> = std::result::Result<T, E>;
 
 /// What can go wrong in the GCS storage layer.
 ///
-/// `Compacted` and `WatchClosed` are expected conditions a server maps to a
-/// client answer (re-list / reconnect); the others are storage faults, which
-/// openraft treats as fatal for the member.
+/// `Compacted` is an expected condition a server maps to a client answer
+/// (re-list); the others are storage faults, which openraft treats as fatal
+/// for the member.
 #[derive(Debug, Error)]
 pub enum GcsStoreError {
     /// A watcher asked for history that compaction already removed: re-list
     /// (read the current state) and watch from `revision + 1`.
     #[error("revision {requested} is compacted (history starts after {compacted_at})")]
     Compacted { requested: u64, compacted_at: u64 },
-    /// The state machine was dropped: the member is shutting down.
-    #[error("the state machine has shut down")]
-    WatchClosed,
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
     #[error("io: {0}")]

@@ -92,12 +92,12 @@ impl Watcher {
     /// The next revision with events for the selector (only those events).
     ///
     /// Cancel-safe. Fails with [`GcsStoreError::Compacted`] when the watcher
-    /// needs history that is gone. [`GcsStoreError::WatchClosed`] is not
-    /// returned: the watcher's reader keeps the state machine's shared state
-    /// (and its hub) alive, so it waits for revisions instead.
+    /// needs history that is gone; it never fails because the member shuts
+    /// down: the watcher's reader keeps the state machine's shared state
+    /// (and its hub) alive, so it waits for revisions instead (a member that
+    /// stops closes its connections, which ends its clients' watches).
     ///
     /// [`GcsStoreError::Compacted`]: crate::GcsStoreError::Compacted
-    /// [`GcsStoreError::WatchClosed`]: crate::GcsStoreError::WatchClosed
     pub async fn next(&mut self) -> Result<RevisionEvents> {
         loop {
             if let Some(events) = self.ready.pop_front() {
