@@ -1,12 +1,14 @@
 //! GCS watch fan-out: what one applied write costs a member holding N idle
-//! single-key watchers, none of which the write matches.
+//! watchers, none of which the write matches: single-key watchers, or with
+//! `prefix` prefix watchers (a node's narrow view watches its own
+//! assignments' prefix, so a member holds one distinct prefix per node).
 //!
 //! ```text
-//! cargo run -p troupe-gcs --release --example watch_fanout
+//! cargo run -p troupe-gcs --release --example watch_fanout [prefix]
 //! ```
 //!
 //! One in-process store, a single-threaded runtime. For each N: N watchers
-//! on keys `watched/<i>`, each driven by its own task (as a member's watch
+//! on keys `watched/<i>` (or prefixes `watched/<i>/`), each driven by its own task (as a member's watch
 //! service drives one per stream) that counts how often it is polled; then
 //! W writes to `unwatched/<j>`, one `apply` each, yielding after each until
 //! every woken task has run. Prints the wall time per
@@ -43,15 +45,32 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(measure());
+    let prefix = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("prefix") => true,
+        Some(other) => {
+            eprintln!("watch_fanout: unknown argument {other:?}; give nothing or `prefix`");
+            std::process::exit(2);
+        }
+    };
+    runtime.block_on(measure(prefix));
 }
 
-async fn measure() {
+/// The selector of watcher `i`.
+fn selector(i: usize, prefix: bool) -> KeySelector {
+    match prefix {
+        true => KeySelector::Prefix(format!("watched/{i}/").into()),
+        false => KeySelector::Key(format!("watched/{i}").into()),
+    }
+}
+
+async fn measure(prefix: bool) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (_log, mut sm) = open(dir.path(), StoreConfig::default()).expect("open the store");
     let reader = sm.reader();
     let mut index = 0;
     let mut baseline = None;
+    println!("{} watchers", if prefix { "prefix" } else { "single-key" });
     println!("watchers  us/write  polls/write  ratio_vs_0");
     for n in WATCHERS {
         let polls = Arc::new(AtomicU64::new(0));
@@ -59,8 +78,7 @@ async fn measure() {
         let from = reader.revision().expect("revision") + 1;
         let tasks: Vec<_> = (0..n)
             .map(|i| {
-                let mut watcher =
-                    reader.watch(KeySelector::Key(format!("watched/{i}").into()), from);
+                let mut watcher = reader.watch(selector(i, prefix), from);
                 let (polls, delivered) = (polls.clone(), delivered.clone());
                 tokio::spawn(async move {
                     loop {

@@ -4,10 +4,13 @@
 //!
 //! The state machine calls [`WatchHub::publish`] once per `apply`, after the
 //! batch is visible, and [`WatchHub::reset`] after a snapshot install. The
-//! hub keeps an index of registered watchers: exact keys in a hash map,
-//! prefixes and intervals in a list of distinct selectors (few: full views
-//! watch `/troupe/` prefixes). Watchers with the same selector form one
-//! group and share one filtered copy of a revision.
+//! hub keeps an index of registered watchers: exact keys and prefixes in
+//! hash maps (a key finds its prefix watchers by looking up its own
+//! prefixes of each length some watched prefix has: few, since a cluster's
+//! prefixes come in few shapes, so one per node's assignments costs a
+//! lookup per write, not one per node), intervals in a list of distinct
+//! selectors (rare). Watchers with the same selector form one group and
+//! share one filtered copy of a revision.
 //!
 //! Each watcher has a [`Slot`]: a bounded queue of its matching revisions,
 //! in order. The hub guarantees that every matching revision published
@@ -18,7 +21,7 @@
 //! published before a watcher registers (then it was visible before the
 //! watcher's history read) or queued for it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -36,7 +39,11 @@ struct Index {
     watchers: usize,
     /// `KeySelector::Key` watchers by key.
     keys: HashMap<Vec<u8>, Group>,
-    /// Prefix and interval watchers, one entry per distinct selector.
+    /// `KeySelector::Prefix` watchers by prefix.
+    prefixes: HashMap<Vec<u8>, Group>,
+    /// How many watched prefixes have each length.
+    prefix_lengths: BTreeMap<usize, usize>,
+    /// Interval watchers, one entry per distinct selector.
     ranges: Vec<(KeySelector, Group)>,
 }
 
@@ -96,13 +103,21 @@ impl WatchHub {
         index.watchers += 1;
         let group = match &selector {
             KeySelector::Key(key) => index.keys.entry(key.clone()).or_default(),
-            _ => match index.ranges.iter().position(|(s, _)| *s == selector) {
-                Some(at) => &mut index.ranges[at].1,
-                None => {
-                    index.ranges.push((selector.clone(), Group::new()));
-                    &mut index.ranges.last_mut().expect("just pushed").1
+            KeySelector::Prefix(prefix) => {
+                if !index.prefixes.contains_key(prefix) {
+                    *index.prefix_lengths.entry(prefix.len()).or_default() += 1;
                 }
-            },
+                index.prefixes.entry(prefix.clone()).or_default()
+            }
+            KeySelector::Interval { .. } => {
+                match index.ranges.iter().position(|(s, _)| *s == selector) {
+                    Some(at) => &mut index.ranges[at].1,
+                    None => {
+                        index.ranges.push((selector.clone(), Group::new()));
+                        &mut index.ranges.last_mut().expect("just pushed").1
+                    }
+                }
+            }
         };
         group.insert(id, slot.clone());
         drop(index);
@@ -127,16 +142,34 @@ impl WatchHub {
                 }
                 None => false,
             },
-            _ => match index.ranges.iter().position(|(s, _)| s == selector) {
-                Some(at) => {
-                    let removed = index.ranges[at].1.remove(&id).is_some();
-                    if index.ranges[at].1.is_empty() {
-                        index.ranges.swap_remove(at);
+            KeySelector::Prefix(prefix) => match index.prefixes.get_mut(prefix) {
+                Some(group) => {
+                    let removed = group.remove(&id).is_some();
+                    if group.is_empty() {
+                        index.prefixes.remove(prefix);
+                        if let Some(n) = index.prefix_lengths.get_mut(&prefix.len()) {
+                            *n -= 1;
+                            if *n == 0 {
+                                index.prefix_lengths.remove(&prefix.len());
+                            }
+                        }
                     }
                     removed
                 }
                 None => false,
             },
+            KeySelector::Interval { .. } => {
+                match index.ranges.iter().position(|(s, _)| s == selector) {
+                    Some(at) => {
+                        let removed = index.ranges[at].1.remove(&id).is_some();
+                        if index.ranges[at].1.is_empty() {
+                            index.ranges.swap_remove(at);
+                        }
+                        removed
+                    }
+                    None => false,
+                }
+            }
         };
         if removed {
             index.watchers -= 1;
@@ -169,25 +202,36 @@ impl WatchHub {
                 wake.extend(slot.take_waker());
             }
         };
-        if !index.keys.is_empty() {
-            // The events of each watched key, in the revision's order.
-            let mut hits: HashMap<&[u8], Vec<&Event>> = HashMap::new();
-            for event in &events.events {
-                if index.keys.contains_key(&event.kv.key) {
-                    hits.entry(&event.kv.key).or_default().push(event);
+        // The events of each watched key and prefix, in the revision's order.
+        let mut hits: HashMap<(bool, &[u8]), Vec<&Event>> = HashMap::new();
+        for event in &events.events {
+            let key = event.kv.key.as_slice();
+            if index.keys.contains_key(key) {
+                hits.entry((false, key)).or_default().push(event);
+            }
+            for &length in index.prefix_lengths.keys() {
+                let Some(prefix) = key.get(..length) else {
+                    break;
+                };
+                if index.prefixes.contains_key(prefix) {
+                    hits.entry((true, prefix)).or_default().push(event);
                 }
             }
-            for (key, selected) in hits {
-                let matching = if selected.len() == events.events.len() {
-                    events.clone()
-                } else {
-                    Arc::new(RevisionEvents {
-                        revision: events.revision,
-                        events: selected.into_iter().cloned().collect(),
-                    })
-                };
-                deliver(&index.keys[key], &matching);
-            }
+        }
+        for ((is_prefix, selected_by), selected) in hits {
+            let matching = if selected.len() == events.events.len() {
+                events.clone()
+            } else {
+                Arc::new(RevisionEvents {
+                    revision: events.revision,
+                    events: selected.into_iter().cloned().collect(),
+                })
+            };
+            let group = match is_prefix {
+                true => &index.prefixes[selected_by],
+                false => &index.keys[selected_by],
+            };
+            deliver(group, &matching);
         }
         for (selector, group) in &index.ranges {
             if let Some(matching) = restricted(events, selector) {
@@ -205,6 +249,7 @@ impl WatchHub {
             let groups = index
                 .keys
                 .values()
+                .chain(index.prefixes.values())
                 .chain(index.ranges.iter().map(|(_, g)| g));
             for slot in groups.flat_map(Group::values) {
                 slot.lag();
@@ -220,7 +265,7 @@ impl WatchHub {
         WatchHubStats {
             watchers: index.watchers,
             keys: index.keys.len(),
-            ranges: index.ranges.len(),
+            ranges: index.prefixes.len() + index.ranges.len(),
             deliveries: self.deliveries.load(Ordering::Relaxed),
             lags: self.lags.load(Ordering::Relaxed),
         }
@@ -498,6 +543,53 @@ mod tests {
         );
         assert_eq!(drain(&open_ended), [Some((2, vec!["zz".to_string()]))]);
         assert_eq!(hub.stats().ranges, 4);
+    }
+
+    #[test]
+    fn distinct_and_nested_prefixes_get_only_their_keys() {
+        let hub = Arc::new(WatchHub::new(16, 0));
+        // One prefix per node, as the nodes' assignment watches are, and a
+        // prefix nested in one of them.
+        let nodes: Vec<_> = (0..200)
+            .map(|i| hub.register(KeySelector::Prefix(format!("assign/{i:03}/").into_bytes())))
+            .collect();
+        let nested = hub.register(KeySelector::Prefix(b"assign/007/x".to_vec()));
+        let shorter = hub.register(KeySelector::Prefix(b"assign/".to_vec()));
+        hub.publish(&[
+            revision(1, &["assign/007/x1", "assign/042/y", "other"]),
+            revision(2, &["assign/007/y"]),
+            revision(3, &["assign/00"]),
+        ]);
+        assert_eq!(
+            drain(&nodes[7]),
+            [
+                Some((1, vec!["assign/007/x1".to_string()])),
+                Some((2, vec!["assign/007/y".to_string()]))
+            ]
+        );
+        assert_eq!(
+            drain(&nodes[42]),
+            [Some((1, vec!["assign/042/y".to_string()]))]
+        );
+        assert_eq!(
+            drain(&nested),
+            [Some((1, vec!["assign/007/x1".to_string()]))]
+        );
+        assert_eq!(revs(drain(&shorter)), [1, 2, 3]);
+        // Nobody else was queued anything.
+        assert_eq!(hub.stats().deliveries, 2 + 1 + 1 + 3);
+        assert!(nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![7, 42].contains(i))
+            .all(|(_, w)| drain(w).is_empty()));
+        // Dropping every watcher of a length forgets the length.
+        drop(nodes);
+        drop(nested);
+        assert_eq!(hub.stats().ranges, 1);
+        hub.publish(&[revision(4, &["assign/007/z"])]);
+        assert_eq!(revs(drain(&shorter)), [4]);
+        assert_eq!(hub.index().prefix_lengths.len(), 1);
     }
 
     #[test]
