@@ -34,7 +34,8 @@
 //! - [`controller`] — the serve controller (pure round + the loop; its
 //!   autoscaler keeps targets and decisions in the GCS; in-place
 //!   `user_config` updates).
-//! - [`proxy`] — the actix-web ingress.
+//! - [`proxy`] — the actix-web ingress; its `/-/healthz` also fails while
+//!   it cannot reach a deployment it routes.
 //! - [`runtime`] — the process's serve runtime (routers, cluster).
 //! - [`admin`] — the admin HTTP server (dashboard port): `/metrics`, the
 //!   REST API and Ray's health probes.

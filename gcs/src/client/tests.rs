@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// `NotLeader` from member 1, with the leader it names, if any.
+fn not_leader(leader: Option<&str>) -> Attempt {
+    Attempt::Store(GcsError::NotLeader {
+        member: 1,
+        leader: leader.map(|addr| (2, addr.into())),
+    })
+}
+
+/// A connection to member `a` refused.
+fn refused() -> Attempt {
+    Attempt::Rpc(RpcError::Connect {
+        addr: "a".into(),
+        reason: "refused".into(),
+    })
+}
+
+/// A connection to member `a` lost mid-call.
+fn lost() -> Attempt {
+    Attempt::Rpc(RpcError::ConnectionLost {
+        addr: "a".into(),
+        reason: "eof".into(),
+    })
+}
+
 #[test]
 fn a_client_used_from_a_second_runtime_refreshes_its_members_there() {
     let token = troupe_core::rpc::ClusterToken::new("refresher-test-token").unwrap();
@@ -39,18 +63,9 @@ fn a_client_used_from_a_second_runtime_refreshes_its_members_there() {
 #[test]
 fn no_known_leader_for_the_grace_with_every_member_asked_gives_up() {
     let (t0, grace) = (Instant::now(), Duration::from_secs(2));
-    let no_leader = Attempt::Store(GcsError::NotLeader {
-        member: 1,
-        leader: None,
-    });
-    let down = Attempt::Rpc(RpcError::Connect {
-        addr: "a".into(),
-        reason: "refused".into(),
-    });
-    let hint = Attempt::Store(GcsError::NotLeader {
-        member: 1,
-        leader: Some((2, "b:1".into())),
-    });
+    let no_leader = not_leader(None);
+    let down = refused();
+    let hint = not_leader(Some("b:1"));
     let mut l = Leaderless::default();
     assert!(!l.gave_up(&no_leader, t0, 3, grace));
     assert!(
@@ -102,44 +117,23 @@ fn a_paged_read_continues_after_its_last_key_until_done_or_its_limit() {
 
 #[test]
 fn only_a_refused_connection_or_not_the_leader_prove_a_write_was_not_applied() {
-    let not_leader = Attempt::Store(GcsError::NotLeader {
-        member: 1,
-        leader: None,
-    });
-    let refused = Attempt::Rpc(RpcError::Connect {
-        addr: "a".into(),
-        reason: "refused".into(),
-    });
+    let not_leader = not_leader(None);
+    let refused = refused();
     assert!(!may_have_applied(&not_leader) && !may_have_applied(&refused));
-    let lost = Attempt::Rpc(RpcError::ConnectionLost {
-        addr: "a".into(),
-        reason: "eof".into(),
-    });
+    let lost = lost();
     let busy = Attempt::Store(GcsError::Unavailable("taking over".into()));
     assert!(may_have_applied(&lost) && may_have_applied(&busy));
 }
 
 #[test]
 fn leader_hints_redirect_and_other_errors_rotate_or_fail() {
-    let hint = Attempt::Store(GcsError::NotLeader {
-        member: 1,
-        leader: Some((2, "b:1".into())),
-    });
+    let hint = not_leader(Some("b:1"));
     assert_eq!(after_error(&hint), Next::Redirect("b:1".into()));
-    let no_hint = Attempt::Store(GcsError::NotLeader {
-        member: 1,
-        leader: None,
-    });
+    let no_hint = not_leader(None);
     assert_eq!(after_error(&no_hint), Next::TryAnother);
-    let down = Attempt::Rpc(RpcError::Connect {
-        addr: "a".into(),
-        reason: "refused".into(),
-    });
+    let down = refused();
     assert_eq!(after_error(&down), Next::TryAnother);
-    let lost = Attempt::Rpc(RpcError::ConnectionLost {
-        addr: "a".into(),
-        reason: "eof".into(),
-    });
+    let lost = lost();
     assert_eq!(after_error(&lost), Next::TryAnother);
     let auth = Attempt::Rpc(RpcError::Unauthenticated { addr: "a".into() });
     assert!(matches!(
